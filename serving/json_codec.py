@@ -1,0 +1,796 @@
+"""TF Serving's REST JSON dialect: request decoding and response encoding.
+
+Decoding follows `util/json_tensor.cc` semantics: rapidjson's number kinds,
+NaN/Infinity tokens, trailing data ignored, the first duplicate key wins, the
+row (`instances`) and columnar (`inputs`) formats and their exact error
+messages. A numpy fast path handles well-formed numeric requests; anything it
+cannot prove valid is re-decoded by the exact (slow) path, which produces the
+upstream error text.
+
+Encoding reproduces `WriteDecimal` number formatting (six significant digits
+unless that does not round-trip), `NaN`/`Infinity` tokens, and the
+`_bytes` -> `{"b64": ...}` output convention.
+"""
+
+import base64
+import binascii
+import json
+import math
+import re
+import struct
+
+import numpy as np
+import orjson
+from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.framework import types_pb2
+
+from serving.dtypes import dtype_name
+from serving.errors import Code, ServingError, invalid
+
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT32 = (0, 2**32 - 1)
+_UINT64 = (0, 2**64 - 1)
+_DEBUG_CAP = 256
+_F32 = struct.Struct("f")
+
+_INT_RANGES = {
+    types_pb2.DT_INT32: _INT32,
+    types_pb2.DT_INT16: _INT32,
+    types_pb2.DT_INT8: _INT32,
+    types_pb2.DT_UINT8: _INT32,
+    types_pb2.DT_INT64: _INT64,
+    types_pb2.DT_UINT32: _UINT32,
+    types_pb2.DT_UINT64: _UINT64,
+}
+_FLOATS = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64}
+_INT_NUMPY = {
+    types_pb2.DT_INT32: np.int32,
+    types_pb2.DT_INT16: np.int16,
+    types_pb2.DT_INT8: np.int8,
+    types_pb2.DT_UINT8: np.uint8,
+    types_pb2.DT_INT64: np.int64,
+    types_pb2.DT_UINT32: np.uint32,
+    types_pb2.DT_UINT64: np.uint64,
+}
+
+# ---------------------------------------------------------------------------
+# JSON parsing
+# ---------------------------------------------------------------------------
+
+_PY_TO_RAPIDJSON = (
+    ("Expecting value", "Invalid value."),
+    ("Expecting property name", "Missing a name for object member."),
+    ("Expecting ':' delimiter", "Missing a colon after a name of object member."),
+    ("Unterminated string", "Missing a closing quotation mark in string."),
+    ("Invalid \\uXXXX escape", "Incorrect hex digit after \\u escape in string."),
+    ("Invalid \\escape", "Invalid escape character in string."),
+    ("Invalid control character", "Invalid encoding in string."),
+)
+_INF_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?)Inf(?:inity)?\b', re.S)
+
+
+def _first_key_wins(pairs):
+    obj = {}
+    for key, value in pairs:
+        obj.setdefault(key, value)
+    return obj
+
+
+def _parse_int(text: str):
+    value = int(text)
+    if _INT64[0] <= value <= _UINT64[1]:
+        return value
+    return float(value)  # rapidjson stores out-of-range integers as double
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_first_key_wins,
+    parse_int=_parse_int,
+    parse_constant=float,
+)
+
+
+def _normalize_inf(text: str) -> str:
+    def repl(match):
+        if match.group(0).startswith('"'):
+            return match.group(0)
+        return match.group(1) + "Infinity"
+
+    return _INF_TOKEN.sub(repl, text)
+
+
+def _rapidjson_message(error: json.JSONDecodeError, text: str) -> str:
+    for prefix, message in _PY_TO_RAPIDJSON:
+        if error.msg.startswith(prefix):
+            return message
+    if error.msg.startswith("Expecting ',' delimiter"):
+        # Decide between the object and the array flavour from the context.
+        depth = []
+        in_string = False
+        escaped = False
+        for ch in text[: error.pos]:
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_string = False
+            elif ch == '"':
+                in_string = True
+            elif ch in "[{":
+                depth.append(ch)
+            elif ch in "]}" and depth:
+                depth.pop()
+        if depth and depth[-1] == "[":
+            return "Missing a comma or ']' after an array element."
+        return "Missing a comma or '}' after an object member."
+    return "Invalid value."
+
+
+def _slow_parse(body: bytes):
+    text = body.decode("utf-8", "surrogateescape")
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    if start == len(text):
+        raise invalid(f"JSON Parse error: The document is empty. at offset: {start}")
+    text = _normalize_inf(text)
+    try:
+        value, _ = _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as e:
+        raise invalid(
+            f"JSON Parse error: {_rapidjson_message(e, text)} at offset: {e.pos}"
+        ) from None
+    except RecursionError:
+        raise invalid(
+            "JSON Parse error: Terminate parsing due to Handler error. at offset: 0"
+        ) from None
+    return value
+
+
+def parse_json_object(body: bytes) -> dict:
+    """Parses a request body the way TF Serving's rapidjson setup does.
+
+    Args:
+      body: the raw HTTP body.
+
+    Returns:
+      The top-level JSON object as a dict.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT with TF Serving's parse-error message.
+    """
+    if not body:
+        raise invalid("JSON Parse error: The document is empty")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = _slow_parse(body)
+    if not isinstance(doc, dict):
+        raise invalid(f"JSON Value: {debug_string(doc)} Is not object")
+    return doc
+
+
+# ---------------------------------------------------------------------------
+# Debug rendering of JSON values (for error messages)
+# ---------------------------------------------------------------------------
+
+
+class _Budget(Exception):
+    pass
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _render(value, indent: int, out: list, size: list) -> None:
+    if size[0] > _DEBUG_CAP:
+        raise _Budget
+    if value is None or value is True or value is False:
+        piece = "null" if value is None else ("true" if value else "false")
+    elif isinstance(value, int):
+        piece = str(value)
+    elif isinstance(value, float):
+        piece = format_double(value)
+    elif isinstance(value, str):
+        piece = _quote(value)
+    elif isinstance(value, list):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(", ")
+            _render(item, indent, out, size)
+        piece = "]"
+    else:
+        if not value:
+            piece = "{}"
+        else:
+            pad = "    " * (indent + 1)
+            out.append("{\n")
+            for i, (key, item) in enumerate(value.items()):
+                out.append((",\n" if i else "") + pad + _quote(key) + ": ")
+                size[0] += len(pad) + len(key)
+                _render(item, indent + 1, out, size)
+            piece = "\n" + "    " * indent + "}"
+    out.append(piece)
+    size[0] += len(piece)
+
+
+def debug_string(value) -> str:
+    """Re-serializes a JSON value for an error message (capped at 256 chars)."""
+    out: list = []
+    try:
+        _render(value, 0, out, [0])
+    except _Budget:
+        pass
+    return "".join(out)[:_DEBUG_CAP]
+
+
+# ---------------------------------------------------------------------------
+# JSON -> tensors (exact path)
+# ---------------------------------------------------------------------------
+
+
+def _type_error(value, dtype: int) -> ServingError:
+    return invalid(
+        f"JSON Value: {debug_string(value)} Type: {_json_type(value)} "
+        f"is not of expected type: {dtype_name(dtype)}"
+    )
+
+
+def is_b64_object(value) -> bool:
+    """True for `{"b64": "<string>"}` (exactly one member)."""
+    return (
+        type(value) is dict
+        and len(value) == 1
+        and isinstance(value.get("b64"), str)
+    )
+
+
+def decode_b64(value) -> bytes:
+    """Decodes a `{"b64": ...}` object with the standard base64 alphabet."""
+    if not is_b64_object(value):
+        raise invalid(
+            f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
+        )
+    text = value["b64"].strip()
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise invalid("Unable to base64 decode") from None
+
+
+def _scalar(value, dtype: int):
+    """Validates one JSON leaf for `dtype` and returns its Python value."""
+    if type(value) is dict:
+        if dtype == types_pb2.DT_STRING:
+            return decode_b64(value)
+        raise _type_error(value, dtype)
+    if dtype in _FLOATS:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        raise _type_error(value, dtype)
+    if dtype in _INT_RANGES:
+        low, high = _INT_RANGES[dtype]
+        if type(value) is int and low <= value <= high:
+            return value
+        raise _type_error(value, dtype)
+    if dtype == types_pb2.DT_BOOL:
+        if type(value) is bool:
+            return value
+        raise _type_error(value, dtype)
+    if dtype == types_pb2.DT_STRING:
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape")
+        raise _type_error(value, dtype)
+    raise ServingError(
+        Code.UNIMPLEMENTED,
+        f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_name(dtype)}",
+    )
+
+
+def _dense_shape(value) -> list:
+    shape = []
+    while type(value) is list:
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _fill(value, level: int, shape: list, dtype: int, flat: list) -> None:
+    rank = len(shape)
+    if type(value) is not list:
+        if level != rank:
+            raise invalid(
+                f"JSON Value: {debug_string(value)} found at incorrect level: "
+                f"{level + 1} in the JSON DOM. Expected at level: {rank}"
+            )
+        flat.append(_scalar(value, dtype))
+        return
+    if level >= rank:
+        raise invalid(f"Encountered list at unexpected level: {level} expected < {rank}")
+    if len(value) != shape[level]:
+        raise invalid(
+            f"Encountered list at unexpected size: {len(value)} at level: {level} "
+            f"expected size: {shape[level]}"
+        )
+    for item in value:
+        _fill(item, level + 1, shape, dtype, flat)
+
+
+def _to_numpy(flat: list, shape: list, dtype: int) -> np.ndarray:
+    if dtype in _FLOATS:
+        with np.errstate(over="ignore", under="ignore"):
+            array = np.array(flat, dtype=np.float64).astype(_FLOATS[dtype])
+    elif dtype in _INT_NUMPY:
+        wide = np.uint64 if dtype == types_pb2.DT_UINT64 else np.int64
+        array = np.array(flat, dtype=wide).astype(_INT_NUMPY[dtype])
+    elif dtype == types_pb2.DT_BOOL:
+        array = np.array(flat, dtype=np.bool_)
+    else:
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+    return array.reshape(shape)
+
+
+def _exact_tensor(value, dtype: int):
+    """Converts one JSON value to (ndarray, shape) with upstream's checks."""
+    shape = _dense_shape(value)
+    flat: list = []
+    _fill(value, 0, shape, dtype, flat)
+    return _to_numpy(flat, shape, dtype), shape
+
+
+# ---------------------------------------------------------------------------
+# JSON -> tensors (numpy fast path)
+# ---------------------------------------------------------------------------
+
+
+def _fast_tensor(value, dtype: int, numbers_only: bool):
+    """Returns an ndarray if `value` is certainly valid for `dtype`, else None."""
+    if dtype == types_pb2.DT_STRING:
+        return None
+    is_bool = dtype == types_pb2.DT_BOOL
+    if not is_bool and not numbers_only:
+        return None  # true/false could hide inside a numeric list
+    try:
+        array = np.array(value)
+    except (ValueError, OverflowError):
+        return None
+    kind = array.dtype.kind
+    if is_bool:
+        return array if kind == "b" else None
+    if dtype in _FLOATS:
+        if kind not in "iuf" or (kind != "f" and array.size == 0):
+            return None
+        with np.errstate(over="ignore", under="ignore"):
+            return array.astype(_FLOATS[dtype])
+    if dtype in _INT_RANGES and kind in "iu":
+        if array.size:
+            low, high = _INT_RANGES[dtype]
+            if int(array.min()) < low or int(array.max()) > high:
+                return None
+        return array.astype(_INT_NUMPY[dtype])
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Predict requests
+# ---------------------------------------------------------------------------
+
+
+def read_signature_name(doc: dict) -> str:
+    """Returns `signature_name` ("" if absent) after TF Serving's type check."""
+    name = doc.get("signature_name", "")
+    if not isinstance(name, str):
+        raise invalid(
+            f"JSON Value: {debug_string(doc)} not formatted correctly. "
+            "'signature_name' key must be a string value."
+        )
+    return name
+
+
+def _is_element_object(value) -> bool:
+    return type(value) is dict and not is_b64_object(value)
+
+
+def _rows_exact(instances: list, inputs: dict) -> dict:
+    names = sorted(inputs)
+    if type(instances[0]) is not dict and len(inputs) > 1:
+        raise invalid(
+            "instances is a plain list, but expecting list of objects as multiple "
+            "input tensors required as per tensorinfo_map"
+        )
+    objects = _is_element_object(instances[0])
+    values = {name: [] for name in names}
+    shapes: dict = {}
+    sizes: dict = {}
+
+    def add(item, name, i, key_text):
+        if name not in inputs:
+            raise invalid(f"JSON object: does not have named input: {name}")
+        array, shape = _exact_tensor(item, inputs[name])
+        if name not in sizes:
+            sizes[name], shapes[name] = array.size, shape
+        elif sizes[name] != array.size:
+            raise invalid(f"Expecting tensor size: {sizes[name]} but got: {array.size}")
+        elif shapes[name] != shape:
+            raise invalid(
+                f"Expecting shape [{','.join(map(str, shapes[name]))}] "
+                f"but got: [{','.join(map(str, shape))}]"
+            )
+        values[name].append(array)
+
+    for i, element in enumerate(instances):
+        if objects:
+            if not _is_element_object(element):
+                raise invalid(f"Expecting object but got list at item {i} of input list")
+            for key, item in element.items():
+                try:
+                    add(item, key, i, key)
+                except ServingError as e:
+                    raise invalid(
+                        f"Failed to process element: {i} key: {key} of 'instances' "
+                        f"list. Error: {e.to_status_string()}"
+                    ) from None
+            if set(element) != set(names):
+                raise invalid(
+                    f"Failed to process element: {i} of 'instances' list. JSON object: "
+                    f"{debug_string(element)} keys must be equal to: {','.join(names)}"
+                )
+        else:
+            if _is_element_object(element):
+                raise invalid(
+                    f"Expecting value/list but got object at item {i} of input list"
+                )
+            try:
+                add(element, names[0], i, None)
+            except ServingError as e:
+                raise invalid(
+                    f"Failed to process element: {i} of 'instances' list. "
+                    f"Error: {e.to_status_string()}"
+                ) from None
+    return {name: np.stack(arrays) for name, arrays in values.items() if arrays}
+
+
+def _rows_fast(instances: list, inputs: dict, numbers_only: bool):
+    if len(inputs) == 1:
+        (name, dtype), = inputs.items()
+        if type(instances[0]) is dict:
+            if not all(type(e) is dict and e.keys() == {name} for e in instances):
+                return None
+            array = _fast_tensor([e[name] for e in instances], dtype, numbers_only)
+        else:
+            if any(type(e) is dict for e in instances):
+                return None
+            array = _fast_tensor(instances, dtype, numbers_only)
+        return None if array is None else {name: array}
+    keys = inputs.keys()
+    for element in instances:
+        if type(element) is not dict or element.keys() != keys:
+            return None
+    out = {}
+    for name, dtype in inputs.items():
+        array = _fast_tensor([e[name] for e in instances], dtype, numbers_only)
+        if array is None:
+            return None
+        out[name] = array
+    return out
+
+
+def _columns(value, inputs: dict, numbers_only: bool) -> dict:
+    if type(value) is not dict or is_b64_object(value):
+        if len(inputs) > 1:
+            raise invalid(
+                "inputs is a plain value/list, but expecting an object as multiple "
+                "input tensors required as per tensorinfo_map"
+            )
+        items = [(next(iter(inputs)), value)]
+    else:
+        items = []
+        for name in sorted(inputs):
+            if name not in value:
+                raise invalid(f"Missing named input: {name} in 'inputs' object.")
+            items.append((name, value[name]))
+    out = {}
+    for name, item in items:
+        array = _fast_tensor(item, inputs[name], numbers_only)
+        out[name] = array if array is not None else _exact_tensor(item, inputs[name])[0]
+    return out
+
+
+def decode_predict_inputs(doc: dict, inputs: dict, body: bytes = b""):
+    """Builds the feed tensors of a predict request.
+
+    Args:
+      doc: the parsed request object.
+      inputs: signature input alias -> DataType enum.
+      body: the raw body; lets the fast path rule out hidden booleans.
+
+    Returns:
+      (alias -> ndarray, is_row_format).
+
+    Raises:
+      ServingError: with TF Serving's message for the first problem found.
+    """
+    numbers_only = b"true" not in body and b"false" not in body
+    has_instances = "instances" in doc
+    has_inputs = "inputs" in doc
+    if has_instances and has_inputs:
+        raise invalid(
+            f"JSON Value: {debug_string(doc)} Not formatted correctly expecting only "
+            "one of 'inputs' or 'instances' keys to exist "
+        )
+    if has_instances:
+        instances = doc["instances"]
+        if type(instances) is not list:
+            raise invalid(
+                f"JSON Value: {debug_string(doc)} Expecting 'instances' to be an list/array"
+            )
+        if not instances:
+            raise invalid(f"JSON Value: {debug_string(doc)} No values in 'instances' array")
+        tensors = _rows_fast(instances, inputs, numbers_only)
+        if tensors is None:
+            tensors = _rows_exact(instances, inputs)
+        return tensors, True
+    if has_inputs:
+        return _columns(doc["inputs"], inputs, numbers_only), False
+    raise invalid("Missing 'inputs' or 'instances' key")
+
+
+# ---------------------------------------------------------------------------
+# Classify / regress requests
+# ---------------------------------------------------------------------------
+
+_KIND_NAMES = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
+
+
+def _add_feature_value(value, name: str, feature, kind: list) -> None:
+    def check(wanted):
+        if kind[0] is None:
+            kind[0] = wanted
+        elif kind[0] != wanted:
+            raise invalid(
+                f"Unexpected element type in feature: {name} expecting type: "
+                f"{_KIND_NAMES[kind[0]]}"
+            )
+
+    if value is None or type(value) is list or (
+        type(value) is dict and not is_b64_object(value)
+    ):
+        raise invalid(
+            f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}"
+        )
+    if type(value) is bool:
+        check("int64_list")
+        feature.int64_list.value.append(1 if value else 0)
+    elif type(value) is dict:
+        check("bytes_list")
+        feature.bytes_list.value.append(decode_b64(value))
+    elif isinstance(value, str):
+        check("bytes_list")
+        feature.bytes_list.value.append(value.encode("utf-8", "surrogateescape"))
+    elif isinstance(value, float):
+        check("float_list")
+        feature.float_list.value.append(value)
+    else:
+        check("int64_list")
+        if value > _INT64[1]:
+            raise invalid(
+                f"Feature: {name} has uint64_t element. Only int64_t is supported."
+            )
+        feature.int64_list.value.append(value)
+
+
+def json_to_example(value) -> example_pb2.Example:
+    """Builds a tf.Example from `{feature: value | [values]}`."""
+    if type(value) is not dict:
+        raise invalid(f"Example must be JSON object but got JSON {_json_type(value)}")
+    example = example_pb2.Example()
+    for name, content in value.items():
+        feature = feature_pb2.Feature()
+        kind = [None]
+        for item in content if type(content) is list else [content]:
+            _add_feature_value(item, name, feature, kind)
+        example.features.feature[name].CopyFrom(feature)
+    return example
+
+
+def decode_examples(doc: dict):
+    """Decodes a classify/regress body into (examples, context or None)."""
+    context = None
+    if "context" in doc:
+        context = json_to_example(doc["context"])
+    if "examples" not in doc:
+        raise invalid(
+            f"JSON Value: {debug_string(doc)} When method is classify, key 'examples' "
+            "is expected and was not found"
+        )
+    examples = doc["examples"]
+    if type(examples) is not list:
+        raise invalid(
+            f"JSON Value: {debug_string(doc)} Expecting 'examples' value to be an list/array"
+        )
+    if not examples:
+        raise invalid(f"JSON Value: {debug_string(doc)} 'examples' value is an empty array")
+    return [json_to_example(e) for e in examples], context
+
+
+# ---------------------------------------------------------------------------
+# Tensors -> JSON
+# ---------------------------------------------------------------------------
+
+
+def _special(value: float):
+    if value != value:
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def format_float(value: float) -> str:
+    """Formats a float32 value like TF Serving's `WriteDecimal<float>`."""
+    if not math.isfinite(value):
+        return _special(value)
+    text = "%.6g" % value
+    try:
+        same = _F32.unpack(_F32.pack(float(text)))[0] == value
+    except OverflowError:
+        same = False
+    if not same:
+        text = "%.9g" % value
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def format_double(value: float) -> str:
+    """Formats a float64 value like TF Serving's `WriteDecimal<double>`."""
+    if not math.isfinite(value):
+        return _special(value)
+    text = "%.6g" % value
+    if float(text) != value:
+        text = "%.17g" % value
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def _string_token(value: bytes) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return orjson.dumps(text).decode()
+
+
+def _b64_token(value: bytes) -> str:
+    return '{"b64": "' + base64.b64encode(value).decode("ascii") + '"}'
+
+
+def _tokens(name: str, array: np.ndarray) -> list:
+    kind = array.dtype.kind
+    flat = array.ravel().tolist()
+    if kind == "f":
+        if array.dtype == np.float32:
+            return [format_float(v) for v in flat]
+        if array.dtype == np.float64:
+            return [format_double(v) for v in flat]
+    elif kind in "iu":
+        return [str(v) for v in flat]
+    elif kind == "b":
+        return ["true" if v else "false" for v in flat]
+    elif kind in "OSU":
+        if name.endswith("_bytes"):
+            return [_b64_token(v if isinstance(v, bytes) else str(v).encode()) for v in flat]
+        return [_string_token(v) for v in flat]
+    raise invalid(f"Failed to write JSON value for tensor type: {array.dtype}")
+
+
+def _nest(tokens: list, shape: tuple) -> list:
+    """Groups flat tokens into nested JSON lists, keeping the outermost level."""
+    level = tokens
+    for k in range(len(shape) - 1, 0, -1):
+        size = shape[k]
+        groups = int(np.prod(shape[:k], dtype=np.int64))
+        if size == 0:
+            level = ["[]"] * groups
+        else:
+            level = [
+                "[" + ", ".join(level[i : i + size]) + "]"
+                for i in range(0, len(level), size)
+            ]
+    return level
+
+
+def _tensor_json(name: str, array: np.ndarray) -> str:
+    if array.ndim == 0:
+        return _tokens(name, array)[0]
+    return "[" + ", ".join(_nest(_tokens(name, array), array.shape)) + "]"
+
+
+def _rows_json(name: str, array: np.ndarray) -> list:
+    return _nest(_tokens(name, array), array.shape)
+
+
+def _wrap(key: str, inner: str) -> bytes:
+    return ('{\n    "' + key + '": ' + inner + "\n}").encode("utf-8")
+
+
+def encode_predict_response(outputs: dict, row_format: bool) -> bytes:
+    """Encodes predict outputs as `{"predictions": ...}` or `{"outputs": ...}`."""
+    if not outputs:
+        raise invalid("Cannot convert empty tensor map to JSON")
+    names = sorted(outputs)
+    if not row_format:
+        if len(names) == 1:
+            return _wrap("outputs", _tensor_json(names[0], outputs[names[0]]))
+        body = ",\n".join(
+            "        " + _quote(n) + ": " + _tensor_json(n, outputs[n]) for n in names
+        )
+        return _wrap("outputs", "{\n" + body + "\n    }")
+    batch = None
+    for name in names:
+        array = outputs[name]
+        if array.ndim == 0:
+            raise invalid(f"Tensor name: {name} has no shape information ")
+        if batch is None:
+            batch = array.shape[0]
+        elif array.shape[0] != batch:
+            raise invalid(
+                f"Tensor name: {name} has inconsistent batch size: {array.shape[0]} "
+                f"expecting: {batch}"
+            )
+    if len(names) == 1:
+        rows = _rows_json(names[0], outputs[names[0]])
+    else:
+        columns = [(_quote(n), _rows_json(n, outputs[n])) for n in names]
+        rows = [
+            "{" + ", ".join(key + ": " + col[i] for key, col in columns) + "}"
+            for i in range(batch)
+        ]
+    if not rows:
+        return _wrap("predictions", "[]")
+    return _wrap("predictions", "[" + ", ".join(rows) + "\n    ]")
+
+
+def encode_classify_response(results: list) -> bytes:
+    """Encodes [[(label, score), ...] per example] as `{"results": ...}`."""
+    if not results:
+        raise invalid("Cannot convert empty ClassificationResults to JSON")
+    per_example = []
+    for classes in results:
+        pairs = ", ".join(
+            "[" + _string_token(label) + ", " + format_float(score) + "]"
+            for label, score in classes
+        )
+        per_example.append("[" + pairs + "]")
+    return _wrap("results", "[" + ", ".join(per_example) + "\n    ]")
+
+
+def encode_regress_response(values: list) -> bytes:
+    """Encodes one float per example as `{"results": [...]}`."""
+    if not values:
+        raise invalid("Cannot convert empty RegressionResults to JSON")
+    return _wrap("results", "[" + ", ".join(format_float(v) for v in values) + "\n    ]")
+
+
+def encode_error(message: str) -> bytes:
+    """Encodes `{"error": message}` with JSON escaping."""
+    return _wrap("error", _quote(message))

@@ -1,0 +1,183 @@
+"""Prometheus metrics in TF Serving's names and exposition format.
+
+TF Serving exports `:tensorflow:serving:request_count` (a counter without a
+`_total` suffix), histograms in microseconds and no `# HELP` lines.
+`prometheus_client` always appends `_total` to counters and writes HELP lines,
+so this module keeps its own tiny registry and renders the upstream text
+format exactly; the output parses with `prometheus_client.parser`.
+
+Metrics TF Serving does not have (per-version request counts, model load and
+unload events, per-version availability) live under the `:serving:` prefix.
+"""
+
+import bisect
+import threading
+
+_LATENCY_BUCKETS = tuple(10 * 1.8**k for k in range(33))
+_EXAMPLE_BUCKETS = tuple(float(2**k) for k in range(15))
+
+
+def _format_number(value: float) -> str:
+    if float(value).is_integer():
+        return str(int(value))
+    return "%.6g" % value
+
+
+def _escape(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Metric:
+    kind = "untyped"
+
+    def __init__(self, name: str, label_names: tuple):
+        self.name = name
+        self.label_names = label_names
+        self._values: dict = {}
+        self._lock = threading.Lock()
+
+    def _labels(self, key: tuple, extra: str = "") -> str:
+        parts = [f'{n}="{_escape(v)}"' for n, v in zip(self.label_names, key)]
+        if extra:
+            parts.append(extra)
+        return "{" + ",".join(parts) + "}" if parts else ""
+
+    def render(self) -> list:
+        with self._lock:
+            items = sorted(self._values.items())
+        lines = [f"# TYPE {self.name} {self.kind}"]
+        for key, value in items:
+            lines.extend(self._render_one(key, value))
+        return lines
+
+    def _render_one(self, key, value) -> list:
+        return [f"{self.name}{self._labels(key)} {_format_number(value)}"]
+
+    def get(self, *labels):
+        """Returns the current value for `labels` (tests, introspection)."""
+        return self._values.get(tuple(labels))
+
+
+class Counter(_Metric):
+    """A monotonically increasing value per label set."""
+
+    kind = "counter"
+
+    def inc(self, labels: tuple, amount: float = 1) -> None:
+        with self._lock:
+            self._values[labels] = self._values.get(labels, 0) + amount
+
+
+class Gauge(_Metric):
+    """A value that can go up and down per label set."""
+
+    kind = "gauge"
+
+    def set(self, labels: tuple, value: float) -> None:
+        with self._lock:
+            self._values[labels] = value
+
+
+class Histogram(_Metric):
+    """Cumulative-bucket histogram; stores [bucket counts..., sum, count]."""
+
+    kind = "histogram"
+
+    def __init__(self, name: str, label_names: tuple, buckets: tuple):
+        super().__init__(name, label_names)
+        self.buckets = buckets
+
+    def observe(self, labels: tuple, value: float) -> None:
+        index = bisect.bisect_left(self.buckets, value)
+        with self._lock:
+            state = self._values.get(labels)
+            if state is None:
+                state = self._values[labels] = [0] * (len(self.buckets) + 3)
+            state[index] += 1
+            state[-2] += value
+            state[-1] += 1
+
+    def _render_one(self, key, state) -> list:
+        lines = []
+        running = 0
+        for bound, count in zip(self.buckets, state):
+            running += count
+            le = f'le="{_format_number(bound)}"'
+            lines.append(f"{self.name}_bucket{self._labels(key, le)} {running}")
+        inf = 'le="+Inf"'
+        lines.append(f"{self.name}_bucket{self._labels(key, inf)} {state[-1]}")
+        lines.append(f"{self.name}_sum{self._labels(key)} {_format_number(state[-2])}")
+        lines.append(f"{self.name}_count{self._labels(key)} {state[-1]}")
+        return lines
+
+
+class ServingMetrics:
+    """All metrics the server records, plus the text exposition."""
+
+    def __init__(self):
+        self.request_count = Counter(
+            ":tensorflow:serving:request_count", ("model_name", "status"))
+        self.request_latency = Histogram(
+            ":tensorflow:serving:request_latency", ("model_name", "API", "entrypoint"),
+            _LATENCY_BUCKETS)
+        self.example_counts = Histogram(
+            ":tensorflow:serving:request_example_counts", ("model",), _EXAMPLE_BUCKETS)
+        self.example_count_total = Counter(
+            ":tensorflow:serving:request_example_count_total", ("model",))
+        self.input_batch_size = Histogram(
+            ":tensorflow:serving:batching_session:input_batch_size", ("model_name",),
+            _EXAMPLE_BUCKETS)
+        self.processed_batch_size = Histogram(
+            ":tensorflow:serving:batching_session:processed_batch_size", ("model_name",),
+            _EXAMPLE_BUCKETS)
+        self.load_attempts = Counter(
+            ":tensorflow:cc:saved_model:load_attempt_count", ("model_path", "status"))
+        self.warmup_latency = Histogram(
+            ":tensorflow:serving:model_warmup_latency", ("model_path", "status"),
+            _LATENCY_BUCKETS)
+        self.request_log_count = Counter(
+            ":tensorflow:serving:request_log_count", ("model_name", "status"))
+        self.version_requests = Counter(
+            ":serving:model_version_request_count",
+            ("model_name", "version", "API", "entrypoint", "status"))
+        self.version_events = Counter(
+            ":serving:model_version_events", ("model_name", "version", "event"))
+        self.version_available = Gauge(
+            ":serving:model_version_available", ("model_name", "version"))
+        self._all = [
+            self.request_count, self.request_latency, self.example_counts,
+            self.example_count_total, self.input_batch_size, self.processed_batch_size,
+            self.load_attempts, self.warmup_latency, self.request_log_count,
+            self.version_requests, self.version_events, self.version_available,
+        ]
+
+    def record_request(self, model: str, version, api: str, entrypoint: str,
+                       status: str, latency_us: float = None, examples: int = 0) -> None:
+        """Records one API call; latency only on success, like upstream."""
+        self.request_count.inc((model, status))
+        if version is not None:
+            self.version_requests.inc((model, str(version), api, entrypoint, status))
+        if latency_us is not None:
+            self.request_latency.observe((model, api, entrypoint), latency_us)
+        if examples:
+            self.example_counts.observe((model,), examples)
+            self.example_count_total.inc((model,), examples)
+
+    def record_batch(self, model: str, rows: int, padded: int) -> None:
+        """Records one executed batch."""
+        self.input_batch_size.observe((model,), rows)
+        self.processed_batch_size.observe((model,), padded)
+
+    def record_version_event(self, model: str, version: int, event: str) -> None:
+        """Records load/unload transitions (`load_ok`, `load_error`, `unload`)."""
+        self.version_events.inc((model, str(version), event))
+        if event in ("load_ok", "unload"):
+            self.version_available.set((model, str(version)), 1 if event == "load_ok" else 0)
+
+    def render(self) -> bytes:
+        """Returns the exposition text (TYPE lines, no HELP, trailing newline)."""
+        lines = []
+        for metric in self._all:
+            if metric._values:
+                lines.extend(metric.render())
+        return ("\n".join(lines) + "\n").encode("utf-8")

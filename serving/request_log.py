@@ -1,0 +1,198 @@
+"""Sampled request logging as `PredictionLog` TFRecords (TF Serving's logging_config).
+
+A model's `logging_config { log_collector_config { filename_prefix: "..." }
+sampling_config { sampling_rate: 0.1 } }` turns logging on. Sampled requests
+are logged with their full request and response (inputs/outputs as typed
+TensorProtos, classify/regress examples and results) plus `log_metadata`
+(model spec with the resolved version and signature, sampling config,
+SavedModel tags, timestamp), so the files can feed drift monitoring.
+
+Records are written by one background thread to
+`<filename_prefix>.<unix_ms>.<seq>.tfrecord`; a file is rotated after
+`max_file_bytes`, and only the newest `max_files` per prefix are kept. When
+the queue is full, records are dropped and counted (`status="DROPPED"`).
+"""
+
+import glob
+import logging
+import os
+import queue
+import random
+import threading
+import time
+
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    classification_pb2,
+    logging_pb2,
+    predict_pb2,
+    prediction_log_pb2,
+    regression_pb2,
+)
+
+from serving.model_info import model_spec
+from serving.tensors import to_tensor_proto
+
+log = logging.getLogger(__name__)
+
+
+class _RotatingWriter:
+    """TFRecord files with size-based rotation and a retention limit."""
+
+    def __init__(self, prefix: str, max_file_bytes: int, max_files: int):
+        self.prefix = prefix
+        self.max_file_bytes = max_file_bytes
+        self.max_files = max_files
+        self._writer = None
+        self._bytes = 0
+        self._seq = 0
+
+    def write(self, record: bytes) -> None:
+        if self._writer is None or self._bytes >= self.max_file_bytes:
+            self._rotate()
+        self._writer.write(record)
+        self._bytes += len(record) + 16
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def _rotate(self) -> None:
+        self.close()
+        directory = os.path.dirname(self.prefix)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        self._seq += 1
+        path = f"{self.prefix}.{int(time.time() * 1000)}.{self._seq:06d}.tfrecord"
+        self._writer = tf.io.TFRecordWriter(path)
+        self._bytes = 0
+        files = sorted(glob.glob(glob.escape(self.prefix) + ".*.tfrecord"))
+        for old in files[: max(0, len(files) - self.max_files)]:
+            try:
+                os.remove(old)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class RequestLogger:
+    """Samples and writes request logs for the models that configure them.
+
+    Args:
+      max_file_bytes: rotate a file once it reaches this size.
+      max_files: files kept per prefix.
+      metrics: optional `ServingMetrics`.
+      queue_size: records buffered before dropping.
+    """
+
+    def __init__(self, max_file_bytes: int = 64 << 20, max_files: int = 10,
+                 metrics=None, queue_size: int = 10000):
+        self.max_file_bytes = max_file_bytes
+        self.max_files = max_files
+        self._metrics = metrics
+        self._configs: dict = {}  # model -> (rate, prefix, SamplingConfig)
+        self._queue = queue.Queue(maxsize=queue_size)
+        self._writers: dict = {}
+        self._thread = threading.Thread(target=self._drain, name="request-log", daemon=True)
+        self._thread.start()
+
+    def configure(self, model_name: str, model_config) -> None:
+        """Applies (or clears) a model's `logging_config`."""
+        if not model_config.HasField("logging_config"):
+            self._configs.pop(model_name, None)
+            return
+        config = model_config.logging_config
+        prefix = config.log_collector_config.filename_prefix
+        rate = config.sampling_config.sampling_rate
+        if not prefix or rate <= 0:
+            self._configs.pop(model_name, None)
+            return
+        self._configs[model_name] = (rate, prefix, config.sampling_config)
+
+    def sampled(self, model_name: str) -> bool:
+        """Decides whether to log one request of `model_name`."""
+        config = self._configs.get(model_name)
+        return config is not None and random.random() < config[0]
+
+    def log_predict(self, servable, signature_name: str, feeds: dict, outputs: dict) -> None:
+        """Logs a predict call (call only when `sampled()` said so)."""
+        spec = model_spec(servable.name, servable.version, signature_name)
+        request = predict_pb2.PredictRequest(model_spec=spec)
+        for alias, array in feeds.items():
+            request.inputs[alias].CopyFrom(to_tensor_proto(array))
+        response = predict_pb2.PredictResponse(model_spec=spec)
+        for alias, array in outputs.items():
+            response.outputs[alias].CopyFrom(to_tensor_proto(array))
+        entry = prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request, response=response))
+        self._enqueue(servable, spec, entry)
+
+    def log_classify(self, servable, signature_name: str, request_input, results: list) -> None:
+        """Logs a classify call; `results` as from `classification_results`."""
+        spec = model_spec(servable.name, servable.version, signature_name)
+        request = classification_pb2.ClassificationRequest(model_spec=spec, input=request_input)
+        response = classification_pb2.ClassificationResponse(model_spec=spec)
+        for classes in results:
+            item = response.result.classifications.add()
+            for label, score in classes:
+                item.classes.add(label=label, score=score)
+        entry = prediction_log_pb2.PredictionLog(
+            classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response))
+        self._enqueue(servable, spec, entry)
+
+    def log_regress(self, servable, signature_name: str, request_input, values: list) -> None:
+        """Logs a regress call."""
+        spec = model_spec(servable.name, servable.version, signature_name)
+        request = regression_pb2.RegressionRequest(model_spec=spec, input=request_input)
+        response = regression_pb2.RegressionResponse(model_spec=spec)
+        for value in values:
+            response.result.regressions.add(value=value)
+        entry = prediction_log_pb2.PredictionLog(
+            regress_log=prediction_log_pb2.RegressLog(request=request, response=response))
+        self._enqueue(servable, spec, entry)
+
+    def _enqueue(self, servable, spec, entry) -> None:
+        config = self._configs.get(servable.name)
+        if config is None:
+            return
+        entry.log_metadata.CopyFrom(logging_pb2.LogMetadata(
+            model_spec=spec, sampling_config=config[2], saved_model_tags=["serve"],
+            timestamp_secs=int(time.time())))
+        try:
+            self._queue.put_nowait((config[1], servable.name, entry.SerializeToString()))
+        except queue.Full:
+            self._count(servable.name, "DROPPED")
+
+    def _count(self, model: str, status: str) -> None:
+        if self._metrics is not None:
+            self._metrics.request_log_count.inc((model, status))
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            prefix, model, record = item
+            try:
+                writer = self._writers.get(prefix)
+                if writer is None:
+                    writer = self._writers[prefix] = _RotatingWriter(
+                        prefix, self.max_file_bytes, self.max_files)
+                writer.write(record)
+                if self._queue.empty():
+                    writer.flush()
+                self._count(model, "OK")
+            except Exception:
+                log.exception("Request log write failed")
+                self._count(model, "ERROR")
+
+    def close(self) -> None:
+        """Writes out what is queued and closes the files."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        for writer in self._writers.values():
+            writer.close()

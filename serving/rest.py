@@ -1,0 +1,231 @@
+"""TF Serving's REST API: URL grammar, check order, bodies and status codes.
+
+Every `/v1/...` request gets TF Serving's JSON answer (a framework error
+page can never leak); the Prometheus path is served when monitoring is on;
+every other path gets libevent's HTML 404, as upstream.
+"""
+
+import logging
+import re
+import time
+import urllib.parse
+
+from tensorflow_serving.apis import input_pb2
+
+from serving import inference, json_codec, model_info
+from serving.errors import Code, ServingError
+
+log = logging.getLogger(__name__)
+
+_V1 = re.compile(r"/v1/.*", re.I | re.S)
+_POST = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+    r":(classify|regress|predict)", re.I)
+_GET = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+    r"(?:/(metadata))?", re.I)
+_INT64_MAX = 2**63 - 1
+_NOT_FOUND_HTML = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n"
+                   b"<H1>Not Found</H1>\n</BODY></HTML>\n")
+_CORS = ((b"Access-Control-Allow-Origin", b"*"),
+         (b"Access-Control-Allow-Methods", b"POST, GET"),
+         (b"Access-Control-Allow-Headers", b"Content-Type"))
+_ORIGIN = re.compile(rb"https?://")
+
+
+def _decode(text: str) -> str:
+    return urllib.parse.unquote_to_bytes(text).decode("utf-8", "surrogateescape")
+
+
+def _version(text: str):
+    if text is None:
+        return None
+    value = int(text)
+    if value > _INT64_MAX:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Failed to convert version: {text} to numeric.", empty_body=True)
+    return value
+
+
+class RestApi:
+    """The REST application behind `serving.http`.
+
+    Args:
+      manager: the ModelManager.
+      scheduler: the batching Scheduler.
+      metrics: ServingMetrics.
+      request_logger: RequestLogger or None.
+      monitoring_path: Prometheus path, or None when monitoring is off.
+      enable_cors: add TF Serving's CORS headers.
+    """
+
+    def __init__(self, manager, scheduler, metrics, request_logger=None,
+                 monitoring_path=None, enable_cors=False):
+        self.manager = manager
+        self.scheduler = scheduler
+        self.metrics = metrics
+        self.request_logger = request_logger
+        self.monitoring_path = monitoring_path
+        self._extra = _CORS if enable_cors else ()
+        self.loop = None
+
+    # -- entry ----------------------------------------------------------------
+
+    def handle(self, request) -> None:
+        """Dispatches one request; always ends in `request.respond`."""
+        url = request.url
+        if self.monitoring_path is not None and url.split("?", 1)[0] == self.monitoring_path:
+            self._monitoring(request)
+        elif _V1.fullmatch(url):
+            self._v1(request)
+        else:
+            request.respond(404, _NOT_FOUND_HTML, b"text/html")
+
+    def _monitoring(self, request) -> None:
+        if request.url != self.monitoring_path:
+            body = json_codec.encode_error(
+                f"Unexpected path: {request.url}. Should be {self.monitoring_path}")
+            request.respond(400, body)
+            return
+        request.respond(200, self.metrics.render(), b"text/plain; version=0.0.4")
+
+    def _v1(self, request) -> None:
+        method = request.method
+        if method == "OPTIONS":
+            origin = request.headers.get(b"origin", b"")
+            request.respond(200 if _ORIGIN.match(origin) else 400, b"", extra_headers=self._extra)
+            return
+        started = time.perf_counter()
+        model = ""
+        try:
+            if method == "POST":
+                match = _POST.fullmatch(request.url)
+                if match is None or match.group(4) not in ("predict", "classify", "regress"):
+                    raise self._malformed(request)
+                model = _decode(match.group(1))
+                version = _version(match.group(2))
+                label = _decode(match.group(3)) if match.group(3) is not None else None
+                self._post(request, match.group(4), model, version, label, started)
+            elif method == "GET":
+                match = _GET.fullmatch(request.url)
+                if match is None:
+                    raise self._malformed(request)
+                if match.group(1) is None:
+                    raise ServingError(Code.INVALID_ARGUMENT, "Missing model name in request.")
+                model = _decode(match.group(1))
+                version = _version(match.group(2))
+                label = _decode(match.group(3)) if match.group(3) is not None else None
+                if match.group(4) == "metadata":
+                    servable = self.manager.resolve(model, version, label)
+                    body = model_info.metadata_json(servable)
+                else:
+                    entries = self.manager.version_states(model, version)
+                    body = model_info.status_json(model_info.status_response(entries))
+                self._ok(request, model, None, "", started, body)
+            else:
+                raise self._malformed(request)
+        except ServingError as e:
+            self._error(request, model, e)
+
+    @staticmethod
+    def _malformed(request) -> ServingError:
+        return ServingError(Code.INVALID_ARGUMENT,
+                            f"Malformed request: {request.method} {request.url}")
+
+    # -- responses --------------------------------------------------------------
+
+    def _ok(self, request, model, version, api, started, body) -> None:
+        latency = (time.perf_counter() - started) * 1e6
+        self.metrics.record_request(model, version, api, "REST", "OK", latency)
+        request.respond(200, body, extra_headers=self._extra)
+
+    def _error(self, request, model, error: ServingError, version=None, api="") -> None:
+        self.metrics.record_request(model, version, api, "REST", error.code.name)
+        body = b"" if error.empty_body else json_codec.encode_error(error.message)
+        request.respond(error.http_status, body, extra_headers=self._extra)
+
+    # -- inference ----------------------------------------------------------------
+
+    def _post(self, request, verb, model, version, label, started) -> None:
+        doc = json_codec.parse_json_object(request.body)
+        signature_name = json_codec.read_signature_name(doc)
+        if verb == "predict":
+            servable = self.manager.resolve(model, version, label)
+            signature = inference.predict_signature_rest(servable, signature_name)
+            feeds, row = json_codec.decode_predict_inputs(
+                doc, signature.input_dtypes, request.body)
+            finish = self._finish_predict(request, servable, signature, feeds, row, started)
+        else:
+            examples, context = json_codec.decode_examples(doc)
+            servable = self.manager.resolve(model, version, label)
+            if verb == "classify":
+                signature = inference.classify_signature(servable, signature_name)
+            else:
+                signature = inference.regress_signature(servable, signature_name)
+            prefix = context.SerializeToString() if context is not None else b""
+            serialized = [prefix + e.SerializeToString() for e in examples]
+            feeds = {"inputs": inference.examples_array(serialized)}
+            finish = self._finish_examples(request, verb, servable, signature, examples,
+                                           context, len(serialized), started)
+        try:
+            self.scheduler.submit(servable, signature, feeds, finish, self.loop)
+        except ServingError as e:
+            self._error(request, model, e, servable.version, verb)
+
+    def _finish_predict(self, request, servable, signature, feeds, row, started):
+        def done(outputs, error):
+            if error is None:
+                try:
+                    body = json_codec.encode_predict_response(outputs, row)
+                except ServingError as e:
+                    error = e
+            if error is not None:
+                self._error(request, servable.name, error, servable.version, "predict")
+                return
+            rows = next(iter(feeds.values())).shape[0] if row else 0
+            latency = (time.perf_counter() - started) * 1e6
+            self.metrics.record_request(servable.name, servable.version, "predict", "REST",
+                                        "OK", latency, rows)
+            request.respond(200, body, extra_headers=self._extra)
+            logger = self.request_logger
+            if logger is not None and logger.sampled(servable.name):
+                logger.log_predict(servable, signature.key, feeds, outputs)
+
+        return done
+
+    def _finish_examples(self, request, verb, servable, signature, examples, context,
+                         batch, started):
+        def done(outputs, error):
+            try:
+                if error is not None:
+                    raise error
+                if verb == "classify":
+                    results = inference.classification_results(outputs, batch)
+                    body = json_codec.encode_classify_response(results)
+                else:
+                    results = inference.regression_results(outputs, batch)
+                    body = json_codec.encode_regress_response(results)
+            except ServingError as e:
+                self._error(request, servable.name, e, servable.version, verb)
+                return
+            latency = (time.perf_counter() - started) * 1e6
+            self.metrics.record_request(servable.name, servable.version, verb, "REST", "OK",
+                                        latency, batch)
+            request.respond(200, body, extra_headers=self._extra)
+            logger = self.request_logger
+            if logger is not None and logger.sampled(servable.name):
+                request_input = _input_proto(examples, context)
+                if verb == "classify":
+                    logger.log_classify(servable, signature.key, request_input, results)
+                else:
+                    logger.log_regress(servable, signature.key, request_input, results)
+
+        return done
+
+
+def _input_proto(examples, context) -> input_pb2.Input:
+    if context is None:
+        return input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples))
+    return input_pb2.Input(example_list_with_context=input_pb2.ExampleListWithContext(
+        examples=examples, context=context))
+

@@ -1,0 +1,207 @@
+"""The `serve` entry point: wires manager, batching, REST, gRPC and shutdown.
+
+Startup follows TF Serving: models are loaded first and the ports open only
+once every configured model's newest aspired version is AVAILABLE (a model
+whose version fails for good aborts startup; a model without versions keeps
+the server waiting). SIGTERM/SIGINT stop accepting, drain and exit 0.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from serving import config as flags  # noqa: E402
+from serving.batching import Scheduler, parse_batching_parameters  # noqa: E402
+from serving.errors import ServingError  # noqa: E402
+from serving.grpc_server import start_grpc_server  # noqa: E402
+from serving.http import start_http_server  # noqa: E402
+from serving.metrics import ServingMetrics  # noqa: E402
+from serving.model_manager import ManagerOptions, ModelManager  # noqa: E402
+from serving.request_log import RequestLogger  # noqa: E402
+from serving.rest import RestApi  # noqa: E402
+
+log = logging.getLogger("serving")
+
+
+class StartupError(Exception):
+    """Raised for TF Serving's `Failed to start server` conditions."""
+
+
+def _session_config(args):
+    from tensorflow.core.protobuf import config_pb2
+
+    return config_pb2.ConfigProto(
+        intra_op_parallelism_threads=args.tensorflow_intra_op_parallelism
+        or args.tensorflow_session_parallelism,
+        inter_op_parallelism_threads=args.tensorflow_inter_op_parallelism
+        or args.tensorflow_session_parallelism,
+    )
+
+
+def _scheduler(args, metrics) -> Scheduler:
+    if args.batching_parameters_file and not args.enable_batching:
+        raise StartupError(
+            "server_options.batching_parameters_file is set without setting "
+            "server_options.enable_batching to true.")
+    params = None
+    if args.enable_batching:
+        text = ""
+        if args.batching_parameters_file:
+            with open(args.batching_parameters_file) as f:
+                text = f.read()
+        params = parse_batching_parameters(text)
+    on_batch = lambda servable, rows, padded: metrics.record_batch(  # noqa: E731
+        servable.name, rows, padded)
+    return Scheduler(params, num_threads=max(2, os.cpu_count() or 1), on_batch=on_batch)
+
+
+class ModelServer:
+    """A running server; `start()` blocks until models load and ports open."""
+
+    def __init__(self, args):
+        self.args = args
+        self.metrics = ServingMetrics()
+        self.scheduler = _scheduler(args, self.metrics)
+        self.request_logger = RequestLogger(
+            args.request_log_max_file_bytes, args.request_log_max_files, self.metrics)
+        options = ManagerOptions(
+            tags=tuple(t for t in args.saved_model_tags.split(",") if t),
+            session_config=_session_config(args),
+            enable_model_warmup=args.enable_model_warmup,
+            num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
+            max_num_load_retries=args.max_num_load_retries,
+            load_retry_interval_seconds=args.load_retry_interval_micros / 1e6,
+            allow_version_labels_for_unavailable_models=(
+                args.allow_version_labels_for_unavailable_models),
+        )
+        self.manager = ModelManager(options, self.scheduler, self.metrics,
+                                    on_config=self.request_logger.configure)
+        self.grpc_server = None
+        self.grpc_port = None
+        self.rest_port = None
+        self._http = None
+        self._config_text = None
+
+    def load_models(self) -> None:
+        """Applies the model config and blocks until the initial versions are up."""
+        try:
+            config = flags.model_server_config(self.args)
+            self.manager.apply_config(config)
+        except (ValueError, OSError, ServingError) as e:
+            raise StartupError(str(getattr(e, "message", e))) from None
+        if self.args.model_config_file:
+            with open(self.args.model_config_file) as f:
+                self._config_text = f.read()
+        interval = min(max(self.args.file_system_poll_wait_seconds, 0.05), 1.0)
+        while True:
+            self.manager.poll()
+            pending = self.manager.pending_initial_loads()
+            failed = [error for _, error in pending if error]
+            if failed:
+                details = "".join(f"{{{e}}}, " for e in failed)
+                raise StartupError(
+                    f"{len(failed)} servable(s) did not become available: {{{details}}}")
+            if not pending:
+                return
+            time.sleep(interval)
+
+    def reload_config(self, config) -> None:
+        """Applies a new ModelServerConfig and waits for new models (gRPC reload)."""
+        self.manager.apply_config(config)
+        self.manager.poll()
+
+    def _poll_config_file(self) -> None:
+        with open(self.args.model_config_file) as f:
+            text = f.read()
+        if text == self._config_text:
+            return
+        try:
+            config = flags.parse_model_config(text)
+            self.reload_config(config)
+            self._config_text = text
+        except (ValueError, ServingError) as e:
+            log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s",
+                      getattr(e, "message", e))
+
+    async def start_ports(self) -> None:
+        """Opens gRPC and REST (after `load_models`)."""
+        args = self.args
+        self.grpc_server, self.grpc_port = start_grpc_server(
+            args.bind_address, args.port, self.manager, self.scheduler, self.metrics,
+            self.request_logger, self.reload_config, args.grpc_max_threads)
+        log.info("Running gRPC ModelServer at %s:%d ...", args.bind_address, self.grpc_port)
+        if args.rest_api_port and args.rest_api_port != args.port:
+            api = RestApi(self.manager, self.scheduler, self.metrics, self.request_logger,
+                          flags.monitoring_path(args.monitoring_config_file),
+                          args.rest_api_enable_cors_support)
+            api.loop = asyncio.get_running_loop()
+            self._http = await start_http_server(
+                api, args.bind_address, args.rest_api_port, args.max_request_bytes)
+            self.rest_port = self._http.sockets[0].getsockname()[1]
+            log.info("Exporting HTTP/REST API at:%s:%d ...", args.bind_address, self.rest_port)
+        self.manager.start(args.file_system_poll_wait_seconds)
+        if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+            self.manager.add_periodic(args.model_config_file_poll_wait_seconds,
+                                      self._poll_config_file, "config-poll")
+
+    async def stop(self) -> None:
+        """Stops accepting, drains in-flight work, unloads models."""
+        if self._http is not None:
+            self._http.close()
+        if self.grpc_server is not None:
+            self.grpc_server.stop(grace=5).wait(10)
+        await asyncio.sleep(0.05)
+        self.scheduler.stop()
+        self.manager.stop()
+        self.request_logger.close()
+
+
+async def _serve(server: ModelServer) -> None:
+    await server.start_ports()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("Shutting down")
+    await server.stop()
+
+
+def _new_loop():
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+
+
+def main(argv=None) -> int:
+    """Entry point for the `serve` console script."""
+    args = flags.parse_flags(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        server = ModelServer(args)
+        server.load_models()
+    except (StartupError, ValueError) as e:
+        print(f"Failed to start server. Error: {e}", file=sys.stderr)
+        return 255
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_serve(server))
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""numpy <-> TensorProto with typed repeated fields (as TF Serving answers).
+
+TF Serving fills `float_val`, `int64_val`, ... (`Tensor::AsProtoField`), not
+`tensor_content`; clients such as upstream's tests read `float_val` directly.
+"""
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+_TYPED = {
+    np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+    np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+    np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+    np.dtype(np.int16): (types_pb2.DT_INT16, "int_val"),
+    np.dtype(np.int8): (types_pb2.DT_INT8, "int_val"),
+    np.dtype(np.uint8): (types_pb2.DT_UINT8, "int_val"),
+    np.dtype(np.uint16): (types_pb2.DT_UINT16, "int_val"),
+    np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+    np.dtype(np.uint32): (types_pb2.DT_UINT32, "uint32_val"),
+    np.dtype(np.uint64): (types_pb2.DT_UINT64, "uint64_val"),
+    np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
+}
+
+
+def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """Converts an ndarray into a TensorProto using typed value fields."""
+    array = np.asarray(array)
+    proto = tensor_pb2.TensorProto(
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape]
+        )
+    )
+    if array.dtype.kind in "OSU":
+        proto.dtype = types_pb2.DT_STRING
+        proto.string_val.extend(
+            v if isinstance(v, bytes) else str(v).encode() for v in array.ravel().tolist()
+        )
+        return proto
+    if array.dtype == np.float16:
+        proto.dtype = types_pb2.DT_HALF
+        proto.half_val.extend(array.ravel().view(np.uint16).tolist())
+        return proto
+    dtype, field = _TYPED[array.dtype]
+    proto.dtype = dtype
+    getattr(proto, field).extend(array.ravel().tolist())
+    return proto
+
+
+def from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """Converts a TensorProto (typed fields or tensor_content) into an ndarray."""
+    array = tf.make_ndarray(proto)
+    if proto.dtype == types_pb2.DT_STRING:
+        array = array.astype(object)
+    return array
