@@ -1,0 +1,181 @@
+"""Fixtures: tiny SavedModels, a model config, and a server subprocess.
+
+Point the contract tests at another server (e.g. the official image) with
+`SERVING_URL=http://host:8501 SERVING_GRPC=host:8500 SERVING_MODEL_DIR=<dir>`:
+the models and `models.config` are written to SERVING_MODEL_DIR, which that
+server must serve with
+`--model_config_file=<dir in server>/models.config --allow_version_labels_for_unavailable_models=true`
+(set SERVING_MODEL_DIR_IN_SERVER when the server sees the directory elsewhere,
+e.g. `/models` inside a container).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import model_factory  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXTERNAL = bool(os.environ.get("SERVING_URL"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: slow serving tests")
+    config.addinivalue_line("markers", "e2e: end-to-end tests")
+    config.addinivalue_line("markers", "ours: checks this implementation only (skipped "
+                                       "when SERVING_URL points at another server)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if EXTERNAL:
+        skip = pytest.mark.skip(reason="implementation-specific; SERVING_URL is set")
+        for item in items:
+            if "ours" in item.keywords:
+                item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+MODELS_CONFIG = """model_config_list {{
+  config {{
+    name: 'half_plus_two'
+    base_path: '{root}/half_plus_two'
+    model_platform: 'tensorflow'
+    model_version_policy {{ specific {{ versions: 123 versions: 124 }} }}
+    version_labels {{ key: 'stable' value: 123 }}
+    version_labels {{ key: 'canary' value: 124 }}
+  }}
+  config {{
+    name: 'multi'
+    base_path: '{root}/multi'
+    model_platform: 'tensorflow'
+  }}
+}}
+"""
+
+
+def write_models(root: str, root_in_server: str = None) -> str:
+    """Writes the contract-test models and their config; returns the config path."""
+    model_factory.save_half_plus_two(os.path.join(root, "half_plus_two", "123"))
+    model_factory.save_half_plus_two(os.path.join(root, "half_plus_two", "124"), b=3.0)
+    model_factory.save_multi_input(os.path.join(root, "multi", "1"))
+    path = os.path.join(root, "models.config")
+    with open(path, "w") as f:
+        f.write(MODELS_CONFIG.format(root=root_in_server or root))
+    return path
+
+
+class ServerProcess:
+    """A `serving.server` subprocess on free loopback ports."""
+
+    def __init__(self, args: list, log_path: str):
+        self.grpc_port = free_port()
+        self.rest_port = free_port()
+        self.url = f"http://127.0.0.1:{self.rest_port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_USE_LEGACY_KERAS="1",
+                   TF_CPP_MIN_LOG_LEVEL="2")
+        self._log = open(log_path, "w")
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.server", f"--port={self.grpc_port}",
+             f"--rest_api_port={self.rest_port}", *args],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+
+    def wait_ready(self, model: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.read_log()[-3000:]}")
+            try:
+                if requests.get(f"{self.url}/v1/models/{model}", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"server not ready: {self.read_log()[-3000:]}")
+
+    def read_log(self) -> str:
+        self._log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Factory: start_server(args, ready_model) -> ServerProcess (always stopped)."""
+    started = []
+
+    def start(args, ready_model=None):
+        server = ServerProcess(args, str(tmp_path / f"server{len(started)}.log"))
+        started.append(server)
+        if ready_model:
+            server.wait_ready(ready_model)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def monitoring_config(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("mon") / "monitoring.config"
+    path.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def contract_server(tmp_path_factory, monitoring_config):
+    """(rest_url, grpc_target) of a server with the contract-test models."""
+    if EXTERNAL:
+        root = os.environ["SERVING_MODEL_DIR"]
+        write_models(root, os.environ.get("SERVING_MODEL_DIR_IN_SERVER", root))
+        yield os.environ["SERVING_URL"].rstrip("/"), os.environ.get("SERVING_GRPC")
+        return
+    root = str(tmp_path_factory.mktemp("models"))
+    config = write_models(root)
+    server = ServerProcess(
+        [f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models=true",
+         f"--monitoring_config_file={monitoring_config}", "--file_system_poll_wait_seconds=1"],
+        os.path.join(root, "server.log"))
+    try:
+        server.wait_ready("half_plus_two")
+        server.wait_ready("multi")
+        yield server.url, server.grpc_target
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def rest_url(contract_server) -> str:
+    return contract_server[0]
+
+
+@pytest.fixture(scope="session")
+def grpc_target(contract_server) -> str:
+    if not contract_server[1]:
+        pytest.skip("SERVING_GRPC not set")
+    return contract_server[1]
