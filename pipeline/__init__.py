@@ -1,0 +1,1 @@
+"""Pipeline definition, runners and lineage queries for the taxi model."""

@@ -1,0 +1,38 @@
+"""Inert defaults for the taxi pipeline: names, patterns, thresholds.
+
+Nothing here reads the environment or touches the filesystem; runners turn
+flags into arguments for ``pipeline.pipeline.create_pipeline``.
+"""
+
+PIPELINE_NAME = "taxi"
+MODEL_NAME = "taxi"
+
+# ExampleGen reads one span per execution: data_root/span-<SPAN>/*.csv
+SPAN_PATTERN = "span-{SPAN}/*.csv"
+# Spans the model trains on: the newest NUM_SPANS ingested spans (0 = all).
+NUM_SPANS = 0
+
+# Deterministic hash split of every span (buckets out of 10).
+SPLIT_BUCKETS = {"train": 8, "eval": 1, "test": 1}
+
+PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
+RUN_FN = "components.model.run_fn"
+
+TRAIN_STEPS = 800
+EVAL_STEPS = 50
+SEED = 42
+
+# Blessing thresholds (Evaluator). Accuracy is not gated: 77.5% of trips are
+# not big tippers, so a constant model scores 0.775.
+MIN_AUC = 0.75
+MAX_AUC_DROP = 0.01  # change threshold vs the latest blessed model
+CALIBRATION_BOUNDS = (0.85, 1.15)  # mean prediction / mean label
+
+# Fastest sound local Beam mode: one in-process worker, no pickling hops.
+BEAM_ARGS_IN_MEMORY = [
+    "--direct_running_mode=in_memory",
+    "--direct_num_workers=1",
+    "--pickle_library=cloudpickle",
+    "--no_pipeline_type_check",
+]
+BEAM_ARGS_MULTI_PROCESS = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]

@@ -1,0 +1,210 @@
+"""Lineage questions answered from ML Metadata alone.
+
+* ``version_lineage``: which spans, schema, transform graph, trainer run and
+  evaluation produced serving version V.
+* ``models_for_span``: which models were trained on span S, and which of them
+  were pushed (and as which version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+
+
+class LineageError(LookupError):
+    """The requested version or span is not in the metadata store."""
+
+
+def open_store(metadata_path: str) -> mlmd.MetadataStore:
+    """Read-only store over the SQLite MLMD file of a run directory."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return mlmd.MetadataStore(config)
+
+
+@dataclasses.dataclass
+class Graph:
+    """The whole artifact/execution graph, loaded once (stores here are small)."""
+
+    artifacts: dict[int, metadata_store_pb2.Artifact]
+    executions: dict[int, metadata_store_pb2.Execution]
+    artifact_types: dict[int, str]
+    execution_types: dict[int, str]
+    producers: dict[int, set[int]]  # artifact id -> executions that output it
+    consumers: dict[int, set[int]]  # artifact id -> executions that input it
+    inputs: dict[int, set[int]]  # execution id -> input artifact ids
+    outputs: dict[int, set[int]]  # execution id -> output artifact ids
+
+    @classmethod
+    def load(cls, store: mlmd.MetadataStore) -> Graph:
+        artifacts = {a.id: a for a in store.get_artifacts()}
+        executions = {e.id: e for e in store.get_executions()}
+        graph = cls(
+            artifacts=artifacts,
+            executions=executions,
+            artifact_types={t.id: t.name for t in store.get_artifact_types()},
+            execution_types={t.id: t.name for t in store.get_execution_types()},
+            producers={},
+            consumers={},
+            inputs={},
+            outputs={},
+        )
+        for event in store.get_events_by_execution_ids(list(executions)):
+            if event.type in INPUT_EVENTS:
+                graph.consumers.setdefault(event.artifact_id, set()).add(event.execution_id)
+                graph.inputs.setdefault(event.execution_id, set()).add(event.artifact_id)
+            elif event.type in OUTPUT_EVENTS:
+                graph.producers.setdefault(event.artifact_id, set()).add(event.execution_id)
+                graph.outputs.setdefault(event.execution_id, set()).add(event.artifact_id)
+        return graph
+
+    def type_of(self, artifact_id: int) -> str:
+        return self.artifact_types[self.artifacts[artifact_id].type_id]
+
+    def node_of(self, execution_id: int) -> str:
+        """Pipeline node id of an execution (e.g. ``Trainer``)."""
+        props = self.executions[execution_id].custom_properties
+        if "node_id" in props:  # not set by every TFX version
+            return props["node_id"].string_value
+        name = self.execution_types[self.executions[execution_id].type_id]
+        return name.rsplit(".", 1)[-1]
+
+    def producer(self, artifact_id: int) -> int | None:
+        """The execution that wrote ``artifact_id`` (the first, not a cache hit)."""
+        producers = sorted(self.producers.get(artifact_id, ()))
+        return producers[0] if producers else None
+
+    def linked(self, execution_ids, edges: dict, type_name: str) -> list[int]:
+        """Artifacts of ``type_name`` that ``edges`` links to ``execution_ids``."""
+        found = set()
+        for execution_id in execution_ids:
+            found |= {a for a in edges.get(execution_id, ()) if self.type_of(a) == type_name}
+        return sorted(found)
+
+    def executions_of(self, artifact_ids, edges: dict, node_part: str) -> list[int]:
+        """Executions of nodes named like ``node_part`` that ``edges`` links to."""
+        found = set()
+        for artifact_id in artifact_ids:
+            found |= {e for e in edges.get(artifact_id, ()) if node_part in self.node_of(e)}
+        return sorted(found)
+
+
+def _prop(artifact: metadata_store_pb2.Artifact, name: str):
+    for props in (artifact.custom_properties, artifact.properties):
+        if name in props:
+            value = props[name]
+            return getattr(value, value.WhichOneof("value"))
+    return None
+
+
+def _is_raw_examples(graph: Graph, artifact_id: int) -> bool:
+    """Examples written by ExampleGen (not Transform's transformed examples)."""
+    if graph.type_of(artifact_id) != "Examples":
+        return False
+    return any("ExampleGen" in graph.node_of(e) for e in graph.producers.get(artifact_id, ()))
+
+
+def _execution(graph: Graph, execution_id: int | None) -> dict | None:
+    if execution_id is None:
+        return None
+    return {"execution_id": execution_id, "node": graph.node_of(execution_id)}
+
+
+def pushed_versions(graph: Graph) -> dict[str, int]:
+    """Serving version -> PushedModel artifact id, for successful pushes."""
+    versions = {}
+    for artifact_id, artifact in graph.artifacts.items():
+        if graph.type_of(artifact_id) == "PushedModel" and _prop(artifact, "pushed") == 1:
+            versions[str(_prop(artifact, "pushed_version"))] = artifact_id
+    return versions
+
+
+def version_lineage(store: mlmd.MetadataStore, version: str) -> dict:
+    """What produced serving version ``version``.
+
+    Returns:
+      A dict with ``version``, ``destination``, ``spans`` (sorted span
+      numbers), ``examples`` (raw Examples URIs), ``schema``, ``transform_graph``,
+      ``model``, ``trainer`` (execution), ``evaluation``, ``blessing`` and
+      ``pusher`` (execution).
+
+    Raises:
+      LineageError: no successful push of that version is recorded.
+    """
+    graph = Graph.load(store)
+    versions = pushed_versions(graph)
+    if str(version) not in versions:
+        known = ", ".join(sorted(versions)) or "none"
+        raise LineageError(f"no pushed model with version {version} (pushed versions: {known})")
+    pushed_id = versions[str(version)]
+    pusher = graph.producer(pushed_id)
+    model = graph.linked([pusher], graph.inputs, "Model")
+    trainer = graph.producer(model[0]) if model else None
+    transform_graph = graph.linked([trainer], graph.inputs, "TransformGraph")
+    transform = graph.producer(transform_graph[0]) if transform_graph else None
+    raw = [a for a in graph.linked([transform], graph.inputs, "Examples") if _is_raw_examples(graph, a)]
+    blessing = graph.linked([pusher], graph.inputs, "ModelBlessing")
+    evaluator = graph.producer(blessing[0]) if blessing else None
+    baseline = [a for a in graph.linked([evaluator], graph.inputs, "Model") if a not in model]
+    uris = lambda ids: [graph.artifacts[a].uri for a in ids]  # noqa: E731
+    pushed = graph.artifacts[pushed_id]
+    return {
+        "version": str(version),
+        "destination": _prop(pushed, "pushed_destination"),
+        "spans": sorted({int(_prop(graph.artifacts[a], "span")) for a in raw}),
+        "examples": uris(raw),
+        "schema": uris(graph.linked([trainer, transform], graph.inputs, "Schema")),
+        "transform_graph": uris(transform_graph),
+        "model": uris(model),
+        "trainer": _execution(graph, trainer),
+        "transform": _execution(graph, transform),
+        "evaluation": uris(graph.linked([evaluator], graph.outputs, "ModelEvaluation")),
+        "baseline_model": uris(baseline),
+        "blessing": [
+            {"uri": graph.artifacts[a].uri, "blessed": _prop(graph.artifacts[a], "blessed") == 1}
+            for a in blessing
+        ],
+        "pusher": _execution(graph, pusher),
+    }
+
+
+def models_for_span(store: mlmd.MetadataStore, span: int) -> dict:
+    """Models trained on ``span`` and the serving versions they were pushed as.
+
+    Raises:
+      LineageError: the span was never ingested.
+    """
+    graph = Graph.load(store)
+    span_examples = [
+        a
+        for a in graph.artifacts
+        if _is_raw_examples(graph, a) and _prop(graph.artifacts[a], "span") == span
+    ]
+    if not span_examples:
+        ingested = sorted(
+            {int(_prop(graph.artifacts[a], "span")) for a in graph.artifacts if _is_raw_examples(graph, a)}
+        )
+        raise LineageError(f"span {span} was never ingested (ingested spans: {ingested or 'none'})")
+    transforms = graph.executions_of(span_examples, graph.consumers, "Transform")
+    graphs = graph.linked(transforms, graph.outputs, "TransformGraph")
+    trainers = graph.executions_of(graphs, graph.consumers, "Trainer")
+    models = {}
+    for model_id in graph.linked(trainers, graph.outputs, "Model"):
+        pushers = graph.executions_of([model_id], graph.consumers, "Pusher")
+        versions = sorted(
+            str(_prop(graph.artifacts[a], "pushed_version"))
+            for a in graph.linked(pushers, graph.outputs, "PushedModel")
+            if _prop(graph.artifacts[a], "pushed") == 1
+        )
+        models[model_id] = {
+            "model": graph.artifacts[model_id].uri,
+            "artifact_id": model_id,
+            "pushed_versions": versions,
+        }
+    return {"span": span, "models": [models[k] for k in sorted(models)]}

@@ -1,0 +1,259 @@
+"""``create_pipeline``: the taxi TFX DAG, built from arguments only.
+
+Ingestion (one span per run)::
+
+    CsvExampleGen -> StatisticsGen -> ExampleValidator(curated schema) -> AnomaliesGate
+                                   -> SchemaGen (inferred, for comparison)
+    ImportSchemaGen (curated schema from data/)
+
+Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
+
+    AnomaliesGate -> Transform -> Trainer -> Evaluator(vs latest blessed) -> Pusher
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow_model_analysis as tfma  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402
+from tfx.dsl.components.base import executor_spec  # noqa: E402
+from tfx.proto import range_config_pb2  # noqa: E402
+
+from components.anomalies_gate import AnomaliesGate  # noqa: E402
+from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
+from components.pusher import AtomicPushExecutor  # noqa: E402
+from pipeline import configs  # noqa: E402
+
+INGEST_NODES = (
+    "CsvExampleGen",
+    "StatisticsGen",
+    "ImportSchemaGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "AnomaliesGate",
+)
+
+
+def eval_config(
+    min_auc: float = configs.MIN_AUC,
+    max_auc_drop: float = configs.MAX_AUC_DROP,
+    calibration_bounds: tuple[float, float] = configs.CALIBRATION_BOUNDS,
+) -> tfma.EvalConfig:
+    """TFMA config: metrics, slices and the blessing thresholds."""
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_auc}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -max_auc_drop},
+        ),
+    )
+    calibration_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(
+            lower_bound={"value": calibration_bounds[0]},
+            upper_bound={"value": calibration_bounds[1]},
+        )
+    )
+    metrics = [
+        tfma.MetricConfig(class_name="ExampleCount"),
+        tfma.MetricConfig(class_name="AUC", threshold=auc_threshold),
+        tfma.MetricConfig(class_name="BinaryAccuracy"),
+        tfma.MetricConfig(class_name="Precision"),
+        tfma.MetricConfig(class_name="Recall"),
+        tfma.MetricConfig(class_name="MeanLabel"),
+        tfma.MetricConfig(class_name="MeanPrediction"),
+        tfma.MetricConfig(class_name="Calibration", threshold=calibration_threshold),
+        tfma.MetricConfig(class_name="CalibrationPlot"),
+    ]
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_examples",
+                preprocessing_function_names=["transform_features"],
+                label_key=LABEL_KEY,
+                prediction_key="probabilities",
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_KEYS],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    schema_path: str,
+    serving_dir: str,
+    metadata_path: str,
+    span: int | None = None,
+    num_spans: int = configs.NUM_SPANS,
+    train_steps: int = configs.TRAIN_STEPS,
+    eval_steps: int = configs.EVAL_STEPS,
+    seed: int = configs.SEED,
+    code_fingerprint: str = "",
+    beam_pipeline_args: list[str] | None = None,
+    ingest_only: bool = False,
+    enable_cache: bool = True,
+    min_auc: float = configs.MIN_AUC,
+    max_auc_drop: float = configs.MAX_AUC_DROP,
+) -> tfx.dsl.Pipeline:
+    """Builds the taxi pipeline.
+
+    Args:
+      pipeline_name: MLMD pipeline context name; runs that share it share
+        lineage and caching.
+      pipeline_root: root for component outputs.
+      data_root: folder holding ``span-<N>/*.csv`` spans.
+      schema_path: folder holding the curated ``schema.pbtxt``.
+      serving_dir: models are pushed to ``serving_dir/<version>``.
+      metadata_path: SQLite file for ML Metadata.
+      span: span to ingest; None means the newest span in ``data_root``.
+      num_spans: train on the newest ``num_spans`` ingested spans; 0 means all.
+      train_steps / eval_steps: Trainer steps.
+      seed: training seed.
+      code_fingerprint: digest of the Transform/Trainer code; part of their
+        exec properties so a code change invalidates their cache.
+      beam_pipeline_args: Beam flags for Beam-powered components.
+      ingest_only: build only the ingestion and validation nodes (used to
+        backfill older spans).
+      enable_cache: reuse results of executions whose inputs are unchanged.
+      min_auc / max_auc_drop: blessing thresholds.
+
+    Returns:
+      A ``tfx.dsl.Pipeline``.
+    """
+    range_config = None
+    if span is not None:
+        range_config = range_config_pb2.RangeConfig(
+            static_range=range_config_pb2.StaticRange(
+                start_span_number=span, end_span_number=span
+            )
+        )
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=data_root,
+        input_config=tfx.proto.Input(
+            splits=[tfx.proto.Input.Split(name="single_split", pattern=configs.SPAN_PATTERN)]
+        ),
+        output_config=tfx.proto.Output(
+            split_config=tfx.proto.SplitConfig(
+                splits=[
+                    tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                    for name, buckets in configs.SPLIT_BUCKETS.items()
+                ]
+            )
+        ),
+        range_config=range_config,
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    import_schema = tfx.components.ImportSchemaGen(schema_file=os.path.join(schema_path, "schema.pbtxt"))
+    inferred_schema = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+    )
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=import_schema.outputs["schema"],
+    )
+    gate = AnomaliesGate(
+        anomalies=example_validator.outputs["anomalies"],
+        examples=example_gen.outputs["examples"],
+    )
+    components = [example_gen, statistics_gen, import_schema, inferred_schema, example_validator, gate]
+
+    if not ingest_only:
+        components += _training_nodes(
+            example_gen=example_gen,
+            gate=gate,
+            schema=import_schema.outputs["schema"],
+            serving_dir=serving_dir,
+            num_spans=num_spans,
+            train_steps=train_steps,
+            eval_steps=eval_steps,
+            seed=seed,
+            code_fingerprint=code_fingerprint,
+            eval_cfg=eval_config(min_auc, max_auc_drop),
+        )
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            metadata_path
+        ),
+        beam_pipeline_args=list(beam_pipeline_args or configs.BEAM_ARGS_IN_MEMORY),
+    )
+
+
+def _training_nodes(
+    *,
+    example_gen,
+    gate,
+    schema,
+    serving_dir: str,
+    num_spans: int,
+    train_steps: int,
+    eval_steps: int,
+    seed: int,
+    code_fingerprint: str,
+    eval_cfg: tfma.EvalConfig,
+) -> list:
+    """Span resolver, Transform, Trainer, baseline resolver, Evaluator, Pusher."""
+    spans = range_config_pb2.RangeConfig(
+        rolling_range=range_config_pb2.RollingRange(num_spans=num_spans or 2**31 - 1)
+    )
+    span_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+        config={"range_config": spans},
+        examples=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.Examples,
+            producer_component_id=example_gen.id,
+        ),
+    ).with_id("SpanResolver")
+    span_resolver.add_upstream_node(gate)
+    examples = span_resolver.outputs["examples"]
+
+    code_config = {"code_fingerprint": code_fingerprint}
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema,
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval", "test"]),
+        custom_config=code_config,
+    )
+    transform.add_upstream_node(gate)
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=eval_steps),
+        custom_config={**code_config, "seed": seed},
+    )
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("BaselineModelResolver")
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        example_splits=["eval"],
+        eval_config=eval_cfg,
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)
+        ),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor),
+    )
+    return [span_resolver, transform, trainer, baseline_resolver, evaluator, pusher]

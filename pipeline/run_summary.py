@@ -1,0 +1,131 @@
+"""What a run did, read back from ML Metadata: spans, blessing, push."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import lineage
+
+
+def load_schema(schema_dir: str):
+    """Parses ``schema_dir/schema.pbtxt``."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    path = os.path.join(schema_dir, "schema.pbtxt")
+    with open(path) as f:
+        return text_format.Parse(f.read(), schema_pb2.Schema())
+
+
+def ingested_spans(metadata_path: str, pipeline_name: str) -> set[int]:
+    """Spans whose ingestion passed the anomalies gate in an earlier run."""
+    if not os.path.exists(metadata_path):
+        return set()
+    graph = lineage.Graph.load(lineage.open_store(metadata_path))
+    spans = set()
+    for execution_id, execution in graph.executions.items():
+        if "AnomaliesGate" not in graph.node_of(execution_id):
+            continue
+        if execution.last_known_state not in (
+            metadata_store_pb2.Execution.COMPLETE,
+            metadata_store_pb2.Execution.CACHED,
+        ):
+            continue
+        for artifact_id in graph.inputs.get(execution_id, ()):
+            if lineage._is_raw_examples(graph, artifact_id):
+                spans.add(int(lineage._prop(graph.artifacts[artifact_id], "span")))
+    return spans
+
+
+@dataclasses.dataclass
+class Summary:
+    nodes: list  # progress.NodeRun
+    spans: list[int]
+    blessed: bool | None
+    reasons: list[str]
+    pushed_version: str | None
+    pushed_to: str | None
+    model_uri: str | None
+
+
+def _latest(graph: lineage.Graph, node: str, since: float) -> int | None:
+    ids = [
+        e
+        for e, ex in graph.executions.items()
+        if graph.node_of(e) == node and ex.create_time_since_epoch / 1000 >= since - 1
+    ]
+    return max(ids) if ids else None
+
+
+def blessing_reasons(evaluation_uri: str) -> list[str]:
+    """Failed thresholds of a TFMA validation, one readable line each."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_validation_result(evaluation_uri)
+    reasons = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            metric = failure.metric_key.name
+            kind = "change vs baseline" if failure.metric_key.is_diff else "value"
+            reasons.append(
+                f"{metric} {kind} {failure.metric_value.double_value.value:.4f} "
+                f"fails threshold {failure.metric_threshold}".replace("\n", " ")
+            )
+    if not result.validation_ok and not reasons:
+        reasons.append(str(result.validation_details or "validation failed").replace("\n", " "))
+    return reasons
+
+
+def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
+    graph = lineage.Graph.load(lineage.open_store(metadata_path))
+    spans, blessed, reasons, version, pushed_to, model_uri = [], None, [], None, None, None
+    transform = _latest(graph, "Transform", since)
+    if transform is not None:
+        spans = sorted(
+            int(lineage._prop(graph.artifacts[a], "span"))
+            for a in graph.inputs.get(transform, ())
+            if lineage._is_raw_examples(graph, a)
+        )
+    evaluator = _latest(graph, "Evaluator", since)
+    if evaluator is not None:
+        for a in graph.outputs.get(evaluator, ()):
+            if graph.type_of(a) == "ModelBlessing":
+                blessed = lineage._prop(graph.artifacts[a], "blessed") == 1
+            if graph.type_of(a) == "ModelEvaluation":
+                reasons = blessing_reasons(graph.artifacts[a].uri)
+    pusher = _latest(graph, "Pusher", since)
+    if pusher is not None:
+        for a in graph.outputs.get(pusher, ()):
+            artifact = graph.artifacts[a]
+            if lineage._prop(artifact, "pushed") == 1:
+                version = str(lineage._prop(artifact, "pushed_version"))
+                pushed_to = lineage._prop(artifact, "pushed_destination")
+        models = graph.linked([pusher], graph.inputs, "Model")
+        model_uri = graph.artifacts[models[0]].uri if models else None
+    return Summary(nodes, spans, blessed, reasons, version, pushed_to, model_uri)
+
+
+def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds: float) -> str:
+    lines = ["", "=== run summary ==="]
+    for node in summary.nodes:
+        lines.append(f"  {node.node_id:<24} {node.state.lower():<9} {node.seconds:6.1f}s")
+    lines.append(f"  trained on spans: {', '.join(map(str, summary.spans)) or '-'}")
+    if summary.blessed is None:
+        lines.append("  blessing: not evaluated")
+    elif summary.blessed:
+        lines.append("  blessing: BLESSED (AUC and calibration within thresholds, no regression vs baseline)")
+    else:
+        lines.append("  blessing: NOT BLESSED")
+        lines += [f"    - {reason}" for reason in summary.reasons]
+    if summary.pushed_version:
+        lines.append(f"  pushed: version {summary.pushed_version} -> {summary.pushed_to}")
+    else:
+        lines.append("  pushed: nothing (previous versions untouched)")
+    lines.append(f"  model: {summary.model_uri or '-'}")
+    lines.append(f"  serving dir: {serving_dir}")
+    lines.append(f"  metadata: {os.path.join(output_dir, 'metadata.sqlite')}")
+    lines.append(f"  total: {seconds:.1f}s")
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""Installable package for the taxi TFX pipeline, its components and server."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="taxi-mlops",
+    version="0.1.0",
+    description="End-to-end TFX pipeline, TF-Serving-compatible server and tooling",
+    python_requires=">=3.9,<3.11",
+    packages=find_packages(include=["pipeline*", "components*", "serving*"]),
+    install_requires=[
+        "tfx==1.16.0",
+        "tensorflow==2.16.2",
+        "tf-keras==2.16.0",
+        "apache-beam==2.59.0",
+        "dill==0.3.1.1",
+        "tensorflow-serving-api==2.16.1",
+    ],
+    entry_points={
+        "console_scripts": [
+            "taxi-pipeline=pipeline.local_runner:main",
+            "taxi-lineage=pipeline.lineage_cli:main",
+        ]
+    },
+)
