@@ -383,8 +383,7 @@ def _fast_tensor(value, dtype: int, numbers_only: bool):
     if dtype in _FLOATS:
         if kind not in "iuf" or (kind != "f" and array.size == 0):
             return None
-        with np.errstate(over="ignore", under="ignore"):
-            return array.astype(_FLOATS[dtype])
+        return array.astype(_FLOATS[dtype])
     if dtype in _INT_RANGES and kind in "iu":
         if array.size:
             low, high = _INT_RANGES[dtype]
@@ -708,7 +707,10 @@ def _nest(tokens: list, shape: tuple) -> list:
     level = tokens
     for k in range(len(shape) - 1, 0, -1):
         size = shape[k]
-        groups = int(np.prod(shape[:k], dtype=np.int64))
+        if size == 1:
+            level = ["[" + t + "]" for t in level]
+            continue
+        groups = math.prod(shape[:k])
         if size == 0:
             level = ["[]"] * groups
         else:

@@ -16,6 +16,7 @@ Mirrors TF Serving's file-system source plus AvailabilityPreserving manager:
 """
 
 import dataclasses
+import gc
 import logging
 import os
 import re
@@ -276,6 +277,8 @@ class ModelManager:
             model.latest = loaded[max(loaded)]
             model.states[version] = VersionState("AVAILABLE")
             model.failures.pop(version, None)
+        gc.collect()
+        gc.freeze()  # keep the model's many objects out of future GC passes
         log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
         if self._metrics is not None:
             self._metrics.load_attempts.inc((path, "success"))
