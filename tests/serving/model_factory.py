@@ -99,3 +99,76 @@ def write_warmup(version_dir: str, model_name: str, xs=(1.0, 2.0)) -> str:
             )
             writer.write(log.SerializeToString())
     return path
+
+
+TAXI_FLOAT = ("trip_miles", "fare", "pickup_latitude", "pickup_longitude",
+              "dropoff_latitude", "dropoff_longitude")
+TAXI_INT = ("trip_seconds", "trip_start_hour", "trip_start_day", "trip_start_month",
+            "pickup_community_area", "dropoff_community_area")
+TAXI_STRING = ("payment_type", "company")
+
+
+class _TaxiLike(tf.Module):
+    """Raw taxi-style features -> tip probability, plus tf.Example signatures."""
+
+    def __init__(self):
+        super().__init__()
+        n = len(TAXI_FLOAT) + len(TAXI_INT) + 2 * len(TAXI_STRING)
+        self.w = tf.Variable(tf.linspace(-0.5, 0.5, n)[:, None] / 10.0)
+        self.b = tf.Variable([0.1])
+
+    def _score(self, feats):
+        cols = [tf.cast(feats[k], tf.float32) for k in TAXI_FLOAT + TAXI_INT]
+        for key in TAXI_STRING:
+            bucket = tf.strings.to_hash_bucket_fast(feats[key], 2)
+            cols += [tf.cast(tf.equal(bucket, i), tf.float32) for i in range(2)]
+        x = tf.stack(cols, axis=1)
+        return tf.sigmoid(tf.matmul(x, self.w) + self.b)
+
+    @tf.function(input_signature=[
+        {**{k: tf.TensorSpec([None], tf.float32, name=k) for k in TAXI_FLOAT},
+         **{k: tf.TensorSpec([None], tf.int64, name=k) for k in TAXI_INT},
+         **{k: tf.TensorSpec([None], tf.string, name=k) for k in TAXI_STRING}}])
+    def serve(self, feats):
+        return {"probabilities": self._score(feats)}
+
+    def _parse(self, serialized):
+        spec = {k: tf.io.FixedLenFeature([], tf.float32, 0.0) for k in TAXI_FLOAT}
+        spec.update({k: tf.io.FixedLenFeature([], tf.int64, 0) for k in TAXI_INT})
+        spec.update({k: tf.io.FixedLenFeature([], tf.string, "") for k in TAXI_STRING})
+        return tf.io.parse_example(serialized, spec)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(self, inputs):
+        p = self._score(self._parse(inputs))
+        n = tf.shape(p)[0]
+        return {"scores": tf.concat([1.0 - p, p], axis=1),
+                "classes": tf.tile(tf.constant([["0", "1"]]), [n, 1])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(self, inputs):
+        return {"outputs": self._score(self._parse(inputs))}
+
+
+def save_taxi_like(export_dir: str) -> str:
+    """Saves a stand-in for the pipeline's taxi model (same signature layout)."""
+    module = _TaxiLike()
+    serve = module.serve.get_concrete_function()
+    tf.saved_model.save(module, export_dir, signatures={
+        "serving_default": serve,
+        "classification": module.classify,
+        "regression": module.regress,
+    })
+    return export_dir
+
+
+def taxi_example(i: int = 0):
+    """One raw taxi-style tf.Example."""
+    feature = {}
+    for k in TAXI_FLOAT:
+        feature[k] = tf.train.Feature(float_list=tf.train.FloatList(value=[1.5 + i]))
+    for k in TAXI_INT:
+        feature[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=[3 + i]))
+    for k in TAXI_STRING:
+        feature[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"Cash"]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))

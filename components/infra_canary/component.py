@@ -1,0 +1,78 @@
+"""InfraCanary component: the spec and channel wiring only."""
+
+from typing import Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.infra_canary import executor
+
+MODEL_KEY = "model"
+EXAMPLES_KEY = "examples"
+BLESSING_KEY = "blessing"
+SPLIT_KEY = "split"
+NUM_REQUESTS_KEY = "num_requests"
+TIMEOUT_SECONDS_KEY = "timeout_seconds"
+
+
+class InfraCanarySpec(ComponentSpec):
+    """Inputs, outputs and parameters of InfraCanary."""
+
+    PARAMETERS = {
+        SPLIT_KEY: ExecutionParameter(type=str),
+        NUM_REQUESTS_KEY: ExecutionParameter(type=int),
+        TIMEOUT_SECONDS_KEY: ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+    }
+    OUTPUTS = {
+        BLESSING_KEY: ChannelParameter(type=standard_artifacts.InfraBlessing),
+    }
+
+
+class InfraCanary(base_component.BaseComponent):
+    """Canaries a candidate model on our TF Serving-compatible server.
+
+    Replaces InfraValidator (which needs Docker or Kubernetes): the executor
+    serves the candidate SavedModel (`<model.uri>/Format-Serving`) with
+    `serving.server` in a subprocess, sends REST predict/classify and gRPC
+    Predict requests built from real examples, checks the answers and writes
+    an InfraBlessing exactly like InfraValidator (`INFRA_BLESSED` or
+    `INFRA_NOT_BLESSED` file, custom property `blessed` = 1/0), so Pusher's
+    `infra_blessing` input works unchanged.
+
+    Example:
+        canary = InfraCanary(model=trainer.outputs["model"],
+                             examples=example_gen.outputs["examples"])
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            infra_blessing=canary.outputs["blessing"], push_destination=...)
+    """
+
+    SPEC_CLASS = InfraCanarySpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
+                 split: str = "eval", num_requests: int = 10,
+                 timeout_seconds: int = 180, blessing: Optional[types.BaseChannel] = None):
+        """Builds the component.
+
+        Args:
+          model: channel of a `Model` (the Trainer's output).
+          examples: channel of `Examples` with raw features (ExampleGen's output).
+          split: split whose `Split-<split>` TFRecords feed the requests.
+          num_requests: request rounds (each: REST predict, gRPC Predict, and
+            REST classify when the model has a classification signature).
+          timeout_seconds: how long the model may take to become AVAILABLE.
+          blessing: optional output channel override.
+        """
+        spec = InfraCanarySpec(
+            model=model, examples=examples, split=split, num_requests=num_requests,
+            timeout_seconds=timeout_seconds,
+            blessing=blessing or types.Channel(type=standard_artifacts.InfraBlessing))
+        super().__init__(spec=spec)

@@ -1,0 +1,322 @@
+"""Client for TF Serving's REST and gRPC APIs (our server or the official image).
+
+Library:
+    client = ServingClient("http://127.0.0.1:8501", grpc_target="127.0.0.1:8500")
+    client.predict("taxi", instances=[{"trip_miles": 1.2, ...}])
+    client.classify("taxi", examples=[{...}], signature_name="classification")
+
+CLI (`serving-client`):
+    serving-client predict --model taxi --json '{"instances": [...]}'
+    serving-client predict --model taxi --csv data.csv --row 3
+    serving-client classify --model taxi --signature_name classification --csv data.csv
+    serving-client predict --model taxi --csv data.csv --grpc 127.0.0.1:8500
+    serving-client status --model taxi
+
+CSV rows are converted with the signature's input dtypes (read from the
+model's metadata), so string cells become ints/floats where the model wants.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import argparse  # noqa: E402
+import base64  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import requests  # noqa: E402
+
+DEFAULT_URL = "http://127.0.0.1:8501"
+DEFAULT_SIGNATURE = "serving_default"
+_INT_TYPES = {"DT_INT64", "DT_INT32", "DT_INT16", "DT_INT8", "DT_UINT8", "DT_UINT32",
+              "DT_UINT64"}
+_FLOAT_TYPES = {"DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16"}
+
+
+class ServingClientError(Exception):
+    """A non-200 answer: HTTP status (or gRPC code name) and the error text."""
+
+    def __init__(self, status, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def model_path(model: str, version: int = None, label: str = None) -> str:
+    """Builds `/v1/models/<m>[/versions/<v>|/labels/<l>]` (name/label %-encoded)."""
+    path = "/v1/models/" + requests.utils.quote(model, safe="")
+    if version is not None:
+        path += f"/versions/{int(version)}"
+    elif label is not None:
+        path += "/labels/" + requests.utils.quote(label, safe="")
+    return path
+
+
+def coerce_value(value, dtype: str):
+    """Converts a CSV cell (string) to the JSON value a signature dtype needs."""
+    if isinstance(value, str):
+        if dtype in _INT_TYPES:
+            return int(float(value)) if value.strip() else 0
+        if dtype in _FLOAT_TYPES:
+            return float(value) if value.strip() else 0.0
+        if dtype == "DT_BOOL":
+            return value.strip().lower() in ("1", "true")
+    if dtype in _FLOAT_TYPES and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def build_instance(row: dict, input_dtypes: dict) -> dict:
+    """Builds one named `instances` element from a row, per signature dtypes.
+
+    Missing features get the dtype's zero value ("" for strings).
+    """
+    instance = {}
+    for alias, dtype in input_dtypes.items():
+        if alias in row and row[alias] is not None:
+            instance[alias] = coerce_value(row[alias], dtype)
+        else:
+            instance[alias] = "" if dtype == "DT_STRING" else coerce_value("", dtype)
+    return instance
+
+
+def example_to_row(example) -> dict:
+    """Flattens a tf.train.Example into {feature: scalar-or-list} JSON values."""
+    row = {}
+    for name, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        values = list(getattr(feature, kind).value) if kind else []
+        if kind == "bytes_list":
+            values = [_bytes_json(v) for v in values]
+        row[name] = values[0] if len(values) == 1 else values
+    return row
+
+
+def _bytes_json(value: bytes):
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(value).decode("ascii")}
+
+
+class ServingClient:
+    """REST (and optionally gRPC) client.
+
+    Args:
+      url: REST base URL, e.g. `http://127.0.0.1:8501`.
+      grpc_target: `host:port` of the gRPC API (needed for `*_grpc` calls).
+      timeout: per-request timeout in seconds.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, grpc_target: str = None, timeout: float = 10.0):
+        self.url = url.rstrip("/")
+        self.grpc_target = grpc_target
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._stubs = None
+
+    # -- REST ---------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: dict = None) -> dict:
+        response = self._session.request(method, self.url + path, json=body,
+                                         timeout=self.timeout)
+        if response.status_code != 200:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            raise ServingClientError(response.status_code, message)
+        return response.json()
+
+    def status(self, model: str, version: int = None) -> dict:
+        """GET model status."""
+        return self._call("GET", model_path(model, version))
+
+    def metadata(self, model: str, version: int = None, label: str = None) -> dict:
+        """GET model metadata."""
+        return self._call("GET", model_path(model, version, label) + "/metadata")
+
+    def input_dtypes(self, model: str, signature_name: str = None, **spec) -> dict:
+        """Returns {input alias: DT_* name} of a signature, from metadata."""
+        signatures = self.metadata(model, **spec)["metadata"]["signature_def"]["signature_def"]
+        inputs = signatures[signature_name or DEFAULT_SIGNATURE]["inputs"]
+        return {alias: info["dtype"] for alias, info in sorted(inputs.items())}
+
+    def predict(self, model: str, instances: list = None, inputs=None,
+                signature_name: str = None, version: int = None, label: str = None) -> dict:
+        """POST :predict with row (`instances`) or columnar (`inputs`) data."""
+        body = {"instances": instances} if inputs is None else {"inputs": inputs}
+        if signature_name:
+            body["signature_name"] = signature_name
+        return self._call("POST", model_path(model, version, label) + ":predict", body)
+
+    def classify(self, model: str, examples: list, signature_name: str = None,
+                 context: dict = None, version: int = None, label: str = None) -> dict:
+        """POST :classify with JSON examples."""
+        return self._examples("classify", model, examples, signature_name, context,
+                              version, label)
+
+    def regress(self, model: str, examples: list, signature_name: str = None,
+                context: dict = None, version: int = None, label: str = None) -> dict:
+        """POST :regress with JSON examples."""
+        return self._examples("regress", model, examples, signature_name, context,
+                              version, label)
+
+    def _examples(self, verb, model, examples, signature_name, context, version, label):
+        body = {"examples": examples}
+        if signature_name:
+            body["signature_name"] = signature_name
+        if context is not None:
+            body["context"] = context
+        return self._call("POST", model_path(model, version, label) + ":" + verb, body)
+
+    # -- gRPC ---------------------------------------------------------------
+
+    def _prediction_stub(self):
+        if self._stubs is None:
+            import grpc
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+            if not self.grpc_target:
+                raise ValueError("grpc_target is required for gRPC calls")
+            channel = grpc.insecure_channel(self.grpc_target)
+            self._stubs = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return self._stubs
+
+    def predict_grpc(self, model: str, inputs: dict, signature_name: str = None,
+                     version: int = None, label: str = None) -> dict:
+        """gRPC Predict; `inputs` maps alias -> array-like; returns alias -> ndarray."""
+        import grpc
+        import numpy as np
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        if signature_name:
+            request.model_spec.signature_name = signature_name
+        if version is not None:
+            request.model_spec.version.value = int(version)
+        elif label is not None:
+            request.model_spec.version_label = label
+        for alias, value in inputs.items():
+            request.inputs[alias].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+        try:
+            response = self._prediction_stub().Predict(request, self.timeout)
+        except grpc.RpcError as e:
+            raise ServingClientError(e.code().name, e.details()) from None
+        return {alias: tf.make_ndarray(t) for alias, t in response.outputs.items()}
+
+
+# -- CLI ---------------------------------------------------------------------
+
+
+def _read_rows(path: str, row: int = None) -> list:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [rows[row]] if row is not None else rows
+
+
+def _load_json(text: str):
+    if text == "-":
+        return json.load(sys.stdin)
+    if os.path.exists(text):
+        with open(text) as f:
+            return json.load(f)
+    return json.loads(text)
+
+
+def _grpc_inputs(instances: list, dtypes: dict) -> dict:
+    import numpy as np
+
+    numpy_types = {"DT_STRING": object, "DT_FLOAT": np.float32, "DT_DOUBLE": np.float64,
+                   "DT_INT64": np.int64, "DT_INT32": np.int32, "DT_BOOL": np.bool_}
+    columns = {}
+    for alias, dtype in dtypes.items():
+        values = [i[alias] for i in instances]
+        if dtype == "DT_STRING":
+            values = [v.encode() if isinstance(v, str) else v for v in values]
+        columns[alias] = np.array(values, dtype=numpy_types.get(dtype))
+    return columns
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = argparse.ArgumentParser(prog="serving-client", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["predict", "classify", "regress", "status",
+                                            "metadata"])
+    parser.add_argument("--url", default=os.environ.get("SERVING_URL", DEFAULT_URL))
+    parser.add_argument("--grpc", default=None, help="host:port; predict over gRPC")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--version", type=int, default=None)
+    parser.add_argument("--label", default=None)
+    parser.add_argument("--signature_name", default=None)
+    parser.add_argument("--json", default=None,
+                        help="request body (inline JSON, a file, or - for stdin)")
+    parser.add_argument("--csv", default=None, help="CSV file with a header row")
+    parser.add_argument("--row", type=int, default=None, help="0-based CSV row (default all)")
+    parser.add_argument("--timeout", type=float, default=10.0)
+    return parser
+
+
+def run(args) -> dict:
+    """Executes one CLI command and returns the JSON-able answer."""
+    client = ServingClient(args.url, args.grpc, args.timeout)
+    spec = {"version": args.version, "label": args.label}
+    if args.command == "status":
+        return client.status(args.model, args.version)
+    if args.command == "metadata":
+        return client.metadata(args.model, **spec)
+    if args.json is not None:
+        body = _load_json(args.json)
+        if args.command == "predict":
+            return client.predict(args.model, body.get("instances"), body.get("inputs"),
+                                  args.signature_name or body.get("signature_name"), **spec)
+        call = client.classify if args.command == "classify" else client.regress
+        return call(args.model, body["examples"],
+                    args.signature_name or body.get("signature_name"), body.get("context"),
+                    **spec)
+    if args.csv is None:
+        raise SystemExit("one of --json or --csv is required")
+    rows = _read_rows(args.csv, args.row)
+    if args.command == "predict":
+        dtypes = client.input_dtypes(args.model, args.signature_name, **spec)
+        instances = [build_instance(r, dtypes) for r in rows]
+        if args.grpc:
+            outputs = client.predict_grpc(args.model, _grpc_inputs(instances, dtypes),
+                                          args.signature_name, **spec)
+            return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+        return client.predict(args.model, instances, signature_name=args.signature_name,
+                              **spec)
+    examples = [{k: v for k, v in r.items() if v != ""} for r in rows]
+    examples = [{k: _csv_json(v) for k, v in e.items()} for e in examples]
+    call = client.classify if args.command == "classify" else client.regress
+    return call(args.model, examples, args.signature_name, **spec)
+
+
+def _csv_json(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value) if kind is int else float(value)
+        except ValueError:
+            continue
+    return value
+
+
+def main(argv=None) -> int:
+    """Entry point for the `serving-client` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = run(args)
+    except ServingClientError as e:
+        print(json.dumps({"status": e.status, "error": e.message}), file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""InfraCanary component: construction and executor runs on tiny artifacts."""
+
+import gzip
+import os
+
+import pytest
+from tfx.types import standard_artifacts
+from tfx.types import channel_utils
+
+import model_factory
+from components.infra_canary import InfraCanary
+from components.infra_canary.executor import Executor
+
+pytestmark = [pytest.mark.ours]
+
+
+def _examples_artifact(root: str, count: int = 8):
+    examples = standard_artifacts.Examples()
+    examples.uri = os.path.join(root, "examples")
+    examples.split_names = '["train", "eval"]'
+    split = os.path.join(examples.uri, "Split-eval")
+    os.makedirs(split)
+    with gzip.open(os.path.join(split, "data_tfrecord-00000-of-00001.gz"), "wb") as f:
+        import tensorflow as tf
+
+        with tf.io.TFRecordWriter(os.path.join(root, "raw.tfrecord")) as writer:
+            for i in range(count):
+                writer.write(model_factory.taxi_example(i).SerializeToString())
+        with open(os.path.join(root, "raw.tfrecord"), "rb") as raw:
+            f.write(raw.read())
+    return examples
+
+
+def _run(tmp_path, build_model):
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    build_model(os.path.join(model.uri, "Format-Serving"))
+    blessing = standard_artifacts.InfraBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    os.makedirs(blessing.uri)
+    Executor().Do({"model": [model], "examples": [_examples_artifact(str(tmp_path))]},
+                  {"blessing": [blessing]},
+                  {"split": "eval", "num_requests": 3, "timeout_seconds": 60})
+    return blessing
+
+
+def test_component_wiring():
+    component = InfraCanary(
+        model=channel_utils.as_channel([standard_artifacts.Model()]),
+        examples=channel_utils.as_channel([standard_artifacts.Examples()]),
+        num_requests=5)
+    assert component.outputs["blessing"].type == standard_artifacts.InfraBlessing
+    assert component.exec_properties["num_requests"] == 5
+    assert component.exec_properties["split"] == "eval"
+
+
+@pytest.mark.slow
+def test_blesses_a_working_model(tmp_path):
+    blessing = _run(tmp_path, model_factory.save_taxi_like)
+    assert os.path.exists(os.path.join(blessing.uri, "INFRA_BLESSED"))
+    assert blessing.get_int_custom_property("blessed") == 1
+    report = open(os.path.join(blessing.uri, "canary_report.json")).read()
+    assert "rest_classify_0" in report and "grpc_predict_2" in report
+
+
+@pytest.mark.slow
+def test_does_not_bless_a_broken_model(tmp_path):
+    def broken(path):
+        os.makedirs(path)
+        with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+            f.write(b"garbage")
+
+    blessing = _run(tmp_path, broken)
+    assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
+    assert blessing.get_int_custom_property("blessed") == 0
