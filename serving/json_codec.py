@@ -148,6 +148,14 @@ def _slow_parse(body: bytes):
     return value
 
 
+def _may_repeat_keys(body: bytes, doc: dict) -> bool:
+    for key in doc:
+        token = orjson.dumps(key)
+        if body.count(token) > 1:
+            return True
+    return False
+
+
 def parse_json_object(body: bytes) -> dict:
     """Parses a request body the way TF Serving's rapidjson setup does.
 
@@ -166,6 +174,9 @@ def parse_json_object(body: bytes) -> dict:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         doc = _slow_parse(body)
+    else:
+        if isinstance(doc, dict) and _may_repeat_keys(body, doc):
+            doc = _slow_parse(body)  # rapidjson keeps the first duplicate
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {debug_string(doc)} Is not object")
     return doc

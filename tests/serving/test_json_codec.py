@@ -1,0 +1,149 @@
+"""Unit tests of the JSON dialect (request decoding, response encoding)."""
+
+import numpy as np
+import pytest
+from tensorflow.core.framework import types_pb2 as T
+
+from serving import json_codec as jc
+from serving.errors import Code, ServingError
+
+FLOAT = {"x": T.DT_FLOAT}
+
+
+def decode(body: bytes, inputs=FLOAT):
+    doc = jc.parse_json_object(body)
+    return jc.decode_predict_inputs(doc, inputs, body)
+
+
+@pytest.mark.parametrize(
+    "values, tokens",
+    [([9000000, 999999, 0.5, 0.0003, 0.00003, 555557.5],
+      ["9e+06", "999999.0", "0.5", "0.0003", "3e-05", "555557.5"]),
+     ([1.0 / 3.0], ["0.333333343"]),
+     ([float("nan"), float("inf"), -float("inf")], ["NaN", "Infinity", "-Infinity"]),
+     ([1111111.0], ["1111111.0"])],
+)
+def test_write_decimal_float(values, tokens):
+    assert [jc.format_float(float(np.float32(v))) for v in values] == tokens
+
+
+def test_row_and_columnar_shapes():
+    tensors, row = decode(b'{"instances": [[1, 2], [3, 4], [5, 6]]}', {"x": T.DT_INT32})
+    assert row and tensors["x"].shape == (3, 2) and tensors["x"].dtype == np.int32
+    tensors, row = decode(b'{"inputs": 3.0}')
+    assert not row and tensors["x"].shape == ()
+    tensors, _ = decode(b'{"inputs": []}')
+    assert tensors["x"].shape == (0,)
+    tensors, _ = decode(b'{"instances": [[]]}')
+    assert tensors["x"].shape == (1, 0)
+
+
+def test_float_overflow_and_precision():
+    tensors, _ = decode(b'{"instances": [1e300, -1e300, 1e-300, 1435774380]}')
+    x = tensors["x"]
+    assert np.isinf(x[0]) and np.isinf(x[1]) and x[2] == 0.0
+    assert x[3] == np.float32(1435774380)
+
+
+def test_json_dialect():
+    assert jc.parse_json_object(b'{"a": 1, "a": 2}') == {"a": 1}
+    assert jc.parse_json_object(b'{"a": [NaN, Inf, -Infinity]} junk')["a"][1] == float("inf")
+    assert jc.parse_json_object(b'{"a": "Inf"}') == {"a": "Inf"}
+    assert jc.parse_json_object(b'{"a": 123456789012345678901234567890}')["a"] == pytest.approx(
+        1.2345678901234568e29)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"", "JSON Parse error: The document is empty"),
+        (b"   ", "JSON Parse error: The document is empty. at offset: 3"),
+        (b'{"a" 1}', "Missing a colon after a name of object member."),
+        (b'{"a": [1, 2}', "Missing a comma or ']' after an array element."),
+        (b'{"a": 1 "b"}', "Missing a comma or '}' after an object member."),
+        (b"[1]", "JSON Value: [1] Is not object"),
+    ],
+)
+def test_parse_errors(body, message):
+    with pytest.raises(ServingError) as error:
+        jc.parse_json_object(body)
+    assert message in error.value.message
+    assert error.value.code == Code.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    "body, inputs, message, code",
+    [
+        (b'{"instances": [1, "a"]}', FLOAT,
+         "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
+         "JSON Value: \"a\" Type: String is not of expected type: float", Code.INVALID_ARGUMENT),
+        (b'{"instances": [1.5]}', {"x": T.DT_INT64}, "Type: Number is not of expected type: int64",
+         Code.INVALID_ARGUMENT),
+        (b'{"instances": [3000000000]}', {"x": T.DT_INT32}, "is not of expected type: int32",
+         Code.INVALID_ARGUMENT),
+        (b'{"instances": [1]}', {"x": T.DT_BOOL}, "is not of expected type: bool",
+         Code.INVALID_ARGUMENT),
+        (b'{"instances": [{"b64": "aGk="}]}', FLOAT, "Type: Object is not of expected type: float",
+         Code.INVALID_ARGUMENT),
+        (b'{"inputs": [1.0]}', {"x": T.DT_HALF}, "Conversion of JSON Value: 1.0 to type: half",
+         Code.UNIMPLEMENTED),
+        (b'{"inputs": [[1.0], 2.0]}', FLOAT,
+         "JSON Value: 2.0 found at incorrect level: 2 in the JSON DOM. Expected at level: 2",
+         Code.INVALID_ARGUMENT),
+        (b'{"inputs": [[1.0], [2.0, 3.0]]}', FLOAT,
+         "Encountered list at unexpected size: 2 at level: 1 expected size: 1",
+         Code.INVALID_ARGUMENT),
+        (b'{"instances": [[1.0], [1.0, 2.0]]}', FLOAT, "Expecting tensor size: 1 but got: 2",
+         Code.INVALID_ARGUMENT),
+        (b'{"instances": [[[1.0, 2.0]], [[1.0], [2.0]]]}', FLOAT,
+         "Expecting shape [1,2] but got: [2,1]", Code.INVALID_ARGUMENT),
+        (b'{"instances": [{"b64": "-_"}]}', {"x": T.DT_STRING}, "Unable to base64 decode",
+         Code.INVALID_ARGUMENT),
+        (b'{"instances": [null]}', FLOAT, "Type: Null is not of expected type: float",
+         Code.INVALID_ARGUMENT),
+    ],
+)
+def test_tensor_errors(body, inputs, message, code):
+    with pytest.raises(ServingError) as error:
+        decode(body, inputs)
+    assert message in error.value.message
+    assert error.value.code == code
+
+
+def test_strings_and_b64():
+    tensors, _ = decode(b'{"instances": ["a", {"b64": "aGk="}]}', {"x": T.DT_STRING})
+    assert tensors["x"].tolist() == [b"a", b"hi"]
+
+
+def test_predict_response_formats():
+    y = np.array([[1.0], [2.5]], np.float32)
+    assert jc.encode_predict_response({"y": y}, True).replace(b"\n", b"").replace(b" ", b"") == \
+        b'{"predictions":[[1.0],[2.5]]}'
+    multi = jc.encode_predict_response(
+        {"a": np.array([1, 2]), "img_bytes": np.array([b"hi", b"yo"], dtype=object)}, True)
+    import json
+
+    assert json.loads(multi) == {"predictions": [{"a": 1, "img_bytes": {"b64": "aGk="}},
+                                                 {"a": 2, "img_bytes": {"b64": "eW8="}}]}
+    assert json.loads(jc.encode_predict_response({"s": np.float32(3.0)}, False)) == {"outputs": 3.0}
+    assert json.loads(jc.encode_predict_response({"y": np.zeros((0, 2), np.float32)}, True)) == {
+        "predictions": []}
+    with pytest.raises(ServingError, match="has no shape information"):
+        jc.encode_predict_response({"s": np.float32(3.0)}, True)
+    with pytest.raises(ServingError, match="has inconsistent batch size: 3 expecting: 2"):
+        jc.encode_predict_response({"a": np.zeros(2), "b": np.zeros(3)}, True)
+
+
+def test_examples_from_json():
+    doc = {"context": {"c": "x"}, "examples": [{"f": 1.0, "i": 2, "b": True, "s": ["a", "b"]}]}
+    examples, context = jc.decode_examples(doc)
+    feature = examples[0].features.feature
+    assert list(feature["f"].float_list.value) == [1.0]
+    assert list(feature["i"].int64_list.value) == [2]
+    assert list(feature["b"].int64_list.value) == [1]
+    assert list(feature["s"].bytes_list.value) == [b"a", b"b"]
+    assert context.features.feature["c"].bytes_list.value == [b"x"]
+
+
+def test_error_body_escaping():
+    assert jc.encode_error('Bad key: "key"') == b'{\n    "error": "Bad key: \\"key\\""\n}'

@@ -1,0 +1,82 @@
+"""Model manager units: version discovery, policies, labels, config checks."""
+
+import os
+
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
+
+import model_factory
+from serving.errors import Code, ServingError
+from serving.model_manager import ManagerOptions, ModelManager, aspired_versions, list_versions
+
+Policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
+
+
+def config(text: str):
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def test_list_versions_ignores_non_numeric(tmp_path):
+    for name in ["1", "0010", ".tmp-3", "abc", "2x"]:
+        (tmp_path / name).mkdir()
+    (tmp_path / "7").write_text("a file")
+    assert list_versions(str(tmp_path)) == {1: str(tmp_path / "1"), 10: str(tmp_path / "0010")}
+
+
+@pytest.mark.parametrize(
+    "policy_text, expected",
+    [("", {5}), ("latest { num_versions: 2 }", {4, 5}), ("all {}", {1, 4, 5}),
+     ("specific { versions: 1 versions: 9 }", {1})],
+)
+def test_policies(policy_text, expected):
+    policy = text_format.Parse(policy_text, Policy())
+    assert aspired_versions(policy, {1: "a", 4: "b", 5: "c"}) == expected
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model_config_list { config { name: 'a' base_path: '/x' model_platform: 'tensorflow' } "
+         "config { name: 'a' base_path: '/y' model_platform: 'tensorflow' } }",
+         "Illegal to list model a multiple times in config list"),
+        ("model_config_list { config { name: 'a' base_path: '/x' } }",
+         "Illegal setting neither ModelServerConfig::model_type"),
+        ("model_config_list { config { name: 'a' base_path: 'rel' model_platform: 'tensorflow' } }",
+         "Expected model a to have an absolute path or URI; got base_path()=rel"),
+        ("model_config_list { config { name: 'a' base_path: '/x' model_platform: 'tensorflow' "
+         "version_labels { key: 'l' value: 1 } } }",
+         "Request to assign label to version 1 of model a, which is not currently available"),
+    ],
+)
+def test_config_validation(text, message):
+    with pytest.raises(ServingError) as error:
+        ModelManager().apply_config(config(text))
+    assert message in error.value.message
+
+
+def test_labels_resolve_and_corrupt_version(tmp_path):
+    base = tmp_path / "m"
+    model_factory.save_half_plus_two(str(base / "1"))
+    manager = ModelManager(ManagerOptions(max_num_load_retries=0))
+    manager.apply_config(config(
+        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+        f"model_platform: 'tensorflow' }} }}"))
+    manager.poll()
+    assert manager.resolve("m").version == 1
+    (base / "2").mkdir()
+    (base / "2" / "saved_model.pb").write_bytes(b"junk")
+    manager.poll()
+    assert manager.resolve("m").version == 1  # corrupt v2 never served
+    states = dict(manager.version_states("m"))
+    assert states[2].state == "END" and states[2].error_code != Code.OK
+    assert states[1].state == "AVAILABLE"
+    manager.apply_config(config(
+        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+        f"model_platform: 'tensorflow' version_labels {{ key: 'stable' value: 1 }} }} }}"))
+    assert manager.resolve("m", label="stable").version == 1
+    with pytest.raises(ServingError, match="Unrecognized servable version label: x"):
+        manager.resolve("m", label="x")
+    with pytest.raises(ServingError, match=r"Specific\(m, 3\)"):
+        manager.resolve("m", version=3)
+    manager.stop()
