@@ -187,7 +187,10 @@ class ServingClient:
 
     def predict_grpc(self, model: str, inputs: dict, signature_name: str = None,
                      version: int = None, label: str = None) -> dict:
-        """gRPC Predict; `inputs` maps alias -> array-like; returns alias -> ndarray."""
+        """gRPC Predict; `inputs` maps alias -> array-like; returns alias -> ndarray.
+
+        Plain Python float lists are sent as DT_FLOAT; pass ndarrays to control dtypes.
+        """
         import grpc
         import numpy as np
         import tensorflow as tf
@@ -202,7 +205,10 @@ class ServingClient:
         elif label is not None:
             request.model_spec.version_label = label
         for alias, value in inputs.items():
-            request.inputs[alias].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+            array = np.asarray(value)
+            if array.dtype == np.float64 and not isinstance(value, np.ndarray):
+                array = array.astype(np.float32)  # plain Python floats mean DT_FLOAT
+            request.inputs[alias].CopyFrom(tf.make_tensor_proto(array))
         try:
             response = self._prediction_stub().Predict(request, self.timeout)
         except grpc.RpcError as e:
@@ -288,13 +294,19 @@ def run(args) -> dict:
         if args.grpc:
             outputs = client.predict_grpc(args.model, _grpc_inputs(instances, dtypes),
                                           args.signature_name, **spec)
-            return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+            return {"outputs": {k: _jsonable(v.tolist()) for k, v in outputs.items()}}
         return client.predict(args.model, instances, signature_name=args.signature_name,
                               **spec)
     examples = [{k: v for k, v in r.items() if v != ""} for r in rows]
     examples = [{k: _csv_json(v) for k, v in e.items()} for e in examples]
     call = client.classify if args.command == "classify" else client.regress
     return call(args.model, examples, args.signature_name, **spec)
+
+
+def _jsonable(value):
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return _bytes_json(value) if isinstance(value, bytes) else value
 
 
 def _csv_json(value: str):
