@@ -116,18 +116,18 @@ class _Queue:
         self.rows = 0
 
 
-def _task_rows(feeds: dict) -> int:
-    rows = None
-    for array in feeds.values():
-        if array.ndim == 0:
+def _task_rows(feeds: dict):
+    """Returns (rows, merge key); tasks merge only if their keys are equal."""
+    shapes = [(a.shape, a.dtype.char) for a in feeds.values()]
+    rows = shapes[0][0][0] if shapes and shapes[0][0] else None
+    for shape, _ in shapes:
+        if not shape:
             raise invalid("Batching session Run() input tensors must have at least one dimension")
-        if rows is None:
-            rows = array.shape[0]
-        elif array.shape[0] != rows:
+        if shape[0] != rows:
             raise invalid(
                 "Batching session Run() input tensors must have equal 0th-dimension size"
             )
-    return rows or 0
+    return rows or 0, tuple([(shape[1:], char) for shape, char in shapes])
 
 
 class Scheduler:
@@ -146,6 +146,7 @@ class Scheduler:
         self._queues: dict = {}
         self._ready: dict = {}
         self._stopping = False
+        self._idle = 0  # workers waiting on the condition
         self._on_batch = on_batch
         count = params.num_batch_threads if params else num_threads
         self._threads = [
@@ -167,13 +168,12 @@ class Scheduler:
         """
         params = self.params
         if params is not None:
-            rows = _task_rows(feeds)
+            rows, key = _task_rows(feeds)
             if rows > params.max_batch_size:
                 raise invalid(
                     f"Task size {rows} is larger than maximum input batch size "
                     f"{params.max_batch_size}"
                 )
-            key = tuple((a, v.dtype.str, v.shape[1:]) for a, v in feeds.items())
         else:
             rows, key = 1, None
         task = _Task(feeds, rows, key, callback, loop)
@@ -195,7 +195,8 @@ class Scheduler:
             queue.tasks.append(task)
             queue.rows += rows
             self._ready[qkey] = queue
-            self._cond.notify()
+            if self._idle:
+                self._cond.notify()
 
     def run(self, servable, signature, feeds: dict, timeout: float = None) -> dict:
         """Submits and waits; for callers on plain threads (gRPC)."""
@@ -237,7 +238,11 @@ class Scheduler:
             if not self._ready:
                 if self._stopping:
                     return None, None
-                self._cond.wait()
+                self._idle += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._idle -= 1
                 continue
             queue = min(self._ready.values(), key=lambda q: q.tasks[0].enqueued)
             if params is not None and params.batch_timeout_micros > 0 and (
@@ -246,7 +251,11 @@ class Scheduler:
                 wait = queue.tasks[0].enqueued + params.batch_timeout_micros / 1e6
                 wait -= time.monotonic()
                 if wait > 0:
-                    self._cond.wait(wait)
+                    self._idle += 1
+                    try:
+                        self._cond.wait(wait)
+                    finally:
+                        self._idle -= 1
                     continue
             batch = self._take(queue)
             if not queue.tasks:

@@ -380,7 +380,11 @@ def _exact_tensor(value, dtype: int):
 def _fast_tensor(value, dtype: int, numbers_only: bool):
     """Returns an ndarray if `value` is certainly valid for `dtype`, else None."""
     if dtype == types_pb2.DT_STRING:
-        return None
+        if type(value) is not list or not all(type(v) is str for v in value):
+            return None  # nested lists and b64 objects take the exact path
+        array = np.empty(len(value), dtype=object)
+        array[:] = [v.encode("utf-8", "surrogateescape") for v in value]
+        return array
     is_bool = dtype == types_pb2.DT_BOOL
     if not is_bool and not numbers_only:
         return None  # true/false could hide inside a numeric list
@@ -396,6 +400,8 @@ def _fast_tensor(value, dtype: int, numbers_only: bool):
             return None
         return array.astype(_FLOATS[dtype])
     if dtype in _INT_RANGES and kind in "iu":
+        if dtype == types_pb2.DT_INT64 and kind == "i":
+            return array  # numpy only picks int64 for values that fit
         if array.size:
             low, high = _INT_RANGES[dtype]
             if int(array.min()) < low or int(array.max()) > high:
@@ -500,12 +506,39 @@ def _rows_fast(instances: list, inputs: dict, numbers_only: bool):
         if type(element) is not dict or element.keys() != keys:
             return None
     out = {}
+    grouped = {}
     for name, dtype in inputs.items():
+        if numbers_only and dtype in _GROUPABLE:
+            grouped.setdefault(dtype, []).append(name)
+            continue
         array = _fast_tensor([e[name] for e in instances], dtype, numbers_only)
         if array is None:
             return None
         out[name] = array
+    for dtype, names in grouped.items():
+        if not _group_to_arrays(instances, names, dtype, out):
+            return None
     return out
+
+
+# Scalar features of these dtypes are converted with one numpy call per dtype.
+_GROUPABLE = {types_pb2.DT_FLOAT: ("iuf", np.float32), types_pb2.DT_DOUBLE: ("iuf", np.float64),
+              types_pb2.DT_INT64: ("i", np.int64)}
+
+
+def _group_to_arrays(instances: list, names: list, dtype: int, out: dict) -> bool:
+    """Converts same-dtype scalar features of all rows at once (a [k, N] array)."""
+    try:
+        table = np.array([[e[n] for e in instances] for n in names])
+    except (ValueError, OverflowError):
+        return False
+    kinds, target = _GROUPABLE[dtype]
+    if table.ndim != 2 or table.dtype.kind not in kinds or table.shape[1] == 0:
+        return False
+    table = table.astype(target, copy=False)
+    for i, name in enumerate(names):
+        out[name] = table[i]
+    return True
 
 
 def _columns(value, inputs: dict, numbers_only: bool) -> dict:

@@ -34,6 +34,8 @@ _ORIGIN = re.compile(rb"https?://")
 
 
 def _decode(text: str) -> str:
+    if "%" not in text:
+        return text
     return urllib.parse.unquote_to_bytes(text).decode("utf-8", "surrogateescape")
 
 
