@@ -1,12 +1,13 @@
 """Fixtures: tiny SavedModels, a model config, and a server subprocess.
 
 Point the contract tests at another server (e.g. the official image) with
-`SERVING_URL=http://host:8501 SERVING_GRPC=host:8500 SERVING_MODEL_DIR=<dir>`:
-the models and `models.config` are written to SERVING_MODEL_DIR, which that
-server must serve with
-`--model_config_file=<dir in server>/models.config --allow_version_labels_for_unavailable_models=true`
-(set SERVING_MODEL_DIR_IN_SERVER when the server sees the directory elsewhere,
-e.g. `/models` inside a container).
+`SERVING_URL=http://host:8501 SERVING_GRPC=host:8500 SERVING_MODEL_DIR=<dir>`.
+First write the models (`python tests/serving/model_factory.py <dir> /models`),
+then start that server on them, e.g. the official image:
+`docker run -p 8500:8500 -p 8501:8501 -v <dir>:/models tensorflow/serving:2.16.1
+--model_config_file=/models/models.config --allow_version_labels_for_unavailable_models=true
+--monitoring_config_file=/models/monitoring.config`, and run
+`pytest tests/serving -m "not ours"` with SERVING_MODEL_DIR_IN_SERVER=/models.
 """
 
 import os
@@ -21,6 +22,7 @@ import requests
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import model_factory  # noqa: E402
+from model_factory import write_models  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXTERNAL = bool(os.environ.get("SERVING_URL"))
@@ -45,35 +47,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-MODELS_CONFIG = """model_config_list {{
-  config {{
-    name: 'half_plus_two'
-    base_path: '{root}/half_plus_two'
-    model_platform: 'tensorflow'
-    model_version_policy {{ specific {{ versions: 123 versions: 124 }} }}
-    version_labels {{ key: 'stable' value: 123 }}
-    version_labels {{ key: 'canary' value: 124 }}
-  }}
-  config {{
-    name: 'multi'
-    base_path: '{root}/multi'
-    model_platform: 'tensorflow'
-  }}
-}}
-"""
-
-
-def write_models(root: str, root_in_server: str = None) -> str:
-    """Writes the contract-test models and their config; returns the config path."""
-    model_factory.save_half_plus_two(os.path.join(root, "half_plus_two", "123"))
-    model_factory.save_half_plus_two(os.path.join(root, "half_plus_two", "124"), b=3.0)
-    model_factory.save_multi_input(os.path.join(root, "multi", "1"))
-    path = os.path.join(root, "models.config")
-    with open(path, "w") as f:
-        f.write(MODELS_CONFIG.format(root=root_in_server or root))
-    return path
 
 
 class ServerProcess:

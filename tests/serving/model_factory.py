@@ -172,3 +172,47 @@ def taxi_example(i: int = 0):
     for k in TAXI_STRING:
         feature[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"Cash"]))
     return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+MODELS_CONFIG = """model_config_list {{
+  config {{
+    name: 'half_plus_two'
+    base_path: '{root}/half_plus_two'
+    model_platform: 'tensorflow'
+    model_version_policy {{ specific {{ versions: 123 versions: 124 }} }}
+    version_labels {{ key: 'stable' value: 123 }}
+    version_labels {{ key: 'canary' value: 124 }}
+  }}
+  config {{
+    name: 'multi'
+    base_path: '{root}/multi'
+    model_platform: 'tensorflow'
+  }}
+}}
+"""
+MONITORING_CONFIG = 'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n'
+
+
+def write_models(root: str, root_in_server: str = None) -> str:
+    """Writes the contract-test models and configs; returns the model config path.
+
+    Args:
+      root: directory to write to.
+      root_in_server: the same directory as the server sees it (config base paths).
+    """
+    if not os.path.exists(os.path.join(root, "half_plus_two", "123")):
+        save_half_plus_two(os.path.join(root, "half_plus_two", "123"))
+        save_half_plus_two(os.path.join(root, "half_plus_two", "124"), b=3.0)
+        save_multi_input(os.path.join(root, "multi", "1"))
+    with open(os.path.join(root, "monitoring.config"), "w") as f:
+        f.write(MONITORING_CONFIG)
+    path = os.path.join(root, "models.config")
+    with open(path, "w") as f:
+        f.write(MODELS_CONFIG.format(root=root_in_server or root))
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_models(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
