@@ -7,7 +7,7 @@ Usage:
 
 For each concurrency (default 1, 8, 32) it reports req/s, p50 and p99:
 REST is driven by `wrk` (apt-get install wrk) with a Lua POST script, gRPC by
-Python threads using TF Serving's stubs. The in-process line is the
+coroutines on one `grpc.aio` channel using TF Serving's stubs. The in-process line is the
 signature's session call rate (batch 1) measured in this same script. Client
 and server share the machine's cores; the report prints the core count.
 This is a benchmark, not a test: nothing is asserted.
@@ -19,7 +19,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
-import concurrent.futures  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
@@ -28,7 +27,6 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -119,8 +117,11 @@ def start_server(base: str, work: str):
 
 
 def _to_ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    match = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
 def rest_wrk(url: str, body: str, concurrency: int, seconds: int, work: str) -> dict:
@@ -132,20 +133,21 @@ def rest_wrk(url: str, body: str, concurrency: int, seconds: int, work: str) -> 
         ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", script,
          url + "/v1/models/taxi:predict"],
         capture_output=True, text=True, timeout=seconds + 60).stdout
+    if "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed: {out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50_ms": _to_ms(re.search(r"50%\s+(\S+)", out).group(1)),
-            "p99_ms": _to_ms(re.search(r"99%\s+(\S+)", out).group(1)),
+            "p50_ms": _to_ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)),
+            "p99_ms": _to_ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)),
             "errors": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
-def grpc_threads(target: str, instance: dict, dtypes: dict, concurrency: int,
-                 seconds: float) -> dict:
-    import grpc
+def grpc_requests(instance: dict, dtypes: dict):
+    """A PredictRequest for `instance` (one row) with typed tensors."""
     import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import predict_pb2
 
     numpy_types = {"DT_FLOAT": np.float32, "DT_INT64": np.int64, "DT_STRING": object,
                    "DT_DOUBLE": np.float64, "DT_INT32": np.int32}
@@ -156,30 +158,39 @@ def grpc_threads(target: str, instance: dict, dtypes: dict, concurrency: int,
         value = value.encode() if isinstance(value, str) else value
         request.inputs[alias].CopyFrom(
             tf.make_tensor_proto(np.array([value], dtype=numpy_types[dtype])))
-    channel = grpc.insecure_channel(target)
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    stop = time.perf_counter() + seconds
-    latencies, errors, lock = [], [0], threading.Lock()
+    return request
 
-    def worker():
-        mine = []
-        while time.perf_counter() < stop and len(mine) < 1_000_000:
-            start = time.perf_counter()
-            try:
-                stub.Predict(request, 10)
-                mine.append(time.perf_counter() - start)
-            except grpc.RpcError:
-                with lock:
-                    errors[0] += 1
-        with lock:
-            latencies.extend(mine)
 
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        for future in [pool.submit(worker) for _ in range(concurrency)]:
-            future.result()
-    channel.close()
-    return summarize(latencies, time.perf_counter() - started, errors[0])
+def grpc_aio(target: str, instance: dict, dtypes: dict, concurrency: int,
+             seconds: float) -> dict:
+    """gRPC Predict load from `concurrency` coroutines on one grpc.aio channel."""
+    import asyncio
+
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    request = grpc_requests(instance, dtypes)
+
+    async def run():
+        latencies, errors = [], [0]
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            stop = time.perf_counter() + seconds
+
+            async def worker():
+                while time.perf_counter() < stop and len(latencies) < 2_000_000:
+                    start = time.perf_counter()
+                    try:
+                        await stub.Predict(request, timeout=10)
+                        latencies.append(time.perf_counter() - start)
+                    except grpc.RpcError:
+                        errors[0] += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*[worker() for _ in range(concurrency)])
+            return summarize(latencies, time.perf_counter() - started, errors[0])
+
+    return asyncio.run(run())
 
 
 def main(argv=None) -> int:
@@ -214,7 +225,7 @@ def main(argv=None) -> int:
             rest_wrk(url, body, 32, 2, work)  # warm up batch sizes and allocators
             for c in [int(c) for c in args.concurrency.split(",")]:
                 results[f"rest_c{c}"] = rest_wrk(url, body, c, args.seconds, work)
-                results[f"grpc_c{c}"] = grpc_threads(target, instance, dtypes, c, args.seconds)
+                results[f"grpc_c{c}"] = grpc_aio(target, instance, dtypes, c, args.seconds)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -47,8 +47,35 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     return proto
 
 
+_FIELDS = {dtype: (field, np_dtype) for np_dtype, (dtype, field) in _TYPED.items()}
+
+
 def from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Converts a TensorProto (typed fields or tensor_content) into an ndarray."""
+    """Converts a TensorProto (typed fields or tensor_content) into an ndarray.
+
+    Common dtypes are decoded with numpy directly (a single value fills the
+    whole shape, as in TF); anything else goes through `tf.make_ndarray`.
+    """
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if proto.dtype == types_pb2.DT_STRING:
+        values = list(proto.string_val)
+        if len(values) == size:
+            array = np.empty(size, dtype=object)
+            array[:] = values
+            return array.reshape(shape)
+    elif proto.dtype in _FIELDS and proto.dtype != types_pb2.DT_UINT16:
+        field, np_dtype = _FIELDS[proto.dtype]
+        if proto.tensor_content:
+            array = np.frombuffer(proto.tensor_content, dtype=np_dtype)
+            if array.size == size:
+                return array.reshape(shape)
+        else:
+            values = getattr(proto, field)
+            if len(values) == size:
+                return np.array(values, dtype=np_dtype).reshape(shape)
+            if len(values) == 1:
+                return np.full(shape, values[0], dtype=np_dtype)
     array = tf.make_ndarray(proto)
     if proto.dtype == types_pb2.DT_STRING:
         array = array.astype(object)
