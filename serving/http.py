@@ -48,7 +48,8 @@ class _Clock:
 class Request:
     """One parsed HTTP request and its pending response slot."""
 
-    __slots__ = ("method", "url", "headers", "body", "keep_alive", "_conn", "_response")
+    __slots__ = ("method", "url", "headers", "body", "keep_alive", "timer", "_conn",
+                 "_response")
 
     def __init__(self, conn, method: str, url: str, headers: dict, body: bytes,
                  keep_alive: bool):
@@ -57,14 +58,21 @@ class Request:
         self.headers = headers
         self.body = body
         self.keep_alive = keep_alive
+        self.timer = None  # optional deadline handle, cancelled on respond
         self._conn = conn
         self._response = None
+
+    @property
+    def responded(self) -> bool:
+        return self._response is not None
 
     def respond(self, status: int, body: bytes, content_type: bytes = JSON,
                 extra_headers: tuple = ()) -> None:
         """Queues the response; it is written once earlier ones are out."""
         if self._response is not None:
             return
+        if self.timer is not None:
+            self.timer.cancel()
         head = [
             b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
             b"Content-Type: " + content_type + b"\r\n",

@@ -62,13 +62,14 @@ class RestApi:
     """
 
     def __init__(self, manager, scheduler, metrics, request_logger=None,
-                 monitoring_path=None, enable_cors=False):
+                 monitoring_path=None, enable_cors=False, timeout_ms: int = 30000):
         self.manager = manager
         self.scheduler = scheduler
         self.metrics = metrics
         self.request_logger = request_logger
         self.monitoring_path = monitoring_path
         self._extra = _CORS if enable_cors else ()
+        self._timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
         self.loop = None
 
     # -- entry ----------------------------------------------------------------
@@ -173,6 +174,16 @@ class RestApi:
             self.scheduler.submit(servable, signature, feeds, finish, self.loop)
         except ServingError as e:
             self._error(request, model, e, servable.version, verb)
+            return
+        if self._timeout is not None and self.loop is not None and not request.responded:
+            request.timer = self.loop.call_later(
+                self._timeout, self._expire, request, servable, verb)
+
+    def _expire(self, request, servable, verb) -> None:
+        """`--rest_api_timeout_in_ms` elapsed: answer 504 (late results are dropped)."""
+        request.timer = None
+        error = ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        self._error(request, servable.name, error, servable.version, verb)
 
     def _finish_predict(self, request, servable, signature, feeds, row, started):
         def done(outputs, error):

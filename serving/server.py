@@ -139,7 +139,7 @@ class ModelServer:
         if args.rest_api_port and args.rest_api_port != args.port:
             api = RestApi(self.manager, self.scheduler, self.metrics, self.request_logger,
                           flags.monitoring_path(args.monitoring_config_file),
-                          args.rest_api_enable_cors_support)
+                          args.rest_api_enable_cors_support, args.rest_api_timeout_in_ms)
             api.loop = asyncio.get_running_loop()
             self._http = await start_http_server(
                 api, args.bind_address, args.rest_api_port, args.max_request_bytes)

@@ -212,3 +212,20 @@ def test_bounded_load_zero_errors(rest_url):
         ok = list(pool.map(one, range(3000)))
     assert all(ok)
     assert time.monotonic() - started < 60
+
+
+def test_rest_timeout_gives_504(tmp_path, start_server):
+    base = str(tmp_path / "m")
+    os.makedirs(base)
+    push(base, 1)
+    batching = tmp_path / "batching.config"
+    batching.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 3000000 } "
+                        "num_batch_threads { value: 1 }")
+    server = start_server([f"--model_name=m", f"--model_base_path={base}",
+                           "--enable_batching=true", f"--batching_parameters_file={batching}",
+                           "--rest_api_timeout_in_ms=300"], ready_model="m")
+    started = time.monotonic()
+    response = predict(server.url, 1.0)
+    assert response.status_code == 504
+    assert response.json() == {"error": "Deadline Exceeded"}
+    assert time.monotonic() - started < 2.5
