@@ -3,7 +3,7 @@
 Usage:
     python bench/bench_serving.py                       # builds a taxi stand-in model
     python bench/bench_serving.py --model_base_path serving_model/taxi \
-        --instance '{"trip_miles": 1.2, ...}'           # a model pushed by the pipeline
+        --csv data/taxi/span-2013/data.csv              # a model pushed by the pipeline
 
 For each concurrency (default 1, 8, 32) it reports req/s, p50 and p99:
 REST is driven by `wrk` (apt-get install wrk) with a Lua POST script, gRPC by
@@ -62,13 +62,16 @@ def build_stand_in(root: str):
 def in_process_rate(base: str, instance: dict, seconds: float) -> dict:
     """Signature calls/s (batch 1) through the same Servable the server uses."""
     from serving import json_codec
+    from serving.client import build_instance
+    from serving.dtypes import enum_name
     from serving.model_manager import list_versions
     from serving.servable import Servable
 
     version, path = max(list_versions(base).items())
     servable = Servable("bench", version, path)
     signature = servable.signatures["serving_default"]
-    body = json.dumps({"instances": [instance]}).encode()
+    dtypes = {alias: enum_name(spec.dtype) for alias, spec in signature.inputs.items()}
+    body = json.dumps({"instances": [build_instance(instance, dtypes)]}).encode()
     feeds, _ = json_codec.decode_predict_inputs(
         json_codec.parse_json_object(body), signature.input_dtypes, body)
     latencies = []
@@ -198,6 +201,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_base_path", default="")
     parser.add_argument("--instance", default="", help="one raw-feature instance as JSON")
+    parser.add_argument("--csv", default="", help="take the instance from this CSV's first row")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--output", default="", help="write results JSON here")
@@ -209,7 +213,14 @@ def main(argv=None) -> int:
     work = tempfile.mkdtemp(prefix="bench_serving_")
     try:
         if args.model_base_path:
-            base, instance = os.path.abspath(args.model_base_path), json.loads(args.instance)
+            base = os.path.abspath(args.model_base_path)
+            if args.csv:
+                import csv
+
+                with open(args.csv, newline="") as f:
+                    instance = next(csv.DictReader(f))
+            else:
+                instance = json.loads(args.instance)
         else:
             base, instance = build_stand_in(work)
         results = {"cores": os.cpu_count(), "server_flags": list(SERVER_FLAGS) + [BATCHING],
