@@ -84,7 +84,7 @@ class Request:
         if not self.keep_alive:
             head.append(b"Connection: close\r\n")
         head.append(b"\r\n")
-        self._response = b"".join(head) + body
+        self._response = b"".join(head) + (body if self.method != "HEAD" else b"")
         self._conn.flush()
 
 

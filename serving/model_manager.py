@@ -29,6 +29,7 @@ from serving.servable import Servable, warmup
 log = logging.getLogger(__name__)
 
 _VERSION_DIR = re.compile(r"\d+")
+_UNLOAD_GRACE_SECONDS = 0.2
 
 
 @dataclasses.dataclass
@@ -310,6 +311,7 @@ class ModelManager:
             del loaded[version]
             model.loaded = loaded
             model.latest = loaded[max(loaded)] if loaded else None
+        time.sleep(_UNLOAD_GRACE_SECONDS)  # lets a lookup that just won the race enqueue
         servable.close()
         if self._scheduler is not None:
             self._scheduler.forget(servable)
