@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import os
 
+from absl import logging
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
+from tensorflow_transform.saved import saved_transform_io_v2  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
@@ -41,8 +44,38 @@ DEFAULT_HPARAMS = {
 }
 
 
+def categorical_sizes() -> dict[str, int]:
+    """Transformed categorical feature -> number of distinct ids, in input order."""
+    return {
+        **{k: features.BUCKET_COUNT + 1 for k in features.BUCKET_KEYS},
+        **features.IDENTITY_KEYS,
+        **{k: features.vocab_dimension(k) for k in features.VOCAB_KEYS},
+    }
+
+
+class OffsetIds(tf.keras.layers.Layer):
+    """Stacks per-feature ids into one id space: feature i's ids start at offset i."""
+
+    def __init__(self, sizes: list[int], **kwargs):
+        super().__init__(**kwargs)
+        self.sizes = list(sizes)
+        offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        self._offsets = tf.constant([offsets], dtype=tf.int64)
+
+    def call(self, ids: list[tf.Tensor]) -> tf.Tensor:
+        stacked = tf.concat([tf.cast(i, tf.int64) for i in ids], axis=1)
+        return stacked + self._offsets
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "sizes": self.sizes}
+
+
 def build_model(hparams: dict | None = None) -> tf.keras.Model:
     """Wide & deep binary classifier over the transformed features.
+
+    All categorical features share one embedding table and one multi-hot wide
+    part (ids offset per feature), which keeps the graph small and fast to
+    trace and export.
 
     Args:
       hparams: overrides for ``DEFAULT_HPARAMS``.
@@ -52,34 +85,31 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
       whose output is the probability of a big tip, shape [batch, 1].
     """
     hp = {**DEFAULT_HPARAMS, **(hparams or {})}
-    inputs, deep, wide = {}, [], []
-    for key in features.DENSE_FLOAT_KEYS:
-        name = features.transformed_name(key)
-        inputs[name] = tf.keras.Input(shape=(1,), name=name, dtype=tf.float32)
-        deep.append(inputs[name])
-    categorical = {
-        **{k: features.BUCKET_COUNT + 1 for k in features.BUCKET_KEYS},
-        **features.IDENTITY_KEYS,
-        **{k: features.vocab_dimension(k) for k in features.VOCAB_KEYS},
+    sizes = categorical_sizes()
+    dense_inputs = {
+        features.transformed_name(k): tf.keras.Input(shape=(1,), name=features.transformed_name(k), dtype=tf.float32)
+        for k in features.DENSE_FLOAT_KEYS
     }
-    for key, size in categorical.items():
-        name = features.transformed_name(key)
-        inputs[name] = tf.keras.Input(shape=(1,), name=name, dtype=tf.int64)
-        embedded = tf.keras.layers.Embedding(size, hp["embedding_dim"])(inputs[name])
-        deep.append(tf.keras.layers.Flatten()(embedded))
-        wide.append(
-            tf.keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(
-                inputs[name]
-            )
-        )
-    x = tf.keras.layers.concatenate(deep)
-    for units in hp["hidden_units"]:
-        x = tf.keras.layers.Dense(units, activation="relu")(x)
+    id_inputs = {
+        features.transformed_name(k): tf.keras.Input(shape=(1,), name=features.transformed_name(k), dtype=tf.int64)
+        for k in sizes
+    }
+    ids = OffsetIds(list(sizes.values()), name="offset_ids")(list(id_inputs.values()))
+    total = sum(sizes.values())
+    embedded = tf.keras.layers.Embedding(total, hp["embedding_dim"], name="embedding")(ids)
+    x = tf.keras.layers.concatenate(
+        [*dense_inputs.values(), tf.keras.layers.Flatten()(embedded)], name="deep_input"
+    )
+    for i, units in enumerate(hp["hidden_units"]):
+        x = tf.keras.layers.Dense(units, activation="relu", name=f"deep_{i}")(x)
         if hp["dropout"]:
-            x = tf.keras.layers.Dropout(hp["dropout"])(x)
-    joined = tf.keras.layers.concatenate([x, *wide])
-    output = tf.keras.layers.Dense(1, activation="sigmoid", name="probabilities")(joined)
-    model = tf.keras.Model(inputs=inputs, outputs=output)
+            x = tf.keras.layers.Dropout(hp["dropout"], seed=0)(x)
+    deep_logit = tf.keras.layers.Dense(1, name="deep_logit")(x)
+    wide = tf.keras.layers.CategoryEncoding(num_tokens=total, output_mode="multi_hot", name="wide")(ids)
+    wide_logit = tf.keras.layers.Dense(1, name="wide_logit")(wide)
+    logit = tf.keras.layers.add([deep_logit, wide_logit])
+    output = tf.keras.layers.Activation("sigmoid", name="probabilities")(logit)
+    model = tf.keras.Model(inputs={**dense_inputs, **id_inputs}, outputs=output)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(hp["learning_rate"]),
         loss=tf.keras.losses.BinaryCrossentropy(),
@@ -95,14 +125,24 @@ def _input_fn(
     batch_size: int,
     seed: int | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (transformed features, label) read from transformed examples."""
-    return data_accessor.tf_dataset_factory(
+    """Batches of (transformed features, label) from raw examples.
+
+    The Transform graph is applied here (Transform runs with
+    ``materialize=False``); the result is cached in memory, so parsing and
+    transforming happen once per training run.
+    """
+    dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size, label_key=features.LABEL_KEY, shuffle_seed=seed
-        ),
-        tf_transform_output.transformed_metadata.schema,
-    ).repeat()
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed),
+        tf_transform_output.raw_metadata.schema,
+    )
+    transform = tf_transform_output.transform_features_layer()
+
+    def split_label(raw):
+        transformed = transform(raw)
+        return transformed, transformed.pop(features.LABEL_KEY)
+
+    return dataset.map(split_label).cache().repeat()
 
 
 def raw_serving_specs(tf_transform_output: tft.TFTransformOutput) -> dict:
@@ -141,50 +181,74 @@ def _to_raw_features(inputs: dict, tf_transform_output: tft.TFTransformOutput) -
     return raw
 
 
-def _signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput) -> dict:
-    """The serving signatures described in the module docstring."""
-    model.tft_layer = tf_transform_output.transform_features_layer()
-    raw_spec = tf_transform_output.raw_feature_spec()
-    serving_spec = {k: v for k, v in raw_spec.items() if k != features.TIPS_KEY}
-
-    def probabilities(raw_features):
-        transformed = model.tft_layer(raw_features)
-        transformed.pop(features.LABEL_KEY, None)
-        return model(transformed)
-
-    @tf.function(input_signature=[raw_serving_specs(tf_transform_output)])
-    def serve_raw(inputs):
-        return {"probabilities": probabilities(_to_raw_features(inputs, tf_transform_output))}
-
-    def _parse(serialized):
-        return tf.io.parse_example(serialized, serving_spec)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_examples(examples):
-        return {"probabilities": probabilities(_parse(examples))}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-    def classify(inputs):
-        p = probabilities(_parse(inputs))
-        scores = tf.concat([1.0 - p, p], axis=1)
-        classes = tf.tile(tf.constant([["0", "1"]]), [tf.shape(p)[0], 1])
-        return {"classes": classes, "scores": scores}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-    def regress(inputs):
-        return {"outputs": tf.squeeze(probabilities(_parse(inputs)), axis=1)}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def transform_features(examples):
-        return model.tft_layer(tf.io.parse_example(examples, raw_spec))
-
+def _raw_input_signature(raw_spec: dict) -> dict:
+    """TypeSpecs of parsed raw features: sparse for VarLen, [batch, 1] for FixedLen."""
     return {
-        "serving_default": serve_raw,
-        "serving_examples": serve_examples,
-        "classification": classify,
-        "regression": regress,
-        "transform_features": transform_features,
+        key: tf.TensorSpec([None, 1], spec.dtype)
+        if isinstance(spec, tf.io.FixedLenFeature)
+        else tf.SparseTensorSpec([None, None], spec.dtype)
+        for key, spec in raw_spec.items()
     }
+
+
+class ServingModule(tf.Module):
+    """What gets exported: the Transform graph, the model's weights, signatures.
+
+    Neither the Keras model nor TFT's Keras layer is tracked, only the
+    model's variables and the Transform graph's loader state (its tables and
+    vocabulary assets), so saving writes the signature functions without
+    re-tracing every Keras layer through autograph.
+    """
+
+    def __init__(self, model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput):
+        super().__init__()
+        loader = saved_transform_io_v2.SavedModelLoader(
+            tf_transform_output.transform_savedmodel_dir
+        )
+        self.transform_state = loader.__dict__
+        self.weights = list(model.variables)
+        raw_spec = tf_transform_output.raw_feature_spec()
+        serving_spec = {k: raw_spec[k] for k in features.model_feature_keys()}
+
+        @tf.function(autograph=False, input_signature=[_raw_input_signature(serving_spec)])
+        def probabilities(raw_features):
+            transformed = loader.apply_transform_model(raw_features)
+            transformed.pop(features.LABEL_KEY, None)
+            return model(transformed, training=False)
+
+        def parse(serialized):
+            return tf.io.parse_example(serialized, serving_spec)
+
+        @tf.function(autograph=False, input_signature=[raw_serving_specs(tf_transform_output)])
+        def serve_raw(inputs):
+            raw = _to_raw_features(inputs, tf_transform_output)
+            return {"probabilities": probabilities(raw)}
+
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve_examples(examples):
+            return {"probabilities": probabilities(parse(examples))}
+
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def classify(inputs):
+            p = probabilities(parse(inputs))
+            classes = tf.tile(tf.constant([["0", "1"]]), [tf.shape(p)[0], 1])
+            return {"classes": classes, "scores": tf.concat([1.0 - p, p], axis=1)}
+
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def regress(inputs):
+            return {"outputs": tf.squeeze(probabilities(parse(inputs)), axis=1)}
+
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def transform_features(examples):
+            return loader.apply_transform_model(tf.io.parse_example(examples, raw_spec))
+
+        self.serving_signatures = {
+            "serving_default": serve_raw,
+            "serving_examples": serve_examples,
+            "classification": classify,
+            "regression": regress,
+            "transform_features": transform_features,
+        }
 
 
 def set_method_names(export_dir: str, method_names: dict[str, str]) -> None:
@@ -207,9 +271,48 @@ def set_method_names(export_dir: str, method_names: dict[str, str]) -> None:
 
 def export_model(model: tf.keras.Model, tf_transform_output, export_dir: str) -> None:
     """Saves ``model`` with the Transform graph and all serving signatures."""
-    signatures = _signatures(model, tf_transform_output)
-    model.save(export_dir, save_format="tf", signatures=signatures)
+    module = ServingModule(model, tf_transform_output)
+    tf.saved_model.save(module, export_dir, signatures=module.serving_signatures)
     set_method_names(export_dir, {"classification": CLASSIFY_METHOD, "regression": REGRESS_METHOD})
+
+
+def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> float:
+    """Runs ``steps`` optimizer steps over ``dataset``; returns the last loss.
+
+    A plain loop over one ``tf.function`` compiled without autograph: the
+    step has no data-dependent Python control flow, and autograph's
+    conversion of Keras internals would dominate training time here.
+    """
+    loss_fn, optimizer = model.loss, model.optimizer
+
+    @tf.function(autograph=False, reduce_retracing=True)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        optimizer.apply_gradients(
+            zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+        )
+        return loss
+
+    loss = float("nan")
+    for x, y in dataset.take(steps):
+        loss = step(x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))
+    return float(loss)
+
+
+def evaluate_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> dict:
+    """AUC and accuracy of ``model`` over ``steps`` batches (a training log aid)."""
+    auc, accuracy = tf.keras.metrics.AUC(), tf.keras.metrics.BinaryAccuracy()
+
+    @tf.function(autograph=False)
+    def predict(x):
+        return model(x, training=False)
+
+    for x, y in dataset.take(steps):
+        p, y = predict(x), tf.reshape(y, [-1, 1])
+        auc.update_state(y, p)
+        accuracy.update_state(y, p)
+    return {"auc": float(auc.result()), "binary_accuracy": float(accuracy.result())}
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -230,11 +333,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hp["batch_size"], seed
     )
     model = build_model(hp)
-    model.fit(
-        train,
-        steps_per_epoch=fn_args.train_steps,
-        validation_data=evaluation,
-        validation_steps=fn_args.eval_steps,
-        verbose=0,
-    )
+    train_model(model, train, fn_args.train_steps)
+    if fn_args.eval_steps:
+        metrics = evaluate_model(model, evaluation, fn_args.eval_steps)
+        logging.info("Trainer eval on %d batches: %s", fn_args.eval_steps, metrics)
     export_model(model, tf_transform_output, fn_args.serving_model_dir)

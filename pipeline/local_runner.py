@@ -59,16 +59,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def code_fingerprint() -> str:
-    """Digest of the Transform/Trainer code, so code changes bust the cache."""
-    digest = hashlib.sha256()
+CODE_MODULES = {
+    "transform": ("features.py", "preprocessing.py"),
+    "trainer": ("features.py", "preprocessing.py", "model.py"),
+}
+
+
+def code_fingerprints() -> dict[str, str]:
+    """Digest of the code each of Transform and Trainer runs.
+
+    The module code is referenced by dotted path (no module-file packaging),
+    so these digests are what makes a code change invalidate the cache.
+    """
     root = os.path.join(REPO_ROOT, "components")
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(f for f in files if f.endswith(".py")):
-            with open(os.path.join(folder, name), "rb") as f:
-                digest.update(name.encode() + f.read())
-    return digest.hexdigest()[:16]
+    result = {}
+    for component, names in CODE_MODULES.items():
+        digest = hashlib.sha256()
+        for name in names:
+            with open(os.path.join(root, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+        result[component] = digest.hexdigest()[:16]
+    return result
 
 
 def stage_schema(schema_dir: str, output_dir: str) -> str:
@@ -148,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         train_steps=args.train_steps,
         eval_steps=args.eval_steps,
         seed=args.seed,
-        code_fingerprint=code_fingerprint(),
+        code_fingerprints=code_fingerprints(),
         beam_pipeline_args=(
             configs.BEAM_ARGS_IN_MEMORY if args.beam_mode == "in_memory" else configs.BEAM_ARGS_MULTI_PROCESS
         )
