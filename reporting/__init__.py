@@ -1,0 +1,13 @@
+"""Inspect taxi pipeline runs: data validation, model analysis, lineage.
+
+Everything is found through ML Metadata (``<run dir>/metadata.sqlite``), never
+through hard-coded artifact paths. The notebooks under ``notebooks/`` and the
+``taxi-report`` command (``reporting.cli:main``) are thin callers of this
+package:
+
+* ``reporting.runs``: pipeline runs and their artifacts, from MLMD.
+* ``reporting.data_validation``: TFDV statistics, schema, anomalies, drift.
+* ``reporting.model_analysis``: TFMA metrics, baseline comparison, blessing.
+* ``reporting.lineage_view``: served model back to spans; table of runs.
+* ``reporting.html_report``: one self-contained HTML file per run.
+"""

@@ -1,0 +1,88 @@
+"""``taxi-report``: write one self-contained HTML report per pipeline run.
+
+Examples::
+
+    taxi-report                                  # newest run in $TAXI_RUN_DIR or ./tfx_runs
+    taxi-report --run-dir /tmp/run --run 2026-11-25T16:25:19.480832
+    taxi-report --run-dir /tmp/run --run 42      # the run holding execution 42
+    taxi-report --run-dir /tmp/run --all         # every run
+    taxi-report --list                           # list runs, write nothing
+
+Reports go to <run dir>/reports/run-<run id>.html unless --output /
+--output-dir say otherwise. Exit codes: 0 written, 1 no such run or no metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="taxi-report",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--run-dir", help="pipeline output dir holding metadata.sqlite (default: $TAXI_RUN_DIR or ./tfx_runs)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--run", help="run id or execution id (default: $TAXI_RUN_ID or the newest run)")
+    which.add_argument("--all", action="store_true", help="one report per run")
+    which.add_argument("--list", action="store_true", help="list the runs and exit")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--output", help="report file (single run only)")
+    where.add_argument("--output-dir", help="folder for the reports (default: <run dir>/reports)")
+    return parser.parse_args(argv)
+
+
+def _quiet() -> None:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.all and args.output:
+        print("taxi-report: --output names one file; use --output-dir with --all", file=sys.stderr)
+        return 2
+    _quiet()
+    from reporting import html_report
+    from reporting import runs as runs_lib
+
+    run_dir = os.path.abspath(args.run_dir) if args.run_dir else runs_lib.run_dir_from_env(os.path.abspath("tfx_runs"))
+    try:
+        store = runs_lib.RunStore(run_dir)
+        if args.list:
+            for run in store.runs():
+                print(f"{run.run_id}  {store.describe_run(run)}")
+            return 0
+        selected = store.runs() if args.all else [store.get_run(args.run or runs_lib.run_id_from_env())]
+        if not selected:
+            raise runs_lib.RunNotFoundError(f"no runs in {store.metadata_path}")
+    except runs_lib.RunNotFoundError as e:
+        print(f"taxi-report: {e}", file=sys.stderr)
+        return 1
+    output_dir = args.output_dir or os.path.join(run_dir, "reports")
+    for run in selected:
+        path = args.output or os.path.join(output_dir, html_report.report_filename(run))
+        html_report.write_report(store, run, path)
+        print(f"{store.describe_run(run)}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
