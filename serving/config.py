@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--port", type=int, default=8500, help="gRPC port (0 = pick a free port)")
     add("--rest_api_port", type=int, default=8501, help="REST port (0 disables REST)")
     add("--bind_address", default="127.0.0.1", help="interface for both ports")
-    add("--grpc_max_threads", type=int, default=4 * (os.cpu_count() or 1))
+    add("--grpc_max_threads", type=int, default=0, help="accepted for compatibility (grpc.aio)")
     add("--rest_api_num_threads", type=int, default=0, help="accepted for compatibility")
     add("--rest_api_timeout_in_ms", type=int, default=30000)
     flag("--rest_api_enable_cors_support", False)

@@ -1,6 +1,10 @@
-"""gRPC PredictionService and ModelService over the tensorflow-serving-api protos."""
+"""gRPC PredictionService and ModelService over the tensorflow-serving-api protos.
 
-import concurrent.futures
+The servicers run on grpc.aio in the same event loop as REST; signature calls
+go through the shared batching scheduler and complete via loop callbacks.
+"""
+
+import asyncio
 import logging
 import time
 
@@ -78,7 +82,7 @@ def _output_filter(signature, request) -> tuple:
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict, Classify, Regress and GetModelMetadata."""
+    """Predict, Classify, Regress and GetModelMetadata (grpc.aio, on the server loop)."""
 
     def __init__(self, manager, scheduler, metrics, request_logger=None):
         self.manager = manager
@@ -86,31 +90,40 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.metrics = metrics
         self.request_logger = request_logger
 
-    def _call(self, api: str, request, context, body):
+    async def _call(self, api: str, request, context, body):
         started = time.perf_counter()
         model = request.model_spec.name if request.HasField("model_spec") else ""
-        version = None
         try:
-            response, version, examples = body()
+            response, version, examples = await body()
         except ServingError as e:
-            self.metrics.record_request(model, version, api, "GRPC", e.code.name)
-            context.abort(e.grpc_code, e.grpc_details())
+            self.metrics.record_request(model, None, api, "GRPC", e.code.name)
+            await context.abort(e.grpc_code, e.grpc_details())
         latency = (time.perf_counter() - started) * 1e6
         self.metrics.record_request(model, version, api, "GRPC", "OK", latency, examples)
         return response
 
-    def _timeout(self, context):
-        remaining = context.time_remaining()
-        return remaining if remaining is not None and remaining < 1e6 else None
+    async def _run(self, servable, signature, feeds):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
 
-    def Predict(self, request, context):
-        def body():
+        def done(outputs, error):
+            if not future.done():
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(outputs)
+
+        self.scheduler.submit(servable, signature, feeds, done, loop)
+        return await future
+
+    async def Predict(self, request, context):
+        async def body():
             servable = _resolve_spec(self.manager, request)
             signature = inference.predict_signature_grpc(
                 servable, request.model_spec.signature_name)
             feeds = _predict_feeds(signature, request)
             fetch = _output_filter(signature, request)
-            outputs = self._run(servable, signature, feeds, context)
+            outputs = await self._run(servable, signature, feeds)
             spec = model_info.model_spec(servable.name, servable.version, signature.key)
             response = predict_pb2.PredictResponse(model_spec=spec)
             for alias in fetch:
@@ -122,17 +135,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             rows = [v.shape[0] for v in feeds.values() if v.ndim]
             return response, servable.version, rows[0] if rows else 0
 
-        return self._call("Predict", request, context, body)
+        return await self._call("Predict", request, context, body)
 
-    def _run(self, servable, signature, feeds, context):
-        return self.scheduler.run(servable, signature, feeds, self._timeout(context))
-
-    def Classify(self, request, context):
-        def body():
+    async def Classify(self, request, context):
+        async def body():
             servable = _resolve_spec(self.manager, request)
             examples = serialize_input(request.input)
             signature = inference.classify_signature(servable, request.model_spec.signature_name)
-            outputs = self._run(servable, signature, {"inputs": examples}, context)
+            outputs = await self._run(servable, signature, {"inputs": examples})
             results = inference.classification_results(outputs, len(examples))
             spec = model_info.model_spec(servable.name, servable.version, signature.key)
             response = classification_pb2.ClassificationResponse(model_spec=spec)
@@ -146,14 +156,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 logger.log_classify(servable, signature.key, request.input, results)
             return response, servable.version, len(examples)
 
-        return self._call("Classify", request, context, body)
+        return await self._call("Classify", request, context, body)
 
-    def Regress(self, request, context):
-        def body():
+    async def Regress(self, request, context):
+        async def body():
             servable = _resolve_spec(self.manager, request)
             examples = serialize_input(request.input)
             signature = inference.regress_signature(servable, request.model_spec.signature_name)
-            outputs = self._run(servable, signature, {"inputs": examples}, context)
+            outputs = await self._run(servable, signature, {"inputs": examples})
             values = inference.regression_results(outputs, len(examples))
             spec = model_info.model_spec(servable.name, servable.version, signature.key)
             response = regression_pb2.RegressionResponse(model_spec=spec)
@@ -164,18 +174,18 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 logger.log_regress(servable, signature.key, request.input, values)
             return response, servable.version, len(examples)
 
-        return self._call("Regress", request, context, body)
+        return await self._call("Regress", request, context, body)
 
-    def GetModelMetadata(self, request, context):
-        def body():
+    async def GetModelMetadata(self, request, context):
+        async def body():
             servable = _resolve_spec(self.manager, request)
             model_info.check_metadata_fields(list(request.metadata_field))
             return model_info.metadata_response(servable), servable.version, 0
 
-        return self._call("GetModelMetadata", request, context, body)
+        return await self._call("GetModelMetadata", request, context, body)
 
-    def MultiInference(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported")
+    async def MultiInference(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported")
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -185,7 +195,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self.manager = manager
         self._reload_config = reload_config
 
-    def GetModelStatus(self, request, context):
+    async def GetModelStatus(self, request, context):
         try:
             if not request.HasField("model_spec"):
                 raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
@@ -193,26 +203,27 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             version = spec.version.value if spec.HasField("version") else None
             entries = self.manager.version_states(spec.name, version)
         except ServingError as e:
-            context.abort(e.grpc_code, e.grpc_details())
+            await context.abort(e.grpc_code, e.grpc_details())
         return model_info.status_response(entries)
 
-    def HandleReloadConfigRequest(self, request, context):
+    async def HandleReloadConfigRequest(self, request, context):
+        """Applies the config and waits for new models (off the event loop)."""
         response = model_management_pb2.ReloadConfigResponse()
         try:
             if self._reload_config is None:
                 raise ServingError(Code.UNIMPLEMENTED, "Config reload is not enabled")
-            self._reload_config(request.config)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._reload_config, request.config)
         except ServingError as e:
             response.status.error_code = int(e.code)
             response.status.error_message = e.message
         return response
 
 
-def start_grpc_server(host: str, port: int, manager, scheduler, metrics,
-                      request_logger=None, reload_config=None, max_threads: int = 16):
-    """Starts the gRPC server; returns (server, bound_port)."""
-    server = grpc.server(
-        concurrent.futures.ThreadPoolExecutor(max_workers=max_threads),
+async def start_grpc_server(host: str, port: int, manager, scheduler, metrics,
+                            request_logger=None, reload_config=None):
+    """Starts the grpc.aio server on the running loop; returns (server, bound_port)."""
+    server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
                  ("grpc.max_send_message_length", _MAX_MESSAGE),
                  ("grpc.so_reuseport", 0)],
@@ -224,5 +235,5 @@ def start_grpc_server(host: str, port: int, manager, scheduler, metrics,
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"could not bind gRPC port {host}:{port}")
-    server.start()
+    await server.start()
     return server, bound

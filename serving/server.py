@@ -132,9 +132,9 @@ class ModelServer:
     async def start_ports(self) -> None:
         """Opens gRPC and REST (after `load_models`)."""
         args = self.args
-        self.grpc_server, self.grpc_port = start_grpc_server(
+        self.grpc_server, self.grpc_port = await start_grpc_server(
             args.bind_address, args.port, self.manager, self.scheduler, self.metrics,
-            self.request_logger, self.reload_config, args.grpc_max_threads)
+            self.request_logger, self.reload_config)
         log.info("Running gRPC ModelServer at %s:%d ...", args.bind_address, self.grpc_port)
         if args.rest_api_port and args.rest_api_port != args.port:
             api = RestApi(self.manager, self.scheduler, self.metrics, self.request_logger,
@@ -155,7 +155,7 @@ class ModelServer:
         if self._http is not None:
             self._http.close()
         if self.grpc_server is not None:
-            self.grpc_server.stop(grace=5).wait(10)
+            await self.grpc_server.stop(grace=5)
         await asyncio.sleep(0.05)
         self.scheduler.stop()
         self.manager.stop()
