@@ -80,3 +80,21 @@ def test_labels_resolve_and_corrupt_version(tmp_path):
     with pytest.raises(ServingError, match=r"Specific\(m, 3\)"):
         manager.resolve("m", version=3)
     manager.stop()
+
+
+def test_failed_warmup_fails_the_load(tmp_path):
+    base = tmp_path / "m"
+    model_factory.save_half_plus_two(str(base / "1"))
+    model_factory.save_half_plus_two(str(base / "2"))
+    extra = base / "2" / "assets.extra"
+    extra.mkdir()
+    (extra / "tf_serving_warmup_requests").write_bytes(b"\x00" * 40)  # not TFRecords
+    manager = ModelManager(ManagerOptions(max_num_load_retries=0))
+    manager.apply_config(config(
+        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+        f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} }} }}"))
+    manager.poll()
+    states = dict(manager.version_states("m"))
+    assert states[2].state == "END" and states[2].error_code != Code.OK
+    assert manager.resolve("m").version == 1
+    manager.stop()

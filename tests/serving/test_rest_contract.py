@@ -286,3 +286,10 @@ def test_gzip_request_body(rest_url):
                              data=gzip.compress(b'{"instances": [[2.0]]}'),
                              headers={"Content-Encoding": "gzip"}, timeout=5)
     assert response.json() == {"predictions": [[3.0]]}
+
+
+@pytest.mark.parametrize("name", ["..%2F..%2Fetc", "..", "%2Ftmp"])
+def test_model_names_never_become_paths(rest_url, name):
+    response = post(rest_url, f"/v1/models/{name}:predict", {"instances": [[1.0]]})
+    assert response.status_code == 404
+    assert "Servable not found for request: Latest(" in response.json()["error"]
