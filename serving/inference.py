@@ -88,11 +88,12 @@ def classification_results(outputs: dict, batch: int) -> list:
     """Turns classify outputs into [[(label bytes, score), ...] per example]."""
     scores = outputs.get("scores")
     classes = outputs.get("classes")
-    for tensor, kind in ((classes, "classes"), (scores, "scores")):
+    for tensor in (classes, scores):
         if tensor is None:
             continue
         if tensor.ndim != 2:
-            raise invalid(f"Expected Tensor shape: [batch_size num_classes] but got {_shape(tensor)}")
+            raise invalid("Expected Tensor shape: [batch_size num_classes] but got "
+                          f"{_shape(tensor)}")
         if tensor.shape[0] != batch:
             raise invalid(f"Input batch size did not match output batch size: "
                           f"{batch} vs. {tensor.shape[0]}")

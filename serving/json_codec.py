@@ -442,7 +442,7 @@ def _rows_exact(instances: list, inputs: dict) -> dict:
     shapes: dict = {}
     sizes: dict = {}
 
-    def add(item, name, i, key_text):
+    def add(item, name):
         if name not in inputs:
             raise invalid(f"JSON object: does not have named input: {name}")
         array, shape = _exact_tensor(item, inputs[name])
@@ -463,7 +463,7 @@ def _rows_exact(instances: list, inputs: dict) -> dict:
                 raise invalid(f"Expecting object but got list at item {i} of input list")
             for key, item in element.items():
                 try:
-                    add(item, key, i, key)
+                    add(item, key)
                 except ServingError as e:
                     raise invalid(
                         f"Failed to process element: {i} key: {key} of 'instances' "
@@ -480,7 +480,7 @@ def _rows_exact(instances: list, inputs: dict) -> dict:
                     f"Expecting value/list but got object at item {i} of input list"
                 )
             try:
-                add(element, names[0], i, None)
+                add(element, names[0])
             except ServingError as e:
                 raise invalid(
                     f"Failed to process element: {i} of 'instances' list. "

@@ -21,7 +21,6 @@ import requests
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import model_factory  # noqa: E402
 from model_factory import write_models  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

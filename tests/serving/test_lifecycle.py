@@ -43,7 +43,7 @@ def test_hot_reload_under_load_and_corrupt_version(tmp_path, start_server):
     base = str(tmp_path / "m")
     os.makedirs(base)
     push(base, 1, b=2.0)
-    server = start_server([f"--model_name=m", f"--model_base_path={base}",
+    server = start_server(["--model_name=m", f"--model_base_path={base}",
                            "--file_system_poll_wait_seconds=0.2",
                            "--load_retry_interval_micros=200000",
                            "--max_num_load_retries=1"], ready_model="m")
@@ -221,7 +221,7 @@ def test_rest_timeout_gives_504(tmp_path, start_server):
     batching = tmp_path / "batching.config"
     batching.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 3000000 } "
                         "num_batch_threads { value: 1 }")
-    server = start_server([f"--model_name=m", f"--model_base_path={base}",
+    server = start_server(["--model_name=m", f"--model_base_path={base}",
                            "--enable_batching=true", f"--batching_parameters_file={batching}",
                            "--rest_api_timeout_in_ms=300"], ready_model="m")
     started = time.monotonic()

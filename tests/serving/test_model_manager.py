@@ -1,6 +1,5 @@
 """Model manager units: version discovery, policies, labels, config checks."""
 
-import os
 
 import pytest
 from google.protobuf import text_format

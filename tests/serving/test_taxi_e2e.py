@@ -44,7 +44,7 @@ def _json_example(row):
 
 
 def test_taxi_model_rest_and_grpc(start_server):
-    server = start_server([f"--model_name=taxi", f"--model_base_path={MODEL_DIR}"],
+    server = start_server(["--model_name=taxi", f"--model_base_path={MODEL_DIR}"],
                           ready_model="taxi")
     client = ServingClient(server.url, server.grpc_target, timeout=30)
     dtypes = client.input_dtypes("taxi")
