@@ -18,6 +18,7 @@ raw data:
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from absl import logging
 
@@ -27,10 +28,12 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 from tensorflow_transform.saved import saved_transform_io_v2  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
 from components import features  # noqa: E402
+
+if TYPE_CHECKING:
+    from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
@@ -120,7 +123,7 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
 
 def _input_fn(
     file_pattern: list[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     seed: int | None = None,
@@ -315,7 +318,7 @@ def evaluate_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) 
     return {"auc": float(auc.result()), "binary_accuracy": float(accuracy.result())}
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point: trains, then exports to ``serving_model_dir``."""
     custom = fn_args.custom_config or {}
     hparams = dict(custom.get("hparams", {}))

@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="in_memory (default, fastest here) or multi_processing (one worker per core)")
     parser.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline arg (repeatable)")
     parser.add_argument("--no-cache", action="store_true", help="re-execute every component")
+    parser.add_argument("--force", action="store_true",
+                        help="run through TFX even if nothing changed since the last successful run")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TFX/Beam logs")
     return parser.parse_args(argv)
 
@@ -82,6 +84,19 @@ def code_fingerprints() -> dict[str, str]:
     return result
 
 
+def source_digest() -> str:
+    """Digest of all pipeline and component source, for the run-level cache."""
+    digest = hashlib.sha256()
+    for package in ("pipeline", "components"):
+        for folder, dirs, files in os.walk(os.path.join(REPO_ROOT, package)):
+            dirs.sort()
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    digest.update(os.path.relpath(path, REPO_ROOT).encode() + b"\0" + f.read())
+    return digest.hexdigest()[:16]
+
+
 def stage_schema(schema_dir: str, output_dir: str) -> str:
     """Copies schema.pbtxt to a content-addressed folder under ``output_dir``.
 
@@ -101,6 +116,7 @@ def stage_schema(schema_dir: str, output_dir: str) -> str:
 
 
 def _quiet() -> None:
+    """Silences TF/TFX/Beam logging and warnings (``-v`` keeps them)."""
     import logging
 
     from absl import logging as absl_logging
@@ -108,18 +124,15 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore")
     absl_logging.set_verbosity(absl_logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
-    import tensorflow as tf
-
-    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.verbose:
         _quiet()
-    from components.anomalies_gate import AnomaliesFoundError
-    from pipeline import data_check, run_summary
-    from pipeline.pipeline import create_pipeline
+    # Only light imports until the run-level cache has been consulted.
+    from pipeline import data_check, run_cache, run_summary
 
     started = time.time()
     output_dir = os.path.abspath(args.output_dir)
@@ -144,9 +157,24 @@ def main(argv: list[str] | None = None) -> int:
         print("Nothing was ingested or pushed.", file=sys.stderr)
         return EXIT_BAD_DATA
 
-    from tfx import v1 as tfx
+    code = code_fingerprints()
+    run_args = {k: v for k, v in vars(args).items() if k not in ("force", "verbose")}
+    fingerprint = run_cache.inputs_fingerprint(
+        spans, schema_path, {**code, "source": source_digest()}, run_args
+    )
+    last = run_cache.load(output_dir)
+    if not (args.force or args.no_cache) and run_cache.is_fresh(last, fingerprint):
+        print(f"Nothing changed since the successful run of {last['finished']}: same spans, "
+              "schema, code and arguments, so every component would be a cache hit.")
+        print("Its summary (use --force to re-run through TFX's cache):")
+        print(last["summary"])
+        return EXIT_OK
 
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from components.anomalies_gate import AnomaliesFoundError
     from pipeline import progress
+    from pipeline.pipeline import create_pipeline
 
     common = dict(
         pipeline_name=args.pipeline_name,
@@ -159,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         train_steps=args.train_steps,
         eval_steps=args.eval_steps,
         seed=args.seed,
-        code_fingerprints=code_fingerprints(),
+        code_fingerprints=code,
         beam_pipeline_args=(
             configs.BEAM_ARGS_IN_MEMORY if args.beam_mode == "in_memory" else configs.BEAM_ARGS_MULTI_PROCESS
         )
@@ -174,11 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         with progress.track() as runs:
             for span in (s for s in spans if s not in ingested and s != newest):
                 print(f"--- backfill: ingest and validate span {span}")
-                tfx.orchestration.LocalDagRunner().run(
+                LocalDagRunner().run(
                     create_pipeline(**common, span=span, ingest_only=True)
                 )
             print(f"--- run: ingest span {newest}, train, evaluate, push")
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(**common, span=newest))
+            LocalDagRunner().run(create_pipeline(**common, span=newest))
     except AnomaliesFoundError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         print(f"Run stopped at the anomalies gate; nothing was pushed. Data: {data_root}", file=sys.stderr)
@@ -190,7 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
     summary = run_summary.summarize(metadata_path, runs, since=started)
-    print(run_summary.format_summary(summary, output_dir, serving_dir, time.time() - started))
+    text = run_summary.format_summary(summary, output_dir, serving_dir, time.time() - started)
+    print(text)
+    run_cache.save(output_dir, {
+        "fingerprint": fingerprint,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "pushed_to": summary.pushed_to,
+        "summary": text,
+    })
     return EXIT_OK
 
 

@@ -17,12 +17,37 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import tensorflow_model_analysis as tfma  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
+# Narrow imports on purpose: ``tfx.v1`` and ``tensorflow_model_analysis``
+# pull in Google Cloud clients and TFMA's Beam code, seconds of start-up that
+# a local run (and a cached re-run above all) does not need.
+from tensorflow_model_analysis.proto import config_pb2 as tfma  # noqa: E402
+from tfx.components import (  # noqa: E402
+    CsvExampleGen,
+    Evaluator,
+    ExampleValidator,
+    Pusher,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+)
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen  # noqa: E402
 from tfx.dsl.components.base import executor_spec  # noqa: E402
-from tfx.proto import range_config_pb2  # noqa: E402
+from tfx.dsl.components.common.resolver import Resolver  # noqa: E402
+from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStrategy  # noqa: E402
+from tfx.orchestration import metadata  # noqa: E402
+from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
+from tfx.proto import (  # noqa: E402
+    example_gen_pb2,
+    pusher_pb2,
+    range_config_pb2,
+    trainer_pb2,
+    transform_pb2,
+)
+from tfx.types import Channel, standard_artifacts  # noqa: E402
 
 from components.anomalies_gate import AnomaliesGate  # noqa: E402
+from components.baseline import PreviousBlessedModelStrategy  # noqa: E402
 from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
 from components.pusher import AtomicPushExecutor  # noqa: E402
 from pipeline import configs  # noqa: E402
@@ -115,7 +140,7 @@ def create_pipeline(
     enable_cache: bool = True,
     min_auc: float = configs.MIN_AUC,
     max_auc_drop: float = configs.MAX_AUC_DROP,
-) -> tfx.dsl.Pipeline:
+) -> tfx_pipeline.Pipeline:
     """Builds the taxi pipeline.
 
     Args:
@@ -140,7 +165,7 @@ def create_pipeline(
       min_auc / max_auc_drop: blessing thresholds.
 
     Returns:
-      A ``tfx.dsl.Pipeline``.
+      A ``tfx_pipeline.Pipeline``.
     """
     range_config = None
     if span is not None:
@@ -149,27 +174,27 @@ def create_pipeline(
                 start_span_number=span, end_span_number=span
             )
         )
-    example_gen = tfx.components.CsvExampleGen(
+    example_gen = CsvExampleGen(
         input_base=data_root,
-        input_config=tfx.proto.Input(
-            splits=[tfx.proto.Input.Split(name="single_split", pattern=configs.SPAN_PATTERN)]
+        input_config=example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name="single_split", pattern=configs.SPAN_PATTERN)]
         ),
-        output_config=tfx.proto.Output(
-            split_config=tfx.proto.SplitConfig(
+        output_config=example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
                 splits=[
-                    tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                    example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
                     for name, buckets in configs.SPLIT_BUCKETS.items()
                 ]
             )
         ),
         range_config=range_config,
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    import_schema = tfx.components.ImportSchemaGen(schema_file=os.path.join(schema_path, "schema.pbtxt"))
-    inferred_schema = tfx.components.SchemaGen(
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    import_schema = ImportSchemaGen(schema_file=os.path.join(schema_path, "schema.pbtxt"))
+    inferred_schema = SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
     )
-    example_validator = tfx.components.ExampleValidator(
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=import_schema.outputs["schema"],
     )
@@ -193,12 +218,12 @@ def create_pipeline(
             eval_cfg=eval_config(min_auc, max_auc_drop),
         )
 
-    return tfx.dsl.Pipeline(
+    return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=components,
         enable_cache=enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(
             metadata_path
         ),
         beam_pipeline_args=list(beam_pipeline_args or configs.BEAM_ARGS_IN_MEMORY),
@@ -222,22 +247,22 @@ def _training_nodes(
     spans = range_config_pb2.RangeConfig(
         rolling_range=range_config_pb2.RollingRange(num_spans=num_spans or 2**31 - 1)
     )
-    span_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+    span_resolver = Resolver(
+        strategy_class=SpanRangeStrategy,
         config={"range_config": spans},
-        examples=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.Examples,
+        examples=Channel(
+            type=standard_artifacts.Examples,
             producer_component_id=example_gen.id,
         ),
     ).with_id("SpanResolver")
     span_resolver.add_upstream_node(gate)
     examples = span_resolver.outputs["examples"]
 
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=examples,
         schema=schema,
         preprocessing_fn=configs.PREPROCESSING_FN,
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"]),
+        splits_config=transform_pb2.SplitsConfig(analyze=["train"]),
         # The Trainer applies the transform graph in its input pipeline, which
         # is much cheaper here than writing transformed copies of every split.
         materialize=False,
@@ -246,32 +271,33 @@ def _training_nodes(
         disable_statistics=True,
     )
     transform.add_upstream_node(gate)
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=configs.RUN_FN,
         examples=examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
-        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=train_steps),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=eval_steps),
+        train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=train_steps),
+        eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=eval_steps),
         custom_config={"code_fingerprint": code_fingerprints.get("trainer", ""), "seed": seed},
     )
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    baseline_resolver = Resolver(
+        strategy_class=PreviousBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+        candidate=trainer.outputs["model"],
     ).with_id("BaselineModelResolver")
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
         example_splits=["eval"],
         eval_config=eval_cfg,
     )
-    pusher = tfx.components.Pusher(
+    pusher = Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)
         ),
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor),
     )

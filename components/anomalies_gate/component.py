@@ -5,16 +5,18 @@ it), so anomalous data never reaches training and nothing gets pushed.
 """
 
 
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
+from tfx.types.standard_artifacts import ExampleAnomalies, Examples
 
 from components.anomalies_gate import gate
 
 
-@tfx.dsl.components.component
+@component
 def AnomaliesGate(
-    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    anomalies: InputArtifact[ExampleAnomalies],
+    examples: InputArtifact[Examples],
 ) -> None:
     """Raises ``AnomaliesFoundError`` naming each anomalous split and column."""
     splits = artifact_utils.decode_split_names(anomalies.split_names)

@@ -1,5 +1,11 @@
 """Pusher whose filesystem push is atomic."""
 
-from components.pusher.executor import AtomicPushExecutor, atomic_copy_dir, next_version
+from components.pusher.executor import (
+    AtomicPushExecutor,
+    atomic_copy_dir,
+    newest_version,
+    next_version,
+    tree_digest,
+)
 
-__all__ = ["AtomicPushExecutor", "atomic_copy_dir", "next_version"]
+__all__ = ["AtomicPushExecutor", "atomic_copy_dir", "newest_version", "next_version", "tree_digest"]

@@ -4,11 +4,13 @@ TFX's stock Pusher copies file by file into ``<base>/<version>``, so a model
 server polling the directory can see a half-written version. This executor
 copies into a hidden sibling (``.<version>.tmp``, which TF Serving ignores as
 non-numeric), then renames it into place. Versions are Unix timestamps, bumped
-past the newest existing version so two pushes in one second never collide.
+past the newest existing version so two pushes in one second never collide. A
+model whose files are identical to the newest version is not pushed again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -25,11 +27,30 @@ from tfx.utils import io_utils, proto_utils
 def next_version(base_directory: str, now: float | None = None) -> int:
     """A version number newer than every numeric version under ``base_directory``."""
     version = int(time.time() if now is None else now)
-    if os.path.isdir(base_directory):
-        existing = [int(n) for n in os.listdir(base_directory) if n.isdigit()]
-        if existing:
-            version = max(version, max(existing) + 1)
-    return version
+    newest = newest_version(base_directory)
+    return version if newest is None else max(version, newest + 1)
+
+
+def tree_digest(root: str) -> str:
+    """Content digest of every file under ``root`` (relative paths included)."""
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def newest_version(base_directory: str) -> int | None:
+    """The highest numeric version under ``base_directory``, if any."""
+    if not os.path.isdir(base_directory):
+        return None
+    versions = [int(n) for n in os.listdir(base_directory) if n.isdigit()]
+    return max(versions) if versions else None
 
 
 def atomic_copy_dir(source: str, base_directory: str, version: int) -> str:
@@ -90,8 +111,14 @@ class AtomicPushExecutor(tfx_pusher_executor.Executor):
             raise ValueError("AtomicPushExecutor only pushes to a filesystem destination")
         model_path = self.GetModelPath(input_dict)
         base = destination.filesystem.base_directory
-        version = next_version(base)
-        serving_path = atomic_copy_dir(model_path, base, version)
+        newest = newest_version(base)
+        if newest is not None and tree_digest(os.path.join(base, str(newest))) == tree_digest(model_path):
+            # The same model is already the served version: no duplicate version.
+            version, serving_path = newest, os.path.join(base, str(newest))
+            logging.info("Model identical to served version %s; not pushed again", newest)
+        else:
+            version = next_version(base)
+            serving_path = atomic_copy_dir(model_path, base, version)
         io_utils.copy_dir(model_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))
         logging.info("Model pushed atomically to %s", serving_path)
