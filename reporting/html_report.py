@@ -27,12 +27,12 @@ def figure_to_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def table_html(frame: pd.DataFrame, index: bool = True, float_format: str = "{:.4g}") -> str:
-    """A DataFrame as an escaped HTML table."""
+def table_html(frame: pd.DataFrame, index: bool = True, float_format: str = "{:.4g}", left: bool = False) -> str:
+    """A DataFrame as an escaped HTML table (``left``: left-aligned text cells)."""
     if frame is None or frame.empty:
         return '<p class="muted">(empty)</p>'
     return frame.to_html(
-        classes="tbl", index=index, border=0, na_rep="–", escape=True,
+        classes=["tbl", "left"] if left else ["tbl"], index=index, border=0, na_rep="–", escape=True,
         float_format=lambda v: float_format.format(v),
     )
 
@@ -88,7 +88,7 @@ table.tbl th, table.tbl td { border: 1px solid #dde3ee; padding: 3px 8px; text-a
 table.tbl th { background: #f1f4f9; text-align: left; }
 table.tbl td.bad, .bad { background: #fde2df; color: #8a1c12; font-weight: 600; }
 table.facts td, table.facts th { text-align: left; }
-.anomaly td { text-align: left; }
+table.left td { text-align: left; }
 .box { border-left: 4px solid #c0392b; background: #fdf3f2; padding: 8px 14px; margin: 10px 0; }
 .box.good { border-color: #1f8a4c; background: #f0faf4; }
 nav a { margin-right: 14px; }
@@ -168,7 +168,7 @@ def render(store: runs_lib.RunStore, run: runs_lib.Run) -> str:
     pushed = [p for p in store.outputs(run, "Pusher", "PushedModel") if runs_lib.prop(p, "pushed") == 1]
     if pushed:
         chain = lineage_view.version_chain(store, str(runs_lib.prop(pushed[-1], "pushed_version")))
-        chain_html = table_html(lineage_view.chain_table(store, chain), index=False)
+        chain_html = table_html(lineage_view.chain_table(store, chain), index=False, left=True)
     markup = Markup
     return TEMPLATE.render(
         run=run,
@@ -178,10 +178,10 @@ def render(store: runs_lib.RunStore, run: runs_lib.Run) -> str:
         generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         features_html=markup(table_html(features)),
         anomalies_count=len(anomalies),
-        anomalies_html=markup(table_html(anomalies, index=False).replace('class="dataframe tbl"', 'class="dataframe tbl anomaly"')),
+        anomalies_html=markup(table_html(anomalies, index=False, left=True)),
         drift_html=markup(drift_matrix_html(dv.drift_table())),
         analysis=analysis,
-        checks_html=markup(table_html(analysis.checks_table, index=False)) if analysis else "",
+        checks_html=markup(table_html(analysis.checks_table, index=False, left=True)) if analysis else "",
         comparison_html=markup(table_html(analysis.comparison())) if analysis else "",
         sliced_html=markup(table_html(analysis.sliced())) if analysis else "",
         plot_uri=plot_uri,

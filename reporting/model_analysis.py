@@ -301,12 +301,9 @@ def plot_sliced_metric(metrics: pd.DataFrame, metric: str = "auc"):
     """Bar chart of ``metric`` per slice value, one panel per slice feature.
 
     Candidate and (if present) baseline side by side; the overall value is a
-    dashed line. Returns a matplotlib Figure (Agg; nothing is shown).
+    dashed line. Returns a matplotlib Figure (not registered with pyplot).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     rows = metrics[(metrics["metric"] == metric) & ~metrics["is_diff"]]
     features = sorted(f for f in rows["slice_feature"].dropna().unique())

@@ -84,7 +84,10 @@ class Run:
 
     @property
     def kind(self) -> str:
-        return "ingest only" if self.ingest_only else "train"
+        """``train``, ``ingest only`` (a backfill) or ``stopped`` (failed before training)."""
+        if not self.ingest_only:
+            return "train"
+        return "stopped" if self.failed_nodes else "ingest only"
 
 
 class RunStore:
