@@ -62,6 +62,7 @@ def build_stand_in(root: str):
 def in_process_rate(base: str, instance: dict, seconds: float) -> dict:
     """Signature calls/s (batch 1) through the same Servable the server uses."""
     from serving import json_codec
+    from serving.json_dialect import parse_json_object
     from serving.client import build_instance
     from serving.dtypes import enum_name
     from serving.model_manager import list_versions
@@ -73,7 +74,7 @@ def in_process_rate(base: str, instance: dict, seconds: float) -> dict:
     dtypes = {alias: enum_name(spec.dtype) for alias, spec in signature.inputs.items()}
     body = json.dumps({"instances": [build_instance(instance, dtypes)]}).encode()
     feeds, _ = json_codec.decode_predict_inputs(
-        json_codec.parse_json_object(body), signature.input_dtypes, body)
+        parse_json_object(body), signature.input_dtypes, body)
     latencies = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline and len(latencies) < 2_000_000:

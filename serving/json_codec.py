@@ -1,39 +1,25 @@
-"""TF Serving's REST JSON dialect: request decoding and response encoding.
+"""Request decoding: predict tensors and classify/regress examples from JSON.
 
-Decoding follows `util/json_tensor.cc` semantics: rapidjson's number kinds,
-NaN/Infinity tokens, trailing data ignored, the first duplicate key wins, the
-row (`instances`) and columnar (`inputs`) formats and their exact error
-messages. A numpy fast path handles well-formed numeric requests; anything it
-cannot prove valid is re-decoded by the exact (slow) path, which produces the
-upstream error text.
-
-Encoding reproduces `WriteDecimal` number formatting (six significant digits
-unless that does not round-trip), `NaN`/`Infinity` tokens, and the
-`_bytes` -> `{"b64": ...}` output convention.
+Follows `util/json_tensor.cc`: the row (`instances`) and columnar (`inputs`)
+formats, per-dtype value rules, shape inference from the first element at
+each level, and the exact upstream error messages. A numpy fast path handles
+well-formed requests (one numpy call per dtype group for scalar features);
+anything it cannot prove valid is re-decoded by the exact path, which
+produces the upstream error text.
 """
 
-import base64
-import binascii
-import json
-import math
-import re
-import struct
-
 import numpy as np
-import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
 
 from serving.dtypes import dtype_name
 from serving.errors import Code, ServingError, invalid
+from serving.json_dialect import debug_string, decode_b64, is_b64_object, json_type
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT32 = (0, 2**32 - 1)
 _UINT64 = (0, 2**64 - 1)
-_DEBUG_CAP = 256
-_F32 = struct.Struct("f")
-
 _INT_RANGES = {
     types_pb2.DT_INT32: _INT32,
     types_pb2.DT_INT16: _INT32,
@@ -55,238 +41,15 @@ _INT_NUMPY = {
 }
 
 # ---------------------------------------------------------------------------
-# JSON parsing
-# ---------------------------------------------------------------------------
-
-_PY_TO_RAPIDJSON = (
-    ("Expecting value", "Invalid value."),
-    ("Expecting property name", "Missing a name for object member."),
-    ("Expecting ':' delimiter", "Missing a colon after a name of object member."),
-    ("Unterminated string", "Missing a closing quotation mark in string."),
-    ("Invalid \\uXXXX escape", "Incorrect hex digit after \\u escape in string."),
-    ("Invalid \\escape", "Invalid escape character in string."),
-    ("Invalid control character", "Invalid encoding in string."),
-)
-_INF_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?)Inf(?:inity)?\b', re.S)
-
-
-def _first_key_wins(pairs):
-    obj = {}
-    for key, value in pairs:
-        obj.setdefault(key, value)
-    return obj
-
-
-def _parse_int(text: str):
-    value = int(text)
-    if _INT64[0] <= value <= _UINT64[1]:
-        return value
-    return float(value)  # rapidjson stores out-of-range integers as double
-
-
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_first_key_wins,
-    parse_int=_parse_int,
-    parse_constant=float,
-)
-
-
-def _normalize_inf(text: str) -> str:
-    def repl(match):
-        if match.group(0).startswith('"'):
-            return match.group(0)
-        return match.group(1) + "Infinity"
-
-    return _INF_TOKEN.sub(repl, text)
-
-
-def _rapidjson_message(error: json.JSONDecodeError, text: str) -> str:
-    for prefix, message in _PY_TO_RAPIDJSON:
-        if error.msg.startswith(prefix):
-            return message
-    if error.msg.startswith("Expecting ',' delimiter"):
-        # Decide between the object and the array flavour from the context.
-        depth = []
-        in_string = False
-        escaped = False
-        for ch in text[: error.pos]:
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == '"':
-                    in_string = False
-            elif ch == '"':
-                in_string = True
-            elif ch in "[{":
-                depth.append(ch)
-            elif ch in "]}" and depth:
-                depth.pop()
-        if depth and depth[-1] == "[":
-            return "Missing a comma or ']' after an array element."
-        return "Missing a comma or '}' after an object member."
-    return "Invalid value."
-
-
-def _slow_parse(body: bytes):
-    text = body.decode("utf-8", "surrogateescape")
-    start = len(text) - len(text.lstrip(" \t\r\n"))
-    if start == len(text):
-        raise invalid(f"JSON Parse error: The document is empty. at offset: {start}")
-    text = _normalize_inf(text)
-    try:
-        value, _ = _DECODER.raw_decode(text, start)
-    except json.JSONDecodeError as e:
-        raise invalid(
-            f"JSON Parse error: {_rapidjson_message(e, text)} at offset: {e.pos}"
-        ) from None
-    except RecursionError:
-        raise invalid(
-            "JSON Parse error: Terminate parsing due to Handler error. at offset: 0"
-        ) from None
-    return value
-
-
-def _may_repeat_keys(body: bytes, doc: dict) -> bool:
-    for key in doc:
-        token = orjson.dumps(key)
-        if body.count(token) > 1:
-            return True
-    return False
-
-
-def parse_json_object(body: bytes) -> dict:
-    """Parses a request body the way TF Serving's rapidjson setup does.
-
-    Args:
-      body: the raw HTTP body.
-
-    Returns:
-      The top-level JSON object as a dict.
-
-    Raises:
-      ServingError: INVALID_ARGUMENT with TF Serving's parse-error message.
-    """
-    if not body:
-        raise invalid("JSON Parse error: The document is empty")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        doc = _slow_parse(body)
-    else:
-        if isinstance(doc, dict) and _may_repeat_keys(body, doc):
-            doc = _slow_parse(body)  # rapidjson keeps the first duplicate
-    if not isinstance(doc, dict):
-        raise invalid(f"JSON Value: {debug_string(doc)} Is not object")
-    return doc
-
-
-# ---------------------------------------------------------------------------
-# Debug rendering of JSON values (for error messages)
-# ---------------------------------------------------------------------------
-
-
-class _Budget(Exception):
-    pass
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "Null"
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
-
-
-def _quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _render(value, indent: int, out: list, size: list) -> None:
-    if size[0] > _DEBUG_CAP:
-        raise _Budget
-    if value is None or value is True or value is False:
-        piece = "null" if value is None else ("true" if value else "false")
-    elif isinstance(value, int):
-        piece = str(value)
-    elif isinstance(value, float):
-        piece = format_double(value)
-    elif isinstance(value, str):
-        piece = _quote(value)
-    elif isinstance(value, list):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(", ")
-            _render(item, indent, out, size)
-        piece = "]"
-    else:
-        if not value:
-            piece = "{}"
-        else:
-            pad = "    " * (indent + 1)
-            out.append("{\n")
-            for i, (key, item) in enumerate(value.items()):
-                out.append((",\n" if i else "") + pad + _quote(key) + ": ")
-                size[0] += len(pad) + len(key)
-                _render(item, indent + 1, out, size)
-            piece = "\n" + "    " * indent + "}"
-    out.append(piece)
-    size[0] += len(piece)
-
-
-def debug_string(value) -> str:
-    """Re-serializes a JSON value for an error message (capped at 256 chars)."""
-    out: list = []
-    try:
-        _render(value, 0, out, [0])
-    except _Budget:
-        pass
-    return "".join(out)[:_DEBUG_CAP]
-
-
-# ---------------------------------------------------------------------------
 # JSON -> tensors (exact path)
 # ---------------------------------------------------------------------------
 
 
 def _type_error(value, dtype: int) -> ServingError:
     return invalid(
-        f"JSON Value: {debug_string(value)} Type: {_json_type(value)} "
+        f"JSON Value: {debug_string(value)} Type: {json_type(value)} "
         f"is not of expected type: {dtype_name(dtype)}"
     )
-
-
-def is_b64_object(value) -> bool:
-    """True for `{"b64": "<string>"}` (exactly one member)."""
-    return (
-        type(value) is dict
-        and len(value) == 1
-        and isinstance(value.get("b64"), str)
-    )
-
-
-def decode_b64(value) -> bytes:
-    """Decodes a `{"b64": ...}` object with the standard base64 alphabet."""
-    if not is_b64_object(value):
-        raise invalid(
-            f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
-        )
-    text = value["b64"].strip()
-    text += "=" * (-len(text) % 4)
-    try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise invalid("Unable to base64 decode") from None
 
 
 def _scalar(value, dtype: int):
@@ -622,7 +385,7 @@ def _add_feature_value(value, name: str, feature, kind: list) -> None:
         type(value) is dict and not is_b64_object(value)
     ):
         raise invalid(
-            f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}"
+            f"Feature: {name} has element with unexpected JSON type: {json_type(value)}"
         )
     if type(value) is bool:
         check("int64_list")
@@ -648,7 +411,7 @@ def _add_feature_value(value, name: str, feature, kind: list) -> None:
 def json_to_example(value) -> example_pb2.Example:
     """Builds a tf.Example from `{feature: value | [values]}`."""
     if type(value) is not dict:
-        raise invalid(f"Example must be JSON object but got JSON {_json_type(value)}")
+        raise invalid(f"Example must be JSON object but got JSON {json_type(value)}")
     example = example_pb2.Example()
     for name, content in value.items():
         feature = feature_pb2.Feature()
@@ -678,165 +441,3 @@ def decode_examples(doc: dict):
         raise invalid(f"JSON Value: {debug_string(doc)} 'examples' value is an empty array")
     return [json_to_example(e) for e in examples], context
 
-
-# ---------------------------------------------------------------------------
-# Tensors -> JSON
-# ---------------------------------------------------------------------------
-
-
-def _special(value: float):
-    if value != value:
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
-
-
-def format_float(value: float) -> str:
-    """Formats a float32 value like TF Serving's `WriteDecimal<float>`."""
-    if not math.isfinite(value):
-        return _special(value)
-    text = "%.6g" % value
-    try:
-        same = _F32.unpack(_F32.pack(float(text)))[0] == value
-    except OverflowError:
-        same = False
-    if not same:
-        text = "%.9g" % value
-    if "." not in text and "e" not in text:
-        text += ".0"
-    return text
-
-
-def format_double(value: float) -> str:
-    """Formats a float64 value like TF Serving's `WriteDecimal<double>`."""
-    if not math.isfinite(value):
-        return _special(value)
-    text = "%.6g" % value
-    if float(text) != value:
-        text = "%.17g" % value
-    if "." not in text and "e" not in text:
-        text += ".0"
-    return text
-
-
-def _string_token(value: bytes) -> str:
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return orjson.dumps(text).decode()
-
-
-def _b64_token(value: bytes) -> str:
-    return '{"b64": "' + base64.b64encode(value).decode("ascii") + '"}'
-
-
-def _tokens(name: str, array: np.ndarray) -> list:
-    kind = array.dtype.kind
-    flat = array.ravel().tolist()
-    if kind == "f":
-        if array.dtype == np.float32:
-            return [format_float(v) for v in flat]
-        if array.dtype == np.float64:
-            return [format_double(v) for v in flat]
-    elif kind in "iu":
-        return [str(v) for v in flat]
-    elif kind == "b":
-        return ["true" if v else "false" for v in flat]
-    elif kind in "OSU":
-        if name.endswith("_bytes"):
-            return [_b64_token(v if isinstance(v, bytes) else str(v).encode()) for v in flat]
-        return [_string_token(v) for v in flat]
-    raise invalid(f"Failed to write JSON value for tensor type: {array.dtype}")
-
-
-def _nest(tokens: list, shape: tuple) -> list:
-    """Groups flat tokens into nested JSON lists, keeping the outermost level."""
-    level = tokens
-    for k in range(len(shape) - 1, 0, -1):
-        size = shape[k]
-        if size == 1:
-            level = ["[" + t + "]" for t in level]
-            continue
-        groups = math.prod(shape[:k])
-        if size == 0:
-            level = ["[]"] * groups
-        else:
-            level = [
-                "[" + ", ".join(level[i : i + size]) + "]"
-                for i in range(0, len(level), size)
-            ]
-    return level
-
-
-def _tensor_json(name: str, array: np.ndarray) -> str:
-    if array.ndim == 0:
-        return _tokens(name, array)[0]
-    return "[" + ", ".join(_nest(_tokens(name, array), array.shape)) + "]"
-
-
-def _rows_json(name: str, array: np.ndarray) -> list:
-    return _nest(_tokens(name, array), array.shape)
-
-
-def _wrap(key: str, inner: str) -> bytes:
-    return ('{\n    "' + key + '": ' + inner + "\n}").encode("utf-8")
-
-
-def encode_predict_response(outputs: dict, row_format: bool) -> bytes:
-    """Encodes predict outputs as `{"predictions": ...}` or `{"outputs": ...}`."""
-    if not outputs:
-        raise invalid("Cannot convert empty tensor map to JSON")
-    names = sorted(outputs)
-    if not row_format:
-        if len(names) == 1:
-            return _wrap("outputs", _tensor_json(names[0], outputs[names[0]]))
-        body = ",\n".join(
-            "        " + _quote(n) + ": " + _tensor_json(n, outputs[n]) for n in names
-        )
-        return _wrap("outputs", "{\n" + body + "\n    }")
-    batch = None
-    for name in names:
-        array = outputs[name]
-        if array.ndim == 0:
-            raise invalid(f"Tensor name: {name} has no shape information ")
-        if batch is None:
-            batch = array.shape[0]
-        elif array.shape[0] != batch:
-            raise invalid(
-                f"Tensor name: {name} has inconsistent batch size: {array.shape[0]} "
-                f"expecting: {batch}"
-            )
-    if len(names) == 1:
-        rows = _rows_json(names[0], outputs[names[0]])
-    else:
-        columns = [(_quote(n), _rows_json(n, outputs[n])) for n in names]
-        rows = [
-            "{" + ", ".join(key + ": " + col[i] for key, col in columns) + "}"
-            for i in range(batch)
-        ]
-    if not rows:
-        return _wrap("predictions", "[]")
-    return _wrap("predictions", "[" + ", ".join(rows) + "\n    ]")
-
-
-def encode_classify_response(results: list) -> bytes:
-    """Encodes [[(label, score), ...] per example] as `{"results": ...}`."""
-    if not results:
-        raise invalid("Cannot convert empty ClassificationResults to JSON")
-    per_example = []
-    for classes in results:
-        pairs = ", ".join(
-            "[" + _string_token(label) + ", " + format_float(score) + "]"
-            for label, score in classes
-        )
-        per_example.append("[" + pairs + "]")
-    return _wrap("results", "[" + ", ".join(per_example) + "\n    ]")
-
-
-def encode_regress_response(values: list) -> bytes:
-    """Encodes one float per example as `{"results": [...]}`."""
-    if not values:
-        raise invalid("Cannot convert empty RegressionResults to JSON")
-    return _wrap("results", "[" + ", ".join(format_float(v) for v in values) + "\n    ]")
-
-
-def encode_error(message: str) -> bytes:
-    """Encodes `{"error": message}` with JSON escaping."""
-    return _wrap("error", _quote(message))

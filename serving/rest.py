@@ -12,7 +12,8 @@ import urllib.parse
 
 from tensorflow_serving.apis import input_pb2
 
-from serving import inference, json_codec, model_info
+from serving import inference, json_codec, json_response, model_info
+from serving.json_dialect import parse_json_object
 from serving.errors import Code, ServingError
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class RestApi:
 
     def _monitoring(self, request) -> None:
         if request.url != self.monitoring_path:
-            body = json_codec.encode_error(
+            body = json_response.encode_error(
                 f"Unexpected path: {request.url}. Should be {self.monitoring_path}")
             request.respond(400, body)
             return
@@ -144,13 +145,13 @@ class RestApi:
 
     def _error(self, request, model, error: ServingError, version=None, api="") -> None:
         self.metrics.record_request(model, version, api, "REST", error.code.name)
-        body = b"" if error.empty_body else json_codec.encode_error(error.message)
+        body = b"" if error.empty_body else json_response.encode_error(error.message)
         request.respond(error.http_status, body, extra_headers=self._extra)
 
     # -- inference ----------------------------------------------------------------
 
     def _post(self, request, verb, model, version, label, started) -> None:
-        doc = json_codec.parse_json_object(request.body)
+        doc = parse_json_object(request.body)
         signature_name = json_codec.read_signature_name(doc)
         if verb == "predict":
             servable = self.manager.resolve(model, version, label)
@@ -189,7 +190,7 @@ class RestApi:
         def done(outputs, error):
             if error is None:
                 try:
-                    body = json_codec.encode_predict_response(outputs, row)
+                    body = json_response.encode_predict_response(outputs, row)
                 except ServingError as e:
                     error = e
             if error is not None:
@@ -214,10 +215,10 @@ class RestApi:
                     raise error
                 if verb == "classify":
                     results = inference.classification_results(outputs, batch)
-                    body = json_codec.encode_classify_response(results)
+                    body = json_response.encode_classify_response(results)
                 else:
                     results = inference.regression_results(outputs, batch)
-                    body = json_codec.encode_regress_response(results)
+                    body = json_response.encode_regress_response(results)
             except ServingError as e:
                 self._error(request, servable.name, e, servable.version, verb)
                 return

@@ -1,17 +1,19 @@
-"""Unit tests of the JSON dialect (request decoding, response encoding)."""
+"""Unit tests of the JSON dialect, request decoding and response encoding."""
 
 import numpy as np
 import pytest
 from tensorflow.core.framework import types_pb2 as T
 
 from serving import json_codec as jc
+from serving import json_response as jr
+from serving.json_dialect import format_float, parse_json_object
 from serving.errors import Code, ServingError
 
 FLOAT = {"x": T.DT_FLOAT}
 
 
 def decode(body: bytes, inputs=FLOAT):
-    doc = jc.parse_json_object(body)
+    doc = parse_json_object(body)
     return jc.decode_predict_inputs(doc, inputs, body)
 
 
@@ -24,7 +26,7 @@ def decode(body: bytes, inputs=FLOAT):
      ([1111111.0], ["1111111.0"])],
 )
 def test_write_decimal_float(values, tokens):
-    assert [jc.format_float(float(np.float32(v))) for v in values] == tokens
+    assert [format_float(float(np.float32(v))) for v in values] == tokens
 
 
 def test_row_and_columnar_shapes():
@@ -46,10 +48,10 @@ def test_float_overflow_and_precision():
 
 
 def test_json_dialect():
-    assert jc.parse_json_object(b'{"a": 1, "a": 2}') == {"a": 1}
-    assert jc.parse_json_object(b'{"a": [NaN, Inf, -Infinity]} junk')["a"][1] == float("inf")
-    assert jc.parse_json_object(b'{"a": "Inf"}') == {"a": "Inf"}
-    assert jc.parse_json_object(b'{"a": 123456789012345678901234567890}')["a"] == pytest.approx(
+    assert parse_json_object(b'{"a": 1, "a": 2}') == {"a": 1}
+    assert parse_json_object(b'{"a": [NaN, Inf, -Infinity]} junk')["a"][1] == float("inf")
+    assert parse_json_object(b'{"a": "Inf"}') == {"a": "Inf"}
+    assert parse_json_object(b'{"a": 123456789012345678901234567890}')["a"] == pytest.approx(
         1.2345678901234568e29)
 
 
@@ -66,7 +68,7 @@ def test_json_dialect():
 )
 def test_parse_errors(body, message):
     with pytest.raises(ServingError) as error:
-        jc.parse_json_object(body)
+        parse_json_object(body)
     assert message in error.value.message
     assert error.value.code == Code.INVALID_ARGUMENT
 
@@ -117,21 +119,21 @@ def test_strings_and_b64():
 
 def test_predict_response_formats():
     y = np.array([[1.0], [2.5]], np.float32)
-    assert jc.encode_predict_response({"y": y}, True).replace(b"\n", b"").replace(b" ", b"") == \
+    assert jr.encode_predict_response({"y": y}, True).replace(b"\n", b"").replace(b" ", b"") == \
         b'{"predictions":[[1.0],[2.5]]}'
-    multi = jc.encode_predict_response(
+    multi = jr.encode_predict_response(
         {"a": np.array([1, 2]), "img_bytes": np.array([b"hi", b"yo"], dtype=object)}, True)
     import json
 
     assert json.loads(multi) == {"predictions": [{"a": 1, "img_bytes": {"b64": "aGk="}},
                                                  {"a": 2, "img_bytes": {"b64": "eW8="}}]}
-    assert json.loads(jc.encode_predict_response({"s": np.float32(3.0)}, False)) == {"outputs": 3.0}
-    assert json.loads(jc.encode_predict_response({"y": np.zeros((0, 2), np.float32)}, True)) == {
+    assert json.loads(jr.encode_predict_response({"s": np.float32(3.0)}, False)) == {"outputs": 3.0}
+    assert json.loads(jr.encode_predict_response({"y": np.zeros((0, 2), np.float32)}, True)) == {
         "predictions": []}
     with pytest.raises(ServingError, match="has no shape information"):
-        jc.encode_predict_response({"s": np.float32(3.0)}, True)
+        jr.encode_predict_response({"s": np.float32(3.0)}, True)
     with pytest.raises(ServingError, match="has inconsistent batch size: 3 expecting: 2"):
-        jc.encode_predict_response({"a": np.zeros(2), "b": np.zeros(3)}, True)
+        jr.encode_predict_response({"a": np.zeros(2), "b": np.zeros(3)}, True)
 
 
 def test_examples_from_json():
@@ -146,4 +148,4 @@ def test_examples_from_json():
 
 
 def test_error_body_escaping():
-    assert jc.encode_error('Bad key: "key"') == b'{\n    "error": "Bad key: \\"key\\""\n}'
+    assert jr.encode_error('Bad key: "key"') == b'{\n    "error": "Bad key: \\"key\\""\n}'
