@@ -83,11 +83,16 @@ def build_instance(row: dict, input_dtypes: dict) -> dict:
 
 
 def example_to_row(example) -> dict:
-    """Flattens a tf.train.Example into {feature: scalar-or-list} JSON values."""
+    """Flattens a tf.train.Example into {feature: scalar-or-list} JSON values.
+
+    Features without values (missing CSV cells) are left out.
+    """
     row = {}
     for name, feature in example.features.feature.items():
         kind = feature.WhichOneof("kind")
         values = list(getattr(feature, kind).value) if kind else []
+        if not values:
+            continue
         if kind == "bytes_list":
             values = [_bytes_json(v) for v in values]
         row[name] = values[0] if len(values) == 1 else values

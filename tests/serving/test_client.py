@@ -15,6 +15,16 @@ def test_build_instance_coerces_csv_cells():
     assert build_instance({"name": "a"}, dtypes) == {"age": 0, "name": "a", "score": 0.0}
 
 
+def test_example_to_row_skips_empty_features():
+    import tensorflow as tf
+
+    example = tf.train.Example()
+    example.features.feature["a"].float_list.value.append(1.5)
+    example.features.feature["b"].bytes_list.SetInParent()
+    example.features.feature["c"].bytes_list.value.extend([b"x", b"\xff"])
+    assert client_lib.example_to_row(example) == {"a": 1.5, "c": ["x", {"b64": "/w=="}]}
+
+
 def test_model_path_encodes_names():
     assert client_lib.model_path("a/b", label="x y") == "/v1/models/a%2Fb/labels/x%20y"
     assert client_lib.model_path("m", version=3) == "/v1/models/m/versions/3"

@@ -25,7 +25,10 @@ def _examples_artifact(root: str, count: int = 8):
 
         with tf.io.TFRecordWriter(os.path.join(root, "raw.tfrecord")) as writer:
             for i in range(count):
-                writer.write(model_factory.taxi_example(i).SerializeToString())
+                example = model_factory.taxi_example(i)
+                if i % 2:  # a missing CSV cell: the feature is present but empty
+                    example.features.feature["company"].bytes_list.Clear()
+                writer.write(example.SerializeToString())
         with open(os.path.join(root, "raw.tfrecord"), "rb") as raw:
             f.write(raw.read())
     return examples
