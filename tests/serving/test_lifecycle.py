@@ -229,3 +229,29 @@ def test_rest_timeout_gives_504(tmp_path, start_server):
     assert response.status_code == 504
     assert response.json() == {"error": "Deadline Exceeded"}
     assert time.monotonic() - started < 2.5
+
+
+def test_grpc_reload_config(tmp_path, start_server):
+    import grpc
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
+    for name, b in (("a", 2.0), ("b", 5.0)):
+        os.makedirs(tmp_path / name)
+        push(str(tmp_path / name), 1, b=b)
+    server = start_server(["--model_name=a", f"--model_base_path={tmp_path / 'a'}"],
+                          ready_model="a")
+    request = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(
+        f"model_config_list {{ config {{ name: 'b' base_path: '{tmp_path / 'b'}' "
+        f"model_platform: 'tensorflow' }} }}", request.config)
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        response = stub.HandleReloadConfigRequest(request, 60)
+        assert response.status.error_code == 0
+        assert predict(server.url, 2.0, model="b").json() == {"predictions": [[6.0]]}
+        assert predict(server.url, 2.0, model="a").status_code == 404
+        request.config.model_config_list.config[0].base_path = "relative/path"
+        response = stub.HandleReloadConfigRequest(request, 60)
+        assert response.status.error_code == 3
+        assert "to have an absolute path or URI" in response.status.error_message
