@@ -34,7 +34,6 @@ from tfx.components import (  # noqa: E402
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen  # noqa: E402
 from tfx.dsl.components.base import executor_spec  # noqa: E402
 from tfx.dsl.components.common.resolver import Resolver  # noqa: E402
-from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStrategy  # noqa: E402
 from tfx.orchestration import metadata  # noqa: E402
 from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
 from tfx.proto import (  # noqa: E402
@@ -50,6 +49,7 @@ from components.anomalies_gate import AnomaliesGate  # noqa: E402
 from components.baseline import PreviousBlessedModelStrategy  # noqa: E402
 from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
 from components.pusher import AtomicPushExecutor  # noqa: E402
+from components.spans import LatestValidatedSpansStrategy  # noqa: E402
 from pipeline import configs  # noqa: E402
 
 INGEST_NODES = (
@@ -244,16 +244,10 @@ def _training_nodes(
     eval_cfg: tfma.EvalConfig,
 ) -> list:
     """Span resolver, Transform, Trainer, baseline resolver, Evaluator, Pusher."""
-    spans = range_config_pb2.RangeConfig(
-        rolling_range=range_config_pb2.RollingRange(num_spans=num_spans or 2**31 - 1)
-    )
     span_resolver = Resolver(
-        strategy_class=SpanRangeStrategy,
-        config={"range_config": spans},
-        examples=Channel(
-            type=standard_artifacts.Examples,
-            producer_component_id=example_gen.id,
-        ),
+        strategy_class=LatestValidatedSpansStrategy,
+        config={"num_spans": num_spans},
+        examples=Channel(type=standard_artifacts.Examples, producer_component_id=example_gen.id),
     ).with_id("SpanResolver")
     span_resolver.add_upstream_node(gate)
     examples = span_resolver.outputs["examples"]

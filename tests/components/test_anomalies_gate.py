@@ -1,0 +1,51 @@
+"""The anomalies gate reads ExampleValidator output and stops on anomalies."""
+
+import os
+
+import pytest
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from components.anomalies_gate import gate
+
+
+def _anomalies(column=None, short="Unexpected string values", long="Examples contain values missing from the schema: Bitcoin (~2%)."):
+    result = anomalies_pb2.Anomalies()
+    if column:
+        info = result.anomaly_info[column]
+        reason = info.reason.add()
+        reason.short_description = short
+        reason.description = long
+    return result
+
+
+def _write(root, split, anomalies):
+    folder = os.path.join(root, f"Split-{split}")
+    os.makedirs(folder)
+    with open(os.path.join(folder, gate.ANOMALIES_FILE), "wb") as f:
+        f.write(anomalies.SerializeToString())
+
+
+def test_no_anomalies_passes(tmp_path):
+    _write(tmp_path, "train", _anomalies())
+    _write(tmp_path, "eval", _anomalies())
+    gate.check(gate.read_anomalies(str(tmp_path), ["train", "eval"]), "span 3")
+
+
+def test_anomaly_names_split_column_and_reason(tmp_path):
+    _write(tmp_path, "train", _anomalies("payment_type"))
+    _write(tmp_path, "eval", _anomalies())
+    with pytest.raises(gate.AnomaliesFoundError) as error:
+        gate.check(gate.read_anomalies(str(tmp_path), ["train", "eval"]), "span 2017")
+    message = str(error.value)
+    assert "1 data anomaly" in message
+    assert "split 'train' in span 2017, column 'payment_type': Unexpected string values" in message
+    assert "Bitcoin" in message
+    assert "'eval'" not in message
+
+
+def test_dataset_level_anomaly(tmp_path):
+    anomalies = _anomalies()
+    anomalies.dataset_anomaly_info.reason.add().description = "Low number of examples"
+    _write(tmp_path, "train", anomalies)
+    lines = gate.describe(gate.read_anomalies(str(tmp_path), ["train"]))
+    assert lines == ["split 'train', whole dataset: Low number of examples"]
