@@ -10,6 +10,7 @@ then start that server on them, e.g. the official image:
 `pytest tests/serving -m "not ours"` with SERVING_MODEL_DIR_IN_SERVER=/models.
 """
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -21,7 +22,23 @@ import requests
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from model_factory import write_models  # noqa: E402
+
+def _load_model_factory():
+    """Registers tests/serving/model_factory.py as `model_factory`.
+
+    Test modules `import model_factory`; registering it here keeps that working
+    under both pytest import modes (prepend and importlib) without sys.path edits.
+    """
+    if "model_factory" not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_factory.py")
+        spec = importlib.util.spec_from_file_location("model_factory", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["model_factory"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["model_factory"]
+
+
+write_models = _load_model_factory().write_models
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXTERNAL = bool(os.environ.get("SERVING_URL"))
