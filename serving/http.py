@@ -138,6 +138,8 @@ class _Connection(asyncio.Protocol):
         if length is not None and length.isdigit() and int(length) > self._max_body:
             self._too_large = True
             self._fail(413)
+        elif self._headers.get(b"expect", b"").lower() == b"100-continue":
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # as curl expects
 
     def on_body(self, body: bytes):
         self._size += len(body)

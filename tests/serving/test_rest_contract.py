@@ -293,3 +293,20 @@ def test_model_names_never_become_paths(rest_url, name):
     response = post(rest_url, f"/v1/models/{name}:predict", {"instances": [[1.0]]})
     assert response.status_code == 404
     assert "Servable not found for request: Latest(" in response.json()["error"]
+
+
+@pytest.mark.ours
+def test_expect_100_continue_and_keep_alive(rest_url):
+    import http.client
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(rest_url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=5)
+    body = b'{"instances": [[1.0]]}'
+    for _ in range(3):  # several requests on one keep-alive connection
+        conn.request("POST", HP2 + "/versions/123:predict", body=body,
+                     headers={"Expect": "100-continue"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert b"2.5" in response.read()
+    conn.close()
