@@ -319,7 +319,7 @@ def plot_sliced_metric(metrics: pd.DataFrame, metric: str = "auc"):
             heights = [_finite(by_value.get(v)) for v in values]
             ax.bar([x + i * width for x in range(len(values))], heights, width=width, label=model)
         overall = rows[(rows["slice"] == OVERALL) & (rows["model"] == "candidate")]["value"]
-        if len(overall) and _finite(overall.iloc[0]) is not None:
+        if len(overall) and not math.isnan(_finite(overall.iloc[0])):
             ax.axhline(float(overall.iloc[0]), linestyle="--", color="black", linewidth=1, label="overall (candidate)")
         ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(values))])
         ax.set_xticklabels(values, rotation=45 if len(values) > 8 else 0, fontsize=8)
@@ -337,8 +337,9 @@ def _numeric_first(value: str):
         return (1, 0.0, value)
 
 
-def _finite(value) -> float | None:
+def _finite(value) -> float:
+    """``value`` as a float; NaN (an empty bar) when missing or infinite."""
     if value is None:
-        return None
+        return float("nan")
     value = float(value)
     return value if math.isfinite(value) else float("nan")

@@ -1,0 +1,283 @@
+"""Pure functions of the reporting package on small fixtures (no pipeline run)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pandas as pd
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+
+from conftest import REPO_ROOT
+
+from reporting import data_validation as dv
+from reporting import html_report, model_analysis as ma
+from reporting import runs
+
+NOTEBOOKS = ("data_validation", "model_analysis", "lineage")
+
+
+# -- notebooks -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_are_committed_without_outputs_or_paths(name):
+    nb = nbformat.read(os.path.join(REPO_ROOT, "notebooks", f"{name}.ipynb"), as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    source = "\n".join(c.source for c in code)
+    assert "RunStore(RUN_DIR)" in source and "run_dir_from_env()" in source
+    assert not any(s in source for s in ("/pipeline/", "metadata.sqlite", "/tmp", "Split-"))
+
+
+# -- data validation -----------------------------------------------------------
+
+
+def _anomalies() -> dict[str, anomalies_pb2.Anomalies]:
+    anomalies = anomalies_pb2.Anomalies()
+    info = anomalies.anomaly_info["payment_type"]
+    reason = info.reason.add()
+    reason.type = anomalies_pb2.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES
+    reason.short_description = "Unexpected string values"
+    reason.description = "Examples contain values missing from the schema: Bitcoin (~33%)."
+    reason = anomalies.anomaly_info["trip_start_hour"].reason.add()
+    reason.type = anomalies_pb2.AnomalyInfo.INT_TYPE_BIG_INT
+    reason.short_description = "Out-of-range values"
+    reason.description = "Unexpectedly large value: 30."
+    return {"train": anomalies, "eval": anomalies_pb2.Anomalies()}
+
+
+def test_anomalies_table_explains_each_reason():
+    table = dv.anomalies_table(_anomalies())
+    assert list(table["feature"]) == ["payment_type", "trip_start_hour"]
+    assert set(table["split"]) == {"train"}
+    assert "Bitcoin" in table.iloc[0]["description"]
+    assert "not in the schema's domain" in table.iloc[0]["explanation"]
+    assert "int_domain max" in table.iloc[1]["explanation"]
+    assert dv.anomalies_table({"train": anomalies_pb2.Anomalies()}).empty
+
+
+def test_explain_anomaly_falls_back_by_prefix_and_default():
+    assert "float type or domain" in dv.explain_anomaly("FLOAT_TYPE_NOT_FLOAT")
+    assert "TFDV description" in dv.explain_anomaly("SOMETHING_NEW")
+
+
+def _schema() -> schema_pb2.Schema:
+    schema = schema_pb2.Schema()
+    schema.feature.add(name="payment_type", type=schema_pb2.BYTES)
+    schema.feature.add(name="fare", type=schema_pb2.FLOAT)
+    hour = schema.feature.add(name="hour", type=schema_pb2.INT)
+    hour.int_domain.is_categorical = True
+    return schema
+
+
+def test_drift_comparators_by_feature_kind():
+    schema = _schema()
+    compared = dv.schema_with_drift_comparators(schema, linf_threshold=0.2, jsd_threshold=0.3)
+    by_name = {f.name: f for f in compared.feature}
+    assert by_name["payment_type"].drift_comparator.infinity_norm.threshold == 0.2
+    assert by_name["hour"].drift_comparator.infinity_norm.threshold == 0.2
+    assert by_name["fare"].drift_comparator.jensen_shannon_divergence.threshold == 0.3
+    assert not any(f.HasField("drift_comparator") for f in schema.feature)  # input untouched
+
+
+@pytest.fixture(scope="module")
+def span_stats():
+    import tensorflow_data_validation as tfdv
+
+    old = pd.DataFrame({"payment_type": ["Cash"] * 50 + ["Credit Card"] * 50, "fare": [float(i % 10) for i in range(100)]})
+    new = pd.DataFrame({"payment_type": ["Cash"] * 20 + ["Credit Card"] * 80, "fare": [float(i % 10) for i in range(100)]})
+    return {2015: tfdv.generate_statistics_from_dataframe(old), 2016: tfdv.generate_statistics_from_dataframe(new)}
+
+
+def test_span_drift_uses_tfdv_comparators(span_stats):
+    schema = _schema()
+    del schema.feature[2]
+    table = dv.span_drift_table(schema, span_stats)
+    rows = table.set_index("feature")
+    assert list(table.columns) == dv.DRIFT_COLUMNS
+    assert rows.loc["payment_type", "measure"] == "L-infinity"
+    assert rows.loc["payment_type", "value"] == pytest.approx(0.3)  # Cash share 0.5 -> 0.2
+    assert bool(rows.loc["payment_type", "drifted"])
+    assert rows.loc["fare", "measure"] == "Jensen-Shannon"
+    assert rows.loc["fare", "value"] == pytest.approx(0.0, abs=1e-6)
+    assert not bool(rows.loc["fare", "drifted"])
+    assert set(table["previous_span"]) == {2015} and set(table["span"]) == {2016}
+
+    html = html_report.drift_matrix_html(table)
+    assert "2015 → 2016" in html and '<td class="bad">0.300</td>' in html
+    assert "fewer than two spans" in html_report.drift_matrix_html(table.iloc[0:0]).lower()
+
+
+def test_feature_summary(span_stats):
+    summary = dv.feature_summary(span_stats[2016])
+    assert summary.loc["payment_type", "top_value"] == "Credit Card"
+    assert summary.loc["payment_type", "unique"] == 2
+    assert summary.loc["fare", "mean"] == pytest.approx(4.5)
+    assert summary.loc["fare", "missing_pct"] == 0
+
+
+# -- model analysis ------------------------------------------------------------
+
+
+def _metrics_protos():
+    from tensorflow_model_analysis.proto import metrics_for_slice_pb2
+
+    def add(per_slice, name, value, model="", is_diff=False):
+        kv = per_slice.metric_keys_and_values.add()
+        kv.key.name, kv.key.model_name, kv.key.is_diff = name, model, is_diff
+        kv.value.double_value.value = value
+
+    overall = metrics_for_slice_pb2.MetricsForSlice()
+    add(overall, "auc", 0.74, "candidate")
+    add(overall, "auc", 0.80, "baseline")
+    add(overall, "auc", -0.06, "candidate", is_diff=True)
+    add(overall, "example_count", 100, "candidate")
+    hours = []
+    for hour, auc in ((3, 0.7), (12, 0.8)):
+        per_slice = metrics_for_slice_pb2.MetricsForSlice()
+        key = per_slice.slice_key.single_slice_keys.add()
+        key.column, key.int64_value = "trip_start_hour", hour
+        add(per_slice, "auc", auc, "candidate")
+        add(per_slice, "auc", auc + 0.05, "baseline")
+        hours.append(per_slice)
+    pay = metrics_for_slice_pb2.MetricsForSlice()
+    key = pay.slice_key.single_slice_keys.add()
+    key.column, key.bytes_value = "payment_type", b"Cash"
+    add(pay, "auc", 0.5, "candidate")
+    return [pay, hours[1], overall, hours[0]]
+
+
+def test_metrics_tables():
+    metrics = ma.metrics_from_protos(_metrics_protos())
+    assert ma.has_baseline(metrics)
+    sliced = ma.sliced_metrics(metrics)
+    assert list(sliced.index) == ["Overall", "payment_type:Cash", "trip_start_hour:3", "trip_start_hour:12"]
+    assert sliced.loc["trip_start_hour:12", "auc"] == pytest.approx(0.8)
+    comparison = ma.comparison(metrics)
+    assert comparison.loc["auc"].tolist() == pytest.approx([0.74, 0.80, -0.06])
+    assert ma.metric_name("BinaryAccuracy") == "binary_accuracy" and ma.metric_name("AUC") == "auc"
+
+
+def test_threshold_checks_and_blessing_explanation():
+    import tensorflow_model_analysis as tfma
+
+    metrics = ma.metrics_from_protos(_metrics_protos())
+    config = tfma.EvalConfig(
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(
+                        class_name="AUC",
+                        per_slice_thresholds=[
+                            tfma.PerSliceMetricThreshold(
+                                slicing_specs=[tfma.SlicingSpec()],
+                                threshold=tfma.MetricThreshold(
+                                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 0.75}),
+                                    change_threshold=tfma.GenericChangeThreshold(
+                                        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -0.01}
+                                    ),
+                                ),
+                            )
+                        ],
+                    )
+                ]
+            )
+        ]
+    )
+    validation = tfma.ValidationResult(validation_ok=False)
+    per_slice = validation.metric_validations_per_slice.add()
+    per_slice.slice_key.SetInParent()
+    failure = per_slice.failures.add()
+    failure.metric_key.name = "auc"
+    failure.metric_key.model_name = "candidate"
+    failure.message = "Threshold not met"
+    checks = ma.threshold_checks(config, metrics, validation)
+    assert [(c.kind, c.status) for c in checks] == [("value", "FAILED"), ("change vs baseline", "passed")]
+    assert checks[0].bound == ">= 0.75" and checks[0].actual == pytest.approx(0.74)
+    assert checks[1].bound.startswith("absolute change -0.01")
+    text = ma.blessing_explanation(False, False, checks, "/models/old")
+    assert text.startswith("NOT BLESSED: auc value = 0.7400 violates >= 0.75")
+    assert "against the baseline /models/old" in text
+    assert ma.blessing_explanation(True, True, [c for c in checks if c.status == "passed"], None).startswith("BLESSED")
+
+
+def test_plot_is_an_embedded_png():
+    metrics = ma.metrics_from_protos(_metrics_protos())
+    fig = ma.plot_sliced_metric(metrics, "auc")
+    assert [ax.get_title() for ax in fig.axes] == ["auc by payment_type", "auc by trip_start_hour"]
+    uri = html_report.figure_to_data_uri(fig)
+    assert uri.startswith("data:image/png;base64,iVBORw0KGgo")
+
+
+# -- runs from a synthetic MLMD store ---------------------------------------------
+
+
+def _fake_store(path: str) -> None:
+    import ml_metadata as mlmd
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    store = mlmd.MetadataStore(config)
+    run_type = store.put_context_type(metadata_store_pb2.ContextType(name="pipeline_run"))
+    types = {
+        name: store.put_execution_type(metadata_store_pb2.ExecutionType(name=f"tfx.components.{name}"))
+        for name in ("CsvExampleGen", "StatisticsGen", "Trainer")
+    }
+    examples_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
+    stats_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="ExampleStatistics"))
+    for i, (span, nodes) in enumerate(((2015, ["CsvExampleGen", "StatisticsGen"]), (2016, ["CsvExampleGen", "StatisticsGen", "Trainer"]))):
+        context = metadata_store_pb2.Context(type_id=run_type, name=f"2026-01-0{i + 1}T00:00:00")
+        [context.id] = store.put_contexts([context])
+        examples = metadata_store_pb2.Artifact(type_id=examples_type, uri=f"/x/examples/{span}")
+        examples.custom_properties["span"].int_value = span
+        examples.custom_properties["split_names"].string_value = json.dumps(["train", "eval"])
+        stats = metadata_store_pb2.Artifact(type_id=stats_type, uri=f"/x/stats/{span}")
+        stats.custom_properties["split_names"].string_value = json.dumps(["train", "eval"])
+        for node in nodes:
+            execution = metadata_store_pb2.Execution(type_id=types[node], last_known_state=metadata_store_pb2.Execution.COMPLETE)
+            events = []
+            if node == "CsvExampleGen":
+                events.append((examples, metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)))
+            if node == "StatisticsGen":
+                events.append((examples, metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)))
+                events.append((stats, metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)))
+            _, artifact_ids, _ = store.put_execution(
+                execution, events, [context], reuse_context_if_already_exist=True
+            )
+            for artifact, artifact_id in zip([a for a, _ in events], artifact_ids):
+                artifact.id = artifact_id
+
+
+def test_run_store_on_synthetic_metadata(tmp_path):
+    _fake_store(str(tmp_path / "metadata.sqlite"))
+    store = runs.RunStore(str(tmp_path))
+    assert [r.run_id for r in store.runs()] == ["2026-01-01T00:00:00", "2026-01-02T00:00:00"]
+    newest = store.get_run()
+    assert newest.kind == "train" and store.span_of_run(newest) == 2016
+    first = store.get_run("2026-01-01T00:00:00")
+    assert first.kind == "ingest only" and first.succeeded
+    assert store.get_run(str(first.executions["StatisticsGen"])).run_id == first.run_id
+    assert store.get_run(require="Trainer").run_id == newest.run_id
+    assert {span: a.uri for span, a in store.statistics_by_span().items()} == {2015: "/x/stats/2015", 2016: "/x/stats/2016"}
+    assert runs.split_names(store.output(first, "StatisticsGen", "ExampleStatistics")) == ["train", "eval"]
+    with pytest.raises(runs.RunNotFoundError, match="no run or execution 'nope'"):
+        store.get_run("nope")
+    with pytest.raises(runs.RunNotFoundError, match="with a Evaluator execution"):
+        store.get_run(require="Evaluator")
+
+
+def test_missing_metadata_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from reporting import cli
+
+    with pytest.raises(runs.RunNotFoundError, match="run the pipeline first"):
+        runs.RunStore(str(tmp_path))
+    monkeypatch.setenv("TAXI_RUN_DIR", str(tmp_path))
+    assert runs.run_dir_from_env() == str(tmp_path)
+    assert cli.main([]) == 1
+    assert "no ML Metadata" in capsys.readouterr().err
+    assert cli.main(["--all", "--output", "x.html"]) == 2
