@@ -25,14 +25,12 @@ from tfx.components import (  # noqa: E402
     CsvExampleGen,
     Evaluator,
     ExampleValidator,
-    Pusher,
     SchemaGen,
     StatisticsGen,
     Trainer,
     Transform,
 )
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen  # noqa: E402
-from tfx.dsl.components.base import executor_spec  # noqa: E402
 from tfx.dsl.components.common.resolver import Resolver  # noqa: E402
 from tfx.orchestration import metadata  # noqa: E402
 from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
@@ -48,7 +46,7 @@ from tfx.types import Channel, standard_artifacts  # noqa: E402
 from components.anomalies_gate import AnomaliesGate  # noqa: E402
 from components.baseline import PreviousBlessedModelStrategy  # noqa: E402
 from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
-from components.pusher import AtomicPushExecutor  # noqa: E402
+from components.pusher import AtomicPusher  # noqa: E402
 from components.spans import LatestValidatedSpansStrategy  # noqa: E402
 from pipeline import configs  # noqa: E402
 
@@ -287,12 +285,11 @@ def _training_nodes(
         example_splits=["eval"],
         eval_config=eval_cfg,
     )
-    pusher = Pusher(
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)
         ),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor),
-    )
+    ).with_id("Pusher")
     return [span_resolver, transform, trainer, baseline_resolver, evaluator, pusher]

@@ -1,5 +1,7 @@
 """Pusher whose filesystem push is atomic."""
 
+from components.pusher.component import AtomicPusher
+
 from components.pusher.executor import (
     AtomicPushExecutor,
     atomic_copy_dir,
@@ -8,4 +10,4 @@ from components.pusher.executor import (
     tree_digest,
 )
 
-__all__ = ["AtomicPushExecutor", "atomic_copy_dir", "newest_version", "next_version", "tree_digest"]
+__all__ = ["AtomicPushExecutor", "AtomicPusher", "atomic_copy_dir", "newest_version", "next_version", "tree_digest"]

@@ -1,0 +1,115 @@
+"""Model construction, a few training steps, and the exported signatures."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from components import features
+from components import model as taxi_model
+
+
+def _batches(data, batch_size=64):
+    keys = [features.transformed_name(k) for k in features.model_feature_keys()]
+    x = {k: np.array([[row[k]] for row in data]) for k in keys}
+    y = np.array([row[features.LABEL_KEY] for row in data])
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).repeat()
+
+
+@pytest.fixture(scope="module")
+def exported(transform_output, tmp_path_factory):
+    output, data = transform_output
+    tf.keras.utils.set_random_seed(0)
+    model = taxi_model.build_model()
+    first = taxi_model.train_model(model, _batches(data), 1)
+    last = taxi_model.train_model(model, _batches(data), 60)
+    export_dir = str(tmp_path_factory.mktemp("model"))
+    taxi_model.export_model(model, output, export_dir)
+    return {"dir": export_dir, "first_loss": first, "last_loss": last, "data": data}
+
+
+def test_model_inputs_and_output(transform_output):
+    model = taxi_model.build_model({"hidden_units": [8]})
+    names = {features.transformed_name(k) for k in features.model_feature_keys()}
+    assert set(model.input) == names
+    _, data = transform_output
+    x, _ = next(iter(_batches(data, 5)))
+    assert model(x).shape == (5, 1)
+
+
+def test_training_lowers_loss(exported):
+    assert exported["last_loss"] < exported["first_loss"]
+
+
+def test_signatures_and_method_names(exported):
+    with open(os.path.join(exported["dir"], "saved_model.pb"), "rb") as f:
+        saved = saved_model_pb2.SavedModel.FromString(f.read())
+    signatures = saved.meta_graphs[0].signature_def
+    assert set(signatures) >= {"serving_default", "serving_examples", "classification", "regression", "transform_features"}
+    assert signatures["classification"].method_name == "tensorflow/serving/classify"
+    assert signatures["regression"].method_name == "tensorflow/serving/regress"
+    assert signatures["serving_default"].method_name == "tensorflow/serving/predict"
+    assert set(signatures["serving_default"].inputs) == set(features.model_feature_keys())
+    assert features.TIPS_KEY not in signatures["serving_default"].inputs
+    assert list(signatures["classification"].inputs) == ["inputs"]
+
+
+def _raw_request(row, spec):
+    """One raw row as the dense [1] tensors a REST client's JSON becomes."""
+    request = {}
+    for key, tensor_spec in spec.items():
+        value = row[key][0] if row[key] else None
+        if value is None:
+            value = float("nan") if tensor_spec.dtype.is_floating else ("" if tensor_spec.dtype == tf.string else -1)
+        request[key] = tf.constant([value], dtype=tensor_spec.dtype)
+    return request
+
+
+def _example(row, raw_spec):
+    feature = {}
+    for key, values in row.items():
+        dtype = raw_spec[key].dtype
+        if dtype == tf.string:
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        elif dtype.is_floating:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        else:
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_raw_features_and_examples_agree(exported, raw_rows, transform_output):
+    raw_spec = transform_output[0].raw_feature_spec()
+    loaded = tf.saved_model.load(exported["dir"])
+    serve = loaded.signatures["serving_default"]
+    spec = serve.structured_input_signature[1]
+    rows = [r for r in raw_rows[:40] if all(r[k] for k in ("dropoff_community_area", "pickup_community_area"))][:10]
+    for row in rows:
+        raw = float(serve(**_raw_request(row, spec))["probabilities"][0, 0])
+        examples = loaded.signatures["serving_examples"](examples=tf.constant([_example(row, raw_spec)]))
+        assert 0.0 <= raw <= 1.0
+        assert math.isclose(raw, float(examples["probabilities"][0, 0]), abs_tol=1e-5)
+
+
+def test_classify_and_regress(exported, raw_rows, transform_output):
+    raw_spec = transform_output[0].raw_feature_spec()
+    loaded = tf.saved_model.load(exported["dir"])
+    batch = tf.constant([_example(r, raw_spec) for r in raw_rows[:5]])
+    classified = loaded.signatures["classification"](inputs=batch)
+    assert classified["classes"].numpy().tolist()[0] == [b"0", b"1"]
+    np.testing.assert_allclose(classified["scores"].numpy().sum(axis=1), 1.0, rtol=1e-6)
+    regressed = loaded.signatures["regression"](inputs=batch)["outputs"].numpy()
+    np.testing.assert_allclose(regressed, classified["scores"].numpy()[:, 1], rtol=1e-6)
+
+
+def test_missing_values_are_accepted(exported, raw_rows):
+    loaded = tf.saved_model.load(exported["dir"])
+    serve = loaded.signatures["serving_default"]
+    request = _raw_request(raw_rows[0], serve.structured_input_signature[1])
+    request["dropoff_latitude"] = tf.constant([float("nan")])
+    request["company"] = tf.constant([""])
+    p = float(serve(**request)["probabilities"][0, 0])
+    assert 0.0 <= p <= 1.0

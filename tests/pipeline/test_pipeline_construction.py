@@ -1,0 +1,82 @@
+"""create_pipeline builds the expected nodes and edges from arguments only."""
+
+import pytest
+from tfx.proto import pusher_pb2, range_config_pb2, trainer_pb2
+from tfx.utils import proto_utils
+
+from pipeline.pipeline import INGEST_NODES, create_pipeline, eval_config
+
+
+@pytest.fixture(scope="module")
+def args(tmp_path_factory):
+    root = tmp_path_factory.mktemp("p")
+    return dict(
+        pipeline_name="t",
+        pipeline_root=str(root / "root"),
+        data_root=str(root / "data"),
+        schema_path=str(root / "schema"),
+        serving_dir=str(root / "serving"),
+        metadata_path=str(root / "m.sqlite"),
+    )
+
+
+def _nodes(p):
+    return {c.id: c for c in p.components}
+
+
+def _upstream(component):
+    return {c.id for c in component.upstream_nodes}
+
+
+def test_full_pipeline_nodes_and_edges(args):
+    p = create_pipeline(**args, span=2016, train_steps=10)
+    nodes = _nodes(p)
+    assert set(nodes) == set(INGEST_NODES) | {
+        "SpanResolver", "Transform", "Trainer", "BaselineModelResolver", "Evaluator", "Pusher",
+    }
+    assert _upstream(nodes["StatisticsGen"]) == {"CsvExampleGen"}
+    assert _upstream(nodes["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
+    assert _upstream(nodes["AnomaliesGate"]) == {"ExampleValidator", "CsvExampleGen"}
+    # Nothing trains before the gate has passed.
+    assert "AnomaliesGate" in _upstream(nodes["SpanResolver"])
+    assert "AnomaliesGate" in _upstream(nodes["Transform"])
+    assert {"SpanResolver", "ImportSchemaGen"} <= _upstream(nodes["Transform"])
+    assert {"SpanResolver", "Transform"} <= _upstream(nodes["Trainer"])
+    assert "Trainer" in _upstream(nodes["BaselineModelResolver"])
+    assert {"Trainer", "BaselineModelResolver", "SpanResolver"} <= _upstream(nodes["Evaluator"])
+    assert {"Trainer", "Evaluator"} <= _upstream(nodes["Pusher"])
+    assert p.metadata_connection_config.sqlite.filename_uri == args["metadata_path"]
+    assert "--direct_running_mode=in_memory" in p.beam_pipeline_args
+
+
+def test_span_and_steps_are_wired(args):
+    nodes = _nodes(create_pipeline(**args, span=2015, train_steps=33, eval_steps=4))
+    range_config = proto_utils.json_to_proto(
+        nodes["CsvExampleGen"].exec_properties["range_config"], range_config_pb2.RangeConfig()
+    )
+    assert range_config.static_range.start_span_number == 2015
+    assert range_config.static_range.end_span_number == 2015
+    train_args = proto_utils.json_to_proto(
+        nodes["Trainer"].exec_properties["train_args"], trainer_pb2.TrainArgs()
+    )
+    assert train_args.num_steps == 33
+    push = proto_utils.json_to_proto(
+        nodes["Pusher"].exec_properties["push_destination"], pusher_pb2.PushDestination()
+    )
+    assert push.filesystem.base_directory == args["serving_dir"]
+
+
+def test_ingest_only_has_no_training(args):
+    p = create_pipeline(**args, span=2013, ingest_only=True)
+    assert set(_nodes(p)) == set(INGEST_NODES)
+
+
+def test_thresholds_gate_overall_slice_only():
+    config = eval_config(min_auc=0.8, max_auc_drop=0.02)
+    metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
+    auc = metrics["AUC"].per_slice_thresholds[0]
+    assert list(auc.slicing_specs[0].feature_keys) == []
+    assert auc.threshold.value_threshold.lower_bound.value == 0.8
+    assert auc.threshold.change_threshold.absolute.value == -0.02
+    assert {tuple(s.feature_keys) for s in config.slicing_specs} == {(), ("trip_start_hour",), ("payment_type",)}
+    assert "BinaryAccuracy" in metrics and not metrics["BinaryAccuracy"].HasField("threshold")
