@@ -40,6 +40,7 @@ class Graph:
     consumers: dict[int, set[int]]  # artifact id -> executions that input it
     inputs: dict[int, set[int]]  # execution id -> input artifact ids
     outputs: dict[int, set[int]]  # execution id -> output artifact ids
+    nodes: dict[int, str]  # execution id -> pipeline node id (e.g. "Trainer")
 
     @classmethod
     def load(cls, store: mlmd.MetadataStore) -> Graph:
@@ -54,7 +55,14 @@ class Graph:
             consumers={},
             inputs={},
             outputs={},
+            nodes={},
         )
+        # TFX attributes every execution to a "node" context named
+        # "<pipeline>.<node id>".
+        for context in store.get_contexts_by_type("node"):
+            node_id = context.name.split(".", 1)[-1]
+            for execution in store.get_executions_by_context(context.id):
+                graph.nodes[execution.id] = node_id
         for event in store.get_events_by_execution_ids(list(executions)):
             if event.type in INPUT_EVENTS:
                 graph.consumers.setdefault(event.artifact_id, set()).add(event.execution_id)
@@ -69,9 +77,8 @@ class Graph:
 
     def node_of(self, execution_id: int) -> str:
         """Pipeline node id of an execution (e.g. ``Trainer``)."""
-        props = self.executions[execution_id].custom_properties
-        if "node_id" in props:  # not set by every TFX version
-            return props["node_id"].string_value
+        if execution_id in self.nodes:
+            return self.nodes[execution_id]
         name = self.execution_types[self.executions[execution_id].type_id]
         return name.rsplit(".", 1)[-1]
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Creates the project's virtualenv (.venv, or $VENV) with Python 3.10 and
+# installs the locked stack, then this package in editable mode.
+#
+#   scripts/setup.sh           # runtime + dev/test tools
+#   scripts/setup.sh --browser # also Debian's chromium (HTML report tests)
+#
+# Installs from requirements/lock.txt with --no-deps: every package is pinned
+# there, so pip resolves nothing (no backtracking) and the stack is exactly the
+# one the tests ran on. Re-running is quick: a stamp records the lock's hash.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+LOCK=requirements/lock.txt
+PIP_VERSION=26.3
+
+is_py310() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1; }
+
+find_python() {
+  local candidate
+  if [[ -n "${PYTHON:-}" ]] && is_py310 "$PYTHON"; then echo "$PYTHON"; return; fi
+  for candidate in python3.10 python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1 && is_py310 "$(command -v "$candidate")"; then
+      command -v "$candidate"; return
+    fi
+  done
+  if command -v pyenv >/dev/null 2>&1; then
+    for candidate in "$(pyenv root)"/versions/3.10.*/bin/python3.10; do
+      if [[ -x "$candidate" ]] && is_py310 "$candidate"; then echo "$candidate"; return; fi
+    done
+  fi
+  for candidate in /usr/bin/python3.10 /usr/local/bin/python3.10 "$HOME"/.pyenv/versions/3.10.*/bin/python3.10; do
+    if [[ -x "$candidate" ]] && is_py310 "$candidate"; then echo "$candidate"; return; fi
+  done
+}
+
+if [[ "${1:-}" == "--browser" ]] && ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing Debian's chromium (for the HTML report tests)"
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq chromium >/dev/null \
+      || echo "setup: WARNING: could not install chromium; the screenshot test will be skipped" >&2
+  else
+    echo "setup: WARNING: no apt-get; install Chromium yourself for the screenshot test" >&2
+  fi
+fi
+
+STAMP="$VENV/.lock-sha256"
+WANT=$(cat "$LOCK" setup.py | sha256sum | cut -d' ' -f1)
+if [[ -x "$VENV/bin/python" ]] && is_py310 "$VENV/bin/python" && [[ "$(cat "$STAMP" 2>/dev/null)" == "$WANT" ]]; then
+  echo "setup: $VENV is up to date"
+  exit 0
+fi
+
+PY=$(find_python || true)
+if [[ -z "$PY" ]]; then
+  cat >&2 <<'MSG'
+setup: ERROR: Python 3.10 was not found (looked at $PYTHON, python3.10/python3 on PATH,
+pyenv's versions and /usr/bin, /usr/local/bin). TFX 1.16 supports Python 3.9-3.10 only.
+Install it, then run this again, e.g. one of:
+    pyenv install 3.10.13
+    sudo apt-get install python3.10 python3.10-venv     (Ubuntu: deadsnakes PPA)
+    PYTHON=/path/to/python3.10 scripts/setup.sh
+MSG
+  exit 1
+fi
+
+echo "setup: creating $VENV with $PY ($("$PY" -V 2>&1))"
+rm -rf "$VENV"
+"$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "pip==$PIP_VERSION"
+echo "setup: installing $(grep -c '==' "$LOCK") locked packages (no dependency resolution)"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$LOCK"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+"$VENV/bin/python" -m pip check
+echo "$WANT" > "$STAMP"
+echo "setup: done; activate with: source $VENV/bin/activate"

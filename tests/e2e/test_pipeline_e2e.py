@@ -1,0 +1,189 @@
+"""End-to-end: the whole pipeline on a small sample, then re-runs and bad data.
+
+Uses the session's ``taxi_run`` (3 spans x 400 rows). Tests that change
+state work on copies of its data and output directories.
+"""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+
+from conftest import REPO_ROOT, run_pipeline
+from pipeline import lineage
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ALL_NODES = {
+    "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "SchemaGen", "ExampleValidator",
+    "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher",
+}
+
+
+def _graph(metadata):
+    return lineage.Graph.load(lineage.open_store(metadata))
+
+
+def _states(metadata):
+    """node id -> list of execution states, in execution order."""
+    graph = _graph(metadata)
+    states = {}
+    for execution_id in sorted(graph.executions):
+        state = metadata_store_pb2.Execution.State.Name(graph.executions[execution_id].last_known_state)
+        states.setdefault(graph.node_of(execution_id), []).append(state)
+    return states
+
+
+def _versions(serving_dir):
+    return sorted(os.listdir(serving_dir)) if os.path.isdir(serving_dir) else []
+
+
+def _copy_run(taxi_run, tmp_path):
+    """Data and output dirs copied; MLMD keeps pointing at the original artifacts."""
+    data_dir = str(tmp_path / "data")
+    output_dir = str(tmp_path / "out")
+    shutil.copytree(taxi_run["data_dir"], data_dir)
+    shutil.copytree(taxi_run["output_dir"], output_dir)
+    return data_dir, output_dir
+
+
+def test_every_component_executed(taxi_run):
+    states = _states(taxi_run["metadata"])
+    for node in ALL_NODES:
+        assert "COMPLETE" in states.get(node, []), f"{node} never completed: {states.get(node)}"
+    # Two backfill runs (2013, 2014) and the main run (2015) each ingested a span.
+    assert states["CsvExampleGen"].count("COMPLETE") == 3
+    assert "trained on spans: 2013, 2014, 2015" in taxi_run["stdout"]
+    assert "blessing: BLESSED" in taxi_run["stdout"]
+
+
+def test_pushed_model_predicts_from_plain_values(taxi_run):
+    versions = _versions(taxi_run["serving_dir"])
+    assert len(versions) == 1 and versions[0].isdigit()  # no staging dir left behind
+    model = tf.saved_model.load(os.path.join(taxi_run["serving_dir"], versions[0]))
+    serve = model.signatures["serving_default"]
+    spec = serve.structured_input_signature[1]
+    with open(os.path.join(taxi_run["data_dir"], "span-2015", "data.csv")) as f:
+        rows = [row for _, row in zip(range(8), csv.DictReader(f))]
+    request = {}
+    for key, tensor_spec in spec.items():
+        values = []
+        for row in rows:
+            text = row[key]
+            if tensor_spec.dtype == tf.string:
+                values.append(text)
+            elif tensor_spec.dtype.is_floating:
+                values.append(float(text) if text else float("nan"))
+            else:
+                values.append(int(float(text)) if text else -1)
+        request[key] = tf.constant(values, dtype=tensor_spec.dtype)
+    probabilities = serve(**request)["probabilities"].numpy()
+    assert probabilities.shape == (8, 1)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    assert len(set(probabilities[:, 0].round(4))) > 1  # not a constant model
+
+
+def test_lineage_answers(taxi_run):
+    store = lineage.open_store(taxi_run["metadata"])
+    [version] = _versions(taxi_run["serving_dir"])
+    info = lineage.version_lineage(store, version)
+    assert info["spans"] == [2013, 2014, 2015]
+    assert info["destination"] == os.path.join(taxi_run["serving_dir"], version)
+    assert info["trainer"]["node"] == "Trainer"
+    assert info["transform"]["node"] == "Transform"
+    assert len(info["schema"]) >= 1 and all("ImportSchemaGen" in uri for uri in info["schema"])
+    assert info["blessing"][0]["blessed"] is True
+    assert info["baseline_model"] == []  # first run: nothing to compare with
+    for span in (2013, 2015):
+        models = lineage.models_for_span(store, span)["models"]
+        assert [m["pushed_versions"] for m in models] == [[version]]
+    with pytest.raises(lineage.LineageError, match="never ingested"):
+        lineage.models_for_span(store, 1999)
+    cli = subprocess.run(
+        [sys.executable, "-m", "pipeline.lineage_cli", "--output-dir", taxi_run["output_dir"], "version", version],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "spans:           2013, 2014, 2015" in cli.stdout
+
+
+def test_unchanged_rerun_is_cached(taxi_run, tmp_path):
+    data_dir, output_dir = _copy_run(taxi_run, tmp_path)
+    # Same inputs as the original run, so only paths differ: use the original.
+    quick = run_pipeline(taxi_run["output_dir"], taxi_run["data_dir"])
+    assert quick.returncode == 0, quick.stderr
+    assert "Nothing changed since the successful run" in quick.stdout
+
+    forced = run_pipeline(output_dir, data_dir, "--force")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    states = _states(os.path.join(output_dir, "metadata.sqlite"))
+    for node in ALL_NODES - {"ImportSchemaGen"}:
+        assert states[node][-1] == "CACHED", (node, states[node])
+    assert _versions(os.path.join(output_dir, "serving", "taxi")) == _versions(taxi_run["serving_dir"])
+
+
+def _write_span(data_dir, span, rows, mutate=None):
+    source = os.path.join(REPO_ROOT, "data", "taxi", "span-2016", "data.csv")
+    with open(source, newline="") as f:
+        reader = csv.DictReader(f)
+        header, records = reader.fieldnames, [r for _, r in zip(range(rows), reader)]
+    for i, record in enumerate(records):
+        if mutate:
+            mutate(i, record)
+    os.makedirs(os.path.join(data_dir, f"span-{span}"), exist_ok=True)
+    with open(os.path.join(data_dir, f"span-{span}", "data.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def test_bad_csv_is_rejected_before_ingestion(taxi_run, tmp_path):
+    data_dir, output_dir = _copy_run(taxi_run, tmp_path)
+    _write_span(data_dir, 2016, 50, mutate=lambda i, r: r.update(fare="n/a") if i == 7 else None)
+    before = len(_graph(os.path.join(output_dir, "metadata.sqlite")).executions)
+    result = run_pipeline(output_dir, data_dir)
+    assert result.returncode == 2
+    assert "span-2016/data.csv: line 9, column 'fare': 'n/a' is not FLOAT" in result.stderr
+    assert len(_graph(os.path.join(output_dir, "metadata.sqlite")).executions) == before
+    assert _versions(os.path.join(output_dir, "serving", "taxi")) == _versions(taxi_run["serving_dir"])
+
+
+def test_anomalous_span_stops_then_fixed_span_is_trained_on(taxi_run, tmp_path):
+    data_dir, output_dir = _copy_run(taxi_run, tmp_path)
+    serving_dir = os.path.join(output_dir, "serving", "taxi")
+    served = _versions(serving_dir)
+
+    def bad(i, record):
+        if i % 4 == 0:
+            record["payment_type"] = "Bitcoin"
+        record["trip_start_hour"] = "30" if i % 3 == 0 else record["trip_start_hour"]
+
+    _write_span(data_dir, 2016, 400, mutate=bad)
+    result = run_pipeline(output_dir, data_dir)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "column 'payment_type'" in result.stderr and "Bitcoin" in result.stderr
+    assert "column 'trip_start_hour'" in result.stderr
+    assert "stops before Transform" in result.stderr
+    states = _states(os.path.join(output_dir, "metadata.sqlite"))
+    assert states["AnomaliesGate"][-1] == "FAILED"
+    assert states["Transform"] == _states(taxi_run["metadata"])["Transform"]  # no new Transform
+    assert _versions(serving_dir) == served
+
+    # The data is fixed: the span is re-ingested, validated and trained on.
+    _write_span(data_dir, 2016, 400)
+    result = run_pipeline(output_dir, data_dir, "--min-auc", "0.6")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "trained on spans: 2013, 2014, 2015, 2016" in result.stdout
+    store = lineage.open_store(os.path.join(output_dir, "metadata.sqlite"))
+    models = lineage.models_for_span(store, 2016)["models"]
+    assert len(models) == 1  # the anomalous ingestion trained nothing
+    newest = _versions(serving_dir)[-1]
+    if newest not in served:  # blessed against the first model and pushed
+        assert lineage.version_lineage(store, newest)["spans"] == [2013, 2014, 2015, 2016]
+        assert lineage.version_lineage(store, newest)["baseline_model"] != []
+    assert set(served) <= set(_versions(serving_dir))
