@@ -62,9 +62,9 @@ def build_stand_in(root: str):
 def in_process_rate(base: str, instance: dict, seconds: float) -> dict:
     """Signature calls/s (batch 1) through the same Servable the server uses."""
     from serving import json_codec
-    from serving.json_dialect import parse_json_object
     from serving.client import build_instance
     from serving.dtypes import enum_name
+    from serving.json_dialect import parse_json_object
     from serving.model_manager import list_versions
     from serving.servable import Servable
 

@@ -19,8 +19,13 @@ import threading
 import time
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from google.protobuf import wrappers_pb2
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,
+)
 
 from serving.errors import Code, ServingError, invalid
 
@@ -344,7 +349,7 @@ class Scheduler:
     @staticmethod
     def _deliver(batch: list, results: list, errors: list) -> None:
         by_loop: dict = {}
-        for task, result, error in zip(batch, results, errors):
+        for task, result, error in zip(batch, results, errors, strict=True):
             if task.loop is None:
                 task.callback(result, error)
             else:

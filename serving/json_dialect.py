@@ -257,13 +257,13 @@ def format_float(value: float) -> str:
     """Formats a float32 value like TF Serving's `WriteDecimal<float>`."""
     if not math.isfinite(value):
         return _special(value)
-    text = "%.6g" % value
+    text = format(value, ".6g")
     try:
         same = _F32.unpack(_F32.pack(float(text)))[0] == value
     except OverflowError:
         same = False
     if not same:
-        text = "%.9g" % value
+        text = format(value, ".9g")
     if "." not in text and "e" not in text:
         text += ".0"
     return text
@@ -273,9 +273,9 @@ def format_double(value: float) -> str:
     """Formats a float64 value like TF Serving's `WriteDecimal<double>`."""
     if not math.isfinite(value):
         return _special(value)
-    text = "%.6g" % value
+    text = format(value, ".6g")
     if float(text) != value:
-        text = "%.17g" % value
+        text = format(value, ".17g")
     if "." not in text and "e" not in text:
         text += ".0"
     return text

@@ -20,7 +20,7 @@ _EXAMPLE_BUCKETS = tuple(float(2**k) for k in range(15))
 def _format_number(value: float) -> str:
     if float(value).is_integer():
         return str(int(value))
-    return "%.6g" % value
+    return format(value, ".6g")
 
 
 def _escape(value: str) -> str:
@@ -37,7 +37,7 @@ class _Metric:
         self._lock = threading.Lock()
 
     def _labels(self, key: tuple, extra: str = "") -> str:
-        parts = [f'{n}="{_escape(v)}"' for n, v in zip(self.label_names, key)]
+        parts = [f'{n}="{_escape(v)}"' for n, v in zip(self.label_names, key, strict=True)]
         if extra:
             parts.append(extra)
         return "{" + ",".join(parts) + "}" if parts else ""
@@ -100,7 +100,7 @@ class Histogram(_Metric):
     def _render_one(self, key, state) -> list:
         lines = []
         running = 0
-        for bound, count in zip(self.buckets, state):
+        for bound, count in zip(self.buckets, state[: len(self.buckets)], strict=True):
             running += count
             le = f'le="{_format_number(bound)}"'
             lines.append(f"{self.name}_bucket{self._labels(key, le)} {running}")

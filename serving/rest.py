@@ -13,8 +13,8 @@ import urllib.parse
 from tensorflow_serving.apis import input_pb2
 
 from serving import inference, json_codec, json_response, model_info
-from serving.json_dialect import parse_json_object
 from serving.errors import Code, ServingError
+from serving.json_dialect import parse_json_object
 
 log = logging.getLogger(__name__)
 

@@ -142,7 +142,7 @@ class Servable:
             raise from_tf_error(e) from None
         except (ValueError, TypeError) as e:
             raise ServingError(Code.INVALID_ARGUMENT, str(e)) from None
-        return dict(zip(fetch_aliases, values))
+        return dict(zip(fetch_aliases, values, strict=True))
 
     def enter(self) -> None:
         """Marks one queued/in-flight call (unload waits for these)."""

@@ -1,6 +1,5 @@
 """InfraCanary component: the spec and channel wiring only."""
 
-from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
@@ -59,7 +58,7 @@ class InfraCanary(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
                  split: str = "eval", num_requests: int = 10,
-                 timeout_seconds: int = 180, blessing: Optional[types.BaseChannel] = None):
+                 timeout_seconds: int = 180, blessing: types.BaseChannel | None = None):
         """Builds the component.
 
         Args:

@@ -3,7 +3,7 @@
 import json
 import os
 import tempfile
-from typing import Any, Dict, List
+from typing import Any
 
 from absl import logging
 from tfx import types
@@ -29,9 +29,9 @@ def mark_blessing(blessing: types.Artifact, passed: bool) -> None:
 class Executor(base_executor.BaseExecutor):
     """Serves the candidate model on `serving.server` and probes it."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]) -> None:
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
         """Runs the canary and marks the InfraBlessing.
 
         Args:

@@ -3,11 +3,10 @@
 import gzip
 import os
 
-import pytest
-from tfx.types import standard_artifacts
-from tfx.types import channel_utils
-
 import model_factory
+import pytest
+from tfx.types import channel_utils, standard_artifacts
+
 from components.infra_canary import InfraCanary
 from components.infra_canary.executor import Executor
 

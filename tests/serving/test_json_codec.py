@@ -6,8 +6,8 @@ from tensorflow.core.framework import types_pb2 as T
 
 from serving import json_codec as jc
 from serving import json_response as jr
-from serving.json_dialect import format_float, parse_json_object
 from serving.errors import Code, ServingError
+from serving.json_dialect import format_float, parse_json_object
 
 FLOAT = {"x": T.DT_FLOAT}
 

@@ -7,12 +7,11 @@ import os
 import threading
 import time
 
+import model_factory
 import pytest
 import requests
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
-
-import model_factory
 
 pytestmark = [pytest.mark.ours]
 

@@ -1,11 +1,11 @@
 """Model manager units: version discovery, policies, labels, config checks."""
 
 
+import model_factory
 import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
-import model_factory
 from serving.errors import Code, ServingError
 from serving.model_manager import ManagerOptions, ModelManager, aspired_versions, list_versions
 

@@ -1,8 +1,8 @@
 """End-to-end: serve the pipeline's pushed taxi model and query it every way.
 
-Needs a Pusher output: `TAXI_SERVING_MODEL_DIR=<serving_dir>/taxi` (the test
-is skipped otherwise). Requests are built from the raw CSV in `data/taxi`
-using the served model's own signature metadata.
+Uses `TAXI_SERVING_MODEL_DIR=<serving_dir>/taxi` when set, otherwise the
+session's pipeline run (`taxi_run` in tests/conftest.py). Requests are built
+from the raw CSV in `data/taxi` using the served model's signature metadata.
 """
 
 import csv
@@ -13,19 +13,27 @@ import pytest
 
 from serving.client import ServingClient, build_instance
 
-MODEL_DIR = os.environ.get("TAXI_SERVING_MODEL_DIR", "")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not os.path.isdir(MODEL_DIR), reason="TAXI_SERVING_MODEL_DIR not set"),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def taxi_model_dir(request):
+    """The pushed taxi model: $TAXI_SERVING_MODEL_DIR, else a fresh pipeline run."""
+    model_dir = os.environ.get("TAXI_SERVING_MODEL_DIR", "")
+    if model_dir:
+        return model_dir
+    try:
+        return request.getfixturevalue("taxi_run")["serving_dir"]
+    except pytest.FixtureLookupError:
+        pytest.skip("set TAXI_SERVING_MODEL_DIR or run from the repo's tests/ root")
 
 
 def _rows(limit=16):
     path = sorted(glob.glob(os.path.join(REPO_ROOT, "data", "taxi", "*", "*.csv")))[0]
     with open(path, newline="") as f:
-        return [row for _, row in zip(range(limit), csv.DictReader(f))]
+        return [row for _, row in zip(range(limit), csv.DictReader(f), strict=False)]
 
 
 def _json_example(row):
@@ -43,8 +51,8 @@ def _json_example(row):
     return out
 
 
-def test_taxi_model_rest_and_grpc(start_server):
-    server = start_server(["--model_name=taxi", f"--model_base_path={MODEL_DIR}"],
+def test_taxi_model_rest_and_grpc(start_server, taxi_model_dir):
+    server = start_server(["--model_name=taxi", f"--model_base_path={taxi_model_dir}"],
                           ready_model="taxi")
     client = ServingClient(server.url, server.grpc_target, timeout=30)
     dtypes = client.input_dtypes("taxi")
