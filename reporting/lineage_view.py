@@ -145,9 +145,9 @@ def run_lineage_summary(store: runs_lib.RunStore, run: runs_lib.Run) -> list[tup
     pushed = [p for p in store.outputs(run, "Pusher", "PushedModel") if runs_lib.prop(p, "pushed") == 1]
     if pushed:
         facts.append(("pushed", f"version {runs_lib.prop(pushed[-1], 'pushed_version')} -> {runs_lib.prop(pushed[-1], 'pushed_destination')}"))
-    elif "Pusher" in run.executions:
+    elif run.has("Pusher"):
         facts.append(("pushed", "nothing (not blessed)"))
-    elif "Trainer" in run.executions or run.failed_nodes:
+    elif run.has("Trainer") or run.failed_nodes:
         facts.append(("pushed", "nothing"))
     if run.failed_nodes:
         facts.append(("failed at", ", ".join(run.failed_nodes)))

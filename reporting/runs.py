@@ -69,10 +69,25 @@ class Run:
     executions: dict[str, int]  # node id -> execution id
     states: dict[str, str]  # node id -> complete / cached / failed / running ...
 
+    def node(self, name: str) -> str | None:
+        """The run's node called ``name``, else the one whose id contains it.
+
+        Node ids come from MLMD; a custom component may show up under its
+        class name (e.g. ``AtomicPusher`` for the ``Pusher`` node), so
+        ``node("Pusher")`` finds either.
+        """
+        if name in self.executions:
+            return name
+        matches = [node for node in self.executions if name in node]
+        return matches[0] if len(matches) == 1 else None
+
+    def has(self, name: str) -> bool:
+        return self.node(name) is not None
+
     @property
     def ingest_only(self) -> bool:
         """A backfill run: ingestion and validation only, no training."""
-        return "Trainer" not in self.executions and "Transform" not in self.executions
+        return not self.has("Trainer") and not self.has("Transform")
 
     @property
     def failed_nodes(self) -> list[str]:
@@ -135,7 +150,7 @@ class RunStore:
           RunNotFoundError: nothing matches.
         """
         if run_id is None or run_id == "":
-            candidates = [r for r in self._runs if require is None or require in r.executions]
+            candidates = [r for r in self._runs if require is None or r.has(require)]
             if not candidates:
                 what = f" with a {require} execution" if require else ""
                 raise RunNotFoundError(f"no run{what} in {self.metadata_path}")
@@ -158,14 +173,16 @@ class RunStore:
 
     def outputs(self, run: Run, node: str, type_name: str) -> list[metadata_store_pb2.Artifact]:
         """Artifacts of ``type_name`` written (or reused from cache) by ``node`` in ``run``."""
-        if node not in run.executions:
+        node = run.node(node)
+        if node is None:
             return []
         ids = self.graph.linked([run.executions[node]], self.graph.outputs, type_name)
         return [self.graph.artifacts[a] for a in ids]
 
     def inputs(self, run: Run, node: str, type_name: str) -> list[metadata_store_pb2.Artifact]:
         """Artifacts of ``type_name`` that ``node`` read in ``run``."""
-        if node not in run.executions:
+        node = run.node(node)
+        if node is None:
             return []
         ids = self.graph.linked([run.executions[node]], self.graph.inputs, type_name)
         return [self.graph.artifacts[a] for a in ids]

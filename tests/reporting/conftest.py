@@ -9,7 +9,6 @@ which stops at the AnomaliesGate. Tests that need it are marked ``e2e`` and
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import shutil
@@ -21,9 +20,7 @@ import pytest
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BAD_PAYMENT_TYPE = "Bitcoin"
-BAD_HOUR = "30"
+from reporting_support import REPO_ROOT, write_anomalous_span  # noqa: E402
 
 
 def pytest_configure(config):
@@ -57,22 +54,6 @@ def _run_pipeline(args: list[str], cwd: str, expected: int) -> None:
             f"{' '.join(command)} exited {result.returncode}, expected {expected}\n"
             f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
         )
-
-
-def write_anomalous_span(source_csv: str, target_csv: str) -> None:
-    """A copy of ``source_csv`` with a bad payment type and hour in many rows."""
-    with open(source_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    os.makedirs(os.path.dirname(target_csv), exist_ok=True)
-    with open(target_csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for i, row in enumerate(rows):
-            if i % 3 == 0:
-                row["payment_type"] = BAD_PAYMENT_TYPE
-            if i % 4 == 0:
-                row["trip_start_hour"] = BAD_HOUR
-            writer.writerow(row)
 
 
 @pytest.fixture(scope="session")

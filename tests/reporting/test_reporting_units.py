@@ -11,7 +11,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
-from conftest import REPO_ROOT
+from reporting_support import REPO_ROOT
 
 from reporting import data_validation as dv
 from reporting import html_report, model_analysis as ma
