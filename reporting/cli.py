@@ -29,9 +29,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--run-dir", help="pipeline output dir holding metadata.sqlite (default: $TAXI_RUN_DIR or ./tfx_runs)")
+    parser.add_argument(
+        "--run-dir",
+        help="pipeline output dir holding metadata.sqlite (default: $TAXI_RUN_DIR or ./tfx_runs)",
+    )
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--run", help="run id or execution id (default: $TAXI_RUN_ID or the newest run)")
+    which.add_argument(
+        "--run", help="run id or execution id (default: $TAXI_RUN_ID or the newest run)"
+    )
     which.add_argument("--all", action="store_true", help="one report per run")
     which.add_argument("--list", action="store_true", help="list the runs and exit")
     where = parser.add_mutually_exclusive_group()
@@ -63,14 +68,20 @@ def main(argv=None) -> int:
     from reporting import html_report
     from reporting import runs as runs_lib
 
-    run_dir = os.path.abspath(args.run_dir) if args.run_dir else runs_lib.run_dir_from_env(os.path.abspath("tfx_runs"))
+    run_dir = (
+        os.path.abspath(args.run_dir)
+        if args.run_dir
+        else runs_lib.run_dir_from_env(os.path.abspath("tfx_runs"))
+    )
     try:
         store = runs_lib.RunStore(run_dir)
         if args.list:
             for run in store.runs():
                 print(f"{run.run_id}  {store.describe_run(run)}")
             return 0
-        selected = store.runs() if args.all else [store.get_run(args.run or runs_lib.run_id_from_env())]
+        selected = (
+            store.runs() if args.all else [store.get_run(args.run or runs_lib.run_id_from_env())]
+        )
         if not selected:
             raise runs_lib.RunNotFoundError(f"no runs in {store.metadata_path}")
     except runs_lib.RunNotFoundError as e:

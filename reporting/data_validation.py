@@ -100,7 +100,9 @@ def load_split_statistics(artifact, split: str) -> statistics_pb2.DatasetFeature
 
 def load_statistics(artifact) -> dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
     """Split name -> statistics of a StatisticsGen artifact."""
-    return {split: load_split_statistics(artifact, split) for split in runs_lib.split_names(artifact)}
+    return {
+        split: load_split_statistics(artifact, split) for split in runs_lib.split_names(artifact)
+    }
 
 
 def load_schema(artifact) -> schema_pb2.Schema:
@@ -119,7 +121,9 @@ def load_anomalies(artifact) -> dict[str, anomalies_pb2.Anomalies]:
     return result
 
 
-def named(stats: statistics_pb2.DatasetFeatureStatisticsList, name: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+def named(
+    stats: statistics_pb2.DatasetFeatureStatisticsList, name: str
+) -> statistics_pb2.DatasetFeatureStatisticsList:
     """A copy of ``stats`` whose (single) dataset is called ``name`` (for Facets legends)."""
     result = copy.deepcopy(stats)
     for dataset in result.datasets:
@@ -145,7 +149,9 @@ def feature_summary(stats: statistics_pb2.DatasetFeatureStatisticsList) -> pd.Da
         if which == "num_stats":
             num = feature.num_stats
             common = num.common_stats
-            row.update(mean=num.mean, std=num.std_dev, min=num.min, max=num.max, zeros=num.num_zeros)
+            row.update(
+                mean=num.mean, std=num.std_dev, min=num.min, max=num.max, zeros=num.num_zeros
+            )
         elif which == "string_stats":
             common = feature.string_stats.common_stats
             top = feature.string_stats.top_values
@@ -159,12 +165,30 @@ def feature_summary(stats: statistics_pb2.DatasetFeatureStatisticsList) -> pd.Da
         total = dataset.num_examples or 1
         row["missing_pct"] = 100.0 * common.num_missing / total
         rows.append(row)
-    columns = ["feature", "type", "missing_pct", "mean", "std", "min", "max", "zeros", "unique", "top_value", "top_count"]
+    columns = [
+        "feature",
+        "type",
+        "missing_pct",
+        "mean",
+        "std",
+        "min",
+        "max",
+        "zeros",
+        "unique",
+        "top_value",
+        "top_count",
+    ]
     frame = pd.DataFrame(rows)
-    return frame.reindex(columns=columns).set_index("feature") if rows else pd.DataFrame(columns=columns)
+    return (
+        frame.reindex(columns=columns).set_index("feature")
+        if rows
+        else pd.DataFrame(columns=columns)
+    )
 
 
-def example_counts(stats_by_split: dict[str, statistics_pb2.DatasetFeatureStatisticsList]) -> dict[str, int]:
+def example_counts(
+    stats_by_split: dict[str, statistics_pb2.DatasetFeatureStatisticsList],
+) -> dict[str, int]:
     return {split: int(stats.datasets[0].num_examples) for split, stats in stats_by_split.items()}
 
 
@@ -227,9 +251,18 @@ def schema_differences(curated: schema_pb2.Schema, inferred: schema_pb2.Schema) 
             continue
         for field in ("type",):
             if getattr(a, field) != getattr(b, field):
-                rows.append((name, field, schema_pb2.FeatureType.Name(a.type), schema_pb2.FeatureType.Name(b.type)))
+                rows.append(
+                    (
+                        name,
+                        field,
+                        schema_pb2.FeatureType.Name(a.type),
+                        schema_pb2.FeatureType.Name(b.type),
+                    )
+                )
         if a.presence.min_fraction != b.presence.min_fraction:
-            rows.append((name, "presence.min_fraction", a.presence.min_fraction, b.presence.min_fraction))
+            rows.append(
+                (name, "presence.min_fraction", a.presence.min_fraction, b.presence.min_fraction)
+            )
     return pd.DataFrame(rows, columns=["feature", "difference", "curated", "inferred"])
 
 
@@ -289,7 +322,14 @@ def drift(
     for info in anomalies.drift_skew_info:
         feature = ".".join(info.path.step)
         for measurement in info.drift_measurements:
-            rows.append((feature, _MEASURES.get(measurement.type, str(measurement.type)), measurement.value, measurement.threshold))
+            rows.append(
+                (
+                    feature,
+                    _MEASURES.get(measurement.type, str(measurement.type)),
+                    measurement.value,
+                    measurement.threshold,
+                )
+            )
     return sorted(rows)
 
 
@@ -302,7 +342,7 @@ def span_drift_table(
     """Drift of each span vs the span before it, one row per (span pair, feature)."""
     rows = []
     spans = sorted(stats_by_span)
-    for previous, span in zip(spans, spans[1:]):
+    for previous, span in zip(spans, spans[1:], strict=False):
         for feature, measure, value, threshold in drift(
             schema, stats_by_span[previous], stats_by_span[span], linf_threshold, jsd_threshold
         ):
@@ -334,7 +374,9 @@ class RunDataValidation:
     def anomalies_table(self) -> pd.DataFrame:
         return anomalies_table(self.anomalies)
 
-    def drift_table(self, linf_threshold: float = LINF_THRESHOLD, jsd_threshold: float = JSD_THRESHOLD) -> pd.DataFrame:
+    def drift_table(
+        self, linf_threshold: float = LINF_THRESHOLD, jsd_threshold: float = JSD_THRESHOLD
+    ) -> pd.DataFrame:
         """Drift between consecutive spans up to this run's span."""
         if self.schema is None:
             return pd.DataFrame(columns=DRIFT_COLUMNS)
@@ -370,7 +412,9 @@ def for_run(store: runs_lib.RunStore, run: runs_lib.Run, split: str = "train") -
         span=span,
         previous_span=previous_span,
         statistics=load_statistics(stats_artifact) if stats_artifact else {},
-        previous_statistics=load_statistics(by_span_artifacts[previous_span]) if previous_span is not None else {},
+        previous_statistics=load_statistics(by_span_artifacts[previous_span])
+        if previous_span is not None
+        else {},
         schema=load_schema(schema_artifact) if schema_artifact else None,
         schema_uri=os.path.join(schema_artifact.uri, SCHEMA_FILE) if schema_artifact else None,
         inferred_schema=load_schema(inferred_artifact) if inferred_artifact else None,

@@ -27,12 +27,18 @@ def figure_to_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def table_html(frame: pd.DataFrame, index: bool = True, float_format: str = "{:.4g}", left: bool = False) -> str:
+def table_html(
+    frame: pd.DataFrame, index: bool = True, float_format: str = "{:.4g}", left: bool = False
+) -> str:
     """A DataFrame as an escaped HTML table (``left``: left-aligned text cells)."""
     if frame is None or frame.empty:
         return '<p class="muted">(empty)</p>'
     return frame.to_html(
-        classes=["tbl", "left"] if left else ["tbl"], index=index, border=0, na_rep="–", escape=True,
+        classes=["tbl", "left"] if left else ["tbl"],
+        index=index,
+        border=0,
+        na_rep="–",
+        escape=True,
         float_format=lambda v: float_format.format(v),
     )
 
@@ -43,7 +49,9 @@ def drift_matrix(drift: pd.DataFrame) -> pd.DataFrame:
         return drift
     frame = drift.copy()
     frame["pair"] = frame["previous_span"].astype(str) + " → " + frame["span"].astype(str)
-    values = frame.pivot_table(index=["feature", "measure"], columns="pair", values="value", aggfunc="first")
+    values = frame.pivot_table(
+        index=["feature", "measure"], columns="pair", values="value", aggfunc="first"
+    )
     return values.reindex(columns=sorted(values.columns))
 
 
@@ -62,7 +70,9 @@ def drift_matrix_html(drift: pd.DataFrame) -> str:
             prev, cur = (int(p) for p in pair.split(" → "))
             cls = ' class="bad"' if (feature, prev, cur) in flagged else ""
             cells.append(f"<td{cls}>{'–' if pd.isna(value) else f'{value:.3f}'}</td>")
-        body.append(f"<tr><th>{html.escape(feature)}</th><td>{html.escape(measure)}</td>{''.join(cells)}</tr>")
+        body.append(
+            f"<tr><th>{html.escape(feature)}</th><td>{html.escape(measure)}</td>{''.join(cells)}</tr>"
+        )
     legend = ", ".join(f"{html.escape(m)} &gt; {t:g}" for m, t in thresholds.items())
     return (
         f'<table class="tbl drift"><thead><tr><th>feature</th><th>measure</th>{head}</tr></thead>'
@@ -151,7 +161,11 @@ def render(store: runs_lib.RunStore, run: runs_lib.Run) -> str:
     """The HTML report of ``run``."""
     dv = data_validation.for_run(store, run)
     counts = data_validation.example_counts(dv.statistics)
-    features = data_validation.feature_summary(dv.statistics["train"]) if "train" in dv.statistics else None
+    features = (
+        data_validation.feature_summary(dv.statistics["train"])
+        if "train" in dv.statistics
+        else None
+    )
     anomalies = dv.anomalies_table
     analysis, plot_uri, no_model_reason = None, None, ""
     try:
@@ -159,13 +173,17 @@ def render(store: runs_lib.RunStore, run: runs_lib.Run) -> str:
         plot_uri = figure_to_data_uri(model_analysis.plot_sliced_metric(analysis.metrics, "auc"))
     except model_analysis.NoEvaluationError:
         if run.failed_nodes:
-            no_model_reason = f"No model: the run stopped at {', '.join(run.failed_nodes)} before training."
+            no_model_reason = (
+                f"No model: the run stopped at {', '.join(run.failed_nodes)} before training."
+            )
         elif run.ingest_only:
             no_model_reason = "No model: this run only ingested and validated a span (backfill)."
         else:
             no_model_reason = "No model evaluation was recorded for this run."
     chain_html = ""
-    pushed = [p for p in store.outputs(run, "Pusher", "PushedModel") if runs_lib.prop(p, "pushed") == 1]
+    pushed = [
+        p for p in store.outputs(run, "Pusher", "PushedModel") if runs_lib.prop(p, "pushed") == 1
+    ]
     if pushed:
         chain = lineage_view.version_chain(store, str(runs_lib.prop(pushed[-1], "pushed_version")))
         chain_html = table_html(lineage_view.chain_table(store, chain), index=False, left=True)
@@ -181,7 +199,9 @@ def render(store: runs_lib.RunStore, run: runs_lib.Run) -> str:
         anomalies_html=markup(table_html(anomalies, index=False, left=True)),
         drift_html=markup(drift_matrix_html(dv.drift_table())),
         analysis=analysis,
-        checks_html=markup(table_html(analysis.checks_table, index=False, left=True)) if analysis else "",
+        checks_html=markup(table_html(analysis.checks_table, index=False, left=True))
+        if analysis
+        else "",
         comparison_html=markup(table_html(analysis.comparison())) if analysis else "",
         sliced_html=markup(table_html(analysis.sliced())) if analysis else "",
         plot_uri=plot_uri,

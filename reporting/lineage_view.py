@@ -12,8 +12,16 @@ from pipeline import lineage
 from reporting import runs as runs_lib
 
 RUN_COLUMNS = [
-    "run_id", "kind", "span", "status", "trained_spans", "auc", "calibration",
-    "baseline_auc", "blessed", "pushed_version",
+    "run_id",
+    "kind",
+    "span",
+    "status",
+    "trained_spans",
+    "auc",
+    "calibration",
+    "baseline_auc",
+    "blessed",
+    "pushed_version",
 ]
 
 
@@ -51,24 +59,51 @@ def _run_of_execution(store: runs_lib.RunStore, execution_id: int | None) -> str
 
 def chain_table(store: runs_lib.RunStore, chain: dict) -> pd.DataFrame:
     """The chain as rows from the served model back to the data spans."""
-    rows = [("served model", f"version {chain['version']}", chain.get("destination") or "",
-             _exec_text(chain.get("pusher")), _run_of_execution(store, (chain.get("pusher") or {}).get("execution_id")))]
+    rows = [
+        (
+            "served model",
+            f"version {chain['version']}",
+            chain.get("destination") or "",
+            _exec_text(chain.get("pusher")),
+            _run_of_execution(store, (chain.get("pusher") or {}).get("execution_id")),
+        )
+    ]
     for blessing in chain["blessing"]:
-        rows.append(("blessing", "BLESSED" if blessing["blessed"] else "NOT BLESSED", blessing["uri"], "Evaluator", ""))
+        rows.append(
+            (
+                "blessing",
+                "BLESSED" if blessing["blessed"] else "NOT BLESSED",
+                blessing["uri"],
+                "Evaluator",
+                "",
+            )
+        )
     for uri in chain["evaluation"]:
         rows.append(("evaluation", "TFMA metrics and validation", uri, "Evaluator", ""))
     for uri in chain.get("baseline_model", []):
         rows.append(("baseline model", "compared against", uri, "", ""))
     for uri in chain["model"]:
         trainer = chain.get("trainer") or {}
-        rows.append(("model", "trained", uri, _exec_text(trainer), _run_of_execution(store, trainer.get("execution_id"))))
+        rows.append(
+            (
+                "model",
+                "trained",
+                uri,
+                _exec_text(trainer),
+                _run_of_execution(store, trainer.get("execution_id")),
+            )
+        )
     for uri in chain["transform_graph"]:
         transform = chain.get("transform") or {}
         rows.append(("transform graph", "preprocessing", uri, _exec_text(transform), ""))
     for uri in chain["schema"]:
         rows.append(("schema", "curated schema", uri, "ImportSchemaGen", ""))
-    span_by_uri = {store.artifact(a).uri: runs_lib.prop(store.artifact(a), "span") for a in store.graph.artifacts
-                   if store.graph.type_of(a) == "Examples" and runs_lib.prop(store.artifact(a), "span") is not None}
+    span_by_uri = {
+        store.artifact(a).uri: runs_lib.prop(store.artifact(a), "span")
+        for a in store.graph.artifacts
+        if store.graph.type_of(a) == "Examples"
+        and runs_lib.prop(store.artifact(a), "span") is not None
+    }
     for uri in chain["examples"]:
         span = span_by_uri.get(uri)
         ingest_run = ""
@@ -97,7 +132,9 @@ def runs_table(store: runs_lib.RunStore) -> pd.DataFrame:
             run_id=run.run_id,
             kind=run.kind,
             span=store.span_of_run(run),
-            status="ok" if run.succeeded else ("failed at " + ", ".join(run.failed_nodes) if run.failed_nodes else "incomplete"),
+            status="ok"
+            if run.succeeded
+            else ("failed at " + ", ".join(run.failed_nodes) if run.failed_nodes else "incomplete"),
             trained_spans=", ".join(map(str, store.trained_spans(run))) or None,
         )
         evaluation = store.output(run, "Evaluator", "ModelEvaluation")
@@ -139,12 +176,23 @@ def run_lineage_summary(store: runs_lib.RunStore, run: runs_lib.Run) -> list[tup
         artifact = store.output(run, node, type_name)
         if artifact is not None:
             facts.append((label, artifact.uri))
-    baseline = [a for a in store.inputs(run, "Evaluator", "Model") if a.id not in {m.id for m in store.outputs(run, "Trainer", "Model")}]
+    baseline = [
+        a
+        for a in store.inputs(run, "Evaluator", "Model")
+        if a.id not in {m.id for m in store.outputs(run, "Trainer", "Model")}
+    ]
     if baseline:
         facts.append(("baseline model", baseline[-1].uri))
-    pushed = [p for p in store.outputs(run, "Pusher", "PushedModel") if runs_lib.prop(p, "pushed") == 1]
+    pushed = [
+        p for p in store.outputs(run, "Pusher", "PushedModel") if runs_lib.prop(p, "pushed") == 1
+    ]
     if pushed:
-        facts.append(("pushed", f"version {runs_lib.prop(pushed[-1], 'pushed_version')} -> {runs_lib.prop(pushed[-1], 'pushed_destination')}"))
+        facts.append(
+            (
+                "pushed",
+                f"version {runs_lib.prop(pushed[-1], 'pushed_version')} -> {runs_lib.prop(pushed[-1], 'pushed_destination')}",
+            )
+        )
     elif run.has("Pusher"):
         facts.append(("pushed", "nothing (not blessed)"))
     elif run.has("Trainer") or run.failed_nodes:

@@ -17,7 +17,16 @@ import pandas as pd
 from reporting import runs as runs_lib
 
 OVERALL = "Overall"
-HEADLINE_METRICS = ("auc", "binary_accuracy", "precision", "recall", "calibration", "mean_label", "mean_prediction", "example_count")
+HEADLINE_METRICS = (
+    "auc",
+    "binary_accuracy",
+    "precision",
+    "recall",
+    "calibration",
+    "mean_label",
+    "mean_prediction",
+    "example_count",
+)
 METRIC_COLUMNS = ["slice", "slice_feature", "slice_value", "model", "metric", "is_diff", "value"]
 
 
@@ -58,7 +67,15 @@ def metrics_from_protos(metrics_for_slices) -> pd.DataFrame:
             if kv.value.WhichOneof("type") != "double_value":
                 continue
             rows.append(
-                (label, feature, value, kv.key.model_name or "candidate", kv.key.name, kv.key.is_diff, kv.value.double_value.value)
+                (
+                    label,
+                    feature,
+                    value,
+                    kv.key.model_name or "candidate",
+                    kv.key.name,
+                    kv.key.is_diff,
+                    kv.value.double_value.value,
+                )
             )
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
@@ -87,17 +104,25 @@ def _slice_order(frame: pd.DataFrame) -> list:
     return sorted(frame.index, key=key)
 
 
-def sliced_metrics(metrics: pd.DataFrame, model: str = "candidate", names=HEADLINE_METRICS) -> pd.DataFrame:
+def sliced_metrics(
+    metrics: pd.DataFrame, model: str = "candidate", names=HEADLINE_METRICS
+) -> pd.DataFrame:
     """Slice x metric table of one model's values (Overall first)."""
-    rows = metrics[(metrics["model"] == model) & (~metrics["is_diff"]) & metrics["metric"].isin(names)]
-    table = rows.pivot_table(index="slice", columns="metric", values="value", aggfunc="first", dropna=False)
+    rows = metrics[
+        (metrics["model"] == model) & (~metrics["is_diff"]) & metrics["metric"].isin(names)
+    ]
+    table = rows.pivot_table(
+        index="slice", columns="metric", values="value", aggfunc="first", dropna=False
+    )
     table = table.reindex(columns=[n for n in names if n in table.columns])
     if "example_count" in table:
         table["example_count"] = table["example_count"].astype("Int64")
     return table.loc[_slice_order(table)]
 
 
-def comparison(metrics: pd.DataFrame, slice_label: str = OVERALL, names=HEADLINE_METRICS) -> pd.DataFrame:
+def comparison(
+    metrics: pd.DataFrame, slice_label: str = OVERALL, names=HEADLINE_METRICS
+) -> pd.DataFrame:
     """Candidate vs baseline (and TFMA's diff) for one slice, one row per metric."""
     rows = metrics[(metrics["slice"] == slice_label) & metrics["metric"].isin(names)]
     result = pd.DataFrame(index=[n for n in names if n in set(rows["metric"])])
@@ -164,7 +189,9 @@ def threshold_checks(eval_config, metrics: pd.DataFrame, validation_result) -> l
     for per_slice in validation_result.metric_validations_per_slice:
         label = slice_parts(per_slice.slice_key)[0]
         for failure in per_slice.failures:
-            failures[(failure.metric_key.name, label, failure.metric_key.is_diff)] = failure.message or "failed"
+            failures[(failure.metric_key.name, label, failure.metric_key.is_diff)] = (
+                failure.message or "failed"
+            )
     baseline = has_baseline(metrics)
     checks = []
     for spec in eval_config.metrics_specs:
@@ -178,7 +205,10 @@ def threshold_checks(eval_config, metrics: pd.DataFrame, validation_result) -> l
                     configured.append((_slice_label_of_spec(slicing_spec), per_slice.threshold))
             for label, threshold in configured:
                 value_text, change_text = _bounds_text(threshold)
-                for is_diff, kind, bound in ((False, "value", value_text), (True, "change vs baseline", change_text)):
+                for is_diff, kind, bound in (
+                    (False, "value", value_text),
+                    (True, "change vs baseline", change_text),
+                ):
                     if bound is None:
                         continue
                     selected = metrics[
@@ -189,7 +219,10 @@ def threshold_checks(eval_config, metrics: pd.DataFrame, validation_result) -> l
                     ]["value"]
                     actual = float(selected.iloc[0]) if len(selected) else None
                     if is_diff and not baseline:
-                        status, message = "not checked (no baseline)", "first blessed model: nothing to compare with"
+                        status, message = (
+                            "not checked (no baseline)",
+                            "first blessed model: nothing to compare with",
+                        )
                     elif (name, label, is_diff) in failures:
                         status, message = "FAILED", failures[(name, label, is_diff)]
                     else:
@@ -199,21 +232,35 @@ def threshold_checks(eval_config, metrics: pd.DataFrame, validation_result) -> l
 
 
 def checks_table(checks: list[ThresholdCheck]) -> pd.DataFrame:
-    return pd.DataFrame([dataclasses.asdict(c) for c in checks], columns=[f.name for f in dataclasses.fields(ThresholdCheck)])
+    return pd.DataFrame(
+        [dataclasses.asdict(c) for c in checks],
+        columns=[f.name for f in dataclasses.fields(ThresholdCheck)],
+    )
 
 
-def blessing_explanation(blessed: bool | None, validation_ok: bool, checks: list[ThresholdCheck], baseline_uri: str | None) -> str:
+def blessing_explanation(
+    blessed: bool | None,
+    validation_ok: bool,
+    checks: list[ThresholdCheck],
+    baseline_uri: str | None,
+) -> str:
     """Why the model was (not) blessed, in one paragraph."""
     if blessed is None:
         return "The Evaluator did not record a blessing for this run."
     failed = [c for c in checks if c.status == "FAILED"]
-    compared = f"against the baseline {baseline_uri}" if baseline_uri else "with no baseline (no model was blessed before)"
+    compared = (
+        f"against the baseline {baseline_uri}"
+        if baseline_uri
+        else "with no baseline (no model was blessed before)"
+    )
     if blessed:
         passed = ", ".join(f"{c.metric} {c.kind} {c.bound}" for c in checks if c.status == "passed")
         return f"BLESSED: every threshold passed ({passed}); evaluated {compared}."
     if failed:
         reasons = "; ".join(
-            f"{c.metric} {c.kind} = {c.actual:.4f} violates {c.bound}" if c.actual is not None else f"{c.metric} {c.kind} violates {c.bound}"
+            f"{c.metric} {c.kind} = {c.actual:.4f} violates {c.bound}"
+            if c.actual is not None
+            else f"{c.metric} {c.kind} violates {c.bound}"
             for c in failed
         )
         return f"NOT BLESSED: {reasons}; evaluated {compared}."
@@ -253,7 +300,9 @@ class RunModelAnalysis:
 
     @property
     def explanation(self) -> str:
-        return blessing_explanation(self.blessed, self.validation.validation_ok, self.checks, self.baseline_uri)
+        return blessing_explanation(
+            self.blessed, self.validation.validation_ok, self.checks, self.baseline_uri
+        )
 
     def eval_result(self, model_name: str | None = None):
         """``tfma.EvalResult`` for TFMA's notebook widgets."""
@@ -310,7 +359,7 @@ def plot_sliced_metric(metrics: pd.DataFrame, metric: str = "auc"):
     models = [m for m in ("candidate", "baseline") if (rows["model"] == m).any()]
     fig = Figure(figsize=(10, 3.2 * max(1, len(features))), dpi=90)
     axes = fig.subplots(max(1, len(features)), 1, squeeze=False)[:, 0]
-    for ax, feature in zip(axes, features or [None]):
+    for ax, feature in zip(axes, features or [None], strict=False):
         part = rows[rows["slice_feature"] == feature] if feature else rows
         values = sorted(part["slice_value"].dropna().unique(), key=_numeric_first)
         width = 0.8 / max(1, len(models))
@@ -320,7 +369,13 @@ def plot_sliced_metric(metrics: pd.DataFrame, metric: str = "auc"):
             ax.bar([x + i * width for x in range(len(values))], heights, width=width, label=model)
         overall = rows[(rows["slice"] == OVERALL) & (rows["model"] == "candidate")]["value"]
         if len(overall) and not math.isnan(_finite(overall.iloc[0])):
-            ax.axhline(float(overall.iloc[0]), linestyle="--", color="black", linewidth=1, label="overall (candidate)")
+            ax.axhline(
+                float(overall.iloc[0]),
+                linestyle="--",
+                color="black",
+                linewidth=1,
+                label="overall (candidate)",
+            )
         ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(values))])
         ax.set_xticklabels(values, rotation=45 if len(values) > 8 else 0, fontsize=8)
         ax.set_ylabel(metric)

@@ -27,10 +27,7 @@ DEFAULT_RUN_DIR = os.path.join(REPO_ROOT, "tfx_runs")
 METADATA_FILE = "metadata.sqlite"
 RUN_CONTEXT_TYPE = "pipeline_run"
 
-_STATE_NAMES = {
-    value: name.lower()
-    for name, value in metadata_store_pb2.Execution.State.items()
-}
+_STATE_NAMES = {value: name.lower() for name, value in metadata_store_pb2.Execution.State.items()}
 DONE_STATES = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 
 
@@ -124,11 +121,15 @@ class RunStore:
         runs = []
         for context in self.store.get_contexts_by_type(RUN_CONTEXT_TYPE):
             executions, states = {}, {}
-            for execution in sorted(self.store.get_executions_by_context(context.id), key=lambda e: e.id):
+            for execution in sorted(
+                self.store.get_executions_by_context(context.id), key=lambda e: e.id
+            ):
                 node = self.graph.node_of(execution.id)
                 executions[node] = execution.id
                 states[node] = _STATE_NAMES.get(execution.last_known_state, "unknown")
-            runs.append(Run(context.name, context.id, context.create_time_since_epoch, executions, states))
+            runs.append(
+                Run(context.name, context.id, context.create_time_since_epoch, executions, states)
+            )
         return sorted(runs, key=lambda r: (r.started_ms, r.context_id))
 
     # -- runs ---------------------------------------------------------------
@@ -164,7 +165,9 @@ class RunStore:
                 if execution_id in run.executions.values():
                     return run
         known = ", ".join(r.run_id for r in self._runs) or "none"
-        raise RunNotFoundError(f"no run or execution {run_id!r} in {self.metadata_path} (runs: {known})")
+        raise RunNotFoundError(
+            f"no run or execution {run_id!r} in {self.metadata_path} (runs: {known})"
+        )
 
     # -- artifacts ----------------------------------------------------------
 
@@ -215,7 +218,8 @@ class RunStore:
             spans = {
                 int(prop(self.graph.artifacts[a], "span"))
                 for a in self.graph.inputs.get(producer, ())
-                if self.graph.type_of(a) == "Examples" and prop(self.graph.artifacts[a], "span") is not None
+                if self.graph.type_of(a) == "Examples"
+                and prop(self.graph.artifacts[a], "span") is not None
             }
             for span in spans:
                 if span not in result or result[span][0] < artifact_id:

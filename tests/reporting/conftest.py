@@ -48,7 +48,9 @@ def _env() -> dict:
 
 def _run_pipeline(args: list[str], cwd: str, expected: int) -> None:
     command = [sys.executable, "-m", "pipeline.local_runner", *args]
-    result = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900
+    )
     if result.returncode != expected:
         pytest.fail(
             f"{' '.join(command)} exited {result.returncode}, expected {expected}\n"
@@ -70,7 +72,9 @@ def pipeline_runs(tmp_path_factory) -> PipelineRuns:
     bad_data = str(root / "bad_data")
     shutil.copytree(good_data, bad_data)
     newest = sorted(d for d in os.listdir(good_data) if d.startswith("span-"))[-1]
-    write_anomalous_span(os.path.join(good_data, newest, "data.csv"), os.path.join(bad_data, "span-2017", "data.csv"))
+    write_anomalous_span(
+        os.path.join(good_data, newest, "data.csv"), os.path.join(bad_data, "span-2017", "data.csv")
+    )
     _run_pipeline([*common, "--data-dir", bad_data], cwd=str(root), expected=2)
     bad_run_id = runs_lib.RunStore(run_dir).get_run().run_id
     assert bad_run_id != good_run_id

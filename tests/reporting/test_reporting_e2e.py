@@ -12,7 +12,6 @@ import tempfile
 import nbformat
 import pytest
 from nbclient import NotebookClient
-
 from reporting_support import BAD_HOUR, BAD_PAYMENT_TYPE, REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -27,13 +26,19 @@ def execute_notebook(name: str, monkeypatch, run_dir: str, run_id: str | None = 
         monkeypatch.setenv("TAXI_RUN_ID", run_id)
     else:
         monkeypatch.delenv("TAXI_RUN_ID", raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+    )
     nb = nbformat.read(os.path.join(NOTEBOOKS, f"{name}.ipynb"), as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": NOTEBOOKS}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": NOTEBOOKS}}
+    ).execute()
     texts = []
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            assert output.output_type != "error", f"{name}: {output.get('ename')}: {output.get('evalue')}"
+            assert output.output_type != "error", (
+                f"{name}: {output.get('ename')}: {output.get('evalue')}"
+            )
             if output.output_type == "stream":
                 texts.append(output.text)
             for mime in ("text/plain", "text/html", "text/markdown"):
@@ -59,19 +64,25 @@ def test_runs_are_found_through_mlmd(pipeline_runs):
 
 
 def test_data_validation_notebook_explains_injected_anomalies(pipeline_runs, monkeypatch):
-    text = execute_notebook("data_validation", monkeypatch, pipeline_runs.run_dir)  # newest = anomalous run
+    text = execute_notebook(
+        "data_validation", monkeypatch, pipeline_runs.run_dir
+    )  # newest = anomalous run
     assert f"inspecting run {pipeline_runs.bad_run_id}" in text
     assert "span: 2017 | previous span: 2016" in text
     assert BAD_PAYMENT_TYPE in text  # TFDV's description names the unexpected value
     assert "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in text and "INT_TYPE_BIG_INT" in text
     assert f"Unexpectedly large value: {BAD_HOUR}" in text
-    assert "not in the schema&#x27;s domain" in text or "not in the schema's domain" in text  # explanation
+    assert (
+        "not in the schema&#x27;s domain" in text or "not in the schema's domain" in text
+    )  # explanation
     # Drift of the anomalous span: a third of the payment types changed.
     assert re.search(r"features above the drift threshold: .*payment_type", text)
 
 
 def test_data_validation_notebook_on_a_clean_run_by_id(pipeline_runs, monkeypatch):
-    text = execute_notebook("data_validation", monkeypatch, pipeline_runs.run_dir, pipeline_runs.good_run_id)
+    text = execute_notebook(
+        "data_validation", monkeypatch, pipeline_runs.run_dir, pipeline_runs.good_run_id
+    )
     assert f"inspecting run {pipeline_runs.good_run_id}" in text
     assert "span: 2016 | previous span: 2015" in text
     assert "No anomalies" in text
@@ -122,11 +133,20 @@ def _no_network_references(html: str) -> None:
 def test_report_of_training_run(pipeline_runs, reports):
     html = open(reports[pipeline_runs.good_run_id], encoding="utf-8").read()
     _no_network_references(html)
-    for section in ("Data summary", "Anomalies", "Drift between spans", "Model analysis", "Lineage"):
+    for section in (
+        "Data summary",
+        "Anomalies",
+        "Drift between spans",
+        "Model analysis",
+        "Lineage",
+    ):
         assert section in html
     assert "No anomalies" in html
     assert "2015 → 2016" in html and "Jensen-Shannon" in html and "L-infinity" in html
-    assert re.search(r'<img class="plot" alt="AUC per slice" src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', html)
+    assert re.search(
+        r'<img class="plot" alt="AUC per slice" src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"',
+        html,
+    )
     assert "trip_start_hour:12" in html and "payment_type:Credit Card" in html
     assert "Blessing decision" in html and "BLESSED" in html
     assert "Pushed model back to its data" in html and "span 2013" in html
@@ -139,7 +159,9 @@ def test_report_of_anomalous_run(pipeline_runs, reports):
     assert BAD_PAYMENT_TYPE in html and "INT_TYPE_BIG_INT" in html
     assert "2016 → 2017" in html
     row = re.search(r"<tr><th>payment_type</th><td>L-infinity</td>.*?</tr>", html).group(0)
-    assert re.search(r'<td class="bad">0\.3\d\d</td></tr>$', row), row  # a third of the rows became Bitcoin
+    assert re.search(r'<td class="bad">0\.3\d\d</td></tr>$', row), (
+        row
+    )  # a third of the rows became Bitcoin
     assert "No model: the run stopped at AnomaliesGate before training." in html
 
 
@@ -147,7 +169,19 @@ def test_report_cli_single_run_and_errors(pipeline_runs, tmp_path, capsys):
     from reporting import cli
 
     target = tmp_path / "one.html"
-    assert cli.main(["--run-dir", pipeline_runs.run_dir, "--run", pipeline_runs.good_run_id, "--output", str(target)]) == 0
+    assert (
+        cli.main(
+            [
+                "--run-dir",
+                pipeline_runs.run_dir,
+                "--run",
+                pipeline_runs.good_run_id,
+                "--output",
+                str(target),
+            ]
+        )
+        == 0
+    )
     assert target.stat().st_size > 10_000
     assert cli.main(["--run-dir", pipeline_runs.run_dir, "--run", "no-such-run"]) == 1
     assert "no run or execution 'no-such-run'" in capsys.readouterr().err
@@ -171,12 +205,23 @@ def test_report_screenshot_in_headless_chromium(pipeline_runs, reports, tmp_path
         profile = tempfile.mkdtemp(dir=tmp_path)
         subprocess.run(
             [
-                browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1280,2000",
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                f"--screenshot={shot}",
+                "--window-size=1280,2000",
                 "file://" + path,
             ],
-            check=True, capture_output=True, timeout=120,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
         assert pixels.shape[:2] == (2000, 1280)
@@ -188,4 +233,6 @@ def test_report_screenshot_in_headless_chromium(pipeline_runs, reports, tmp_path
         top = pixels[:200]
         red = ((top[..., 0] > 150) & (top[..., 1] < 90) & (top[..., 2] < 90)).sum()
         green = ((top[..., 1] > 110) & (top[..., 0] < 80) & (top[..., 2] < 110)).sum()
-        assert (red if run_id == pipeline_runs.bad_run_id else green) > 200, json.dumps({"red": int(red), "green": int(green)})
+        assert (red if run_id == pipeline_runs.bad_run_id else green) > 200, json.dumps(
+            {"red": int(red), "green": int(green)}
+        )

@@ -9,13 +9,12 @@ import nbformat
 import pandas as pd
 import pytest
 from ml_metadata.proto import metadata_store_pb2
+from reporting_support import REPO_ROOT
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
-from reporting_support import REPO_ROOT
-
 from reporting import data_validation as dv
-from reporting import html_report, model_analysis as ma
-from reporting import runs
+from reporting import html_report, runs
+from reporting import model_analysis as ma
 
 NOTEBOOKS = ("data_validation", "model_analysis", "lineage")
 
@@ -89,9 +88,22 @@ def test_drift_comparators_by_feature_kind():
 def span_stats():
     import tensorflow_data_validation as tfdv
 
-    old = pd.DataFrame({"payment_type": ["Cash"] * 50 + ["Credit Card"] * 50, "fare": [float(i % 10) for i in range(100)]})
-    new = pd.DataFrame({"payment_type": ["Cash"] * 20 + ["Credit Card"] * 80, "fare": [float(i % 10) for i in range(100)]})
-    return {2015: tfdv.generate_statistics_from_dataframe(old), 2016: tfdv.generate_statistics_from_dataframe(new)}
+    old = pd.DataFrame(
+        {
+            "payment_type": ["Cash"] * 50 + ["Credit Card"] * 50,
+            "fare": [float(i % 10) for i in range(100)],
+        }
+    )
+    new = pd.DataFrame(
+        {
+            "payment_type": ["Cash"] * 20 + ["Credit Card"] * 80,
+            "fare": [float(i % 10) for i in range(100)],
+        }
+    )
+    return {
+        2015: tfdv.generate_statistics_from_dataframe(old),
+        2016: tfdv.generate_statistics_from_dataframe(new),
+    }
 
 
 def test_span_drift_uses_tfdv_comparators(span_stats):
@@ -156,7 +168,12 @@ def test_metrics_tables():
     metrics = ma.metrics_from_protos(_metrics_protos())
     assert ma.has_baseline(metrics)
     sliced = ma.sliced_metrics(metrics)
-    assert list(sliced.index) == ["Overall", "payment_type:Cash", "trip_start_hour:3", "trip_start_hour:12"]
+    assert list(sliced.index) == [
+        "Overall",
+        "payment_type:Cash",
+        "trip_start_hour:3",
+        "trip_start_hour:12",
+    ]
     assert sliced.loc["trip_start_hour:12", "auc"] == pytest.approx(0.8)
     comparison = ma.comparison(metrics)
     assert comparison.loc["auc"].tolist() == pytest.approx([0.74, 0.80, -0.06])
@@ -177,9 +194,12 @@ def test_threshold_checks_and_blessing_explanation():
                             tfma.PerSliceMetricThreshold(
                                 slicing_specs=[tfma.SlicingSpec()],
                                 threshold=tfma.MetricThreshold(
-                                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 0.75}),
+                                    value_threshold=tfma.GenericValueThreshold(
+                                        lower_bound={"value": 0.75}
+                                    ),
                                     change_threshold=tfma.GenericChangeThreshold(
-                                        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -0.01}
+                                        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                        absolute={"value": -0.01},
                                     ),
                                 ),
                             )
@@ -197,13 +217,18 @@ def test_threshold_checks_and_blessing_explanation():
     failure.metric_key.model_name = "candidate"
     failure.message = "Threshold not met"
     checks = ma.threshold_checks(config, metrics, validation)
-    assert [(c.kind, c.status) for c in checks] == [("value", "FAILED"), ("change vs baseline", "passed")]
+    assert [(c.kind, c.status) for c in checks] == [
+        ("value", "FAILED"),
+        ("change vs baseline", "passed"),
+    ]
     assert checks[0].bound == ">= 0.75" and checks[0].actual == pytest.approx(0.74)
     assert checks[1].bound.startswith("absolute change -0.01")
     text = ma.blessing_explanation(False, False, checks, "/models/old")
     assert text.startswith("NOT BLESSED: auc value = 0.7400 violates >= 0.75")
     assert "against the baseline /models/old" in text
-    assert ma.blessing_explanation(True, True, [c for c in checks if c.status == "passed"], None).startswith("BLESSED")
+    assert ma.blessing_explanation(
+        True, True, [c for c in checks if c.status == "passed"], None
+    ).startswith("BLESSED")
 
 
 def test_plot_is_an_embedded_png():
@@ -225,12 +250,19 @@ def _fake_store(path: str) -> None:
     store = mlmd.MetadataStore(config)
     run_type = store.put_context_type(metadata_store_pb2.ContextType(name="pipeline_run"))
     types = {
-        name: store.put_execution_type(metadata_store_pb2.ExecutionType(name=f"tfx.components.{name}"))
+        name: store.put_execution_type(
+            metadata_store_pb2.ExecutionType(name=f"tfx.components.{name}")
+        )
         for name in ("CsvExampleGen", "StatisticsGen", "Trainer")
     }
     examples_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
     stats_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="ExampleStatistics"))
-    for i, (span, nodes) in enumerate(((2015, ["CsvExampleGen", "StatisticsGen"]), (2016, ["CsvExampleGen", "StatisticsGen", "Trainer"]))):
+    for i, (span, nodes) in enumerate(
+        (
+            (2015, ["CsvExampleGen", "StatisticsGen"]),
+            (2016, ["CsvExampleGen", "StatisticsGen", "Trainer"]),
+        )
+    ):
         context = metadata_store_pb2.Context(type_id=run_type, name=f"2026-01-0{i + 1}T00:00:00")
         [context.id] = store.put_contexts([context])
         examples = metadata_store_pb2.Artifact(type_id=examples_type, uri=f"/x/examples/{span}")
@@ -239,17 +271,25 @@ def _fake_store(path: str) -> None:
         stats = metadata_store_pb2.Artifact(type_id=stats_type, uri=f"/x/stats/{span}")
         stats.custom_properties["split_names"].string_value = json.dumps(["train", "eval"])
         for node in nodes:
-            execution = metadata_store_pb2.Execution(type_id=types[node], last_known_state=metadata_store_pb2.Execution.COMPLETE)
+            execution = metadata_store_pb2.Execution(
+                type_id=types[node], last_known_state=metadata_store_pb2.Execution.COMPLETE
+            )
             events = []
             if node == "CsvExampleGen":
-                events.append((examples, metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)))
+                events.append(
+                    (examples, metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT))
+                )
             if node == "StatisticsGen":
-                events.append((examples, metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)))
-                events.append((stats, metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)))
+                events.append(
+                    (examples, metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT))
+                )
+                events.append(
+                    (stats, metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT))
+                )
             _, artifact_ids, _ = store.put_execution(
                 execution, events, [context], reuse_context_if_already_exist=True
             )
-            for artifact, artifact_id in zip([a for a, _ in events], artifact_ids):
+            for artifact, artifact_id in zip([a for a, _ in events], artifact_ids, strict=False):
                 artifact.id = artifact_id
 
 
@@ -263,8 +303,14 @@ def test_run_store_on_synthetic_metadata(tmp_path):
     assert first.kind == "ingest only" and first.succeeded
     assert store.get_run(str(first.executions["StatisticsGen"])).run_id == first.run_id
     assert store.get_run(require="Trainer").run_id == newest.run_id
-    assert {span: a.uri for span, a in store.statistics_by_span().items()} == {2015: "/x/stats/2015", 2016: "/x/stats/2016"}
-    assert runs.split_names(store.output(first, "StatisticsGen", "ExampleStatistics")) == ["train", "eval"]
+    assert {span: a.uri for span, a in store.statistics_by_span().items()} == {
+        2015: "/x/stats/2015",
+        2016: "/x/stats/2016",
+    }
+    assert runs.split_names(store.output(first, "StatisticsGen", "ExampleStatistics")) == [
+        "train",
+        "eval",
+    ]
     with pytest.raises(runs.RunNotFoundError, match="no run or execution 'nope'"):
         store.get_run("nope")
     with pytest.raises(runs.RunNotFoundError, match="with a Evaluator execution"):
