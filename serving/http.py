@@ -28,6 +28,7 @@ _REASONS = {
     504: b"Gateway Timeout",
 }
 JSON = b"application/json"
+_OK_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
 
 class _Clock:
@@ -73,12 +74,12 @@ class Request:
             return
         if self.timer is not None:
             self.timer.cancel()
-        head = [
-            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
-            b"Content-Type: " + content_type + b"\r\n",
-            b"Date: " + _Clock.date() + b"\r\n",
-            b"Content-Length: %d\r\n" % len(body),
-        ]
+        if status == 200 and content_type is JSON:
+            first = _OK_JSON
+        else:
+            first = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n" % (
+                status, _REASONS.get(status, b"Unknown"), content_type)
+        head = [first, b"Date: ", _Clock.date(), b"\r\nContent-Length: %d\r\n" % len(body)]
         for name, value in extra_headers:
             head.append(name + b": " + value + b"\r\n")
         if not self.keep_alive:

@@ -269,16 +269,13 @@ def _rows_fast(instances: list, inputs: dict, numbers_only: bool):
         if type(element) is not dict or element.keys() != keys:
             return None
     out = {}
-    grouped = {}
-    for name, dtype in inputs.items():
-        if numbers_only and dtype in _GROUPABLE:
-            grouped.setdefault(dtype, []).append(name)
-            continue
+    groups, singles = _plan(inputs) if numbers_only else ((), inputs.items())
+    for name, dtype in singles:
         array = _fast_tensor([e[name] for e in instances], dtype, numbers_only)
         if array is None:
             return None
         out[name] = array
-    for dtype, names in grouped.items():
+    for dtype, names in groups:
         if not _group_to_arrays(instances, names, dtype, out):
             return None
     return out
@@ -287,6 +284,26 @@ def _rows_fast(instances: list, inputs: dict, numbers_only: bool):
 # Scalar features of these dtypes are converted with one numpy call per dtype.
 _GROUPABLE = {types_pb2.DT_FLOAT: ("iuf", np.float32), types_pb2.DT_DOUBLE: ("iuf", np.float64),
               types_pb2.DT_INT64: ("i", np.int64)}
+_PLANS: dict = {}  # id(inputs) -> (inputs, plan); inputs are per-signature constants
+
+
+def _plan(inputs: dict):
+    """Returns ([(dtype, names)] groups, [(name, dtype)] singles), cached per signature."""
+    entry = _PLANS.get(id(inputs))
+    if entry is not None and entry[0] is inputs:
+        return entry[1]
+    grouped: dict = {}
+    singles = []
+    for name, dtype in inputs.items():
+        if dtype in _GROUPABLE:
+            grouped.setdefault(dtype, []).append(name)
+        else:
+            singles.append((name, dtype))
+    plan = (list(grouped.items()), singles)
+    if len(_PLANS) > 256:
+        _PLANS.clear()
+    _PLANS[id(inputs)] = (inputs, plan)
+    return plan
 
 
 def _group_to_arrays(instances: list, names: list, dtype: int, out: dict) -> bool:
