@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--beam-mode", choices=["in_memory", "multi_processing"], default="in_memory",
                         help="in_memory (default, fastest here) or multi_processing (one worker per core)")
     parser.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline arg (repeatable)")
+    parser.add_argument("--no-canary", action="store_true",
+                        help="push without the InfraCanary serving check (not recommended)")
     parser.add_argument("--no-cache", action="store_true", help="re-execute every component")
     parser.add_argument("--force", action="store_true",
                         help="run through TFX even if nothing changed since the last successful run")
@@ -85,9 +87,9 @@ def code_fingerprints() -> dict[str, str]:
 
 
 def source_digest() -> str:
-    """Digest of all pipeline and component source, for the run-level cache."""
+    """Digest of all pipeline, component and server source (run-level cache)."""
     digest = hashlib.sha256()
-    for package in ("pipeline", "components"):
+    for package in ("pipeline", "components", "serving"):
         for folder, dirs, files in os.walk(os.path.join(REPO_ROOT, package)):
             dirs.sort()
             for name in sorted(f for f in files if f.endswith(".py")):
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         + args.beam_arg,
         enable_cache=not args.no_cache,
+        canary=not args.no_canary,
         min_auc=args.min_auc,
         max_auc_drop=args.max_auc_drop,
     )

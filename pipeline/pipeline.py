@@ -8,7 +8,8 @@ Ingestion (one span per run)::
 
 Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
 
-    AnomaliesGate -> Transform -> Trainer -> Evaluator(vs latest blessed) -> Pusher
+    AnomaliesGate -> Transform -> Trainer -> Evaluator(vs previous blessed) -> Pusher
+                                          -> InfraCanary (serves + probes it) -^
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from tfx.types import Channel, standard_artifacts  # noqa: E402
 from components.anomalies_gate import AnomaliesGate  # noqa: E402
 from components.baseline import PreviousBlessedModelStrategy  # noqa: E402
 from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
+from components.infra_canary import InfraCanary  # noqa: E402
 from components.pusher import AtomicPusher  # noqa: E402
 from components.spans import LatestValidatedSpansStrategy  # noqa: E402
 from pipeline import configs  # noqa: E402
@@ -135,6 +137,7 @@ def create_pipeline(
     code_fingerprints: dict[str, str] | None = None,
     beam_pipeline_args: list[str] | None = None,
     ingest_only: bool = False,
+    canary: bool = True,
     enable_cache: bool = True,
     min_auc: float = configs.MIN_AUC,
     max_auc_drop: float = configs.MAX_AUC_DROP,
@@ -159,6 +162,9 @@ def create_pipeline(
       beam_pipeline_args: Beam flags for Beam-powered components.
       ingest_only: build only the ingestion and validation nodes (used to
         backfill older spans).
+      canary: serve the candidate on our TF-Serving-compatible server and
+        probe it over REST and gRPC before pushing (InfraCanary); Pusher then
+        needs both the model blessing and the infra blessing.
       enable_cache: reuse results of executions whose inputs are unchanged.
       min_auc / max_auc_drop: blessing thresholds.
 
@@ -214,6 +220,7 @@ def create_pipeline(
             seed=seed,
             code_fingerprints=code_fingerprints or {},
             eval_cfg=eval_config(min_auc, max_auc_drop),
+            canary=canary,
         )
 
     return tfx_pipeline.Pipeline(
@@ -240,6 +247,7 @@ def _training_nodes(
     seed: int,
     code_fingerprints: dict[str, str],
     eval_cfg: tfma.EvalConfig,
+    canary: bool,
 ) -> list:
     """Span resolver, Transform, Trainer, baseline resolver, Evaluator, Pusher."""
     span_resolver = Resolver(
@@ -285,11 +293,18 @@ def _training_nodes(
         example_splits=["eval"],
         eval_config=eval_cfg,
     )
+    nodes = [span_resolver, transform, trainer, baseline_resolver, evaluator]
+    infra_blessing = None
+    if canary:
+        infra_canary = InfraCanary(model=trainer.outputs["model"], examples=example_gen.outputs["examples"])
+        infra_blessing = infra_canary.outputs["blessing"]
+        nodes.append(infra_canary)
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_blessing,
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)
         ),
     ).with_id("Pusher")
-    return [span_resolver, transform, trainer, baseline_resolver, evaluator, pusher]
+    return [*nodes, pusher]

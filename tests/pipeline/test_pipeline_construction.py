@@ -32,7 +32,7 @@ def test_full_pipeline_nodes_and_edges(args):
     p = create_pipeline(**args, span=2016, train_steps=10)
     nodes = _nodes(p)
     assert set(nodes) == set(INGEST_NODES) | {
-        "SpanResolver", "Transform", "Trainer", "BaselineModelResolver", "Evaluator", "Pusher",
+        "SpanResolver", "Transform", "Trainer", "BaselineModelResolver", "Evaluator", "InfraCanary", "Pusher",
     }
     assert _upstream(nodes["StatisticsGen"]) == {"CsvExampleGen"}
     assert _upstream(nodes["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
@@ -44,7 +44,8 @@ def test_full_pipeline_nodes_and_edges(args):
     assert {"SpanResolver", "Transform"} <= _upstream(nodes["Trainer"])
     assert "Trainer" in _upstream(nodes["BaselineModelResolver"])
     assert {"Trainer", "BaselineModelResolver", "SpanResolver"} <= _upstream(nodes["Evaluator"])
-    assert {"Trainer", "Evaluator"} <= _upstream(nodes["Pusher"])
+    assert {"Trainer", "Evaluator", "InfraCanary"} <= _upstream(nodes["Pusher"])
+    assert {"Trainer", "CsvExampleGen"} <= _upstream(nodes["InfraCanary"])
     assert p.metadata_connection_config.sqlite.filename_uri == args["metadata_path"]
     assert "--direct_running_mode=in_memory" in p.beam_pipeline_args
 
@@ -64,6 +65,12 @@ def test_span_and_steps_are_wired(args):
         nodes["Pusher"].exec_properties["push_destination"], pusher_pb2.PushDestination()
     )
     assert push.filesystem.base_directory == args["serving_dir"]
+
+
+def test_without_canary_pusher_needs_only_the_model_blessing(args):
+    nodes = _nodes(create_pipeline(**args, canary=False))
+    assert "InfraCanary" not in nodes
+    assert "infra_blessing" not in nodes["Pusher"].inputs
 
 
 def test_ingest_only_has_no_training(args):
