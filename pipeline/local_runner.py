@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline arg (repeatable)")
     parser.add_argument("--no-canary", action="store_true",
                         help="push without the InfraCanary serving check (not recommended)")
+    parser.add_argument("--analyzer-cache", action="store_true",
+                        help="keep Transform's per-span analyzer cache (pays off for large spans)")
     parser.add_argument("--no-cache", action="store_true", help="re-execute every component")
     parser.add_argument("--force", action="store_true",
                         help="run through TFX even if nothing changed since the last successful run")
@@ -196,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         + args.beam_arg,
         enable_cache=not args.no_cache,
         canary=not args.no_canary,
+        analyzer_cache=args.analyzer_cache,
         min_auc=args.min_auc,
         max_auc_drop=args.max_auc_drop,
     )
