@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="End-to-end TFX pipeline, TF-Serving-compatible server and tooling",
     python_requires=">=3.9,<3.11",
-    packages=find_packages(include=["pipeline*", "components*", "serving*"]),
+    packages=find_packages(include=["pipeline*", "components*", "serving*", "reporting*"]),
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",
@@ -20,6 +20,9 @@ setup(
         "console_scripts": [
             "taxi-pipeline=pipeline.local_runner:main",
             "taxi-lineage=pipeline.lineage_cli:main",
+            "taxi-report=reporting.cli:main",
+            "taxi-serve=serving.server:main",
+            "taxi-client=serving.client:main",
         ]
     },
 )

@@ -46,6 +46,7 @@ class Summary:
     spans: list[int]
     blessed: bool | None
     reasons: list[str]
+    infra_blessed: bool | None
     pushed_version: str | None
     pushed_to: str | None
     model_uri: str | None
@@ -96,6 +97,11 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
                 blessed = lineage._prop(graph.artifacts[a], "blessed") == 1
             if graph.type_of(a) == "ModelEvaluation":
                 reasons = blessing_reasons(graph.artifacts[a].uri)
+    infra_blessed = None
+    canary = _latest(graph, "InfraCanary", since)
+    if canary is not None:
+        for a in graph.linked([canary], graph.outputs, "InfraBlessing"):
+            infra_blessed = lineage._prop(graph.artifacts[a], "blessed") == 1
     pusher = _latest(graph, "Pusher", since)
     if pusher is not None:
         for a in graph.outputs.get(pusher, ()):
@@ -105,7 +111,7 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
                 pushed_to = lineage._prop(artifact, "pushed_destination")
         models = graph.linked([pusher], graph.inputs, "Model")
         model_uri = graph.artifacts[models[0]].uri if models else None
-    return Summary(nodes, spans, blessed, reasons, version, pushed_to, model_uri)
+    return Summary(nodes, spans, blessed, reasons, infra_blessed, version, pushed_to, model_uri)
 
 
 def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds: float) -> str:
@@ -120,6 +126,9 @@ def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds:
     else:
         lines.append("  blessing: NOT BLESSED")
         lines += [f"    - {reason}" for reason in summary.reasons]
+    if summary.infra_blessed is not None:
+        verdict = "passed" if summary.infra_blessed else "FAILED (see the InfraCanary report)"
+        lines.append(f"  serving canary (REST + gRPC on the candidate): {verdict}")
     if summary.pushed_version:
         lines.append(f"  pushed: version {summary.pushed_version} -> {summary.pushed_to}")
     else:
