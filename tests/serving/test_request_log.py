@@ -1,0 +1,64 @@
+"""Request logging: sampling, PredictionLog contents and file rotation."""
+
+import glob
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.request_log import RequestLogger
+
+
+class FakeServable:
+    name = "m"
+    version = 7
+
+
+def _config(prefix: str, rate: float):
+    return text_format.Parse(
+        f"name: 'm' base_path: '/x' model_platform: 'tensorflow' logging_config {{ "
+        f"log_collector_config {{ filename_prefix: '{prefix}' }} "
+        f"sampling_config {{ sampling_rate: {rate} }} }}",
+        model_server_config_pb2.ModelConfig())
+
+
+def _records(prefix: str) -> list:
+    out = []
+    for path in sorted(glob.glob(prefix + ".*.tfrecord")):
+        out += [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+                for r in tf.data.TFRecordDataset(path)]
+    return out
+
+
+def test_logs_are_complete_and_rotated(tmp_path):
+    prefix = str(tmp_path / "logs" / "m")
+    logger = RequestLogger(max_file_bytes=300, max_files=3)
+    logger.configure("m", _config(prefix, 1.0))
+    assert logger.sampled("m") and not logger.sampled("other")
+    for i in range(20):
+        logger.log_predict(FakeServable(), "serving_default",
+                           {"x": np.array([[float(i)]], np.float32)},
+                           {"y": np.array([[i * 2.0]], np.float32)})
+    logger.close()
+    files = glob.glob(prefix + ".*.tfrecord")
+    assert 1 < len(files) <= 3  # rotated by size, oldest files removed
+    records = _records(prefix)
+    assert 0 < len(records) < 20
+    last = records[-1]
+    assert last.log_metadata.model_spec.name == "m"
+    assert last.log_metadata.model_spec.version.value == 7
+    assert last.log_metadata.model_spec.signature_name == "serving_default"
+    assert list(last.log_metadata.saved_model_tags) == ["serve"]
+    assert last.predict_log.request.inputs["x"].float_val == [19.0]
+    assert last.predict_log.response.outputs["y"].float_val == [38.0]
+
+
+def test_zero_rate_or_no_config_disables(tmp_path):
+    logger = RequestLogger()
+    logger.configure("m", _config(str(tmp_path / "m"), 0.0))
+    assert not logger.sampled("m")
+    logger.configure("m", model_server_config_pb2.ModelConfig(name="m"))
+    assert not logger.sampled("m")
+    logger.close()
