@@ -27,7 +27,9 @@ EXAMPLE = "tfx.examples.chicago_taxi_pipeline.taxi_pipeline_native_keras"
 def measure(command: list[str], env: dict, cwd: str) -> tuple[float, float, int]:
     """Runs ``command``; returns (wall seconds, peak tree RSS in MiB, exit code)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -62,7 +64,13 @@ def main() -> int:
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench_pipeline_")
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    ours = [sys.executable, "-m", "pipeline.local_runner", "--output-dir", os.path.join(workdir, "ours")]
+    ours = [
+        sys.executable,
+        "-m",
+        "pipeline.local_runner",
+        "--output-dir",
+        os.path.join(workdir, "ours"),
+    ]
     theirs = [sys.executable, "-m", EXAMPLE]
     their_env = {**env, "HOME": official_home(workdir)}
 
@@ -84,10 +92,18 @@ def main() -> int:
         return results[a][i] / results[b][i]
 
     print()
-    print(f"cold wall ratio (ours/official):    {ratio('ours cold', 'official cold', 0):.2f}  (target <= 0.50)")
-    print(f"re-run wall ratio (ours/official):  {ratio('ours re-run', 'official re-run', 0):.2f}  (target <= 0.25)")
-    print(f"  via TFX cache (--force):          {ratio('ours re-run via TFX cache (--force)', 'official re-run', 0):.2f}")
-    print(f"cold peak RSS ratio:                {ratio('ours cold', 'official cold', 1):.2f}  (target <= 1.00)")
+    print(
+        f"cold wall ratio (ours/official):    {ratio('ours cold', 'official cold', 0):.2f}  (target <= 0.50)"
+    )
+    print(
+        f"re-run wall ratio (ours/official):  {ratio('ours re-run', 'official re-run', 0):.2f}  (target <= 0.25)"
+    )
+    print(
+        f"  via TFX cache (--force):          {ratio('ours re-run via TFX cache (--force)', 'official re-run', 0):.2f}"
+    )
+    print(
+        f"cold peak RSS ratio:                {ratio('ours cold', 'official cold', 1):.2f}  (target <= 1.00)"
+    )
     print(f"re-run peak RSS ratio:              {ratio('ours re-run', 'official re-run', 1):.2f}")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
     return 0

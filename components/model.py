@@ -90,11 +90,15 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
     hp = {**DEFAULT_HPARAMS, **(hparams or {})}
     sizes = categorical_sizes()
     dense_inputs = {
-        features.transformed_name(k): tf.keras.Input(shape=(1,), name=features.transformed_name(k), dtype=tf.float32)
+        features.transformed_name(k): tf.keras.Input(
+            shape=(1,), name=features.transformed_name(k), dtype=tf.float32
+        )
         for k in features.DENSE_FLOAT_KEYS
     }
     id_inputs = {
-        features.transformed_name(k): tf.keras.Input(shape=(1,), name=features.transformed_name(k), dtype=tf.int64)
+        features.transformed_name(k): tf.keras.Input(
+            shape=(1,), name=features.transformed_name(k), dtype=tf.int64
+        )
         for k in sizes
     }
     ids = OffsetIds(list(sizes.values()), name="offset_ids")(list(id_inputs.values()))
@@ -108,7 +112,9 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
         if hp["dropout"]:
             x = tf.keras.layers.Dropout(hp["dropout"], seed=0)(x)
     deep_logit = tf.keras.layers.Dense(1, name="deep_logit")(x)
-    wide = tf.keras.layers.CategoryEncoding(num_tokens=total, output_mode="multi_hot", name="wide")(ids)
+    wide = tf.keras.layers.CategoryEncoding(num_tokens=total, output_mode="multi_hot", name="wide")(
+        ids
+    )
     wide_logit = tf.keras.layers.Dense(1, name="wide_logit")(wide)
     logit = tf.keras.layers.add([deep_logit, wide_logit])
     output = tf.keras.layers.Activation("sigmoid", name="probabilities")(logit)
@@ -227,21 +233,29 @@ class ServingModule(tf.Module):
             raw = _to_raw_features(inputs, tf_transform_output)
             return {"probabilities": probabilities(raw)}
 
-        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        @tf.function(
+            autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
+        )
         def serve_examples(examples):
             return {"probabilities": probabilities(parse(examples))}
 
-        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        @tf.function(
+            autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")]
+        )
         def classify(inputs):
             p = probabilities(parse(inputs))
             classes = tf.tile(tf.constant([["0", "1"]]), [tf.shape(p)[0], 1])
             return {"classes": classes, "scores": tf.concat([1.0 - p, p], axis=1)}
 
-        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        @tf.function(
+            autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")]
+        )
         def regress(inputs):
             return {"outputs": tf.squeeze(probabilities(parse(inputs)), axis=1)}
 
-        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        @tf.function(
+            autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
+        )
         def transform_features(examples):
             return loader.apply_transform_model(tf.io.parse_example(examples, raw_spec))
 
@@ -293,7 +307,11 @@ def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> 
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, training=True))
         optimizer.apply_gradients(
-            zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+            zip(
+                tape.gradient(loss, model.trainable_variables),
+                model.trainable_variables,
+                strict=True,
+            )
         )
         return loss
 

@@ -65,9 +65,7 @@ def preprocessing_fn(inputs: dict) -> dict:
 
     for key in features.BUCKET_KEYS:
         value = tf.cast(_dense(inputs[key], 0.0), tf.float32)
-        outputs[features.transformed_name(key)] = tft.bucketize(
-            value, features.BUCKET_COUNT
-        )
+        outputs[features.transformed_name(key)] = tft.bucketize(value, features.BUCKET_COUNT)
 
     for key, size in features.IDENTITY_KEYS.items():
         value = tf.cast(_dense(inputs[key], 0), tf.int64)

@@ -44,9 +44,7 @@ def gate_passed_ids(store, artifact_ids: list[int]) -> set[int]:
         for e in store.get_events_by_artifact_ids(artifact_ids)
         if e.type == metadata_store_pb2.Event.INPUT
     ]
-    executions = {
-        x.id: x for x in store.get_executions_by_id({e.execution_id for e in events})
-    }
+    executions = {x.id: x for x in store.get_executions_by_id({e.execution_id for e in events})}
     type_names = {t.id: t.name for t in store.get_execution_types()}
     passed = set()
     for event in events:

@@ -122,8 +122,7 @@ def check_csv(path: str, schema: schema_pb2.Schema, max_errors: int = 10) -> int
                         if value != "" and not _parses_as(value, feature_type):
                             kind = schema_pb2.FeatureType.Name(feature_type)
                             errors.append(
-                                f"{path}: line {line}, column '{name}': "
-                                f"{value!r} is not {kind}"
+                                f"{path}: line {line}, column '{name}': {value!r} is not {kind}"
                             )
                 if len(errors) >= max_errors:
                     break

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
@@ -155,7 +156,9 @@ def version_lineage(store: mlmd.MetadataStore, version: str) -> dict:
     trainer = graph.producer(model[0]) if model else None
     transform_graph = graph.linked([trainer], graph.inputs, "TransformGraph")
     transform = graph.producer(transform_graph[0]) if transform_graph else None
-    raw = [a for a in graph.linked([transform], graph.inputs, "Examples") if _is_raw_examples(graph, a)]
+    raw = [
+        a for a in graph.linked([transform], graph.inputs, "Examples") if _is_raw_examples(graph, a)
+    ]
     blessing = graph.linked([pusher], graph.inputs, "ModelBlessing")
     evaluator = graph.producer(blessing[0]) if blessing else None
     baseline = [a for a in graph.linked([evaluator], graph.inputs, "Model") if a not in model]
@@ -195,7 +198,11 @@ def models_for_span(store: mlmd.MetadataStore, span: int) -> dict:
     ]
     if not span_examples:
         ingested = sorted(
-            {int(_prop(graph.artifacts[a], "span")) for a in graph.artifacts if _is_raw_examples(graph, a)}
+            {
+                int(_prop(graph.artifacts[a], "span"))
+                for a in graph.artifacts
+                if _is_raw_examples(graph, a)
+            }
         )
         raise LineageError(f"span {span} was never ingested (ingested spans: {ingested or 'none'})")
     transforms = graph.executions_of(span_examples, graph.consumers, "Transform")

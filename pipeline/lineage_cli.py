@@ -25,11 +25,15 @@ def _print_version(info: dict) -> None:
     print(f"  schema:          {', '.join(info['schema'])}")
     print(f"  transform graph: {', '.join(info['transform_graph'])}")
     trainer = info["trainer"] or {}
-    print(f"  trainer run:     execution {trainer.get('execution_id')} -> {', '.join(info['model'])}")
+    print(
+        f"  trainer run:     execution {trainer.get('execution_id')} -> {', '.join(info['model'])}"
+    )
     print(f"  evaluation:      {', '.join(info['evaluation'])}")
     print(f"  baseline model:  {', '.join(info['baseline_model']) or 'none'}")
     for blessing in info["blessing"]:
-        print(f"  blessing:        {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'} {blessing['uri']}")
+        print(
+            f"  blessing:        {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'} {blessing['uri']}"
+        )
     pusher = info["pusher"] or {}
     print(f"  pusher run:      execution {pusher.get('execution_id')}")
 
@@ -52,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output-dir", default="tfx_runs", help="the pipeline run's output dir")
-    parser.add_argument("--metadata", help="MLMD SQLite file (default: <output-dir>/metadata.sqlite)")
+    parser.add_argument(
+        "--metadata", help="MLMD SQLite file (default: <output-dir>/metadata.sqlite)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     sub = parser.add_subparsers(dest="question", required=True)
     sub.add_parser("versions", help="list pushed serving versions")

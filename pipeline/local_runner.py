@@ -39,28 +39,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--output-dir", default="tfx_runs", help="pipeline root, MLMD and serving dir live here")
-    parser.add_argument("--data-dir", default=os.path.join(REPO_ROOT, "data", "taxi"), help="folder of span-<N>/*.csv")
-    parser.add_argument("--schema-dir", default=os.path.join(REPO_ROOT, "data", "schema"), help="folder with the curated schema.pbtxt")
-    parser.add_argument("--serving-dir", help="base dir of pushed versions (default: <output-dir>/serving/<model-name>)")
+    parser.add_argument(
+        "--output-dir", default="tfx_runs", help="pipeline root, MLMD and serving dir live here"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.path.join(REPO_ROOT, "data", "taxi"),
+        help="folder of span-<N>/*.csv",
+    )
+    parser.add_argument(
+        "--schema-dir",
+        default=os.path.join(REPO_ROOT, "data", "schema"),
+        help="folder with the curated schema.pbtxt",
+    )
+    parser.add_argument(
+        "--serving-dir",
+        help="base dir of pushed versions (default: <output-dir>/serving/<model-name>)",
+    )
     parser.add_argument("--model-name", default=configs.MODEL_NAME)
     parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
     parser.add_argument("--train-steps", type=int, default=configs.TRAIN_STEPS)
     parser.add_argument("--eval-steps", type=int, default=configs.EVAL_STEPS)
-    parser.add_argument("--num-spans", type=int, default=configs.NUM_SPANS, help="train on the newest N spans (0 = all)")
+    parser.add_argument(
+        "--num-spans",
+        type=int,
+        default=configs.NUM_SPANS,
+        help="train on the newest N spans (0 = all)",
+    )
     parser.add_argument("--seed", type=int, default=configs.SEED)
     parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC)
     parser.add_argument("--max-auc-drop", type=float, default=configs.MAX_AUC_DROP)
-    parser.add_argument("--beam-mode", choices=["in_memory", "multi_processing"], default="in_memory",
-                        help="in_memory (default, fastest here) or multi_processing (one worker per core)")
-    parser.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline arg (repeatable)")
-    parser.add_argument("--no-canary", action="store_true",
-                        help="push without the InfraCanary serving check (not recommended)")
-    parser.add_argument("--analyzer-cache", action="store_true",
-                        help="keep Transform's per-span analyzer cache (pays off for large spans)")
+    parser.add_argument(
+        "--beam-mode",
+        choices=["in_memory", "multi_processing"],
+        default="in_memory",
+        help="in_memory (default, fastest here) or multi_processing (one worker per core)",
+    )
+    parser.add_argument(
+        "--beam-arg", action="append", default=[], help="extra Beam pipeline arg (repeatable)"
+    )
+    parser.add_argument(
+        "--no-canary",
+        action="store_true",
+        help="push without the InfraCanary serving check (not recommended)",
+    )
+    parser.add_argument(
+        "--analyzer-cache",
+        action="store_true",
+        help="keep Transform's per-span analyzer cache (pays off for large spans)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="re-execute every component")
-    parser.add_argument("--force", action="store_true",
-                        help="run through TFX even if nothing changed since the last successful run")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run through TFX even if nothing changed since the last successful run",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show TFX/Beam logs")
     return parser.parse_args(argv)
 
@@ -140,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     output_dir = os.path.abspath(args.output_dir)
-    serving_dir = os.path.abspath(args.serving_dir or os.path.join(output_dir, "serving", args.model_name))
+    serving_dir = os.path.abspath(
+        args.serving_dir or os.path.join(output_dir, "serving", args.model_name)
+    )
     metadata_path = os.path.join(output_dir, "metadata.sqlite")
     pipeline_root = os.path.join(output_dir, "pipeline")
     data_root = os.path.abspath(args.data_dir)
@@ -168,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     last = run_cache.load(output_dir)
     if not (args.force or args.no_cache) and run_cache.is_fresh(last, fingerprint):
-        print(f"Nothing changed since the successful run of {last['finished']}: same spans, "
-              "schema, code and arguments, so every component would be a cache hit.")
+        print(
+            f"Nothing changed since the successful run of {last['finished']}: same spans, "
+            "schema, code and arguments, so every component would be a cache hit."
+        )
         print("Its summary (use --force to re-run through TFX's cache):")
         print(last["summary"])
         return EXIT_OK
@@ -193,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         code_fingerprints=code,
         beam_pipeline_args=(
-            configs.BEAM_ARGS_IN_MEMORY if args.beam_mode == "in_memory" else configs.BEAM_ARGS_MULTI_PROCESS
+            configs.BEAM_ARGS_IN_MEMORY
+            if args.beam_mode == "in_memory"
+            else configs.BEAM_ARGS_MULTI_PROCESS
         )
         + args.beam_arg,
         enable_cache=not args.no_cache,
@@ -208,14 +247,15 @@ def main(argv: list[str] | None = None) -> int:
         with progress.track() as runs:
             for span in (s for s in spans if s not in ingested and s != newest):
                 print(f"--- backfill: ingest and validate span {span}")
-                LocalDagRunner().run(
-                    create_pipeline(**common, span=span, ingest_only=True)
-                )
+                LocalDagRunner().run(create_pipeline(**common, span=span, ingest_only=True))
             print(f"--- run: ingest span {newest}, train, evaluate, push")
             LocalDagRunner().run(create_pipeline(**common, span=newest))
     except AnomaliesFoundError as e:
         print(f"ERROR: {e}", file=sys.stderr)
-        print(f"Run stopped at the anomalies gate; nothing was pushed. Data: {data_root}", file=sys.stderr)
+        print(
+            f"Run stopped at the anomalies gate; nothing was pushed. Data: {data_root}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_DATA
     except Exception as e:  # noqa: BLE001 - report any component failure and exit non-zero
         failed = next((r.node_id for r in reversed(runs) if r.state == "FAILED"), "pipeline")
@@ -226,12 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_summary.summarize(metadata_path, runs, since=started)
     text = run_summary.format_summary(summary, output_dir, serving_dir, time.time() - started)
     print(text)
-    run_cache.save(output_dir, {
-        "fingerprint": fingerprint,
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "pushed_to": summary.pushed_to,
-        "summary": text,
-    })
+    run_cache.save(
+        output_dir,
+        {
+            "fingerprint": fingerprint,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "pushed_to": summary.pushed_to,
+            "summary": text,
+        },
+    )
     return EXIT_OK
 
 

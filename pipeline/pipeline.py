@@ -179,9 +179,7 @@ def create_pipeline(
     range_config = None
     if span is not None:
         range_config = range_config_pb2.RangeConfig(
-            static_range=range_config_pb2.StaticRange(
-                start_span_number=span, end_span_number=span
-            )
+            static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span)
         )
     example_gen = CsvExampleGen(
         input_base=data_root,
@@ -211,7 +209,14 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         examples=example_gen.outputs["examples"],
     )
-    components = [example_gen, statistics_gen, import_schema, inferred_schema, example_validator, gate]
+    components = [
+        example_gen,
+        statistics_gen,
+        import_schema,
+        inferred_schema,
+        example_validator,
+        gate,
+    ]
 
     if not ingest_only:
         components += _training_nodes(
@@ -234,9 +239,7 @@ def create_pipeline(
         pipeline_root=pipeline_root,
         components=components,
         enable_cache=enable_cache,
-        metadata_connection_config=metadata.sqlite_metadata_connection_config(
-            metadata_path
-        ),
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(metadata_path),
         beam_pipeline_args=list(beam_pipeline_args or configs.BEAM_ARGS_IN_MEMORY),
     )
 
@@ -304,7 +307,9 @@ def _training_nodes(
     nodes = [span_resolver, transform, trainer, baseline_resolver, evaluator]
     infra_blessing = None
     if canary:
-        infra_canary = InfraCanary(model=trainer.outputs["model"], examples=example_gen.outputs["examples"])
+        infra_canary = InfraCanary(
+            model=trainer.outputs["model"], examples=example_gen.outputs["examples"]
+        )
         infra_blessing = infra_canary.outputs["blessing"]
         nodes.append(infra_canary)
     pusher = AtomicPusher(

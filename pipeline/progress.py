@@ -10,7 +10,8 @@ import contextlib
 import dataclasses
 import sys
 import time
-from typing import Iterator, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
@@ -44,7 +45,11 @@ def track(out: TextIO = sys.stdout) -> Iterator[list[NodeRun]]:
             info = original(self)
         except BaseException:
             run.seconds, run.state = time.time() - run.started, "FAILED"
-            print(f"[{_clock(time.time())}] FAILED {node_id} after {run.seconds:.1f}s", file=out, flush=True)
+            print(
+                f"[{_clock(time.time())}] FAILED {node_id} after {run.seconds:.1f}s",
+                file=out,
+                flush=True,
+            )
             raise
         run.seconds = time.time() - run.started
         run.state = _state(self, info)

@@ -122,7 +122,9 @@ def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds:
     if summary.blessed is None:
         lines.append("  blessing: not evaluated")
     elif summary.blessed:
-        lines.append("  blessing: BLESSED (AUC and calibration within thresholds, no regression vs baseline)")
+        lines.append(
+            "  blessing: BLESSED (AUC and calibration within thresholds, no regression vs baseline)"
+        )
     else:
         lines.append("  blessing: NOT BLESSED")
         lines += [f"    - {reason}" for reason in summary.reasons]

@@ -5,6 +5,7 @@ of the bundled data (three spans of 400 rows) and is shared by every
 end-to-end test (pipeline, serving, reports).
 """
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ def write_sample(target: str, spans=SAMPLE_SPANS, rows: int = SAMPLE_ROWS) -> st
     for span in spans:
         os.makedirs(os.path.join(target, f"span-{span}"), exist_ok=True)
         with open(os.path.join(DATA_DIR, f"span-{span}", "data.csv")) as f:
-            lines = [line for _, line in zip(range(rows + 1), f)]
+            lines = list(itertools.islice(f, rows + 1))
         with open(os.path.join(target, f"span-{span}", "data.csv"), "w") as f:
             f.writelines(lines)
     return target
@@ -37,11 +38,17 @@ def write_sample(target: str, spans=SAMPLE_SPANS, rows: int = SAMPLE_ROWS) -> st
 def run_pipeline(output_dir: str, data_dir: str, *extra: str, timeout: int = 900):
     """Runs ``taxi-pipeline`` in a subprocess; returns the CompletedProcess."""
     command = [
-        sys.executable, "-m", "pipeline.local_runner",
-        "--output-dir", output_dir,
-        "--data-dir", data_dir,
-        "--train-steps", str(TRAIN_STEPS),
-        "--eval-steps", "5",
+        sys.executable,
+        "-m",
+        "pipeline.local_runner",
+        "--output-dir",
+        output_dir,
+        "--data-dir",
+        data_dir,
+        "--train-steps",
+        str(TRAIN_STEPS),
+        "--eval-steps",
+        "5",
         *extra,
     ]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)

@@ -4,7 +4,6 @@ Placed between ExampleValidator and Transform (Transform is made to depend on
 it), so anomalous data never reaches training and nothing gets pushed.
 """
 
-
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
@@ -20,4 +19,7 @@ def AnomaliesGate(
 ) -> None:
     """Raises ``AnomaliesFoundError`` naming each anomalous split and column."""
     splits = artifact_utils.decode_split_names(anomalies.split_names)
-    gate.check(gate.read_anomalies(anomalies.uri, splits), f"span {examples.get_int_custom_property('span')}")
+    gate.check(
+        gate.read_anomalies(anomalies.uri, splits),
+        f"span {examples.get_int_custom_property('span')}",
+    )

@@ -31,9 +31,10 @@ def describe(by_split: dict[str, anomalies_pb2.Anomalies], source: str = "") -> 
     where = f" in {source}" if source else ""
     for split, anomalies in sorted(by_split.items()):
         for column, info in sorted(anomalies.anomaly_info.items()):
-            reasons = "; ".join(
-                f"{r.short_description}: {r.description}" for r in info.reason
-            ) or info.description
+            reasons = (
+                "; ".join(f"{r.short_description}: {r.description}" for r in info.reason)
+                or info.description
+            )
             lines.append(f"split '{split}'{where}, column '{column}': {reasons}")
         if anomalies.HasField("dataset_anomaly_info"):
             info = anomalies.dataset_anomaly_info

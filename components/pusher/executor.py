@@ -112,7 +112,9 @@ class AtomicPushExecutor(tfx_pusher_executor.Executor):
         model_path = self.GetModelPath(input_dict)
         base = destination.filesystem.base_directory
         newest = newest_version(base)
-        if newest is not None and tree_digest(os.path.join(base, str(newest))) == tree_digest(model_path):
+        if newest is not None and tree_digest(os.path.join(base, str(newest))) == tree_digest(
+            model_path
+        ):
             # The same model is already the served version: no duplicate version.
             version, serving_path = newest, os.path.join(base, str(newest))
             logging.info("Model identical to served version %s; not pushed again", newest)

@@ -8,7 +8,11 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from components.anomalies_gate import gate
 
 
-def _anomalies(column=None, short="Unexpected string values", long="Examples contain values missing from the schema: Bitcoin (~2%)."):
+def _anomalies(
+    column=None,
+    short="Unexpected string values",
+    long="Examples contain values missing from the schema: Bitcoin (~2%).",
+):
     result = anomalies_pb2.Anomalies()
     if column:
         info = result.anomaly_info[column]

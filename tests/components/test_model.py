@@ -48,7 +48,13 @@ def test_signatures_and_method_names(exported):
     with open(os.path.join(exported["dir"], "saved_model.pb"), "rb") as f:
         saved = saved_model_pb2.SavedModel.FromString(f.read())
     signatures = saved.meta_graphs[0].signature_def
-    assert set(signatures) >= {"serving_default", "serving_examples", "classification", "regression", "transform_features"}
+    assert set(signatures) >= {
+        "serving_default",
+        "serving_examples",
+        "classification",
+        "regression",
+        "transform_features",
+    }
     assert signatures["classification"].method_name == "tensorflow/serving/classify"
     assert signatures["regression"].method_name == "tensorflow/serving/regress"
     assert signatures["serving_default"].method_name == "tensorflow/serving/predict"
@@ -63,7 +69,11 @@ def _raw_request(row, spec):
     for key, tensor_spec in spec.items():
         value = row[key][0] if row[key] else None
         if value is None:
-            value = float("nan") if tensor_spec.dtype.is_floating else ("" if tensor_spec.dtype == tf.string else -1)
+            value = (
+                float("nan")
+                if tensor_spec.dtype.is_floating
+                else ("" if tensor_spec.dtype == tf.string else -1)
+            )
         request[key] = tf.constant([value], dtype=tensor_spec.dtype)
     return request
 
@@ -86,10 +96,16 @@ def test_raw_features_and_examples_agree(exported, raw_rows, transform_output):
     loaded = tf.saved_model.load(exported["dir"])
     serve = loaded.signatures["serving_default"]
     spec = serve.structured_input_signature[1]
-    rows = [r for r in raw_rows[:40] if all(r[k] for k in ("dropoff_community_area", "pickup_community_area"))][:10]
+    rows = [
+        r
+        for r in raw_rows[:40]
+        if all(r[k] for k in ("dropoff_community_area", "pickup_community_area"))
+    ][:10]
     for row in rows:
         raw = float(serve(**_raw_request(row, spec))["probabilities"][0, 0])
-        examples = loaded.signatures["serving_examples"](examples=tf.constant([_example(row, raw_spec)]))
+        examples = loaded.signatures["serving_examples"](
+            examples=tf.constant([_example(row, raw_spec)])
+        )
         assert 0.0 <= raw <= 1.0
         assert math.isclose(raw, float(examples["probabilities"][0, 0]), abs_tol=1e-5)
 

@@ -62,7 +62,10 @@ def _push(tmp_path, model_dir, base, blessed=True, name="push"):
     AtomicPushExecutor().Do(
         {"model": [model], "model_blessing": [blessing]},
         {"pushed_model": [pushed]},
-        {"push_destination": proto_utils.proto_to_json(destination), "custom_config": json.dumps({})},
+        {
+            "push_destination": proto_utils.proto_to_json(destination),
+            "custom_config": json.dumps({}),
+        },
     )
     return pushed
 

@@ -14,10 +14,20 @@ def _examples(artifact_id, span):
 
 
 def test_newest_passed_artifact_per_span():
-    artifacts = [_examples(1, 2013), _examples(2, 2014), _examples(3, 2014), _examples(4, 2015), _examples(5, 2016)]
+    artifacts = [
+        _examples(1, 2013),
+        _examples(2, 2014),
+        _examples(3, 2014),
+        _examples(4, 2015),
+        _examples(5, 2016),
+    ]
     passed = {1, 2, 3, 4}  # span 2016 failed validation
     chosen = select_spans(artifacts, passed, num_spans=0)
-    assert [(a.id, a.get_int_custom_property("span")) for a in chosen] == [(4, 2015), (3, 2014), (1, 2013)]
+    assert [(a.id, a.get_int_custom_property("span")) for a in chosen] == [
+        (4, 2015),
+        (3, 2014),
+        (1, 2013),
+    ]
 
 
 def test_num_spans_keeps_newest():

@@ -5,6 +5,7 @@ state work on copies of its data and output directories.
 """
 
 import csv
+import itertools
 import os
 import shutil
 import subprocess
@@ -12,16 +13,25 @@ import sys
 
 import pytest
 import tensorflow as tf
+from conftest import REPO_ROOT, run_pipeline
 from ml_metadata.proto import metadata_store_pb2
 
-from conftest import REPO_ROOT, run_pipeline
 from pipeline import lineage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ALL_NODES = {
-    "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "SchemaGen", "ExampleValidator", "InfraCanary",
-    "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher",
+    "CsvExampleGen",
+    "StatisticsGen",
+    "ImportSchemaGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "InfraCanary",
+    "AnomaliesGate",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
 }
 
 
@@ -34,7 +44,9 @@ def _states(metadata):
     graph = _graph(metadata)
     states = {}
     for execution_id in sorted(graph.executions):
-        state = metadata_store_pb2.Execution.State.Name(graph.executions[execution_id].last_known_state)
+        state = metadata_store_pb2.Execution.State.Name(
+            graph.executions[execution_id].last_known_state
+        )
         states.setdefault(graph.node_of(execution_id), []).append(state)
     return states
 
@@ -69,7 +81,7 @@ def test_pushed_model_predicts_from_plain_values(taxi_run):
     serve = model.signatures["serving_default"]
     spec = serve.structured_input_signature[1]
     with open(os.path.join(taxi_run["data_dir"], "span-2015", "data.csv")) as f:
-        rows = [row for _, row in zip(range(8), csv.DictReader(f))]
+        rows = list(itertools.islice(csv.DictReader(f), 8))
     request = {}
     for key, tensor_spec in spec.items():
         values = []
@@ -105,8 +117,19 @@ def test_lineage_answers(taxi_run):
     with pytest.raises(lineage.LineageError, match="never ingested"):
         lineage.models_for_span(store, 1999)
     cli = subprocess.run(
-        [sys.executable, "-m", "pipeline.lineage_cli", "--output-dir", taxi_run["output_dir"], "version", version],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.lineage_cli",
+            "--output-dir",
+            taxi_run["output_dir"],
+            "version",
+            version,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert cli.returncode == 0, cli.stderr
     assert "spans:           2013, 2014, 2015" in cli.stdout
@@ -132,7 +155,7 @@ def _write_span(data_dir, span, rows, mutate=None):
     source = os.path.join(REPO_ROOT, "data", "taxi", "span-2016", "data.csv")
     with open(source, newline="") as f:
         reader = csv.DictReader(f)
-        header, records = reader.fieldnames, [r for _, r in zip(range(rows), reader)]
+        header, records = reader.fieldnames, list(itertools.islice(reader, rows))
     for i, record in enumerate(records):
         if mutate:
             mutate(i, record)
@@ -151,7 +174,9 @@ def test_bad_csv_is_rejected_before_ingestion(taxi_run, tmp_path):
     assert result.returncode == 2
     assert "span-2016/data.csv: line 9, column 'fare': 'n/a' is not FLOAT" in result.stderr
     assert len(_graph(os.path.join(output_dir, "metadata.sqlite")).executions) == before
-    assert _versions(os.path.join(output_dir, "serving", "taxi")) == _versions(taxi_run["serving_dir"])
+    assert _versions(os.path.join(output_dir, "serving", "taxi")) == _versions(
+        taxi_run["serving_dir"]
+    )
 
 
 def test_anomalous_span_stops_then_fixed_span_is_trained_on(taxi_run, tmp_path):

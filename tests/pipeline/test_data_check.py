@@ -64,7 +64,10 @@ def test_fractional_value_in_int_column(tmp_path):
 def test_missing_required_column(tmp_path, column):
     lines = _lines()
     index = lines[0].rstrip("\n").split(",").index(column)
-    lines = [",".join(v for i, v in enumerate(line.rstrip("\n").split(",")) if i != index) + "\n" for line in lines]
+    lines = [
+        ",".join(v for i, v in enumerate(line.rstrip("\n").split(",")) if i != index) + "\n"
+        for line in lines
+    ]
     with pytest.raises(data_check.DataError, match=f"header lacks required column.*{column}"):
         data_check.check_csv(_write(tmp_path, lines), SCHEMA)
 

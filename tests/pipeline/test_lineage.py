@@ -36,8 +36,13 @@ class Builder:
         type_id = self.store.put_execution_type(pb.ExecutionType(name=f"tfx.components.{node}"))
         execution = pb.Execution(type_id=type_id, last_known_state=pb.Execution.COMPLETE)
         [execution_id] = self.store.put_executions([execution])
-        events = [pb.Event(artifact_id=a, execution_id=execution_id, type=pb.Event.INPUT) for a in inputs]
-        events += [pb.Event(artifact_id=a, execution_id=execution_id, type=pb.Event.OUTPUT) for a in outputs]
+        events = [
+            pb.Event(artifact_id=a, execution_id=execution_id, type=pb.Event.INPUT) for a in inputs
+        ]
+        events += [
+            pb.Event(artifact_id=a, execution_id=execution_id, type=pb.Event.OUTPUT)
+            for a in outputs
+        ]
         self.store.put_events(events)
         if node not in self.node_contexts:
             [self.node_contexts[node]] = self.store.put_contexts(
@@ -69,7 +74,10 @@ def store():
         inputs = [model, *span_ids] + ([baseline] if baseline else [])
         b.execution("Evaluator", inputs=inputs, outputs=[evaluation, blessing])
         pushed = b.artifact(
-            "PushedModel", f"/push/{name}", pushed=1, pushed_version=str(version),
+            "PushedModel",
+            f"/push/{name}",
+            pushed=1,
+            pushed_version=str(version),
             pushed_destination=f"/serving/{version}",
         )
         b.execution("Pusher", inputs=[model, blessing], outputs=[pushed])
@@ -98,7 +106,10 @@ def test_version_lineage(store):
 
 def test_models_for_span(store):
     by_span = {s: lineage.models_for_span(store, s)["models"] for s in (1, 3)}
-    assert [(m["model"], m["pushed_versions"]) for m in by_span[1]] == [("/model/a", ["100"]), ("/model/b", ["200"])]
+    assert [(m["model"], m["pushed_versions"]) for m in by_span[1]] == [
+        ("/model/a", ["100"]),
+        ("/model/b", ["200"]),
+    ]
     assert [(m["model"], m["pushed_versions"]) for m in by_span[3]] == [("/model/b", ["200"])]
 
 

@@ -32,7 +32,13 @@ def test_full_pipeline_nodes_and_edges(args):
     p = create_pipeline(**args, span=2016, train_steps=10)
     nodes = _nodes(p)
     assert set(nodes) == set(INGEST_NODES) | {
-        "SpanResolver", "Transform", "Trainer", "BaselineModelResolver", "Evaluator", "InfraCanary", "Pusher",
+        "SpanResolver",
+        "Transform",
+        "Trainer",
+        "BaselineModelResolver",
+        "Evaluator",
+        "InfraCanary",
+        "Pusher",
     }
     assert _upstream(nodes["StatisticsGen"]) == {"CsvExampleGen"}
     assert _upstream(nodes["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
@@ -85,5 +91,9 @@ def test_thresholds_gate_overall_slice_only():
     assert list(auc.slicing_specs[0].feature_keys) == []
     assert auc.threshold.value_threshold.lower_bound.value == 0.8
     assert auc.threshold.change_threshold.absolute.value == -0.02
-    assert {tuple(s.feature_keys) for s in config.slicing_specs} == {(), ("trip_start_hour",), ("payment_type",)}
+    assert {tuple(s.feature_keys) for s in config.slicing_specs} == {
+        (),
+        ("trip_start_hour",),
+        ("payment_type",),
+    }
     assert "BinaryAccuracy" in metrics and not metrics["BinaryAccuracy"].HasField("threshold")
