@@ -15,6 +15,10 @@ VENV=${VENV:-.venv}
 LOCK=requirements/lock.txt
 PIP_VERSION=26.3
 
+# This machine's pip config lists local package folders that may not exist;
+# pip warns once per package about them. Keep real errors, drop that noise.
+pip_quiet() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+
 is_py310() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1; }
 
 find_python() {
@@ -69,10 +73,10 @@ fi
 echo "setup: creating $VENV with $PY ($("$PY" -V 2>&1))"
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check "pip==$PIP_VERSION"
+pip_quiet install -q --disable-pip-version-check "pip==$PIP_VERSION"
 echo "setup: installing $(grep -c '==' "$LOCK") locked packages (no dependency resolution)"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$LOCK"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+pip_quiet install -q --disable-pip-version-check --no-deps -r "$LOCK"
+pip_quiet install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -m pip check
 echo "$WANT" > "$STAMP"
 echo "setup: done; activate with: source $VENV/bin/activate"
