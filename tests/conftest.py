@@ -5,53 +5,15 @@ of the bundled data (three spans of 400 rows) and is shared by every
 end-to-end test (pipeline, serving, reports).
 """
 
-import itertools
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIR = os.path.join(REPO_ROOT, "data", "taxi")
-SCHEMA_DIR = os.path.join(REPO_ROOT, "data", "schema")
-SAMPLE_SPANS = (2013, 2014, 2015)
-SAMPLE_ROWS = 400
-TRAIN_STEPS = 150
-
-
-def write_sample(target: str, spans=SAMPLE_SPANS, rows: int = SAMPLE_ROWS) -> str:
-    """Copies the first ``rows`` rows of each bundled span to ``target``."""
-    for span in spans:
-        os.makedirs(os.path.join(target, f"span-{span}"), exist_ok=True)
-        with open(os.path.join(DATA_DIR, f"span-{span}", "data.csv")) as f:
-            lines = list(itertools.islice(f, rows + 1))
-        with open(os.path.join(target, f"span-{span}", "data.csv"), "w") as f:
-            f.writelines(lines)
-    return target
-
-
-def run_pipeline(output_dir: str, data_dir: str, *extra: str, timeout: int = 900):
-    """Runs ``taxi-pipeline`` in a subprocess; returns the CompletedProcess."""
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline.local_runner",
-        "--output-dir",
-        output_dir,
-        "--data-dir",
-        data_dir,
-        "--train-steps",
-        str(TRAIN_STEPS),
-        "--eval-steps",
-        "5",
-        *extra,
-    ]
-    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+from taxi_runs import run_pipeline, write_sample  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT, run_pipeline
 from ml_metadata.proto import metadata_store_pb2
+from taxi_runs import REPO_ROOT, run_pipeline
 
 from pipeline import lineage
 
