@@ -21,8 +21,8 @@ setup(
             "taxi-pipeline=pipeline.local_runner:main",
             "taxi-lineage=pipeline.lineage_cli:main",
             "taxi-report=reporting.cli:main",
-            "taxi-serve=serving.server:main",
-            "taxi-client=serving.client:main",
+            "serve=serving.server:main",
+            "serving-client=serving.client:main",
         ]
     },
 )
