@@ -41,7 +41,9 @@ def measure(command: list[str], env: dict, cwd: str) -> tuple[float, float, int]
         time.sleep(0.05)
     wall = time.perf_counter() - started
     if process.returncode:
-        sys.stderr.write(process.stderr.read().decode()[-3000:])
+        log.seek(0)
+        sys.stderr.write(log.read().decode(errors="replace")[-3000:])
+    log.close()
     return wall, peak / 2**20, process.returncode
 
 
