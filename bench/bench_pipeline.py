@@ -26,10 +26,9 @@ EXAMPLE = "tfx.examples.chicago_taxi_pipeline.taxi_pipeline_native_keras"
 
 def measure(command: list[str], env: dict, cwd: str) -> tuple[float, float, int]:
     """Runs ``command``; returns (wall seconds, peak tree RSS in MiB, exit code)."""
+    log = tempfile.TemporaryFile()  # a pipe would fill up with TFX's logs and block the child
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
