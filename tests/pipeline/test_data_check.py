@@ -18,6 +18,14 @@ def _lines(n=20):
         return [next(f) for _ in range(n + 1)]
 
 
+def _with_value(lines, line_index, column, value):
+    """``lines`` with ``column`` of line ``line_index`` set to ``value``."""
+    header = lines[0].rstrip("\n").split(",")
+    row = lines[line_index].rstrip("\n").split(",")
+    row[header.index(column)] = value
+    return [*lines[:line_index], ",".join(row) + "\n", *lines[line_index + 1 :]]
+
+
 def _write(tmp_path, lines, name="data.csv"):
     span = tmp_path / "span-1"
     span.mkdir(exist_ok=True)
@@ -40,22 +48,13 @@ def test_row_with_wrong_field_count_names_file_and_line(tmp_path):
 
 
 def test_string_in_numeric_column_names_column(tmp_path):
-    lines = _lines()
-    header = lines[0].rstrip("\n").split(",")
-    row = lines[3].rstrip("\n").split(",")
-    row[header.index("fare")] = "twelve"
-    lines[3] = ",".join(row) + "\n"
-    path = _write(tmp_path, lines)
+    path = _write(tmp_path, _with_value(_lines(), 3, "fare", "twelve"))
     with pytest.raises(data_check.DataError, match=r"line 4, column 'fare': 'twelve' is not FLOAT"):
         data_check.check_csv(path, SCHEMA)
 
 
 def test_fractional_value_in_int_column(tmp_path):
-    lines = _lines()
-    header = lines[0].rstrip("\n").split(",")
-    row = lines[2].rstrip("\n").split(",")
-    row[header.index("trip_start_hour")] = "3.5"
-    lines[2] = ",".join(row) + "\n"
+    lines = _with_value(_lines(), 2, "trip_start_hour", "3.5")
     with pytest.raises(data_check.DataError, match="column 'trip_start_hour': '3.5' is not INT"):
         data_check.check_csv(_write(tmp_path, lines), SCHEMA)
 
