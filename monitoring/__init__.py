@@ -1,0 +1,1 @@
+"""Monitoring of the served model: request logs -> TFDV skew/drift, reports, gauges."""

@@ -1,0 +1,291 @@
+"""`monitor`: skew and drift of served traffic, and drift between data spans.
+
+    monitor window --logs <filename_prefix> --start 2026-11-25T10:00 --end 2026-11-25T11:00 \
+        --metadata tfx_runs/metadata.sqlite --out monitoring_out
+    monitor spans --metadata tfx_runs/metadata.sqlite --out monitoring_out
+
+`window` reads the request logs of `[start, end)`, computes TFDV statistics,
+validates them against the schema's SERVING environment, measures skew
+against the training statistics of the served version's newest span (found
+in ML Metadata) and drift against the previous window of the same length.
+`spans` compares the statistics of consecutive ingested spans.
+
+Each run writes into `<out>/<name>/`: `anomalies/Split-<split>/SchemaDiff.pb`,
+`statistics/Split-<split>/FeatureStats.pb` (window only), `report.md`,
+`summary.json` and `metrics.prom` (also to `--textfile` for the node exporter).
+
+Exit codes: 0 nothing found, 1 anomalies, skew or drift, 2 bad input (no log
+files, an empty window, malformed records above `--max-malformed-fraction`,
+unknown version or metadata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_SCHEMA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "schema", "schema.pbtxt"
+)
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds, or ISO 8601 (UTC unless an offset is given)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use unix seconds or ISO 8601)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="monitor", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--schema", default=DEFAULT_SCHEMA, help="curated schema (pbtxt)")
+    common.add_argument("--metadata", help="MLMD SQLite file of the pipeline run")
+    common.add_argument("--out", required=True, help="output directory")
+    common.add_argument("--textfile", help="also write the gauges here (node exporter)")
+    common.add_argument(
+        "--linf",
+        type=float,
+        default=0.1,
+        help="L-infinity threshold for categoricals without one in the schema",
+    )
+    common.add_argument(
+        "--jsd",
+        type=float,
+        default=0.1,
+        help="Jensen-Shannon threshold for numerics without one in the schema",
+    )
+    w = sub.add_parser("window", parents=[common], help="skew/drift of a request log window")
+    w.add_argument("--logs", required=True, help="request log filename_prefix or directory")
+    w.add_argument("--start", type=parse_time, required=True)
+    w.add_argument("--end", type=parse_time, required=True)
+    w.add_argument("--version", help="served version (default: newest in the window)")
+    w.add_argument(
+        "--max-malformed-fraction",
+        type=float,
+        default=0.0,
+        help="malformed records allowed before exit 2 (default 0)",
+    )
+    sub.add_parser("spans", parents=[common], help="drift between consecutive data spans")
+    return p
+
+
+def _write_outputs(
+    directory: str,
+    args,
+    title: str,
+    facts: dict,
+    validation,
+    problems,
+    split: str,
+    counts: dict,
+    end: float,
+    scope: str,
+    anomalous=None,
+) -> None:
+    from monitoring import artifacts, gauges, report
+
+    os.makedirs(directory, exist_ok=True)
+    if validation is not None and split:
+        artifacts.write_anomalies(os.path.join(directory, "anomalies"), split, validation.anomalies)
+    with open(os.path.join(directory, "report.md"), "w") as f:
+        f.write(report.markdown(title, facts, validation, problems))
+    findings = validation.findings if validation is not None else []
+    if anomalous is None:
+        anomalous = validation.anomalous_features if validation is not None else []
+    summary = dict(
+        facts,
+        counts=counts,
+        problems=problems,
+        anomalous_features=anomalous,
+        findings=[dict(dataclasses.asdict(x), exceeded=x.exceeded) for x in findings],
+        notes=validation.notes if validation is not None else [],
+    )
+    with open(os.path.join(directory, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1, default=str)
+    registry = gauges.registry_for(scope, findings, anomalous, counts, end)
+    gauges.write_textfile(os.path.join(directory, "metrics.prom"), registry)
+    if args.textfile:
+        gauges.write_textfile(args.textfile, registry)
+
+
+def run_window(args) -> int:
+    from monitoring import artifacts, baselines, drift, request_logs
+    from pipeline import lineage
+
+    if args.end <= args.start:
+        print(f"error: --end ({args.end}) must be after --start ({args.start})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    name = f"window-{int(args.start)}-{int(args.end)}"
+    directory = os.path.join(args.out, name)
+    window = request_logs.read_window(args.logs, args.start, args.end)
+    counts = {"ok": window.records, "malformed": window.malformed, "outside_window": window.outside}
+    problems = list(window.problems)
+    facts = {
+        "logs": args.logs,
+        "start": args.start,
+        "end": args.end,
+        "files": len(window.files),
+        "records": window.records,
+        "rows": len(window.rows),
+        "malformed records": window.malformed,
+        "versions": dict(window.versions),
+    }
+    exit_code = EXIT_OK
+    total = window.records + window.outside + window.malformed
+    if not window.files:
+        problems.append(f"no request log files match {args.logs!r}")
+    elif not window.rows:
+        problems.append(
+            f"missing window: no logged requests in [{args.start}, {args.end}) "
+            f"({total} records read, {window.outside} outside the window)"
+        )
+    if total and window.malformed / total > args.max_malformed_fraction:
+        problems.append(
+            f"{window.malformed} of {total} records malformed "
+            f"(allowed fraction {args.max_malformed_fraction})"
+        )
+        exit_code = EXIT_BAD_INPUT
+    if not window.rows:
+        _write_outputs(
+            directory,
+            args,
+            f"Monitor {name}",
+            facts,
+            None,
+            problems,
+            "serving",
+            counts,
+            args.end,
+            "window",
+        )
+        _print_problems(problems)
+        return EXIT_BAD_INPUT
+
+    schema = drift.comparator_schema(drift.load_schema(args.schema), args.linf, args.jsd)
+    current = drift.statistics_from_rows(window.rows, schema)
+    artifacts.write_statistics(os.path.join(directory, "statistics"), "serving", current)
+    length = args.end - args.start
+    before = request_logs.read_window(args.logs, args.start - length, args.start)
+    previous = drift.statistics_from_rows(before.rows, schema) if before.rows else None
+    facts["previous window rows"] = len(before.rows)
+    training = None
+    version = args.version or window.served_version
+    facts["served version"] = version
+    if not args.metadata:
+        problems.append("no --metadata: skew against training statistics not computed")
+    else:
+        try:
+            if not os.path.exists(args.metadata):
+                raise OSError(f"metadata not found: {args.metadata}")
+            span, training = baselines.training_statistics(
+                lineage.open_store(args.metadata), str(version)
+            )
+            facts["training span"] = span
+        except (lineage.LineageError, OSError, RuntimeError, ValueError) as e:
+            problems.append(f"training statistics of version {version}: {e}")
+            exit_code = EXIT_BAD_INPUT
+    validation = drift.validate(current, schema, training=training, previous=previous)
+    _write_outputs(
+        directory,
+        args,
+        f"Monitor {name}",
+        facts,
+        validation,
+        problems,
+        "serving",
+        counts,
+        args.end,
+        "window",
+    )
+    return _finish(directory, validation, problems, exit_code)
+
+
+def run_spans(args) -> int:
+    from monitoring import artifacts, baselines, drift
+    from pipeline import lineage
+
+    directory = os.path.join(args.out, "spans")
+    if not args.metadata or not os.path.exists(args.metadata):
+        print(f"error: metadata not found: {args.metadata!r}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    stats = baselines.span_statistics(lineage.open_store(args.metadata))
+    schema = drift.comparator_schema(drift.load_schema(args.schema), args.linf, args.jsd)
+    spans = sorted(stats)
+    facts = {"metadata": args.metadata, "spans": spans}
+    title = "Monitor: drift between consecutive spans"
+    if len(spans) < 2:
+        problems = [f"need two spans with statistics in ML Metadata, found {spans}"]
+        _write_outputs(directory, args, title, facts, None, problems, "", {}, 0, "spans")
+        _print_problems(problems)
+        return EXIT_BAD_INPUT
+    findings, anomalous, result = [], [], None
+    for previous, span in zip(spans, spans[1:], strict=False):
+        result = drift.validate(
+            stats[span], schema, previous=stats[previous], environment="TRAINING"
+        )
+        artifacts.write_anomalies(
+            os.path.join(directory, "anomalies"), f"span-{span}", result.anomalies
+        )
+        findings += [dataclasses.replace(f, feature=f"{f.feature}@{span}") for f in result.findings]
+        anomalous += [f"{name}@{span}" for name in result.anomalous_features]
+    # The report shows the newest pair's anomalies and every pair's drift.
+    validation = drift.Validation(result.anomalies, findings, [])
+    _write_outputs(
+        directory, args, title, facts, validation, [], "", {}, 0, "spans", anomalous=anomalous
+    )
+    return _finish(directory, validation, [], EXIT_OK, anomalous)
+
+
+def _print_problems(problems) -> None:
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+
+
+def _finish(directory, validation, problems, exit_code, anomalous=None) -> int:
+    anomalous = validation.anomalous_features if anomalous is None else anomalous
+    exceeded = [f for f in validation.findings if f.exceeded]
+    _print_problems(problems)
+    print(
+        f"{len(anomalous)} anomalous features, {len(exceeded)} skew/drift measurements "
+        f"above threshold; report: {os.path.join(directory, 'report.md')}"
+    )
+    for f in exceeded:
+        print(f"  {f.kind} {f.feature} {f.measure}={f.value:.4f} > {f.threshold}")
+    if exit_code != EXIT_OK:
+        return exit_code
+    return EXIT_FOUND if anomalous or exceeded else EXIT_OK
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "window":
+            return run_window(args)
+        return run_spans(args)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

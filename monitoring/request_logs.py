@@ -1,0 +1,184 @@
+"""Reads the server's sampled `PredictionLog` TFRecords into raw feature rows.
+
+The server (`serving/request_log.py`) writes `<filename_prefix>.<unix_ms>.<seq>.tfrecord`
+files; every record carries `log_metadata.timestamp_secs` and the model spec
+with the resolved version. `read_window` keeps the records whose timestamp is
+in `[start, end)` and turns each logged instance into one row
+`{feature: value}` (predict inputs, or classify/regress `tf.Example`s).
+
+Nothing is skipped silently: unreadable files, corrupt records and records
+that are not predict/classify/regress logs are counted and described in
+`LogWindow.problems`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+
+@dataclasses.dataclass
+class LogWindow:
+    """What `read_window` found for one time window."""
+
+    start: float
+    end: float
+    files: list[str]
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    records: int = 0  # well-formed records inside the window
+    outside: int = 0  # well-formed records outside the window
+    malformed: int = 0
+    problems: list[str] = dataclasses.field(default_factory=list)
+    versions: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    predictions: list[dict] = dataclasses.field(default_factory=list)
+
+    @property
+    def served_version(self) -> int | None:
+        """The newest model version seen in the window."""
+        return max(self.versions) if self.versions else None
+
+
+def log_files(prefix: str) -> list[str]:
+    """Request log files of `prefix` (a `filename_prefix`, or a directory), oldest first."""
+    if os.path.isdir(prefix):
+        pattern = os.path.join(glob.escape(prefix), "*.tfrecord")
+    else:
+        pattern = glob.escape(prefix) + ".*.tfrecord"
+    return sorted(glob.glob(pattern), key=_file_order)
+
+
+def _file_order(path: str):
+    parts = os.path.basename(path).split(".")
+    try:
+        return (int(parts[-3]), int(parts[-2]), path)
+    except (IndexError, ValueError):
+        return (0, 0, path)
+
+
+def _scalar(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _predict_rows(log: prediction_log_pb2.PredictLog) -> list[dict]:
+    columns = {}
+    for alias, tensor in log.request.inputs.items():
+        array = tf.make_ndarray(tensor)
+        columns[alias] = array.reshape(array.shape[0], -1) if array.ndim else array.reshape(1, 1)
+    if not columns:
+        raise ValueError("predict log without inputs")
+    sizes = {len(c) for c in columns.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"inputs with different batch sizes {sorted(sizes)}")
+    rows = []
+    for i in range(sizes.pop()):
+        rows.append(
+            {alias: _scalar(c[i][0]) if c.shape[1] else None for alias, c in columns.items()}
+        )
+    return rows
+
+
+def _example_rows(request_input) -> list[dict]:
+    which = request_input.WhichOneof("kind")
+    if which == "example_list":
+        examples, context = request_input.example_list.examples, None
+    elif which == "example_list_with_context":
+        examples = request_input.example_list_with_context.examples
+        context = request_input.example_list_with_context.context
+    else:
+        raise ValueError("classify/regress log without examples")
+    rows = []
+    for example in examples:
+        merged = tf.train.Example()
+        if context is not None:
+            merged.MergeFrom(context)
+        merged.MergeFrom(example)
+        row = {}
+        for name, feature in merged.features.feature.items():
+            kind = feature.WhichOneof("kind")
+            values = list(getattr(feature, kind).value) if kind else []
+            row[name] = _scalar(values[0]) if values else None
+        rows.append(row)
+    return rows
+
+
+def _prediction_values(log: prediction_log_pb2.PredictLog) -> list[float]:
+    for alias in ("probabilities", "scores", "outputs"):
+        if alias in log.response.outputs:
+            array = tf.make_ndarray(log.response.outputs[alias])
+            return [float(v) for v in array.reshape(array.shape[0], -1)[:, -1]]
+    return []
+
+
+def parse_record(record: bytes) -> tuple[float, int, list[dict], list[float]]:
+    """One serialized PredictionLog -> (timestamp, version, rows, predictions).
+
+    Raises:
+      ValueError: the record is not a usable predict/classify/regress log.
+    """
+    try:
+        entry = prediction_log_pb2.PredictionLog.FromString(record)
+    except Exception as e:  # protobuf DecodeError
+        raise ValueError(f"not a PredictionLog ({e})") from None
+    which = entry.WhichOneof("log_type")
+    if which == "predict_log":
+        rows = _predict_rows(entry.predict_log)
+        predictions = _prediction_values(entry.predict_log)
+    elif which == "classify_log":
+        rows = _example_rows(entry.classify_log.request.input)
+        predictions = [
+            max((c.score for c in item.classes), default=float("nan"))
+            for item in entry.classify_log.response.result.classifications
+        ]
+    elif which == "regress_log":
+        rows = _example_rows(entry.regress_log.request.input)
+        predictions = [r.value for r in entry.regress_log.response.result.regressions]
+    else:
+        raise ValueError(f"unsupported log type {which!r}")
+    if not entry.log_metadata.HasField("model_spec") or not entry.log_metadata.timestamp_secs:
+        raise ValueError("log_metadata without model_spec or timestamp")
+    version = entry.log_metadata.model_spec.version.value
+    return float(entry.log_metadata.timestamp_secs), int(version), rows, predictions
+
+
+def read_window(prefix: str, start: float, end: float) -> LogWindow:
+    """Rows of the requests logged in `[start, end)` (unix seconds)."""
+    files = log_files(prefix)
+    window = LogWindow(start=start, end=end, files=files)
+    for path in files:
+        index = 0
+        try:
+            for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+                try:
+                    timestamp, version, rows, predictions = parse_record(record)
+                except ValueError as e:
+                    window.malformed += 1
+                    window.problems.append(f"{path} record {index}: {e}")
+                    continue
+                if not start <= timestamp < end:
+                    window.outside += 1
+                    continue
+                window.records += 1
+                window.versions[version] += len(rows)
+                window.rows.extend(rows)
+                for i in range(len(rows)):
+                    window.predictions.append(
+                        {
+                            "timestamp": timestamp,
+                            "version": version,
+                            "prediction": predictions[i] if i < len(predictions) else None,
+                        }
+                    )
+        except (tf.errors.DataLossError, tf.errors.OpError) as e:
+            window.malformed += 1
+            window.problems.append(f"{path} after record {index}: unreadable ({e.message})")
+    return window

@@ -1,0 +1,116 @@
+"""Fixtures: tiny request logs (PredictionLog TFRecords) written like the server does."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+from tensorflow_serving.apis import (  # noqa: E402
+    logging_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_log_pb2,
+)
+
+NUMERIC = {
+    "fare": np.float32,
+    "trip_miles": np.float32,
+    "trip_seconds": np.int64,
+    "trip_start_hour": np.int64,
+    "trip_start_day": np.int64,
+    "trip_start_month": np.int64,
+    "pickup_latitude": np.float32,
+    "pickup_longitude": np.float32,
+    "dropoff_latitude": np.float32,
+    "dropoff_longitude": np.float32,
+    "pickup_community_area": np.int64,
+    "dropoff_community_area": np.int64,
+    "dropoff_census_tract": np.int64,
+}
+
+
+def taxi_rows(n: int, seed: int = 0, shift: bool = False) -> list:
+    """`n` plausible raw taxi rows; `shift` makes fares 5x and every payment Cash."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        fare = float(rng.gamma(2.0, 5.0))
+        rows.append(
+            {
+                "fare": fare * (5 if shift else 1),
+                "trip_miles": fare / 3,
+                "trip_seconds": int(rng.integers(60, 2000)),
+                "trip_start_hour": int(rng.integers(0, 24)),
+                "trip_start_day": int(rng.integers(1, 8)),
+                "trip_start_month": int(rng.integers(1, 13)),
+                "pickup_latitude": 41.88,
+                "pickup_longitude": -87.63,
+                "dropoff_latitude": 41.9,
+                "dropoff_longitude": -87.62,
+                "pickup_community_area": int(rng.integers(1, 78)),
+                "dropoff_community_area": int(rng.integers(1, 78)),
+                "dropoff_census_tract": 17031081500,
+                "payment_type": "Cash" if shift else str(rng.choice(["Cash", "Credit Card"])),
+                "company": str(rng.choice(["", "Taxi Affiliation Services", "Flash Cab"])),
+            }
+        )
+    return rows
+
+
+def predict_log(rows: list, timestamp: int, version: int = 1) -> bytes:
+    """One serialized PredictionLog of a batched predict call on `rows`."""
+    spec = model_pb2.ModelSpec(name="taxi", signature_name="serving_default")
+    spec.version.value = version
+    request = predict_pb2.PredictRequest(model_spec=spec)
+    for name in rows[0]:
+        values = [r[name] for r in rows]
+        array = np.array(values, dtype=NUMERIC.get(name, object))
+        if array.dtype == object:
+            array = np.array([v.encode() for v in values], dtype=object)
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(array.reshape(-1, 1)))
+    response = predict_pb2.PredictResponse(model_spec=spec)
+    response.outputs["probabilities"].CopyFrom(
+        tf.make_tensor_proto(np.full((len(rows), 1), 0.25, np.float32))
+    )
+    entry = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request, response=response)
+    )
+    entry.log_metadata.CopyFrom(logging_pb2.LogMetadata(model_spec=spec, timestamp_secs=timestamp))
+    return entry.SerializeToString()
+
+
+@pytest.fixture
+def write_log(tmp_path):
+    """write_log(records, seq) -> path of `<tmp>/logs/taxi.<ms>.<seq>.tfrecord`."""
+
+    def write(records: list, seq: int = 1) -> str:
+        directory = tmp_path / "logs"
+        directory.mkdir(exist_ok=True)
+        path = str(directory / f"taxi.{1_700_000_000_000 + seq}.{seq:06d}.tfrecord")
+        with tf.io.TFRecordWriter(path) as writer:
+            for record in records:
+                writer.write(record)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def log_prefix(tmp_path) -> str:
+    return str(tmp_path / "logs" / "taxi")
+
+
+@pytest.fixture
+def make_rows():
+    """The `taxi_rows` builder (conftest modules are not imported by tests)."""
+    return taxi_rows
+
+
+@pytest.fixture
+def make_log():
+    """The `predict_log` builder."""
+    return predict_log
