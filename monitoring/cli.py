@@ -14,7 +14,11 @@ Each run writes into `<out>/<name>/`: `anomalies/Split-<split>/SchemaDiff.pb`,
 `statistics/Split-<split>/FeatureStats.pb` (window only), `report.md`,
 `summary.json` and `metrics.prom` (also to `--textfile` for the node exporter).
 
-Exit codes: 0 nothing found, 1 anomalies, skew or drift, 2 bad input (no log
+`alert` evaluates rules on skew, drift, error rate, p99 latency and live
+quality, and notifies each incident once (then again after `--cooldown`) to
+a log file and/or a webhook (see monitoring/alerts.py).
+
+Exit codes: 0 nothing found, 1 anomalies, skew or drift (alert: a rule fires), 2 bad input (no log
 files, an empty window, malformed records above `--max-malformed-fraction`,
 unknown version or metadata).
 """
@@ -86,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="malformed records allowed before exit 2 (default 0)",
     )
     sub.add_parser("spans", parents=[common], help="drift between consecutive data spans")
+    a = sub.add_parser("alert", help="evaluate alert rules and notify (log file, webhook)")
+    a.add_argument("--state", required=True, help="state file (open incidents, last scrape)")
+    a.add_argument("--scope", default="taxi", help="model name: incident scope and metrics")
+    a.add_argument("--summary", help="summary.json of a `monitor window` run")
+    a.add_argument("--metrics-url", help="server's /monitoring/prometheus/metrics URL")
+    a.add_argument("--metrics-file", help="a saved copy of the server's metrics")
+    a.add_argument("--quality", help="summary.json of a `monitor quality` run")
+    a.add_argument("--baseline-accuracy", type=float, help="accuracy the drop is measured from")
+    a.add_argument("--max-skew-features", type=float, default=0)
+    a.add_argument("--max-drift-features", type=float, default=0)
+    a.add_argument("--max-error-rate", type=float, default=0.01)
+    a.add_argument("--max-p99-ms", type=float, default=100.0)
+    a.add_argument("--max-accuracy-drop", type=float, default=0.05)
+    a.add_argument("--cooldown", type=float, default=3600, help="seconds between repeats")
+    a.add_argument("--log-file", help="append alerts here (JSON lines)")
+    a.add_argument("--webhook", help="POST alerts as JSON to this URL")
     return p
 
 
@@ -256,6 +276,101 @@ def run_spans(args) -> int:
     return _finish(directory, validation, [], EXIT_OK, anomalous)
 
 
+def alert_rules(args) -> list:
+    from monitoring.alerts import Rule
+
+    return [
+        Rule("training-serving skew", "skew_features", ">", args.max_skew_features, "critical"),
+        Rule("serving drift", "drift_features", ">", args.max_drift_features),
+        Rule("error rate", "error_rate", ">", args.max_error_rate, "critical"),
+        Rule("p99 latency", "p99_latency_ms", ">", args.max_p99_ms),
+        Rule("live quality drop", "live_accuracy_drop", ">", args.max_accuracy_drop, "critical"),
+    ]
+
+
+def collect_signals(args, state: dict, problems: list) -> dict:
+    """Signals for the rules; what cannot be read is a problem, not a crash."""
+    from monitoring import server_metrics
+
+    signals = {}
+    if args.summary:
+        try:
+            with open(args.summary) as f:
+                summary = json.load(f)
+            exceeded = [x for x in summary.get("findings", []) if x.get("exceeded")]
+            signals["skew_features"] = len({x["feature"] for x in exceeded if x["kind"] == "skew"})
+            signals["drift_features"] = len(
+                {x["feature"] for x in exceeded if x["kind"] == "drift"}
+            )
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            problems.append(f"monitor summary {args.summary}: {e}")
+    text = None
+    try:
+        if args.metrics_url:
+            text = server_metrics.fetch(args.metrics_url)
+        elif args.metrics_file:
+            with open(args.metrics_file) as f:
+                text = f.read()
+    except (OSError, server_metrics.requests.RequestException) as e:
+        problems.append(f"server metrics: {e}")
+    if text is not None:
+        try:
+            current = server_metrics.snapshot(text, args.scope)
+        except ValueError as e:
+            problems.append(f"server metrics: unparsable exposition ({e})")
+        else:
+            window = server_metrics.delta(current, state.get("metrics"))
+            state["metrics"] = current
+            signals["error_rate"] = server_metrics.error_rate(window)
+            signals["p99_latency_ms"] = server_metrics.latency_quantile_ms(window, 0.99)
+            signals["requests"] = window["requests"]
+    if args.quality:
+        try:
+            with open(args.quality) as f:
+                accuracy = json.load(f)["overall"]["accuracy"]
+            if args.baseline_accuracy is None:
+                problems.append("--quality needs --baseline-accuracy")
+            elif accuracy is not None:
+                signals["live_accuracy"] = accuracy
+                signals["live_accuracy_drop"] = args.baseline_accuracy - accuracy
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            problems.append(f"live quality summary {args.quality}: {e}")
+    return signals
+
+
+def run_alert(args) -> int:
+    from monitoring import alerts
+
+    state = alerts.load_state(args.state)
+    problems = []
+    signals = collect_signals(args, state, problems)
+    moment = alerts.now()
+    firing = alerts.evaluate(alert_rules(args), signals, args.scope, moment)
+    notify = alerts.deduplicate(firing, state, args.scope, args.cooldown, moment)
+    sink_failed = False
+    if notify and args.log_file:
+        try:
+            alerts.to_log(args.log_file, notify)
+        except OSError as e:
+            problems.append(f"alert log {args.log_file}: {e}")
+            sink_failed = True
+    if notify and args.webhook:
+        error = alerts.to_webhook(args.webhook, notify)
+        if error:
+            problems.append(error)
+            sink_failed = True
+    if not sink_failed:  # otherwise the same alerts are sent again on the next run
+        alerts.save_state(args.state, state)
+    print("signals: " + ", ".join(f"{k}={v}" for k, v in sorted(signals.items())))
+    for alert in firing:
+        sent = "notified" if alert in notify else "suppressed (open incident, cooldown)"
+        print(f"{alert.message()} - {sent}")
+    _print_problems(problems)
+    if problems:
+        return EXIT_BAD_INPUT
+    return EXIT_FOUND if firing else EXIT_OK
+
+
 def _print_problems(problems) -> None:
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
@@ -281,6 +396,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "window":
             return run_window(args)
+        if args.command == "alert":
+            return run_alert(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

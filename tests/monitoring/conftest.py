@@ -1,6 +1,8 @@
 """Fixtures: tiny request logs (PredictionLog TFRecords) written like the server does."""
 
+import importlib.util
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -114,3 +116,35 @@ def make_rows():
 def make_log():
     """The `predict_log` builder."""
     return predict_log
+
+
+def _serving_conftest():
+    """tests/serving/conftest.py as a module (its ServerProcess is reused here)."""
+    name = "serving_test_support"
+    if name not in sys.modules:
+        path = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving", "conftest.py"
+        )
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Factory: start_server(args, ready_model) -> ServerProcess (always stopped)."""
+    server_process = _serving_conftest().ServerProcess
+    started = []
+
+    def start(args, ready_model=None):
+        server = server_process(args, str(tmp_path / f"server{len(started)}.log"))
+        started.append(server)
+        if ready_model:
+            server.wait_ready(ready_model)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
