@@ -18,6 +18,10 @@ Each run writes into `<out>/<name>/`: `anomalies/Split-<split>/SchemaDiff.pb`,
 quality, and notifies each incident once (then again after `--cooldown`) to
 a log file and/or a webhook (see monitoring/alerts.py).
 
+`rollback` pins the model in the server's model config file to the previous
+blessed version (or `--to V`) and records a `Rollback` execution in MLMD
+(see monitoring/rollback.py).
+
 Exit codes: 0 nothing found, 1 anomalies, skew or drift (alert: a rule fires), 2 bad input (no log
 files, an empty window, malformed records above `--max-malformed-fraction`,
 unknown version or metadata).
@@ -106,7 +110,46 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--cooldown", type=float, default=3600, help="seconds between repeats")
     a.add_argument("--log-file", help="append alerts here (JSON lines)")
     a.add_argument("--webhook", help="POST alerts as JSON to this URL")
+    r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
+    r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
+    r.add_argument("--model-config", required=True, help="the server's --model_config_file")
+    r.add_argument("--model-name", default="taxi")
+    r.add_argument("--to", type=int, help="version to serve (default: previous blessed)")
+    r.add_argument("--reason", required=True)
+    r.add_argument(
+        "--requested-by",
+        default=os.environ.get("USER", "unknown"),
+        help="who or what asked (default: $USER)",
+    )
+    r.add_argument("--history", action="store_true", help="only list recorded rollbacks")
     return p
+
+
+def run_rollback(args) -> int:
+    from monitoring import rollback
+
+    try:
+        if args.history:
+            for item in rollback.history(rollback.writable_store(args.metadata)):
+                print(json.dumps(item))
+            return EXIT_OK
+        result = rollback.rollback(
+            args.metadata,
+            args.model_config,
+            args.model_name,
+            args.reason,
+            args.requested_by,
+            args.to,
+        )
+    except rollback.RollbackError as e:
+        print(f"error: rollback not done: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"rolled back {result['model_name']}: {result['from_version']} -> "
+        f"{result['to_version']} (config {result['config_file']}, "
+        f"MLMD execution {result['execution_id']})"
+    )
+    return EXIT_OK
 
 
 def _write_outputs(
@@ -398,6 +441,8 @@ def main(argv=None) -> int:
             return run_window(args)
         if args.command == "alert":
             return run_alert(args)
+        if args.command == "rollback":
+            return run_rollback(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
