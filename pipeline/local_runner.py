@@ -164,6 +164,17 @@ def _quiet() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
+def _write_model_card(output_dir: str, version: str) -> str:
+    """Writes the pushed version's model card under ``output_dir``; a line for the summary."""
+    from components.model_card import write_card
+
+    try:
+        markdown, page = write_card(output_dir, version)
+    except Exception as e:  # noqa: BLE001 - the push happened; report, do not fail the run
+        return f"not written ({type(e).__name__}: {e})"
+    return f"{markdown} (+ .html)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.verbose:
@@ -264,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
     summary = run_summary.summarize(metadata_path, runs, since=started)
+    if summary.pushed_version:
+        card = _write_model_card(output_dir, summary.pushed_version)
+        summary.model_card = card
     text = run_summary.format_summary(summary, output_dir, serving_dir, time.time() - started)
     print(text)
     run_cache.save(

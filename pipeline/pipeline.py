@@ -8,8 +8,10 @@ Ingestion (one span per run)::
 
 Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
 
-    AnomaliesGate -> Transform -> Trainer -> Evaluator(vs previous blessed) -> Pusher
-                                          -> InfraCanary (serves + probes it) -^
+    AnomaliesGate -> Transform -> Trainer -> Evaluator(eval split, vs previous blessed) -> Pusher
+                                          -> InfraCanary (serves + probes it) ----------^
+                                          -> BehavioralChecks (hand-written cases) ------^
+                                          -> TestEvaluator (held-out test split, report only)
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from tfx.types import Channel, standard_artifacts  # noqa: E402
 
 from components.anomalies_gate import AnomaliesGate  # noqa: E402
 from components.baseline import PreviousBlessedModelStrategy  # noqa: E402
+from components.behavioral import BehavioralChecks  # noqa: E402
 from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
 from components.infra_canary import InfraCanary  # noqa: E402
 from components.pusher import AtomicPusher  # noqa: E402
@@ -66,10 +69,13 @@ def eval_config(
     min_auc: float = configs.MIN_AUC,
     max_auc_drop: float = configs.MAX_AUC_DROP,
     calibration_bounds: tuple[float, float] = configs.CALIBRATION_BOUNDS,
+    thresholds: bool = True,
 ) -> tfma.EvalConfig:
     """TFMA config: metrics, slices and the blessing thresholds.
 
     Thresholds gate the overall slice only; per-slice metrics are reported.
+    ``thresholds=False`` gives the same metrics and slices without any
+    threshold (the held-out test report: it never blesses anything).
     """
     overall = [tfma.SlicingSpec()]
     auc_threshold = tfma.MetricThreshold(
@@ -85,13 +91,17 @@ def eval_config(
             upper_bound={"value": calibration_bounds[1]},
         )
     )
+    if not thresholds:
+        auc_threshold = calibration_threshold = None
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
         tfma.MetricConfig(
             class_name="AUC",
             per_slice_thresholds=[
                 tfma.PerSliceMetricThreshold(slicing_specs=overall, threshold=auc_threshold)
-            ],
+            ]
+            if auc_threshold
+            else [],
         ),
         tfma.MetricConfig(class_name="BinaryAccuracy"),
         tfma.MetricConfig(class_name="Precision"),
@@ -102,7 +112,9 @@ def eval_config(
             class_name="Calibration",
             per_slice_thresholds=[
                 tfma.PerSliceMetricThreshold(slicing_specs=overall, threshold=calibration_threshold)
-            ],
+            ]
+            if calibration_threshold
+            else [],
         ),
         tfma.MetricConfig(class_name="CalibrationPlot"),
     ]
@@ -230,6 +242,7 @@ def create_pipeline(
             seed=seed,
             code_fingerprints=code_fingerprints or {},
             eval_cfg=eval_config(min_auc, max_auc_drop),
+            test_eval_cfg=eval_config(thresholds=False),
             canary=canary,
             analyzer_cache=analyzer_cache,
         )
@@ -256,10 +269,11 @@ def _training_nodes(
     seed: int,
     code_fingerprints: dict[str, str],
     eval_cfg: tfma.EvalConfig,
+    test_eval_cfg: tfma.EvalConfig,
     canary: bool,
     analyzer_cache: bool,
 ) -> list:
-    """Span resolver, Transform, Trainer, baseline resolver, Evaluator, Pusher."""
+    """Span resolver, Transform, Trainer, baseline resolver, Evaluators, checks, Pusher."""
     span_resolver = Resolver(
         strategy_class=LatestValidatedSpansStrategy,
         config={"num_spans": num_spans},
@@ -294,7 +308,10 @@ def _training_nodes(
     baseline_resolver = Resolver(
         strategy_class=PreviousBlessedModelStrategy,
         model=Channel(type=standard_artifacts.Model),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+        # Only the gating Evaluator blesses (TestEvaluator's blessing is never set).
+        model_blessing=Channel(
+            type=standard_artifacts.ModelBlessing, producer_component_id="Evaluator"
+        ),
         candidate=trainer.outputs["model"],
     ).with_id("BaselineModelResolver")
     evaluator = Evaluator(
@@ -304,7 +321,16 @@ def _training_nodes(
         example_splits=["eval"],
         eval_config=eval_cfg,
     )
-    nodes = [span_resolver, transform, trainer, baseline_resolver, evaluator]
+    # The held-out test split: reported, never used to bless, tune or select.
+    test_evaluator = Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        example_splits=["test"],
+        eval_config=test_eval_cfg,
+    ).with_id("TestEvaluator")
+    behavioral = BehavioralChecks(model=trainer.outputs["model"])
+    nodes = [span_resolver, transform, trainer, baseline_resolver, evaluator, test_evaluator]
+    nodes.append(behavioral)
     infra_blessing = None
     if canary:
         infra_canary = InfraCanary(
@@ -316,6 +342,7 @@ def _training_nodes(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=infra_blessing,
+        behavioral_blessing=behavioral.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)
         ),

@@ -1,8 +1,9 @@
-"""What a run did, read back from ML Metadata: spans, blessing, push."""
+"""What a run did, read back from ML Metadata: spans, blessing, test metrics, checks, push."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 from ml_metadata.proto import metadata_store_pb2
@@ -50,6 +51,12 @@ class Summary:
     pushed_version: str | None
     pushed_to: str | None
     model_uri: str | None
+    # Overall metrics on the held-out test split (TestEvaluator), name -> value.
+    test_metrics: dict = dataclasses.field(default_factory=dict)
+    # BehavioralChecks' JSON report (``passed``, ``failed``, ``cases``), if it ran.
+    behavioral: dict | None = None
+    # Where the pushed version's model card was written (set by the runner).
+    model_card: str | None = None
 
 
 def _latest(graph: lineage.Graph, node: str, since: float) -> int | None:
@@ -78,6 +85,31 @@ def blessing_reasons(evaluation_uri: str) -> list[str]:
     if not result.validation_ok and not reasons:
         reasons.append(str(result.validation_details or "validation failed").replace("\n", " "))
     return reasons
+
+
+TEST_METRICS = ("auc", "calibration", "binary_accuracy", "example_count")
+
+
+def overall_metrics(evaluation_uri: str, names=TEST_METRICS) -> dict[str, float]:
+    """Overall-slice values of ``names`` in a TFMA evaluation (reporting's loader)."""
+    from reporting import model_analysis
+
+    table = model_analysis.sliced_metrics(model_analysis.load_metrics(evaluation_uri), names=names)
+    if model_analysis.OVERALL not in table.index:
+        return {}
+    row = table.loc[model_analysis.OVERALL]
+    return {name: float(row[name]) for name in table.columns}
+
+
+def behavioral_report(blessing_uri: str) -> dict | None:
+    """The JSON report BehavioralChecks wrote next to its blessing, if readable."""
+    from components.behavioral.artifact import REPORT_FILE
+
+    try:
+        with open(os.path.join(blessing_uri, REPORT_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
@@ -111,7 +143,28 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
                 pushed_to = lineage._prop(artifact, "pushed_destination")
         models = graph.linked([pusher], graph.inputs, "Model")
         model_uri = graph.artifacts[models[0]].uri if models else None
-    return Summary(nodes, spans, blessed, reasons, infra_blessed, version, pushed_to, model_uri)
+    test_metrics = {}
+    test_evaluator = _latest(graph, "TestEvaluator", since)
+    if test_evaluator is not None:
+        for a in graph.linked([test_evaluator], graph.outputs, "ModelEvaluation"):
+            test_metrics = overall_metrics(graph.artifacts[a].uri)
+    behavioral = None
+    checks = _latest(graph, "BehavioralChecks", since)
+    if checks is not None:
+        for a in graph.linked([checks], graph.outputs, "BehavioralBlessing"):
+            behavioral = behavioral_report(graph.artifacts[a].uri)
+    return Summary(
+        nodes,
+        spans,
+        blessed,
+        reasons,
+        infra_blessed,
+        version,
+        pushed_to,
+        model_uri,
+        test_metrics,
+        behavioral,
+    )
 
 
 def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds: float) -> str:
@@ -128,6 +181,22 @@ def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds:
     else:
         lines.append("  blessing: NOT BLESSED")
         lines += [f"    - {reason}" for reason in summary.reasons]
+    if summary.test_metrics:
+        shown = ", ".join(
+            f"{name} {value:.0f}" if name == "example_count" else f"{name} {value:.4f}"
+            for name, value in summary.test_metrics.items()
+        )
+        lines.append(f"  held-out test split (report only, not a gate): {shown}")
+    if summary.behavioral is not None:
+        from components.behavioral.checks import format_report
+
+        total = len(summary.behavioral.get("cases", []))
+        if summary.behavioral.get("passed"):
+            lines.append(f"  behavioral checks: passed ({total} cases)")
+        else:
+            failed = summary.behavioral.get("failed", 0)
+            lines.append(f"  behavioral checks: FAILED ({failed} of {total} cases)")
+            lines += [f"    - {line}" for line in format_report(summary.behavioral)]
     if summary.infra_blessed is not None:
         verdict = "passed" if summary.infra_blessed else "FAILED (see the InfraCanary report)"
         lines.append(f"  serving canary (REST + gRPC on the candidate): {verdict}")
@@ -136,6 +205,8 @@ def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds:
     else:
         lines.append("  pushed: nothing (previous versions untouched)")
     lines.append(f"  model: {summary.model_uri or '-'}")
+    if summary.model_card:
+        lines.append(f"  model card: {summary.model_card}")
     lines.append(f"  serving dir: {serving_dir}")
     lines.append(f"  metadata: {os.path.join(output_dir, 'metadata.sqlite')}")
     lines.append(f"  total: {seconds:.1f}s")

@@ -23,6 +23,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+BEHAVIORAL_BLESSING_KEY = "behavioral_blessing"
+
 
 def next_version(base_directory: str, now: float | None = None) -> int:
     """A version number newer than every numeric version under ``base_directory``."""
@@ -90,6 +92,16 @@ def _fsync_tree(root: str) -> None:
 
 class AtomicPushExecutor(tfx_pusher_executor.Executor):
     """TFX Pusher executor with an atomic, collision-free filesystem push."""
+
+    def CheckBlessing(self, input_dict: dict[str, list[types.Artifact]]) -> bool:
+        """Pusher's model and infra blessing checks, then the behavioral blessing's."""
+        if not super().CheckBlessing(input_dict):
+            return False
+        for blessing in input_dict.get(BEHAVIORAL_BLESSING_KEY) or []:
+            if blessing.get_int_custom_property("blessed") != 1:
+                logging.info("Model failed the behavioral checks (%s)", blessing.uri)
+                return False
+        return True
 
     def Do(
         self,

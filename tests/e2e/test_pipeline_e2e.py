@@ -6,6 +6,7 @@ state work on copies of its data and output directories.
 
 import csv
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -31,6 +32,8 @@ ALL_NODES = {
     "Transform",
     "Trainer",
     "Evaluator",
+    "TestEvaluator",
+    "BehavioralChecks",
     "Pusher",
 }
 
@@ -98,6 +101,39 @@ def test_pushed_model_predicts_from_plain_values(taxi_run):
     assert probabilities.shape == (8, 1)
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     assert len(set(probabilities[:, 0].round(4))) > 1  # not a constant model
+
+
+def _outputs_of(metadata, node, type_name):
+    graph = _graph(metadata)
+    executions = [e for e in graph.executions if graph.node_of(e) == node]
+    return [graph.artifacts[a] for a in graph.linked(executions, graph.outputs, type_name)]
+
+
+def test_held_out_test_split_is_reported_not_gated(taxi_run):
+    from reporting import model_analysis
+
+    [evaluation] = _outputs_of(taxi_run["metadata"], "TestEvaluator", "ModelEvaluation")
+    [gate_evaluation] = _outputs_of(taxi_run["metadata"], "Evaluator", "ModelEvaluation")
+    test = model_analysis.sliced_metrics(model_analysis.load_metrics(evaluation.uri))
+    gate = model_analysis.sliced_metrics(model_analysis.load_metrics(gate_evaluation.uri))
+    # Different rows: the test split is not the eval split.
+    assert test.loc["Overall", "example_count"] != gate.loc["Overall", "example_count"]
+    assert 0.0 <= test.loc["Overall", "auc"] <= 1.0
+    assert {"payment_type", "trip_start_hour"} <= {s.split(":")[0] for s in test.index}
+    line = next(x for x in taxi_run["stdout"].splitlines() if "held-out test split" in x)
+    assert f"example_count {test.loc['Overall', 'example_count']}" in line and "auc 0." in line
+    # TestEvaluator never blesses: no threshold, no `blessed` property.
+    [blessing] = _outputs_of(taxi_run["metadata"], "TestEvaluator", "ModelBlessing")
+    assert "blessed" not in blessing.custom_properties
+
+
+def test_behavioral_checks_ran_and_gate_the_push(taxi_run):
+    [blessing] = _outputs_of(taxi_run["metadata"], "BehavioralChecks", "BehavioralBlessing")
+    assert blessing.custom_properties["blessed"].int_value == 1
+    with open(os.path.join(blessing.uri, "behavioral_report.json")) as f:
+        report = json.load(f)
+    assert report["passed"] and len(report["cases"]) == 6
+    assert "behavioral checks: passed (6 cases)" in taxi_run["stdout"]
 
 
 def test_lineage_answers(taxi_run):

@@ -1,5 +1,7 @@
 """create_pipeline builds the expected nodes and edges from arguments only."""
 
+import json
+
 import pytest
 from tfx.proto import pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.utils import proto_utils
@@ -37,6 +39,8 @@ def test_full_pipeline_nodes_and_edges(args):
         "Trainer",
         "BaselineModelResolver",
         "Evaluator",
+        "TestEvaluator",
+        "BehavioralChecks",
         "InfraCanary",
         "Pusher",
     }
@@ -50,7 +54,12 @@ def test_full_pipeline_nodes_and_edges(args):
     assert {"SpanResolver", "Transform"} <= _upstream(nodes["Trainer"])
     assert "Trainer" in _upstream(nodes["BaselineModelResolver"])
     assert {"Trainer", "BaselineModelResolver", "SpanResolver"} <= _upstream(nodes["Evaluator"])
-    assert {"Trainer", "Evaluator", "InfraCanary"} <= _upstream(nodes["Pusher"])
+    assert {"Trainer", "Evaluator", "InfraCanary", "BehavioralChecks"} <= _upstream(nodes["Pusher"])
+    assert "behavioral_blessing" in nodes["Pusher"].inputs
+    assert _upstream(nodes["BehavioralChecks"]) == {"Trainer"}
+    # The held-out test report: no baseline, never gates the push.
+    assert {"Trainer", "SpanResolver"} <= _upstream(nodes["TestEvaluator"])
+    assert "TestEvaluator" not in _upstream(nodes["Pusher"])
     assert {"Trainer", "CsvExampleGen"} <= _upstream(nodes["InfraCanary"])
     assert p.metadata_connection_config.sqlite.filename_uri == args["metadata_path"]
     assert "--direct_running_mode=in_memory" in p.beam_pipeline_args
@@ -97,3 +106,16 @@ def test_thresholds_gate_overall_slice_only():
         ("payment_type",),
     }
     assert "BinaryAccuracy" in metrics and not metrics["BinaryAccuracy"].HasField("threshold")
+
+
+def test_test_evaluator_reports_test_split_without_thresholds(args):
+    nodes = _nodes(create_pipeline(**args, span=2016))
+    assert json.loads(nodes["TestEvaluator"].exec_properties["example_splits"]) == ["test"]
+    assert json.loads(nodes["Evaluator"].exec_properties["example_splits"]) == ["eval"]
+    assert "baseline_model" not in nodes["TestEvaluator"].inputs
+    config = eval_config(thresholds=False)
+    assert not any(m.per_slice_thresholds for m in config.metrics_specs[0].metrics)
+    assert [m.class_name for m in config.metrics_specs[0].metrics] == [
+        m.class_name for m in eval_config().metrics_specs[0].metrics
+    ]
+    assert config.slicing_specs == eval_config().slicing_specs
