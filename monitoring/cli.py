@@ -18,12 +18,15 @@ Each run writes into `<out>/<name>/`: `anomalies/Split-<split>/SchemaDiff.pb`,
 quality, and notifies each incident once (then again after `--cooldown`) to
 a log file and/or a webhook (see monitoring/alerts.py).
 
+`quality` joins late labels (CSV request_id,label) to the logged predictions
+of a window: accuracy and AUC per model version (see monitoring/quality.py).
+
 `rollback` pins the model in the server's model config file to the previous
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
 (see monitoring/rollback.py).
 
 Exit codes: 0 nothing found, 1 anomalies, skew or drift (alert: a rule fires), 2 bad input (no log
-files, an empty window, malformed records above `--max-malformed-fraction`,
+files, an empty window, malformed or unknown labels, malformed records above `--max-malformed-fraction`,
 unknown version or metadata).
 """
 
@@ -110,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--cooldown", type=float, default=3600, help="seconds between repeats")
     a.add_argument("--log-file", help="append alerts here (JSON lines)")
     a.add_argument("--webhook", help="POST alerts as JSON to this URL")
+    q = sub.add_parser("quality", help="live accuracy/AUC per version from late labels")
+    q.add_argument("--logs", required=True, help="request log filename_prefix or directory")
+    q.add_argument("--labels", required=True, help="CSV with request_id,label")
+    q.add_argument("--start", type=parse_time, required=True)
+    q.add_argument("--end", type=parse_time, required=True)
+    q.add_argument("--out", required=True, help="output directory")
+    q.add_argument("--textfile", help="also write the gauges here (node exporter)")
+    q.add_argument("--threshold", type=float, default=0.5, help="positive at this probability")
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
     r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
@@ -123,6 +134,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--history", action="store_true", help="only list recorded rollbacks")
     return p
+
+
+def run_quality(args) -> int:
+    from monitoring import gauges, quality, request_logs
+
+    if args.end <= args.start:
+        print(f"error: --end ({args.end}) must be after --start ({args.start})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    labels = quality.read_labels(args.labels)
+    logs = request_logs.read_window(args.logs, float("-inf"), float("inf"))
+    result = quality.join(logs.predictions, labels, args.start, args.end, args.threshold)
+    result["problems"] = logs.problems + result["problems"]
+    result["counts"]["malformed_log_records"] = logs.malformed
+    result.update(logs=args.logs, labels_file=args.labels, start=args.start, end=args.end)
+    if not logs.files:
+        result["problems"].append(f"no request log files match {args.logs!r}")
+    elif not result["counts"]["predictions_in_window"]:
+        result["problems"].append(
+            f"missing window: no logged predictions in [{args.start}, {args.end})"
+        )
+    directory = os.path.join(args.out, f"quality-{int(args.start)}-{int(args.end)}")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "summary.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(directory, "report.md"), "w") as f:
+        f.write(_quality_markdown(result))
+    registry = gauges.quality_registry(result, args.end)
+    gauges.write_textfile(os.path.join(directory, "metrics.prom"), registry)
+    if args.textfile:
+        gauges.write_textfile(args.textfile, registry)
+    overall = result["overall"]
+    print(
+        f"live quality: {overall['labelled']} labelled, accuracy={overall['accuracy']}, "
+        f"auc={overall['auc']}; counts {result['counts']}; "
+        f"report: {os.path.join(directory, 'report.md')}"
+    )
+    _print_problems(result["problems"])
+    bad = (
+        not result["counts"]["predictions_in_window"]
+        or logs.malformed
+        or labels.malformed
+        or result["counts"]["unknown_request_ids"]
+    )
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+def _quality_markdown(result: dict) -> str:
+    from monitoring.report import _time
+
+    lines = [
+        f"# Live quality {_time(result['start'])} .. {_time(result['end'])}",
+        "",
+        "| version | labelled | accuracy | AUC |",
+        "|---|---|---|---|",
+    ]
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    for version, m in [("all", result["overall"]), *result["versions"].items()]:
+        lines.append(f"| {version} | {m['labelled']} | {fmt(m['accuracy'])} | {fmt(m['auc'])} |")
+    lines += ["", "## Counts", ""] + [f"- {k}: {v}" for k, v in result["counts"].items()]
+    if result["problems"]:
+        lines += ["", f"## Problems ({len(result['problems'])})", ""]
+        lines += [f"- {p}" for p in result["problems"][:20]]
+    return "\n".join(lines) + "\n"
 
 
 def run_rollback(args) -> int:
@@ -443,6 +517,8 @@ def main(argv=None) -> int:
             return run_alert(args)
         if args.command == "rollback":
             return run_rollback(args)
+        if args.command == "quality":
+            return run_quality(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -71,3 +71,27 @@ def registry_for(
 def write_textfile(path: str, registry: CollectorRegistry) -> str:
     write_to_textfile(path, registry)
     return path
+
+
+def quality_registry(result: dict, timestamp: float) -> CollectorRegistry:
+    """Gauges of a live quality run (`quality.join` result); version "all" is overall."""
+    registry = CollectorRegistry()
+    accuracy = Gauge(
+        f"{PREFIX}_live_accuracy", "Accuracy on late labels", ["version"], registry=registry
+    )
+    auc = Gauge(f"{PREFIX}_live_auc", "ROC AUC on late labels", ["version"], registry=registry)
+    labelled = Gauge(
+        f"{PREFIX}_live_labelled", "Predictions joined to a label", ["version"], registry=registry
+    )
+    labels = Gauge(f"{PREFIX}_labels", "Label rows by outcome", ["status"], registry=registry)
+    last = Gauge(f"{PREFIX}_live_quality_timestamp_seconds", "End of the window", registry=registry)
+    for version, values in [("all", result["overall"]), *result["versions"].items()]:
+        labelled.labels(version).set(values["labelled"])
+        if values["accuracy"] is not None:
+            accuracy.labels(version).set(values["accuracy"])
+        if values["auc"] is not None:
+            auc.labels(version).set(values["auc"])
+    for status, count in result["counts"].items():
+        labels.labels(status).set(count)
+    last.set(timestamp)
+    return registry

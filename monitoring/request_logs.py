@@ -119,8 +119,19 @@ def _prediction_values(log: prediction_log_pb2.PredictLog) -> list[float]:
     return []
 
 
-def parse_record(record: bytes) -> tuple[float, int, list[dict], list[float]]:
-    """One serialized PredictionLog -> (timestamp, version, rows, predictions).
+def row_request_ids(request_id: str, rows: int) -> list[str]:
+    """Ids of a request's rows: the id itself for one row, `<id>/<i>` for a batch."""
+    if not request_id:
+        return [""] * rows
+    return [request_id] if rows == 1 else [f"{request_id}/{i}" for i in range(rows)]
+
+
+def parse_record(record: bytes) -> tuple[float, int, list[dict], list[float], str]:
+    """One serialized PredictionLog -> (timestamp, version, rows, predictions, request id).
+
+    The request id is the logged predict request's `client_id` ("" if none).
+    Predictions are the positive-class probability (predict: last column of
+    `probabilities`/`scores`/`outputs`; classify: the last class's score).
 
     Raises:
       ValueError: the record is not a usable predict/classify/regress log.
@@ -136,7 +147,7 @@ def parse_record(record: bytes) -> tuple[float, int, list[dict], list[float]]:
     elif which == "classify_log":
         rows = _example_rows(entry.classify_log.request.input)
         predictions = [
-            max((c.score for c in item.classes), default=float("nan"))
+            item.classes[-1].score if item.classes else float("nan")
             for item in entry.classify_log.response.result.classifications
         ]
     elif which == "regress_log":
@@ -147,7 +158,11 @@ def parse_record(record: bytes) -> tuple[float, int, list[dict], list[float]]:
     if not entry.log_metadata.HasField("model_spec") or not entry.log_metadata.timestamp_secs:
         raise ValueError("log_metadata without model_spec or timestamp")
     version = entry.log_metadata.model_spec.version.value
-    return float(entry.log_metadata.timestamp_secs), int(version), rows, predictions
+    request_id = ""
+    if which == "predict_log":
+        request_id = entry.predict_log.request.client_id.decode("utf-8", errors="replace")
+    timestamp = float(entry.log_metadata.timestamp_secs)
+    return timestamp, int(version), rows, predictions, request_id
 
 
 def read_window(prefix: str, start: float, end: float) -> LogWindow:
@@ -159,7 +174,7 @@ def read_window(prefix: str, start: float, end: float) -> LogWindow:
         try:
             for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
                 try:
-                    timestamp, version, rows, predictions = parse_record(record)
+                    timestamp, version, rows, predictions, request_id = parse_record(record)
                 except ValueError as e:
                     window.malformed += 1
                     window.problems.append(f"{path} record {index}: {e}")
@@ -170,9 +185,11 @@ def read_window(prefix: str, start: float, end: float) -> LogWindow:
                 window.records += 1
                 window.versions[version] += len(rows)
                 window.rows.extend(rows)
+                ids = row_request_ids(request_id, len(rows))
                 for i in range(len(rows)):
                     window.predictions.append(
                         {
+                            "request_id": ids[i],
                             "timestamp": timestamp,
                             "version": version,
                             "prediction": predictions[i] if i < len(predictions) else None,

@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 _MAX_MESSAGE = 2**31 - 1
 
 
+def _request_id(request, context) -> bytes:
+    """`x-request-id` call metadata, else the request's `client_id`."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id":
+            return value.encode() if isinstance(value, str) else value
+    return request.client_id
+
+
 def _resolve_spec(manager, spec_holder):
     if not spec_holder.HasField("model_spec"):
         raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
@@ -131,7 +139,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
                 logger.log_predict(servable, signature.key, feeds,
-                                   {a: outputs[a] for a in fetch})
+                                   {a: outputs[a] for a in fetch}, _request_id(request, context))
             rows = [v.shape[0] for v in feeds.values() if v.ndim]
             return response, servable.version, rows[0] if rows else 0
 

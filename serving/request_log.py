@@ -7,6 +7,11 @@ TensorProtos, classify/regress examples and results) plus `log_metadata`
 (model spec with the resolved version and signature, sampling config,
 SavedModel tags, timestamp), so the files can feed drift monitoring.
 
+A predict call's request id (REST header `x-request-id`, gRPC metadata
+`x-request-id` or the request's own `client_id`) is logged as the logged
+`PredictRequest.client_id`, so late labels can be joined to predictions.
+TF Serving's protos have no request-id field; classify/regress logs carry none.
+
 Records are written by one background thread to
 `<filename_prefix>.<unix_ms>.<seq>.tfrecord`; a file is rotated after
 `max_file_bytes`, and only the newest `max_files` per prefix are kept. When
@@ -34,6 +39,9 @@ from serving.model_info import model_spec
 from serving.tensors import to_tensor_proto
 
 log = logging.getLogger(__name__)
+
+MAX_REQUEST_ID_BYTES = 256
+REQUEST_ID_HEADER = "x-request-id"
 
 
 class _RotatingWriter:
@@ -118,10 +126,17 @@ class RequestLogger:
         config = self._configs.get(model_name)
         return config is not None and random.random() < config[0]
 
-    def log_predict(self, servable, signature_name: str, feeds: dict, outputs: dict) -> None:
-        """Logs a predict call (call only when `sampled()` said so)."""
+    def log_predict(self, servable, signature_name: str, feeds: dict, outputs: dict,
+                    request_id: bytes = b"") -> None:
+        """Logs a predict call (call only when `sampled()` said so).
+
+        `request_id` (at most MAX_REQUEST_ID_BYTES, else not logged) becomes the
+        logged request's `client_id`.
+        """
         spec = model_spec(servable.name, servable.version, signature_name)
         request = predict_pb2.PredictRequest(model_spec=spec)
+        if request_id and len(request_id) <= MAX_REQUEST_ID_BYTES:
+            request.client_id = request_id
         for alias, array in feeds.items():
             request.inputs[alias].CopyFrom(to_tensor_proto(array))
         response = predict_pb2.PredictResponse(model_spec=spec)

@@ -158,7 +158,8 @@ class RestApi:
             signature = inference.predict_signature_rest(servable, signature_name)
             feeds, row = json_codec.decode_predict_inputs(
                 doc, signature.input_dtypes, request.body)
-            finish = self._finish_predict(request, servable, signature, feeds, row, started)
+            finish = self._finish_predict(request, servable, signature, feeds, row, started,
+                                          request.headers.get(b"x-request-id", b""))
         else:
             examples, context = json_codec.decode_examples(doc)
             servable = self.manager.resolve(model, version, label)
@@ -186,7 +187,8 @@ class RestApi:
         error = ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
         self._error(request, servable.name, error, servable.version, verb)
 
-    def _finish_predict(self, request, servable, signature, feeds, row, started):
+    def _finish_predict(self, request, servable, signature, feeds, row, started,
+                        request_id=b""):
         def done(outputs, error):
             if error is None:
                 try:
@@ -203,7 +205,7 @@ class RestApi:
             request.respond(200, body, extra_headers=self._extra)
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
-                logger.log_predict(servable, signature.key, feeds, outputs)
+                logger.log_predict(servable, signature.key, feeds, outputs, request_id)
 
         return done
 

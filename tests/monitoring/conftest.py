@@ -63,11 +63,13 @@ def taxi_rows(n: int, seed: int = 0, shift: bool = False) -> list:
     return rows
 
 
-def predict_log(rows: list, timestamp: int, version: int = 1) -> bytes:
+def predict_log(
+    rows: list, timestamp: int, version: int = 1, request_id: str = "", probabilities=None
+) -> bytes:
     """One serialized PredictionLog of a batched predict call on `rows`."""
     spec = model_pb2.ModelSpec(name="taxi", signature_name="serving_default")
     spec.version.value = version
-    request = predict_pb2.PredictRequest(model_spec=spec)
+    request = predict_pb2.PredictRequest(model_spec=spec, client_id=request_id.encode())
     for name in rows[0]:
         values = [r[name] for r in rows]
         array = np.array(values, dtype=NUMERIC.get(name, object))
@@ -76,7 +78,9 @@ def predict_log(rows: list, timestamp: int, version: int = 1) -> bytes:
         request.inputs[name].CopyFrom(tf.make_tensor_proto(array.reshape(-1, 1)))
     response = predict_pb2.PredictResponse(model_spec=spec)
     response.outputs["probabilities"].CopyFrom(
-        tf.make_tensor_proto(np.full((len(rows), 1), 0.25, np.float32))
+        tf.make_tensor_proto(
+            np.array(probabilities or [0.25] * len(rows), np.float32).reshape(-1, 1)
+        )
     )
     entry = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request, response=response)

@@ -3,6 +3,7 @@
 import glob
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
@@ -62,3 +63,48 @@ def test_zero_rate_or_no_config_disables(tmp_path):
     logger.configure("m", model_server_config_pb2.ModelConfig(name="m"))
     assert not logger.sampled("m")
     logger.close()
+
+
+def test_request_id_is_logged_as_client_id(tmp_path):
+    prefix = str(tmp_path / "m")
+    logger = RequestLogger()
+    logger.configure("m", _config(prefix, 1.0))
+    feeds, outputs = {"x": np.array([[1.0]], np.float32)}, {"y": np.array([[2.0]], np.float32)}
+    logger.log_predict(FakeServable(), "serving_default", feeds, outputs, b"req-1")
+    logger.log_predict(FakeServable(), "serving_default", feeds, outputs)
+    logger.log_predict(FakeServable(), "serving_default", feeds, outputs, b"x" * 257)
+    logger.close()
+    assert [r.predict_log.request.client_id for r in _records(prefix)] == [b"req-1", b"", b""]
+
+
+@pytest.mark.slow
+@pytest.mark.ours
+def test_server_logs_rest_header_and_grpc_metadata_request_ids(tmp_path, start_server):
+    import grpc
+    import model_factory
+    import requests
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    base = tmp_path / "models"
+    model_factory.save_half_plus_two(str(base / "1"))
+    prefix = str(tmp_path / "logs" / "m")
+    config = tmp_path / "models.config"
+    config.write_text(
+        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+        f"model_platform: 'tensorflow' logging_config {{ log_collector_config {{ "
+        f"filename_prefix: '{prefix}' }} sampling_config {{ sampling_rate: 1.0 }} }} }} }}")
+    server = start_server([f"--model_config_file={config}"], ready_model="m")
+    response = requests.post(f"{server.url}/v1/models/m:predict", json={"instances": [1.0]},
+                             headers={"X-Request-Id": "rest-1"}, timeout=10)
+    assert response.json() == {"predictions": [2.5]}
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "m"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(request, timeout=10, metadata=[("x-request-id", "grpc-1")])
+        request.client_id = b"grpc-2"
+        stub.Predict(request, timeout=10)
+    assert server.stop() == 0
+    ids = sorted(r.predict_log.request.client_id for r in _records(prefix))
+    assert ids == [b"grpc-1", b"grpc-2", b"rest-1"]
