@@ -7,7 +7,9 @@ setup(
     version="0.1.0",
     description="End-to-end TFX pipeline, TF-Serving-compatible server and tooling",
     python_requires=">=3.9,<3.11",
-    packages=find_packages(include=["pipeline*", "components*", "serving*", "reporting*"]),
+    packages=find_packages(
+        include=["pipeline*", "components*", "serving*", "reporting*", "monitoring*"]
+    ),
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",
@@ -23,6 +25,8 @@ setup(
             "taxi-report=reporting.cli:main",
             "serve=serving.server:main",
             "serving-client=serving.client:main",
+            "taxi-monitor=monitoring.cli:main",
+            "taxi-model-card=components.model_card.__main__:main",
         ]
     },
 )
