@@ -11,6 +11,7 @@ import os
 import time
 
 import pytest
+import requests
 
 from monitoring import cli
 from serving.client import ServingClient, build_instance
@@ -38,14 +39,39 @@ def test_monitor_served_traffic_against_training(taxi_run, start_server, tmp_pat
         f"model_platform: 'tensorflow' logging_config {{ log_collector_config {{ "
         f"filename_prefix: '{prefix}' }} sampling_config {{ sampling_rate: 1.0 }} }} }} }}"
     )
-    server = start_server([f"--model_config_file={config}"], ready_model="taxi")
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text(
+        'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }'
+    )
+    server = start_server(
+        [f"--model_config_file={config}", f"--monitoring_config_file={monitoring}"],
+        ready_model="taxi",
+    )
     client = ServingClient(server.url, timeout=30)
     dtypes = client.input_dtypes("taxi")
     start = time.time() - 1
     rows = _complete_rows(taxi_run["data_dir"], dtypes, 120)
     assert len(rows) >= 40
+    labels = ["request_id,label"]
     for i in range(0, len(rows), 8):
-        client.predict("taxi", [build_instance(r, dtypes) for r in rows[i : i + 8]])
+        batch = rows[i : i + 8]
+        response = requests.post(
+            f"{server.url}/v1/models/taxi:predict",
+            json={"instances": [build_instance(r, dtypes) for r in batch]},
+            headers={"x-request-id": f"req-{i}"},
+            timeout=30,
+        )
+        assert response.ok, response.text
+        for j, row in enumerate(batch):  # the pipeline's label: tips > 20% of the fare
+            big_tipper = float(row["tips"] or 0) > 0.2 * float(row["fare"] or 0)
+            labels.append(f"req-{i}/{j},{int(big_tipper)}")
+    labels.append("req-unknown/0,1")
+    (tmp_path / "labels.csv").write_text("\n".join(labels) + "\n")
+    (tmp_path / "metrics.txt").write_text(
+        requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=10).text
+    )
+    version = json.loads(requests.get(f"{server.url}/v1/models/taxi", timeout=10).text)
+    version = version["model_version_status"][0]["version"]
     server.stop()  # flushes the request log
     end = time.time() + 1
     out = tmp_path / "out"
@@ -80,3 +106,33 @@ def test_monitor_served_traffic_against_training(taxi_run, start_server, tmp_pat
     spans = json.loads((out / "spans" / "summary.json").read_text())
     assert len(spans["spans"]) >= 2 and spans["findings"]
     assert os.listdir(out / "spans" / "anomalies")
+
+    window = ["--start", str(start), "--end", str(end)]
+    argv = ["quality", "--logs", prefix, "--labels", str(tmp_path / "labels.csv"), *window]
+    assert cli.main(argv + ["--out", str(out)]) == cli.EXIT_BAD_INPUT  # the unknown id
+    quality = json.loads((out / f"quality-{int(start)}-{int(end)}" / "summary.json").read_text())
+    assert quality["counts"]["unknown_request_ids"] == 1
+    assert list(quality["versions"]) == [version]
+    assert quality["versions"][version]["labelled"] == len(rows)
+    assert 0.0 <= quality["overall"]["accuracy"] <= 1.0
+
+    code = cli.main(
+        [
+            "alert",
+            "--state",
+            str(tmp_path / "alert-state.json"),
+            "--summary",
+            str(directory / "summary.json"),
+            "--metrics-file",
+            str(tmp_path / "metrics.txt"),
+            "--quality",
+            str(out / f"quality-{int(start)}-{int(end)}" / "summary.json"),
+            "--baseline-accuracy",
+            "1.01",
+            "--log-file",
+            str(tmp_path / "alerts.log"),
+        ]
+    )
+    assert code == cli.EXIT_FOUND  # accuracy is always below 1.01
+    fired = [json.loads(line)["rule"] for line in open(tmp_path / "alerts.log")]
+    assert "live quality drop" in fired and "error rate" not in fired
