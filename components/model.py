@@ -28,7 +28,6 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 from tensorflow_transform.saved import saved_transform_io_v2  # noqa: E402
-from tfx_bsl.public import tfxio  # noqa: E402
 
 from components import features  # noqa: E402
 
@@ -127,6 +126,21 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
     return model
 
 
+SHUFFLE_BUFFER = 10_000  # records; tfxio's default shuffle buffer
+
+
+def input_files(file_patterns: list[str]) -> list[str]:
+    """Files of ``file_patterns`` in pattern order, sorted within each pattern.
+
+    The order depends on the patterns' order (the span resolver's, newest
+    span first) and file names inside each artifact, not on artifact URIs:
+    a globally sorted list (what ``tf.data.Dataset.list_files`` and tfxio
+    produce) changes when a re-ingested span gets a new artifact id, and with
+    it the shuffled order and the trained model.
+    """
+    return [name for pattern in file_patterns for name in sorted(tf.io.gfile.glob(pattern))]
+
+
 def _input_fn(
     file_pattern: list[str],
     data_accessor: DataAccessor,
@@ -136,21 +150,29 @@ def _input_fn(
 ) -> tf.data.Dataset:
     """Batches of (transformed features, label) from raw examples.
 
-    The Transform graph is applied here (Transform runs with
-    ``materialize=False``); the result is cached in memory, so parsing and
-    transforming happen once per training run.
+    Records are read in ``input_files`` order and shuffled with ``seed``, so
+    the same data, config and seed give the same batches (see
+    ``input_files``). ``data_accessor`` is not used: its dataset factory
+    orders files by URI. The Transform graph is applied here (Transform runs
+    with ``materialize=False``); the result is cached in memory, so parsing
+    and transforming happen once per training run.
     """
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed),
-        tf_transform_output.raw_metadata.schema,
-    )
+    del data_accessor
+    files = input_files(file_pattern)
+    compression = "GZIP" if files and files[0].endswith(".gz") else ""
+    raw_spec = tf_transform_output.raw_feature_spec()
     transform = tf_transform_output.transform_features_layer()
 
-    def split_label(raw):
-        transformed = transform(raw)
+    def split_label(serialized):
+        transformed = transform(tf.io.parse_example(serialized, raw_spec))
         return transformed, transformed.pop(features.LABEL_KEY)
 
+    dataset = (
+        tf.data.TFRecordDataset(files, compression_type=compression)
+        .shuffle(SHUFFLE_BUFFER, seed=seed)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+    )
     return dataset.map(split_label).cache().repeat()
 
 

@@ -129,3 +129,19 @@ def test_missing_values_are_accepted(exported, raw_rows):
     request["company"] = tf.constant([""])
     p = float(serve(**request)["probabilities"][0, 0])
     assert 0.0 <= p <= 1.0
+
+
+def test_input_files_follow_pattern_order_not_uris(tmp_path):
+    # Span 2015 re-ingested as artifact 31 sorts before artifact 5 by URI; the
+    # training order must not change with that.
+    for artifact, names in (("5", ["b.gz", "a.gz"]), ("31", ["c.gz"])):
+        folder = tmp_path / artifact / "Split-train"
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_text("")
+    patterns = [
+        str(tmp_path / "5" / "Split-train" / "*"),
+        str(tmp_path / "31" / "Split-train" / "*"),
+    ]
+    files = [os.path.relpath(f, tmp_path) for f in taxi_model.input_files(patterns)]
+    assert files == ["5/Split-train/a.gz", "5/Split-train/b.gz", "31/Split-train/c.gz"]
