@@ -21,6 +21,10 @@ a log file and/or a webhook (see monitoring/alerts.py).
 `quality` joins late labels (CSV request_id,label) to the logged predictions
 of a window: accuracy and AUC per model version (see monitoring/quality.py).
 
+`ab` gives the canary's verdict against the stable version on live accuracy
+(promote / rollback / insufficient data; see monitoring/ab.py); exit 1 means
+rollback.
+
 `rollback` pins the model in the server's model config file to the previous
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
 (see monitoring/rollback.py).
@@ -121,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="output directory")
     q.add_argument("--textfile", help="also write the gauges here (node exporter)")
     q.add_argument("--threshold", type=float, default=0.5, help="positive at this probability")
+    b = sub.add_parser("ab", help="A/B verdict: canary vs stable on live accuracy")
+    b.add_argument("--quality", required=True, help="summary.json of a `monitor quality` run")
+    b.add_argument("--stable", required=True, help="stable version")
+    b.add_argument("--canary", required=True, help="canary version")
+    b.add_argument("--min-samples", type=int, default=200)
+    b.add_argument("--alpha", type=float, default=0.05)
+    b.add_argument("--out", help="write the verdict here (JSON)")
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
     r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
@@ -197,6 +208,42 @@ def _quality_markdown(result: dict) -> str:
         lines += ["", f"## Problems ({len(result['problems'])})", ""]
         lines += [f"- {p}" for p in result["problems"][:20]]
     return "\n".join(lines) + "\n"
+
+
+def run_ab(args) -> int:
+    from monitoring import ab
+
+    try:
+        with open(args.quality) as f:
+            versions = json.load(f)["versions"]
+        counts = {}
+        for role in ("stable", "canary"):
+            version = str(getattr(args, role))
+            if version not in versions or not versions[version]["labelled"]:
+                raise ValueError(f"no labelled predictions of version {version}")
+            m = versions[version]
+            counts[role] = (round(m["accuracy"] * m["labelled"]), m["labelled"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"error: {args.quality}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = ab.verdict(counts["stable"], counts["canary"], args.min_samples, args.alpha)
+    print("| version | labelled | accuracy [95% CI] |\n|---|---|---|")
+    for role in ("stable", "canary"):
+        r = result[role]
+        low, high = r["ci95"]
+        print(
+            f"| {getattr(args, role)} ({role}) | {r['labelled']} | "
+            f"{r['accuracy']:.4f} [{low:.4f}, {high:.4f}] |"
+        )
+    print(
+        f"test: {result['test']}, alpha={args.alpha}, min samples={args.min_samples}; "
+        f"z={result['z']}, p={result['p_value']}"
+    )
+    print(f"verdict: {result['verdict']}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    return EXIT_FOUND if result["verdict"] == "rollback" else EXIT_OK
 
 
 def run_rollback(args) -> int:
@@ -519,6 +566,8 @@ def main(argv=None) -> int:
             return run_rollback(args)
         if args.command == "quality":
             return run_quality(args)
+        if args.command == "ab":
+            return run_ab(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tensorflow_intra_op_parallelism", type=int, default=0)
     add("--tensorflow_inter_op_parallelism", type=int, default=0)
     add("--tensorflow_session_parallelism", type=int, default=0)
+    add("--canary_traffic_share", type=float, default=0.0,
+        help="share of unversioned requests routed to the 'canary' label (needs 'stable'); "
+             "0 = off (TF Serving's behaviour)")
     add("--request_log_max_file_bytes", type=int, default=64 << 20)
     add("--request_log_max_files", type=int, default=10)
     flag("--enable_signature_method_name_check", False)

@@ -19,6 +19,7 @@ import dataclasses
 import gc
 import logging
 import os
+import random
 import re
 import threading
 import time
@@ -52,6 +53,11 @@ class ManagerOptions:
     max_num_load_retries: int = 5
     load_retry_interval_seconds: float = 60.0
     allow_version_labels_for_unavailable_models: bool = False
+    # Canary routing (not in TF Serving; 0 = off): requests that name neither a
+    # version nor a label go to the `canary` label's version with this
+    # probability and to the `stable` label's version otherwise.
+    canary_traffic_share: float = 0.0
+    random: object = random.random
 
 
 class _Model:
@@ -413,6 +419,10 @@ class ModelManager:
                 raise ServingError(
                     Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}")
             version = model.labels[label]
+        if version is None and model is not None and self.options.canary_traffic_share > 0:
+            routed = self._route(model)
+            if routed is not None:
+                return routed
         if version is None:
             servable = model.latest if model is not None else None
             if servable is None:
@@ -424,6 +434,17 @@ class ModelManager:
             raise ServingError(
                 Code.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})")
         return servable
+
+    def _route(self, model: _Model):
+        """Canary routing: the `canary` or the `stable` servable, None if unlabelled."""
+        labels, loaded = model.labels, model.loaded
+        stable = loaded.get(labels.get("stable"))
+        if stable is None:
+            return None
+        canary = loaded.get(labels.get("canary"))
+        if canary is not None and self.options.random() < self.options.canary_traffic_share:
+            return canary
+        return stable
 
     def version_states(self, name: str, version: int = None) -> list:
         """Returns [(version, VersionState)] in descending version order.

@@ -79,6 +79,7 @@ class ModelServer:
             load_retry_interval_seconds=args.load_retry_interval_micros / 1e6,
             allow_version_labels_for_unavailable_models=(
                 args.allow_version_labels_for_unavailable_models),
+            canary_traffic_share=args.canary_traffic_share,
         )
         self.manager = ModelManager(options, self.scheduler, self.metrics,
                                     on_config=self.request_logger.configure)

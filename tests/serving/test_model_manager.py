@@ -97,3 +97,45 @@ def test_failed_warmup_fails_the_load(tmp_path):
     assert states[2].state == "END" and states[2].error_code != Code.OK
     assert manager.resolve("m").version == 1
     manager.stop()
+
+
+def test_canary_routing_by_labels_and_share(tmp_path):
+    base = tmp_path / "m"
+    model_factory.save_half_plus_two(str(base / "1"))
+    model_factory.save_half_plus_two(str(base / "2"), b=3.0)
+    draws = iter([0.1, 0.3, 0.24, 0.9] * 3)
+    manager = ModelManager(ManagerOptions(canary_traffic_share=0.25,
+                                          random=lambda: next(draws)))
+
+    def apply(labels: str):
+        manager.apply_config(config(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+            f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} {labels} }} }}"))
+
+    apply("")
+    manager.poll()
+    assert manager.resolve("m").version == 2  # no stable label: latest, as TF Serving
+    apply("version_labels { key: 'stable' value: 1 } version_labels { key: 'canary' value: 2 }")
+    assert [manager.resolve("m").version for _ in range(4)] == [2, 1, 2, 1]
+    assert manager.resolve("m", version=1).version == 1  # explicit requests are not routed
+    assert manager.resolve("m", label="canary").version == 2
+    apply("version_labels { key: 'stable' value: 1 }")
+    assert [manager.resolve("m").version for _ in range(4)] == [1, 1, 1, 1]  # no canary
+    manager.stop()
+
+
+def test_canary_routing_is_off_by_default(tmp_path):
+    base = tmp_path / "m"
+    model_factory.save_half_plus_two(str(base / "1"))
+    model_factory.save_half_plus_two(str(base / "2"), b=3.0)
+    manager = ModelManager()
+    manager.apply_config(config(
+        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+        f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} }} }}"))
+    manager.poll()
+    manager.apply_config(config(
+        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+        f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} "
+        f"version_labels {{ key: 'stable' value: 1 }} }} }}"))
+    assert manager.resolve("m").version == 2
+    manager.stop()

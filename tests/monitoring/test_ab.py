@@ -1,0 +1,46 @@
+"""A/B verdict: minimum sample, one-sided z-test, Wilson intervals."""
+
+import pytest
+
+from monitoring import ab, cli
+
+
+def test_wilson_interval():
+    low, high = ab.wilson(80, 100)
+    assert low == pytest.approx(0.711, abs=1e-3) and high == pytest.approx(0.867, abs=1e-3)
+    assert ab.wilson(0, 0) is None
+
+
+def test_verdicts():
+    assert ab.verdict((90, 100), (80, 100))["verdict"] == "insufficient data"
+    worse = ab.verdict((800, 1000), (740, 1000))
+    assert worse["verdict"] == "rollback" and worse["z"] < -1.645
+    same = ab.verdict((800, 1000), (790, 1000))
+    assert same["verdict"] == "promote" and same["p_value"] > 0.05
+    better = ab.verdict((800, 1000), (850, 1000))
+    assert better["verdict"] == "promote"
+    assert ab.verdict((1000, 1000), (1000, 1000))["verdict"] == "promote"  # se = 0
+
+
+def test_ab_command_reads_a_quality_summary(tmp_path, capsys):
+    import json
+
+    summary = tmp_path / "quality.json"
+    summary.write_text(
+        json.dumps(
+            {
+                "versions": {
+                    "1": {"labelled": 1000, "accuracy": 0.8, "auc": 0.9},
+                    "2": {"labelled": 1000, "accuracy": 0.74, "auc": 0.85},
+                }
+            }
+        )
+    )
+    argv = ["ab", "--quality", str(summary), "--stable", "1", "--canary", "2"]
+    assert cli.main(argv) == cli.EXIT_FOUND  # rollback
+    out = capsys.readouterr().out
+    assert "verdict: rollback" in out and "| 2 (canary) | 1000 | 0.7400 [0.7119, 0.7662]" in out
+    assert cli.main(argv + ["--min-samples", "2000"]) == cli.EXIT_OK
+    assert "verdict: insufficient data" in capsys.readouterr().out
+    assert cli.main(["ab", "--quality", str(summary), "--stable", "1", "--canary", "9"]) == 2
+    assert "no labelled predictions of version 9" in capsys.readouterr().err
