@@ -25,6 +25,9 @@ of a window: accuracy and AUC per model version (see monitoring/quality.py).
 (promote / rollback / insufficient data; see monitoring/ab.py); exit 1 means
 rollback.
 
+`canary deploy|promote|abort` moves the stable/canary labels in the server's
+model config file, recorded in MLMD (see monitoring/canary.py).
+
 `rollback` pins the model in the server's model config file to the previous
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
 (see monitoring/rollback.py).
@@ -132,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-samples", type=int, default=200)
     b.add_argument("--alpha", type=float, default=0.05)
     b.add_argument("--out", help="write the verdict here (JSON)")
+    c = sub.add_parser("canary", help="deploy a canary, promote it or abort it")
+    c.add_argument("action", choices=["deploy", "promote", "abort"])
+    c.add_argument("--metadata", required=True, help="MLMD SQLite file (the action is recorded)")
+    c.add_argument("--model-config", required=True, help="the server's --model_config_file")
+    c.add_argument("--model-name", default="taxi")
+    c.add_argument("--candidate", type=int, help="deploy: the blessed version to canary")
+    c.add_argument("--server", help="deploy: server REST URL, to wait for the versions")
+    c.add_argument("--timeout", type=float, default=120)
+    c.add_argument("--reason", required=True)
+    c.add_argument("--requested-by", default=os.environ.get("USER", "unknown"))
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
     r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
@@ -244,6 +257,39 @@ def run_ab(args) -> int:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
     return EXIT_FOUND if result["verdict"] == "rollback" else EXIT_OK
+
+
+def run_canary(args) -> int:
+    from monitoring import canary
+
+    try:
+        if args.action == "deploy":
+            if args.candidate is None or not args.server:
+                raise canary.CanaryError("deploy needs --candidate and --server")
+            result = canary.deploy(
+                args.metadata,
+                args.model_config,
+                args.model_name,
+                args.candidate,
+                args.server.rstrip("/"),
+                args.reason,
+                args.requested_by,
+                args.timeout,
+            )
+        else:
+            result = canary.finish(
+                args.metadata,
+                args.model_config,
+                args.model_name,
+                args.action,
+                args.reason,
+                args.requested_by,
+            )
+    except canary.CanaryError as e:
+        print(f"error: canary {args.action} not done: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"canary {args.action} of {args.model_name}: {json.dumps(result)}")
+    return EXIT_OK
 
 
 def run_rollback(args) -> int:
@@ -568,6 +614,8 @@ def main(argv=None) -> int:
             return run_quality(args)
         if args.command == "ab":
             return run_ab(args)
+        if args.command == "canary":
+            return run_canary(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -105,11 +105,26 @@ def write_atomically(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _execution_type_id(store: mlmd.MetadataStore) -> int:
-    execution_type = metadata_store_pb2.ExecutionType(name=EXECUTION_TYPE)
-    for name in PROPERTIES:
+def record_execution(store: mlmd.MetadataStore, type_name: str, values: dict, version: int) -> int:
+    """Records a COMPLETE execution of `type_name` with string `values` as
+    properties and version `version`'s PushedModel as input; returns its id."""
+    execution_type = metadata_store_pb2.ExecutionType(name=type_name)
+    for name in values:
         execution_type.properties[name] = metadata_store_pb2.STRING
-    return store.put_execution_type(execution_type, can_add_fields=True)
+    type_id = store.put_execution_type(execution_type, can_add_fields=True)
+    execution = metadata_store_pb2.Execution(
+        type_id=type_id, last_known_state=metadata_store_pb2.Execution.COMPLETE
+    )
+    for name, value in values.items():
+        execution.properties[name].string_value = str(value)
+    graph = lineage.Graph.load(store)
+    pushed = lineage.pushed_versions(graph).get(str(version))
+    events = []
+    if pushed is not None:
+        event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)
+        events.append((graph.artifacts[pushed], event))
+    execution_id, _, _ = store.put_execution(execution, events, [])
+    return execution_id
 
 
 def record(
@@ -122,9 +137,6 @@ def record(
     config_file: str,
 ) -> int:
     """Records the rollback in MLMD; returns the execution id."""
-    execution = metadata_store_pb2.Execution(
-        type_id=_execution_type_id(store), last_known_state=metadata_store_pb2.Execution.COMPLETE
-    )
     values = {
         "model_name": model_name,
         "from_version": str(from_version or ""),
@@ -133,16 +145,7 @@ def record(
         "requested_by": requested_by,
         "config_file": os.path.abspath(config_file),
     }
-    for name, value in values.items():
-        execution.properties[name].string_value = value
-    graph = lineage.Graph.load(store)
-    pushed = lineage.pushed_versions(graph).get(str(to_version))
-    events = []
-    if pushed is not None:
-        event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)
-        events.append((graph.artifacts[pushed], event))
-    execution_id, _, _ = store.put_execution(execution, events, [])
-    return execution_id
+    return record_execution(store, EXECUTION_TYPE, values, to_version)
 
 
 def history(store: mlmd.MetadataStore) -> list[dict]:

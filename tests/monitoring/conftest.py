@@ -11,6 +11,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
+from ml_metadata import metadata_store  # noqa: E402
+from ml_metadata.proto import metadata_store_pb2  # noqa: E402
 from tensorflow_serving.apis import (  # noqa: E402
     logging_pb2,
     model_pb2,
@@ -152,3 +154,28 @@ def start_server(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+def make_fake_store(path: str, pushed_versions) -> str:
+    """An MLMD file with one PushedModel artifact per blessed (pushed) version."""
+    store = metadata_store.MetadataStore(
+        metadata_store_pb2.ConnectionConfig(
+            sqlite=metadata_store_pb2.SqliteMetadataSourceConfig(
+                filename_uri=path,
+                connection_mode=metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE,
+            )
+        )
+    )
+    type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="PushedModel"))
+    for version in pushed_versions:
+        artifact = metadata_store_pb2.Artifact(type_id=type_id, uri=f"/pushed/{version}")
+        artifact.custom_properties["pushed"].int_value = 1
+        artifact.custom_properties["pushed_version"].string_value = str(version)
+        store.put_artifacts([artifact])
+    return path
+
+
+@pytest.fixture
+def fake_store():
+    """make_fake_store(path, versions) -> path of a tiny MLMD file with pushed versions."""
+    return make_fake_store

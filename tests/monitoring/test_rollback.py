@@ -6,28 +6,8 @@ import time
 
 import pytest
 import requests
-from ml_metadata.proto import metadata_store_pb2
 
 from monitoring import cli, rollback
-
-
-def _fake_store(path: str, pushed_versions) -> str:
-    """An MLMD file with one PushedModel artifact per blessed (pushed) version."""
-    store = rollback.mlmd.MetadataStore(
-        metadata_store_pb2.ConnectionConfig(
-            sqlite=metadata_store_pb2.SqliteMetadataSourceConfig(
-                filename_uri=path,
-                connection_mode=metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE,
-            )
-        )
-    )
-    type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="PushedModel"))
-    for version in pushed_versions:
-        artifact = metadata_store_pb2.Artifact(type_id=type_id, uri=f"/pushed/{version}")
-        artifact.custom_properties["pushed"].int_value = 1
-        artifact.custom_properties["pushed_version"].string_value = str(version)
-        store.put_artifacts([artifact])
-    return path
 
 
 def _config(path, base, policy=""):
@@ -50,11 +30,11 @@ def test_choose_target():
         rollback.choose_target([1, 2], [1, 2], current=2, named=7)
 
 
-def test_rollback_pins_config_and_records_in_mlmd(tmp_path, capsys):
+def test_rollback_pins_config_and_records_in_mlmd(tmp_path, capsys, fake_store):
     base = tmp_path / "models"
     for version in (1, 2, 3):
         (base / str(version)).mkdir(parents=True)
-    metadata = _fake_store(str(tmp_path / "metadata.sqlite"), [1, 2, 3])
+    metadata = fake_store(str(tmp_path / "metadata.sqlite"), [1, 2, 3])
     config = _config(tmp_path / "models.config", base)
     argv = [
         "rollback",
@@ -91,10 +71,10 @@ def test_rollback_pins_config_and_records_in_mlmd(tmp_path, capsys):
     assert artifact.uri == "/pushed/2"
 
 
-def test_rollback_refusals_change_nothing(tmp_path, capsys):
+def test_rollback_refusals_change_nothing(tmp_path, capsys, fake_store):
     base = tmp_path / "models"
     (base / "1").mkdir(parents=True)
-    metadata = _fake_store(str(tmp_path / "metadata.sqlite"), [1])
+    metadata = fake_store(str(tmp_path / "metadata.sqlite"), [1])
     config = _config(tmp_path / "models.config", base)
     before = open(config).read()
     common = ["rollback", "--model-config", config, "--model-name", "m", "--reason", "r"]
@@ -130,12 +110,12 @@ def _predict(url):
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_server_serves_the_rolled_back_version(tmp_path, start_server):
+def test_server_serves_the_rolled_back_version(tmp_path, start_server, fake_store):
     factory = sys.modules["model_factory"]
     base = tmp_path / "models"
     factory.save_half_plus_two(str(base / "1"), a=0.5, b=2.0)  # y(1) = 2.5
     factory.save_half_plus_two(str(base / "2"), a=0.5, b=3.0)  # y(1) = 3.5
-    metadata = _fake_store(str(tmp_path / "metadata.sqlite"), [1, 2])
+    metadata = fake_store(str(tmp_path / "metadata.sqlite"), [1, 2])
     config = _config(tmp_path / "models.config", base)
     server = start_server(
         [f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1"],
