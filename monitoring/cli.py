@@ -28,6 +28,9 @@ rollback.
 `canary deploy|promote|abort` moves the stable/canary labels in the server's
 model config file, recorded in MLMD (see monitoring/canary.py).
 
+`watch` runs the pipeline when a new span arrives or a drift/skew incident is
+open, and deploys a newly pushed version as the canary (see monitoring/watch.py).
+
 `rollback` pins the model in the server's model config file to the previous
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
 (see monitoring/rollback.py).
@@ -145,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=float, default=120)
     c.add_argument("--reason", required=True)
     c.add_argument("--requested-by", default=os.environ.get("USER", "unknown"))
+    wa = sub.add_parser("watch", help="new span or drift incident -> pipeline -> canary")
+    wa.add_argument("--data-dir", required=True, help="folder of span-<N>/ data")
+    wa.add_argument("--output-dir", required=True, help="pipeline output dir (metadata.sqlite)")
+    wa.add_argument("--alert-state", help="state file of `monitor alert` (drift incidents)")
+    wa.add_argument("--server", help="server REST URL: deploy a new version as canary")
+    wa.add_argument("--model-config", help="the server's --model_config_file")
+    wa.add_argument("--model-name", default="taxi")
+    wa.add_argument(
+        "--pipeline-arg",
+        action="append",
+        default=[],
+        help="extra taxi-pipeline argument (repeatable)",
+    )
+    wa.add_argument("--timeout", type=float, default=3600, help="pipeline timeout (s)")
+    wa.add_argument("--interval", type=float, default=300, help="seconds between checks")
+    wa.add_argument("--max-checks", type=int, default=1, help="checks before exiting")
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
     r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
@@ -290,6 +309,52 @@ def run_canary(args) -> int:
         return EXIT_BAD_INPUT
     print(f"canary {args.action} of {args.model_name}: {json.dumps(result)}")
     return EXIT_OK
+
+
+def pipeline_command(args) -> list:
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.local_runner",
+        "--output-dir",
+        args.output_dir,
+        "--data-dir",
+        args.data_dir,
+        *args.pipeline_arg,
+    ]
+
+
+def run_watch(args) -> int:
+    import time
+
+    from monitoring import watch
+
+    metadata = os.path.join(args.output_dir, "metadata.sqlite")
+    exit_code = EXIT_OK
+    for index in range(max(1, args.max_checks)):
+        if index:
+            time.sleep(args.interval)
+        check = watch.check_once(
+            args.data_dir,
+            metadata,
+            pipeline_command(args),
+            alert_state=args.alert_state,
+            timeout=args.timeout,
+            server_url=args.server,
+            model_config=args.model_config,
+            model_name=args.model_name,
+        )
+        if not check.reasons:
+            print("watch: nothing new")
+            continue
+        print(
+            f"watch: {'; '.join(check.reasons)} -> pipeline exit {check.returncode}, "
+            f"new versions {check.new_versions}, canary {json.dumps(check.deployed)}"
+        )
+        _print_problems(check.problems)
+        if check.problems:
+            exit_code = EXIT_BAD_INPUT
+    return exit_code
 
 
 def run_rollback(args) -> int:
@@ -616,6 +681,8 @@ def main(argv=None) -> int:
             return run_ab(args)
         if args.command == "canary":
             return run_canary(args)
+        if args.command == "watch":
+            return run_watch(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
