@@ -80,13 +80,16 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
     trace and export.
 
     Args:
-      hparams: overrides for ``DEFAULT_HPARAMS``.
+      hparams: overrides for ``DEFAULT_HPARAMS``; ``hidden_units`` may be a
+        list or a comma-separated string (as the Tuner's choices are).
 
     Returns:
       A compiled Keras model whose inputs are keyed by transformed name and
       whose output is the probability of a big tip, shape [batch, 1].
     """
     hp = {**DEFAULT_HPARAMS, **(hparams or {})}
+    if isinstance(hp["hidden_units"], str):  # KerasTuner choices are scalars: "64,32"
+        hp["hidden_units"] = [int(u) for u in hp["hidden_units"].split(",") if u]
     sizes = categorical_sizes()
     dense_inputs = {
         features.transformed_name(k): tf.keras.Input(

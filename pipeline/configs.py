@@ -17,6 +17,11 @@ SPLIT_BUCKETS = {"train": 8, "eval": 1, "test": 1}
 
 PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
 RUN_FN = "components.model.run_fn"
+TUNER_FN = "components.tuning.tuner_fn"
+
+# Tuner budget: 0 trials = no Tuner node (the default run stays as cheap as before).
+TUNE_TRIALS = 0
+TUNE_STEPS = 200  # train steps per trial
 
 TRAIN_STEPS = 800
 EVAL_STEPS = 50

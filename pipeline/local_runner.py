@@ -88,6 +88,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="keep Transform's per-span analyzer cache (pays off for large spans)",
     )
+    parser.add_argument(
+        "--tune-trials",
+        type=int,
+        default=configs.TUNE_TRIALS,
+        help="KerasTuner RandomSearch trials before training (0 = no tuning, the default)",
+    )
+    parser.add_argument(
+        "--tune-steps",
+        type=int,
+        default=configs.TUNE_STEPS,
+        help="train steps per tuning trial",
+    )
     parser.add_argument("--no-cache", action="store_true", help="re-execute every component")
     parser.add_argument(
         "--force",
@@ -101,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 CODE_MODULES = {
     "transform": ("features.py", "preprocessing.py"),
     "trainer": ("features.py", "preprocessing.py", "model.py"),
+    "tuner": ("features.py", "preprocessing.py", "model.py", "tuning.py"),
 }
 
 
@@ -251,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         analyzer_cache=args.analyzer_cache,
         min_auc=args.min_auc,
         max_auc_drop=args.max_auc_drop,
+        tune_trials=args.tune_trials,
+        tune_steps=args.tune_steps,
     )
     newest = max(spans)
     runs = []

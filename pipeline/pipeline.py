@@ -32,6 +32,7 @@ from tfx.components import (  # noqa: E402
     StatisticsGen,
     Trainer,
     Transform,
+    Tuner,
 )
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen  # noqa: E402
 from tfx.dsl.components.common.resolver import Resolver  # noqa: E402
@@ -154,6 +155,8 @@ def create_pipeline(
     enable_cache: bool = True,
     min_auc: float = configs.MIN_AUC,
     max_auc_drop: float = configs.MAX_AUC_DROP,
+    tune_trials: int = configs.TUNE_TRIALS,
+    tune_steps: int = configs.TUNE_STEPS,
 ) -> tfx_pipeline.Pipeline:
     """Builds the taxi pipeline.
 
@@ -184,6 +187,9 @@ def create_pipeline(
         by default.
       enable_cache: reuse results of executions whose inputs are unchanged.
       min_auc / max_auc_drop: blessing thresholds.
+      tune_trials: KerasTuner RandomSearch trials of a Tuner node whose best
+        hyperparameters feed the Trainer; 0 (the default) means no Tuner.
+      tune_steps: train steps per tuning trial.
 
     Returns:
       A ``tfx_pipeline.Pipeline``.
@@ -245,6 +251,8 @@ def create_pipeline(
             test_eval_cfg=eval_config(thresholds=False),
             canary=canary,
             analyzer_cache=analyzer_cache,
+            tune_trials=tune_trials,
+            tune_steps=tune_steps,
         )
 
     return tfx_pipeline.Pipeline(
@@ -272,6 +280,8 @@ def _training_nodes(
     test_eval_cfg: tfma.EvalConfig,
     canary: bool,
     analyzer_cache: bool,
+    tune_trials: int = 0,
+    tune_steps: int = configs.TUNE_STEPS,
 ) -> list:
     """Span resolver, Transform, Trainer, baseline resolver, Evaluators, checks, Pusher."""
     span_resolver = Resolver(
@@ -296,10 +306,27 @@ def _training_nodes(
         disable_analyzer_cache=not analyzer_cache,
     )
     transform.add_upstream_node(gate)
+    tuner = None
+    if tune_trials > 0:
+        # Train split to fit, eval split to score: test is never seen by tuning.
+        tuner = Tuner(
+            tuner_fn=configs.TUNER_FN,
+            examples=examples,
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema,
+            train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=tune_steps),
+            eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=eval_steps),
+            custom_config={
+                "code_fingerprint": code_fingerprints.get("tuner", ""),
+                "seed": seed,
+                "max_trials": tune_trials,
+            },
+        )
     trainer = Trainer(
         run_fn=configs.RUN_FN,
         examples=examples,
         transform_graph=transform.outputs["transform_graph"],
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         schema=schema,
         train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=train_steps),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=eval_steps),
@@ -329,7 +356,8 @@ def _training_nodes(
         eval_config=test_eval_cfg,
     ).with_id("TestEvaluator")
     behavioral = BehavioralChecks(model=trainer.outputs["model"])
-    nodes = [span_resolver, transform, trainer, baseline_resolver, evaluator, test_evaluator]
+    nodes = [span_resolver, transform, *([tuner] if tuner else []), trainer, baseline_resolver]
+    nodes += [evaluator, test_evaluator]
     nodes.append(behavioral)
     infra_blessing = None
     if canary:

@@ -55,6 +55,8 @@ class Summary:
     test_metrics: dict = dataclasses.field(default_factory=dict)
     # BehavioralChecks' JSON report (``passed``, ``failed``, ``cases``), if it ran.
     behavioral: dict | None = None
+    # Tuner's best hyperparameter values, if a Tuner ran.
+    tuned: dict | None = None
     # Where the pushed version's model card was written (set by the runner).
     model_card: str | None = None
 
@@ -112,6 +114,16 @@ def behavioral_report(blessing_uri: str) -> dict | None:
         return None
 
 
+def best_hyperparameters(uri: str) -> dict | None:
+    """Values in the Tuner's ``best_hyperparameters.txt`` (KerasTuner config JSON)."""
+    try:
+        with open(os.path.join(uri, "best_hyperparameters.txt")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config.get("values", config)
+
+
 def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
     graph = lineage.Graph.load(lineage.open_store(metadata_path))
     spans, blessed, reasons, version, pushed_to, model_uri = [], None, [], None, None, None
@@ -153,6 +165,11 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
     if checks is not None:
         for a in graph.linked([checks], graph.outputs, "BehavioralBlessing"):
             behavioral = behavioral_report(graph.artifacts[a].uri)
+    tuned = None
+    tuner = _latest(graph, "Tuner", since)
+    if tuner is not None:
+        for a in graph.linked([tuner], graph.outputs, "HyperParameters"):
+            tuned = best_hyperparameters(graph.artifacts[a].uri)
     return Summary(
         nodes,
         spans,
@@ -164,6 +181,7 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
         model_uri,
         test_metrics,
         behavioral,
+        tuned,
     )
 
 
@@ -181,6 +199,12 @@ def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds:
     else:
         lines.append("  blessing: NOT BLESSED")
         lines += [f"    - {reason}" for reason in summary.reasons]
+    if summary.tuned:
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in sorted(summary.tuned.items())
+        )
+        lines.append(f"  tuned (best of the Tuner's trials, fed to the Trainer): {shown}")
     if summary.test_metrics:
         shown = ", ".join(
             f"{name} {value:.0f}" if name == "example_count" else f"{name} {value:.4f}"

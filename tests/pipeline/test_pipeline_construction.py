@@ -119,3 +119,22 @@ def test_test_evaluator_reports_test_split_without_thresholds(args):
         m.class_name for m in eval_config().metrics_specs[0].metrics
     ]
     assert config.slicing_specs == eval_config().slicing_specs
+
+
+def test_tuner_is_opt_in_and_feeds_the_trainer(args):
+    assert "Tuner" not in _nodes(create_pipeline(**args, span=2016))
+    nodes = _nodes(create_pipeline(**args, span=2016, tune_trials=3, tune_steps=20))
+    tuner = nodes["Tuner"]
+    assert {"SpanResolver", "Transform"} <= _upstream(tuner)
+    assert "Tuner" in _upstream(nodes["Trainer"])
+    assert "hyperparameters" in nodes["Trainer"].inputs
+    assert json.loads(tuner.exec_properties["custom_config"])["max_trials"] == 3
+    train_args = proto_utils.json_to_proto(
+        tuner.exec_properties["train_args"], trainer_pb2.TrainArgs()
+    )
+    eval_args = proto_utils.json_to_proto(
+        tuner.exec_properties["eval_args"], trainer_pb2.EvalArgs()
+    )
+    # Tuning fits on train and scores on eval: the test split stays held out.
+    assert list(train_args.splits) == ["train"] and train_args.num_steps == 20
+    assert list(eval_args.splits) == ["eval"]

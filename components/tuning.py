@@ -1,0 +1,93 @@
+"""TFX Tuner module: KerasTuner RandomSearch over the wide & deep model.
+
+``tuner_fn`` is referenced by dotted path (``components.tuning.tuner_fn``).
+It searches on the train split and scores on the eval split only; the held-out
+test split is never read. RandomSearch, not Hyperband (tfx issue #7778).
+
+Search space (``search_space``): depth and width of the deep part, embedding
+size, learning rate and dropout. The budget is ``custom_config["max_trials"]``
+trials of ``train_steps`` steps each.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import keras_tuner  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+from tfx.components.tuner.component import TunerFnResult  # noqa: E402
+
+from components import model as taxi_model  # noqa: E402
+
+OBJECTIVE = keras_tuner.Objective("val_auc", direction="max")
+HIDDEN_UNITS = ("64,32", "32", "128,64", "32,16")
+
+
+def use_tf_keras() -> None:
+    """Points KerasTuner's engine at tf-keras (the Keras this project trains with).
+
+    KerasTuner 1.4 binds to Keras 3 whenever it is installed (``keras_tuner``
+    is imported, with Keras 3, as soon as ``tfx.components`` is), so it would
+    reject tf-keras models ("Expected ... a valid Keras Model instance") and
+    tf-keras ``History`` results. Its engine only uses ``keras`` at run time
+    for those checks, ``clear_session`` and optimizer copies; rebinding that
+    name is enough. Idempotent.
+    """
+    import tf_keras
+    from keras_tuner.src.engine import tuner as tuner_module
+    from keras_tuner.src.engine import tuner_utils
+
+    tuner_module.keras = tf_keras
+    tuner_utils.keras = tf_keras
+
+
+def search_space(hp: keras_tuner.HyperParameters) -> dict:
+    """Registers the search space on ``hp``; returns model hyperparameters."""
+    return {
+        "hidden_units": hp.Choice("hidden_units", list(HIDDEN_UNITS)),
+        "embedding_dim": hp.Choice("embedding_dim", [4, 8, 16]),
+        "learning_rate": hp.Float("learning_rate", 1e-3, 3e-2, sampling="log"),
+        "dropout": hp.Choice("dropout", [0.0, 0.1, 0.2]),
+    }
+
+
+def build_tuner(directory: str, max_trials: int, seed: int) -> keras_tuner.RandomSearch:
+    """RandomSearch over ``search_space``, maximising validation AUC."""
+    use_tf_keras()
+    return keras_tuner.RandomSearch(
+        lambda hp: taxi_model.build_model(search_space(hp)),
+        objective=OBJECTIVE,
+        max_trials=max_trials,
+        seed=seed,
+        directory=directory,
+        project_name="taxi",
+        overwrite=True,
+    )
+
+
+def tuner_fn(fn_args) -> TunerFnResult:
+    """TFX Tuner entry point: the tuner and how to fit each trial."""
+    custom = fn_args.custom_config or {}
+    seed = int(custom.get("seed", 42))
+    batch_size = taxi_model.DEFAULT_HPARAMS["batch_size"]
+    transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    train = taxi_model._input_fn(  # noqa: SLF001 - the Trainer's own input pipeline
+        fn_args.train_files, None, transform_output, batch_size, seed
+    )
+    evaluation = taxi_model._input_fn(  # noqa: SLF001
+        fn_args.eval_files, None, transform_output, batch_size, seed
+    )
+    tuner = build_tuner(fn_args.working_dir, int(custom.get("max_trials", 2)), seed)
+    return TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={
+            "x": train,
+            "validation_data": evaluation,
+            "steps_per_epoch": fn_args.train_steps,
+            "validation_steps": fn_args.eval_steps,
+            "epochs": 1,
+            "verbose": 0,
+        },
+    )

@@ -1,0 +1,62 @@
+"""Tuner module: the search space, and a 2-trial search on 300 rows (tiny budget)."""
+
+import os
+import types
+
+import tensorflow as tf
+
+from components import model as taxi_model
+from components import tuning
+
+
+def _write_split(rows, path):
+    """Raw rows (feature -> list of values) as a gzipped TFRecord of tf.Examples."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for row in rows:
+            feature = {}
+            for key, values in row.items():
+                if values and isinstance(values[0], bytes):
+                    feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+                elif values and isinstance(values[0], float):
+                    feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+                else:
+                    feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+
+
+def test_search_space_values_build_a_model():
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    values = tuning.search_space(hp)
+    assert set(values) == {"hidden_units", "embedding_dim", "learning_rate", "dropout"}
+    assert {p.name for p in hp.space} == set(values)
+    model = taxi_model.build_model({**values, "hidden_units": "32,16"})
+    deep = [layer.units for layer in model.layers if layer.name in ("deep_0", "deep_1")]
+    assert deep == [32, 16]
+
+
+def test_tuner_fn_searches_on_train_and_scores_on_eval(transform_output, raw_rows, tmp_path):
+    output, _ = transform_output
+    train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
+    _write_split(raw_rows[:240], train)
+    _write_split(raw_rows[240:], evaluation)
+    fn_args = types.SimpleNamespace(
+        custom_config={"max_trials": 2, "seed": 1},
+        transform_graph_path=output.transform_savedmodel_dir.rsplit("/", 1)[0],
+        train_files=[train],
+        eval_files=[evaluation],
+        working_dir=str(tmp_path / "tuner"),
+        train_steps=3,
+        eval_steps=1,
+    )
+    result = tuning.tuner_fn(fn_args)
+    assert result.tuner.oracle.max_trials == 2
+    result.tuner.search(**result.fit_kwargs)
+    [best] = result.tuner.get_best_hyperparameters(1)
+    assert best.values["hidden_units"] in tuning.HIDDEN_UNITS
+    assert len(result.tuner.oracle.trials) == 2
+    # What the Trainer receives (best_hyperparameters) builds the model.
+    taxi_model.build_model(best.values)
