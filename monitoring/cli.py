@@ -1,4 +1,4 @@
-"""`monitor`: skew and drift of served traffic, and drift between data spans.
+"""`monitor`: skew/drift, live quality, alerts, canary, watch and rollback of the served model.
 
     monitor window --logs <filename_prefix> --start 2026-11-25T10:00 --end 2026-11-25T11:00 \
         --metadata tfx_runs/metadata.sqlite --out monitoring_out
@@ -35,9 +35,12 @@ open, and deploys a newly pushed version as the canary (see monitoring/watch.py)
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
 (see monitoring/rollback.py).
 
-Exit codes: 0 nothing found, 1 anomalies, skew or drift (alert: a rule fires), 2 bad input (no log
-files, an empty window, malformed or unknown labels, malformed records above `--max-malformed-fraction`,
-unknown version or metadata).
+Exit codes: 0 nothing found / done; 1 something found (anomalies, skew or
+drift; an alert rule firing; an `ab` verdict of rollback); 2 bad input or an
+action not done (no log files, an empty window, malformed records above
+`--max-malformed-fraction`, malformed labels or labels for unknown request
+ids, unknown version or metadata, a failed sink, pipeline or deploy) - always
+with a message on stderr and the counts in the report.
 """
 
 from __future__ import annotations
