@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-samples", type=int, default=200)
     b.add_argument("--alpha", type=float, default=0.05)
     b.add_argument("--out", help="write the verdict here (JSON)")
+    b.add_argument("--metrics-url", help="server metrics: per-version requests/errors/latency")
+    b.add_argument("--metrics-file", help="a saved copy of the server's metrics")
+    b.add_argument("--model-name", default="taxi")
     c = sub.add_parser("canary", help="deploy a canary, promote it or abort it")
     c.add_argument("action", choices=["deploy", "promote", "abort"])
     c.add_argument("--metadata", required=True, help="MLMD SQLite file (the action is recorded)")
@@ -262,12 +265,22 @@ def run_ab(args) -> int:
         print(f"error: {args.quality}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     result = ab.verdict(counts["stable"], counts["canary"], args.min_samples, args.alpha)
-    print("| version | labelled | accuracy [95% CI] |\n|---|---|---|")
+    serving = _version_serving_metrics(args)
+    if serving is None:
+        return EXIT_BAD_INPUT
+    print("| version | requests | errors | p50 / p95 / p99 ms | labelled | accuracy [95% CI] |")
+    print("|---|---|---|---|---|---|")
     for role in ("stable", "canary"):
         r = result[role]
         low, high = r["ci95"]
+        m = serving.get(str(getattr(args, role)), {})
+        r.update(m)
+        latency = " / ".join(
+            "n/a" if m.get(q) is None else f"{m[q]:g}" for q in ("p50_ms", "p95_ms", "p99_ms")
+        )
         print(
-            f"| {getattr(args, role)} ({role}) | {r['labelled']} | "
+            f"| {getattr(args, role)} ({role}) | {m.get('requests', 'n/a')} | "
+            f"{m.get('errors', 'n/a')} | {latency} | {r['labelled']} | "
             f"{r['accuracy']:.4f} [{low:.4f}, {high:.4f}] |"
         )
     print(
@@ -358,6 +371,35 @@ def run_watch(args) -> int:
         if check.problems:
             exit_code = EXIT_BAD_INPUT
     return exit_code
+
+
+def _version_serving_metrics(args) -> dict | None:
+    """Per-version requests, errors and latency quantiles ({} without metrics, None on error)."""
+    from monitoring import server_metrics
+
+    if not args.metrics_url and not args.metrics_file:
+        return {}
+    try:
+        if args.metrics_url:
+            text = server_metrics.fetch(args.metrics_url)
+        else:
+            with open(args.metrics_file) as f:
+                text = f.read()
+        snapshots = server_metrics.version_snapshots(text, args.model_name)
+    except (OSError, ValueError, server_metrics.requests.RequestException) as e:
+        print(f"error: server metrics: {e}", file=sys.stderr)
+        return None
+    return {
+        version: {
+            "requests": int(snap["requests"]),
+            "errors": int(snap["errors"]),
+            **{
+                f"p{int(q * 100)}_ms": server_metrics.latency_quantile_ms(snap, q)
+                for q in (0.5, 0.95, 0.99)
+            },
+        }
+        for version, snap in snapshots.items()
+    }
 
 
 def run_rollback(args) -> int:

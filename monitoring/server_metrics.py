@@ -17,6 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REQUESTS = ":tensorflow:serving:request_count"
 LATENCY_BUCKET = ":tensorflow:serving:request_latency_bucket"
+VERSION_REQUESTS = ":serving:model_version_request_count"
+VERSION_LATENCY_BUCKET = ":serving:model_version_request_latency_bucket"
+
+
+def _name(sample) -> str:
+    """Sample name without the `_total` the parser adds to typed counters."""
+    return sample.name.removesuffix("_total")
 
 
 def snapshot(text: str, model: str) -> dict:
@@ -26,7 +33,7 @@ def snapshot(text: str, model: str) -> dict:
         for sample in family.samples:
             if sample.labels.get("model_name") != model:
                 continue
-            if sample.name == REQUESTS:
+            if _name(sample) == REQUESTS:
                 result["requests"] += sample.value
                 if sample.labels.get("status") != "OK":
                     result["errors"] += sample.value
@@ -71,3 +78,24 @@ def latency_quantile_ms(snap: dict, q: float = 0.99) -> float | None:
         if cumulative >= q * total:
             return bound / 1000.0 if not math.isinf(bound) else math.inf
     return math.inf
+
+
+def version_snapshots(text: str, model: str) -> dict[str, dict]:
+    """Per serving version of `model`: a snapshot like `snapshot` (our server's
+    `:serving:model_version_*` series; TF Serving has no per-version latency)."""
+    result: dict[str, dict] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("model_name") != model or "version" not in sample.labels:
+                continue
+            snap = result.setdefault(
+                sample.labels["version"], {"requests": 0.0, "errors": 0.0, "buckets": {}}
+            )
+            if _name(sample) == VERSION_REQUESTS:
+                snap["requests"] += sample.value
+                if sample.labels.get("status") != "OK":
+                    snap["errors"] += sample.value
+            elif sample.name == VERSION_LATENCY_BUCKET:
+                le = sample.labels["le"]
+                snap["buckets"][le] = snap["buckets"].get(le, 0.0) + sample.value
+    return result

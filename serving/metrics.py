@@ -140,6 +140,9 @@ class ServingMetrics:
         self.version_requests = Counter(
             ":serving:model_version_request_count",
             ("model_name", "version", "API", "entrypoint", "status"))
+        self.version_latency = Histogram(
+            ":serving:model_version_request_latency", ("model_name", "version"),
+            _LATENCY_BUCKETS)
         self.version_events = Counter(
             ":serving:model_version_events", ("model_name", "version", "event"))
         self.version_available = Gauge(
@@ -148,7 +151,8 @@ class ServingMetrics:
             self.request_count, self.request_latency, self.example_counts,
             self.example_count_total, self.input_batch_size, self.processed_batch_size,
             self.load_attempts, self.warmup_latency, self.request_log_count,
-            self.version_requests, self.version_events, self.version_available,
+            self.version_requests, self.version_latency, self.version_events,
+            self.version_available,
         ]
 
     def record_request(self, model: str, version, api: str, entrypoint: str,
@@ -159,6 +163,8 @@ class ServingMetrics:
             self.version_requests.inc((model, str(version), api, entrypoint, status))
         if latency_us is not None:
             self.request_latency.observe((model, api, entrypoint), latency_us)
+            if version is not None:
+                self.version_latency.observe((model, str(version)), latency_us)
         if examples:
             self.example_counts.observe((model,), examples)
             self.example_count_total.inc((model,), examples)

@@ -39,8 +39,75 @@ def test_ab_command_reads_a_quality_summary(tmp_path, capsys):
     argv = ["ab", "--quality", str(summary), "--stable", "1", "--canary", "2"]
     assert cli.main(argv) == cli.EXIT_FOUND  # rollback
     out = capsys.readouterr().out
-    assert "verdict: rollback" in out and "| 2 (canary) | 1000 | 0.7400 [0.7119, 0.7662]" in out
+    assert (
+        "verdict: rollback" in out
+        and "| 2 (canary) | n/a | n/a | n/a / n/a / n/a | 1000 | 0.7400 [0.7119, 0.7662]" in out
+    )
     assert cli.main(argv + ["--min-samples", "2000"]) == cli.EXIT_OK
     assert "verdict: insufficient data" in capsys.readouterr().out
     assert cli.main(["ab", "--quality", str(summary), "--stable", "1", "--canary", "9"]) == 2
     assert "no labelled predictions of version 9" in capsys.readouterr().err
+
+
+def test_ab_with_per_version_serving_metrics(tmp_path, capsys):
+    import json
+
+    from serving.metrics import ServingMetrics
+
+    metrics = ServingMetrics()
+    for i in range(100):
+        metrics.record_request("taxi", 1, "predict", "REST", "OK", 500.0 + i)
+    metrics.record_request("taxi", 2, "predict", "REST", "OK", 50_000.0)
+    metrics.record_request("taxi", 2, "predict", "REST", "INVALID_ARGUMENT")
+    (tmp_path / "metrics.txt").write_bytes(metrics.render())
+    summary = tmp_path / "quality.json"
+    summary.write_text(
+        json.dumps(
+            {
+                "versions": {
+                    "1": {"labelled": 300, "accuracy": 0.8, "auc": 0.9},
+                    "2": {"labelled": 300, "accuracy": 0.8, "auc": 0.9},
+                }
+            }
+        )
+    )
+    out = tmp_path / "verdict.json"
+    assert (
+        cli.main(
+            [
+                "ab",
+                "--quality",
+                str(summary),
+                "--stable",
+                "1",
+                "--canary",
+                "2",
+                "--metrics-file",
+                str(tmp_path / "metrics.txt"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "| 1 (stable) | 100 | 0 |" in printed and "| 2 (canary) | 2 | 1 |" in printed
+    verdict = json.loads(out.read_text())
+    assert verdict["verdict"] == "promote"
+    assert verdict["stable"]["p99_ms"] < verdict["canary"]["p99_ms"]
+    assert (
+        cli.main(
+            [
+                "ab",
+                "--quality",
+                str(summary),
+                "--stable",
+                "1",
+                "--canary",
+                "2",
+                "--metrics-file",
+                str(tmp_path / "none.txt"),
+            ]
+        )
+        == 2
+    )

@@ -39,6 +39,20 @@ def test_server_metrics_error_rate_and_p99():
     assert server_metrics.latency_quantile_ms(empty) is None
 
 
+def test_server_metrics_of_the_real_exposition():
+    from serving.metrics import ServingMetrics
+
+    metrics = ServingMetrics()  # renders TYPE lines: the parser then names counters *_total
+    for _ in range(3):
+        metrics.record_request("taxi", 1, "predict", "REST", "OK", 800.0)
+    metrics.record_request("taxi", 1, "predict", "REST", "INVALID_ARGUMENT")
+    text = metrics.render().decode()
+    snap = server_metrics.snapshot(text, "taxi")
+    assert snap["requests"] == 4 and snap["errors"] == 1
+    assert server_metrics.latency_quantile_ms(snap, 0.99) == pytest.approx(1.102)
+    assert server_metrics.version_snapshots(text, "taxi")["1"]["requests"] == 4
+
+
 def test_evaluate_and_deduplicate_with_cooldown():
     rules = [alerts.Rule("drift", "drift_features", ">", 0), alerts.Rule("p99", "p99", ">", 10)]
     state = {}

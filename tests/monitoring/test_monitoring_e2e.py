@@ -8,6 +8,7 @@ re-declared here as a fixture of this directory).
 import csv
 import json
 import os
+import re
 import time
 
 import pytest
@@ -31,7 +32,7 @@ def _complete_rows(data_dir, features, limit):
     return rows[:limit]
 
 
-def test_monitor_served_traffic_against_training(taxi_run, start_server, tmp_path):
+def test_monitor_served_traffic_against_training(taxi_run, start_server, tmp_path, capsys):
     prefix = str(tmp_path / "logs" / "taxi")
     config = tmp_path / "models.config"
     config.write_text(
@@ -134,5 +135,8 @@ def test_monitor_served_traffic_against_training(taxi_run, start_server, tmp_pat
         ]
     )
     assert code == cli.EXIT_FOUND  # accuracy is always below 1.01
+    signals = capsys.readouterr().out
+    assert re.search(r"error_rate=[0-9.e-]+, ", signals), signals  # measured, not None
+    assert re.search(r"p99_latency_ms=[0-9.]+, ", signals), signals
     fired = [json.loads(line)["rule"] for line in open(tmp_path / "alerts.log")]
     assert "live quality drop" in fired and "error rate" not in fired
