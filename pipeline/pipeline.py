@@ -78,7 +78,6 @@ def eval_config(
     ``thresholds=False`` gives the same metrics and slices without any
     threshold (the held-out test report: it never blesses anything).
     """
-    overall = [tfma.SlicingSpec()]
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_auc}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -92,31 +91,25 @@ def eval_config(
             upper_bound={"value": calibration_bounds[1]},
         )
     )
-    if not thresholds:
-        auc_threshold = calibration_threshold = None
+
+    def gated(class_name: str, threshold: tfma.MetricThreshold) -> tfma.MetricConfig:
+        """``class_name`` with ``threshold`` on the overall slice (if thresholds are on)."""
+        per_slice = [
+            tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+        ]
+        return tfma.MetricConfig(
+            class_name=class_name, per_slice_thresholds=per_slice if thresholds else []
+        )
+
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(
-            class_name="AUC",
-            per_slice_thresholds=[
-                tfma.PerSliceMetricThreshold(slicing_specs=overall, threshold=auc_threshold)
-            ]
-            if auc_threshold
-            else [],
-        ),
+        gated("AUC", auc_threshold),
         tfma.MetricConfig(class_name="BinaryAccuracy"),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),
         tfma.MetricConfig(class_name="MeanLabel"),
         tfma.MetricConfig(class_name="MeanPrediction"),
-        tfma.MetricConfig(
-            class_name="Calibration",
-            per_slice_thresholds=[
-                tfma.PerSliceMetricThreshold(slicing_specs=overall, threshold=calibration_threshold)
-            ]
-            if calibration_threshold
-            else [],
-        ),
+        gated("Calibration", calibration_threshold),
         tfma.MetricConfig(class_name="CalibrationPlot"),
     ]
     return tfma.EvalConfig(
