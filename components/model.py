@@ -166,6 +166,9 @@ def _input_fn(
     raw_spec = tf_transform_output.raw_feature_spec()
     transform = tf_transform_output.transform_features_layer()
 
+    # Plain graph code: autograph would re-compile the whole Transform layer
+    # call for every dataset (seconds per training run) to find no control flow.
+    @tf.autograph.experimental.do_not_convert
     def split_label(serialized):
         transformed = transform(tf.io.parse_example(serialized, raw_spec))
         return transformed, transformed.pop(features.LABEL_KEY)
@@ -350,14 +353,16 @@ def evaluate_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) 
     """AUC and accuracy of ``model`` over ``steps`` batches (a training log aid)."""
     auc, accuracy = tf.keras.metrics.AUC(), tf.keras.metrics.BinaryAccuracy()
 
+    # One traced step without autograph: called eagerly, Keras metrics convert
+    # and run their update code through autograph on every call.
     @tf.function(autograph=False)
-    def predict(x):
-        return model(x, training=False)
-
-    for x, y in dataset.take(steps):
-        p, y = predict(x), tf.reshape(y, [-1, 1])
+    def update(x, y):
+        p, y = model(x, training=False), tf.reshape(y, [-1, 1])
         auc.update_state(y, p)
         accuracy.update_state(y, p)
+
+    for x, y in dataset.take(steps):
+        update(x, y)
     return {"auc": float(auc.result()), "binary_accuracy": float(accuracy.result())}
 
 

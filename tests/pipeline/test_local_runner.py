@@ -1,0 +1,41 @@
+"""Runner helpers that need no pipeline run: Beam flags."""
+
+import os
+
+from pipeline import configs, local_runner
+
+
+def test_in_memory_mode_names_the_project_setup_file():
+    args = local_runner.beam_args("in_memory", [])
+    assert args[: len(configs.BEAM_ARGS_IN_MEMORY)] == configs.BEAM_ARGS_IN_MEMORY
+    setup = [a for a in args if a.startswith("--setup_file=")]
+    assert setup == [f"--setup_file={os.path.join(local_runner.REPO_ROOT, 'setup.py')}"]
+    assert os.path.isfile(setup[0].split("=", 1)[1])
+
+
+def test_multi_processing_mode_and_extra_flags_are_kept():
+    args = local_runner.beam_args("multi_processing", ["--direct_num_workers=2"])
+    assert configs.BEAM_ARGS_MULTI_PROCESS[0] in args
+    assert args.index("--direct_num_workers=2") > args.index(configs.BEAM_ARGS_MULTI_PROCESS[-1])
+
+
+def test_a_user_dependency_flag_is_not_overridden():
+    for flag in (
+        "--setup_file=/x/setup.py",
+        "--extra_package=/x/p.tar.gz",
+        "--requirements_file=r",
+    ):
+        args = local_runner.beam_args("in_memory", [flag])
+        assert flag in args
+        assert not [a for a in args if a.startswith("--setup_file=") and a != flag]
+
+
+def test_tfx_does_not_build_its_ephemeral_package_with_these_flags(monkeypatch):
+    from tfx.utils import dependency_utils
+
+    def fail():
+        raise AssertionError("TFX would copy itself and run setup.py sdist")
+
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package", fail)
+    args = local_runner.beam_args("in_memory", [])
+    assert dependency_utils.make_beam_dependency_flags(args) == args
