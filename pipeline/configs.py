@@ -32,6 +32,11 @@ SEED = 42
 MIN_AUC = 0.75
 MAX_AUC_DROP = 0.01  # change threshold vs the latest blessed model
 CALIBRATION_BOUNDS = (0.85, 1.15)  # mean prediction / mean label
+AUC_THRESHOLDS = 1000  # TFMA AUC resolution
+
+# Components run at the same time where the DAG allows (Evaluator, TestEvaluator,
+# behavioral checks and the serving canary all only need the trained model).
+PARALLEL_NODES = 3
 
 # Fastest sound local Beam mode: one in-process worker, no pickling hops.
 BEAM_ARGS_IN_MEMORY = [

@@ -100,6 +100,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=configs.TUNE_STEPS,
         help="train steps per tuning trial",
     )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=configs.PARALLEL_NODES,
+        help="components that may run at the same time when the DAG allows it (1 = one by one)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="re-execute every component")
     parser.add_argument(
         "--force",
@@ -216,6 +222,16 @@ def _write_model_card(output_dir: str, version: str) -> str:
     return f"{markdown} (+ .html)"
 
 
+def _run_all(pipelines: list, runner, parallel: int) -> None:
+    """Runs independent pipelines, up to ``parallel`` at once; re-raises the first error."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(parallel, len(pipelines)))) as pool:
+        futures = [pool.submit(runner.run, p) for p in pipelines]
+        for future in futures:  # in span order, so the oldest span's error wins
+            future.result()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.verbose:
@@ -249,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_DATA
 
     code = code_fingerprints()
-    run_args = {k: v for k, v in vars(args).items() if k not in ("force", "verbose")}
+    run_args = {k: v for k, v in vars(args).items() if k not in ("force", "verbose", "parallel")}
     fingerprint = run_cache.inputs_fingerprint(
         spans, schema_path, {**code, "source": source_digest()}, run_args
     )
@@ -263,10 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         print(last["summary"])
         return EXIT_OK
 
-    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-
     from components.anomalies_gate import AnomaliesFoundError
     from pipeline import progress
+    from pipeline.concurrent_runner import ConcurrentLocalDagRunner
     from pipeline.pipeline import create_pipeline
 
     common = dict(
@@ -291,14 +306,20 @@ def main(argv: list[str] | None = None) -> int:
         tune_steps=args.tune_steps,
     )
     newest = max(spans)
+    runner = ConcurrentLocalDagRunner(max_workers=args.parallel)
     runs = []
     try:
         with progress.track() as runs:
-            for span in (s for s in spans if s not in ingested and s != newest):
-                print(f"--- backfill: ingest and validate span {span}")
-                LocalDagRunner().run(create_pipeline(**common, span=span, ingest_only=True))
+            backfill = [s for s in spans if s not in ingested and s != newest]
+            if backfill:
+                print(f"--- backfill: ingest and validate spans {', '.join(map(str, backfill))}")
+                _run_all(
+                    [create_pipeline(**common, span=s, ingest_only=True) for s in backfill],
+                    runner,
+                    args.parallel,
+                )
             print(f"--- run: ingest span {newest}, train, evaluate, push")
-            LocalDagRunner().run(create_pipeline(**common, span=newest))
+            runner.run(create_pipeline(**common, span=newest))
     except AnomaliesFoundError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         print(

@@ -40,23 +40,17 @@ def track(out: TextIO = sys.stdout) -> Iterator[list[NodeRun]]:
         node_id = self._pipeline_node.node_info.id
         run = NodeRun(node_id, time.time())
         runs.append(run)
-        print(f"[{_clock(run.started)}] start {node_id}", file=out, flush=True)
+        _line(out, f"[{_clock(run.started)}] start {node_id}")
         try:
             info = original(self)
         except BaseException:
             run.seconds, run.state = time.time() - run.started, "FAILED"
-            print(
-                f"[{_clock(time.time())}] FAILED {node_id} after {run.seconds:.1f}s",
-                file=out,
-                flush=True,
-            )
+            _line(out, f"[{_clock(time.time())}] FAILED {node_id} after {run.seconds:.1f}s")
             raise
         run.seconds = time.time() - run.started
         run.state = _state(self, info)
-        print(
-            f"[{_clock(time.time())}] end   {node_id}  {run.seconds:.1f}s  {run.state.lower()}",
-            file=out,
-            flush=True,
+        _line(
+            out, f"[{_clock(time.time())}] end   {node_id}  {run.seconds:.1f}s  {run.state.lower()}"
         )
         return info
 
@@ -65,6 +59,12 @@ def track(out: TextIO = sys.stdout) -> Iterator[list[NodeRun]]:
         yield runs
     finally:
         launcher.Launcher.launch = original
+
+
+def _line(out: TextIO, text: str) -> None:
+    """One whole line per write: components may finish at the same time."""
+    out.write(text + "\n")
+    out.flush()
 
 
 def _state(node_launcher, info) -> str:
