@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
     from components.anomalies_gate import AnomaliesFoundError
-    from pipeline import progress
+    from pipeline import beam_speedups, progress
     from pipeline.concurrent_runner import ConcurrentLocalDagRunner
     from pipeline.pipeline import create_pipeline
 
@@ -305,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         tune_trials=args.tune_trials,
         tune_steps=args.tune_steps,
     )
+    beam_speedups.install()
     newest = max(spans)
     runner = ConcurrentLocalDagRunner(max_workers=args.parallel)
     runs = []
