@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--metrics-url", help="server metrics: per-version requests/errors/latency")
     b.add_argument("--metrics-file", help="a saved copy of the server's metrics")
     b.add_argument("--model-name", default="taxi")
+    b.add_argument("--report-dir", help="write report.md/.json/.html (A/B report) here")
     c = sub.add_parser("canary", help="deploy a canary, promote it or abort it")
     c.add_argument("action", choices=["deploy", "promote", "abort"])
     c.add_argument("--metadata", required=True, help="MLMD SQLite file (the action is recorded)")
@@ -170,6 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     wa.add_argument("--timeout", type=float, default=3600, help="pipeline timeout (s)")
     wa.add_argument("--interval", type=float, default=300, help="seconds between checks")
     wa.add_argument("--max-checks", type=int, default=1, help="checks before exiting")
+    wa.add_argument("--logs", help="request log filename_prefix or dir (canary decisions)")
+    wa.add_argument("--labels", help="late labels: CSV request_id,label or a dir of them")
+    wa.add_argument("--report-dir", help="A/B reports (default <output-dir>/monitoring)")
+    wa.add_argument("--min-samples", type=int, default=200, help="labelled per version")
+    wa.add_argument("--alpha", type=float, default=0.05)
+    wa.add_argument(
+        "--canary-max-checks",
+        type=int,
+        default=12,
+        help="looks at a canary before aborting for insufficient evidence",
+    )
+    wa.add_argument(
+        "--canary-max-seconds",
+        type=float,
+        default=3 * 3600,
+        help="seconds after the deploy before aborting for insufficient evidence",
+    )
+    wa.add_argument("--requested-by", default="monitor watch")
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
     r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
@@ -291,6 +310,17 @@ def run_ab(args) -> int:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
+    if args.report_dir:
+        from monitoring import ab_report
+
+        report = ab_report.build(
+            result,
+            {"stable": args.stable, "canary": args.canary},
+            serving,
+            {"quality_summary": os.path.abspath(args.quality)},
+        )
+        paths = ab_report.write(args.report_dir, report)
+        print(f"A/B report: {paths['md']} ({paths['json']}, {paths['html']})")
     return EXIT_FOUND if result["verdict"] == "rollback" else EXIT_OK
 
 
@@ -359,14 +389,41 @@ def run_watch(args) -> int:
             server_url=args.server,
             model_config=args.model_config,
             model_name=args.model_name,
+            requested_by=args.requested_by,
+            logs=args.logs,
+            labels=args.labels,
+            policy=watch.decide.Policy(
+                min_samples=args.min_samples,
+                alpha=args.alpha,
+                max_checks=args.canary_max_checks,
+                max_seconds=args.canary_max_seconds,
+            ),
+            report_dir=args.report_dir,
         )
         if not check.reasons:
             print("watch: nothing new")
             continue
-        print(
-            f"watch: {'; '.join(check.reasons)} -> pipeline exit {check.returncode}, "
-            f"new versions {check.new_versions}, canary {json.dumps(check.deployed)}"
-        )
+        if check.decision is not None:
+            d = check.decision
+            print(
+                f"watch: {'; '.join(check.reasons)} -> {d.action} "
+                f"(MLMD execution {d.execution_id}): {d.reason}; "
+                f"report: {d.report_paths['md']}"
+            )
+        elif check.ran_pipeline:
+            pinned = (
+                f"pinned stable {check.pinned['stable']} (MLMD execution "
+                f"{check.pinned['execution_id']}), "
+                if check.pinned and check.pinned["pinned"]
+                else ""
+            )
+            print(
+                f"watch: {'; '.join(check.reasons)} -> {pinned}pipeline exit "
+                f"{check.returncode}, new versions {check.new_versions}, "
+                f"canary {json.dumps(check.deployed)}"
+            )
+        else:
+            print(f"watch: {'; '.join(check.reasons)}")
         _print_problems(check.problems)
         if check.problems:
             exit_code = EXIT_BAD_INPUT
@@ -385,21 +442,10 @@ def _version_serving_metrics(args) -> dict | None:
         else:
             with open(args.metrics_file) as f:
                 text = f.read()
-        snapshots = server_metrics.version_snapshots(text, args.model_name)
+        return server_metrics.version_summary(text, args.model_name)
     except (OSError, ValueError, server_metrics.requests.RequestException) as e:
         print(f"error: server metrics: {e}", file=sys.stderr)
         return None
-    return {
-        version: {
-            "requests": int(snap["requests"]),
-            "errors": int(snap["errors"]),
-            **{
-                f"p{int(q * 100)}_ms": server_metrics.latency_quantile_ms(snap, q)
-                for q in (0.5, 0.95, 0.99)
-            },
-        }
-        for version, snap in snapshots.items()
-    }
 
 
 def run_rollback(args) -> int:
