@@ -110,6 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="malformed records allowed before exit 2 (default 0)",
     )
     sub.add_parser("spans", parents=[common], help="drift between consecutive data spans")
+    mp = sub.add_parser(
+        "monitor-pipeline",
+        help="a request-log window as a TFX pipeline run (ExampleStatistics/ExampleAnomalies)",
+    )
+    mp.add_argument("--logs", required=True, help="request log filename_prefix or directory")
+    mp.add_argument("--start", type=parse_time, required=True)
+    mp.add_argument("--end", type=parse_time, required=True)
+    mp.add_argument("--metadata", required=True, help="the training pipeline's MLMD file")
+    mp.add_argument("--schema", default=DEFAULT_SCHEMA, help="curated schema (pbtxt)")
+    mp.add_argument("--version", help="served version (default: newest in the window)")
+    mp.add_argument("--pipeline-root", help="default: <metadata dir>/monitoring_pipeline")
+    mp.add_argument("--pipeline-name", default="taxi-monitoring")
+    mp.add_argument("--linf", type=float, default=0.1)
+    mp.add_argument("--jsd", type=float, default=0.1)
+    mp.add_argument("--max-malformed-fraction", type=float, default=0.0)
     a = sub.add_parser("alert", help="evaluate alert rules and notify (log file, webhook)")
     a.add_argument("--state", required=True, help="state file (open incidents, last scrape)")
     a.add_argument("--scope", default="taxi", help="model name: incident scope and metrics")
@@ -606,6 +621,107 @@ def run_window(args) -> int:
     return _finish(directory, validation, problems, exit_code)
 
 
+def monitor_executions(metadata_path: str) -> list:
+    """Executions of the RequestLogMonitor component, oldest first."""
+    from pipeline import lineage
+
+    store = lineage.open_store(metadata_path)
+    types = {t.id: t.name for t in store.get_execution_types()}
+    return sorted(
+        (e for e in store.get_executions() if types[e.type_id].endswith("RequestLogMonitor")),
+        key=lambda e: e.id,
+    )
+
+
+def run_monitor_pipeline(args) -> int:
+    """`window` as a TFX pipeline run recorded in the training pipeline's MLMD."""
+    from monitoring import baselines, request_logs
+    from pipeline import lineage
+
+    if args.end <= args.start:
+        print(f"error: --end ({args.end}) must be after --start ({args.start})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not os.path.exists(args.metadata):
+        print(f"error: metadata not found: {args.metadata}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    version = args.version
+    if version is None:
+        window = request_logs.read_window(args.logs, args.start, args.end)
+        version = window.served_version
+        if version is None:
+            _print_problems(window.problems)
+            print(
+                f"error: missing window: no logged requests in [{args.start}, {args.end}) "
+                f"under {args.logs!r} ({len(window.files)} files, {window.malformed} malformed)",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+    try:
+        span, artifact = baselines.training_statistics_artifact(
+            lineage.open_store(args.metadata), str(version)
+        )
+    except (lineage.LineageError, RuntimeError, ValueError) as e:
+        print(f"error: training statistics of version {version}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from pipeline.monitoring_pipeline import create_monitoring_pipeline
+
+    before = {e.id for e in monitor_executions(args.metadata)}
+    root = args.pipeline_root or os.path.join(
+        os.path.dirname(os.path.abspath(args.metadata)), "monitoring_pipeline"
+    )
+    try:
+        LocalDagRunner().run(
+            create_monitoring_pipeline(
+                pipeline_name=args.pipeline_name,
+                pipeline_root=root,
+                metadata_path=args.metadata,
+                log_prefix=os.path.abspath(args.logs),
+                start=args.start,
+                end=args.end,
+                schema_file=os.path.abspath(args.schema),
+                training_statistics_uri=artifact.uri,
+                training_statistics_split_names=artifact.properties["split_names"].string_value,
+                linf=args.linf,
+                jsd=args.jsd,
+                max_malformed_fraction=args.max_malformed_fraction,
+            )
+        )
+    except Exception as e:  # the component's failure, already recorded FAILED in MLMD
+        failed = [e for e in monitor_executions(args.metadata) if e.id not in before]
+        ids = [x.id for x in failed]
+        print(
+            f"error: monitoring pipeline failed (MLMD execution {ids}): {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    store = lineage.open_store(args.metadata)
+    execution = [e for e in monitor_executions(args.metadata) if e.id not in before][-1]
+    outputs = [
+        ev.artifact_id
+        for ev in store.get_events_by_execution_ids([execution.id])
+        if ev.type == ev.OUTPUT
+    ]
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    found = {types[a.type_id]: a for a in store.get_artifacts_by_id(outputs)}
+    anomalies = found["ExampleAnomalies"]
+    facts = {k: getattr(v, v.WhichOneof("value")) for k, v in anomalies.custom_properties.items()}
+    print(
+        f"monitoring pipeline: version {version} (training span {span}, statistics "
+        f"artifact {artifact.id}); MLMD execution {execution.id}; ExampleStatistics "
+        f"{found['ExampleStatistics'].id} at {found['ExampleStatistics'].uri}; "
+        f"ExampleAnomalies {anomalies.id} at {anomalies.uri}"
+    )
+    print(
+        f"  rows {facts.get('rows')}, skew features {facts.get('skew_features', 0)}, "
+        f"drift features {facts.get('drift_features', 0)}, anomalous features "
+        f"[{facts.get('anomalous_features', '')}]"
+    )
+    found_any = facts.get("skew_features") or facts.get("drift_features")
+    return EXIT_FOUND if found_any or facts.get("anomalous_features") else EXIT_OK
+
+
 def run_spans(args) -> int:
     from monitoring import artifacts, baselines, drift
     from pipeline import lineage
@@ -774,6 +890,8 @@ def main(argv=None) -> int:
             return run_canary(args)
         if args.command == "watch":
             return run_watch(args)
+        if args.command == "monitor-pipeline":
+            return run_monitor_pipeline(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
