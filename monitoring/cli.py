@@ -204,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after the deploy before aborting for insufficient evidence",
     )
     wa.add_argument("--requested-by", default="monitor watch")
+    sc = sub.add_parser(
+        "scenario",
+        help="replay: drift -> detection -> alert -> retrain -> canary -> decision",
+    )
+    sc.add_argument("--work-dir", required=True, help="empty or new folder for everything")
+    sc.add_argument("--small", action="store_true", help="small samples, few train steps")
+    sc.add_argument("--train-steps", type=int, help="override the train steps")
+    sc.add_argument("--source", help="span-<year>/data.csv folder (default: data/taxi)")
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
     r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
@@ -461,6 +469,18 @@ def _version_serving_metrics(args) -> dict | None:
     except (OSError, ValueError, server_metrics.requests.RequestException) as e:
         print(f"error: server metrics: {e}", file=sys.stderr)
         return None
+
+
+def run_scenario(args) -> int:
+    from monitoring import scenario
+
+    try:
+        summary = scenario.run(args.work_dir, args.small, args.source, args.train_steps)
+    except scenario.ScenarioError as e:
+        print(f"error: scenario stopped: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    decision = summary["decision"]
+    return EXIT_OK if decision["served_versions"] == [decision["expected_version"]] else 1
 
 
 def run_rollback(args) -> int:
@@ -892,6 +912,8 @@ def main(argv=None) -> int:
             return run_watch(args)
         if args.command == "monitor-pipeline":
             return run_monitor_pipeline(args)
+        if args.command == "scenario":
+            return run_scenario(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
