@@ -29,7 +29,16 @@ rollback.
 model config file, recorded in MLMD (see monitoring/canary.py).
 
 `watch` runs the pipeline when a new span arrives or a drift/skew incident is
-open, and deploys a newly pushed version as the canary (see monitoring/watch.py).
+open, and deploys a newly pushed version as the canary; while a canary is
+live it promotes it, aborts it or holds (late labels, A/B test, guard rails;
+see monitoring/watch.py and monitoring/decide.py), writing an A/B report.
+
+`monitor-pipeline` runs the `window` check as a TFX pipeline
+(components/request_log_monitor): ExampleStatistics and ExampleAnomalies in
+the training pipeline's MLMD, linked to the training statistics.
+
+`scenario` replays the spans with an injected drift through detection, alert,
+retrain, canary and decision against a real server (see monitoring/scenario.py).
 
 `rollback` pins the model in the server's model config file to the previous
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
