@@ -444,12 +444,21 @@ def run(work: str, small: bool = True, source: str | None = None, train_steps=No
                 "exit": code,
                 "skew": sorted({x["feature"] for x in exceeded if x["kind"] == "skew"}),
                 "drift": sorted({x["feature"] for x in exceeded if x["kind"] == "drift"}),
+                "drift_values": {
+                    x["feature"]: round(x["value"], 3) for x in exceeded if x["kind"] == "drift"
+                },
                 "rows": window["rows"],
             }
+            drift = ", ".join(
+                f"{x['feature']} {x['measure']}={x['value']:.2f}"
+                for x in sorted(exceeded, key=lambda x: -x["value"])
+                if x["kind"] == "drift"
+            )
             timeline.add(
                 "detect",
-                f"window {phase} ({window['rows']} rows): skew {detection[phase]['skew']}, "
-                f"drift {detection[phase]['drift']} (exit {code})",
+                f"window {phase} ({window['rows']} rows): drift vs previous window: "
+                f"[{drift or 'none'}]; skew vs training: {len(detection[phase]['skew'])} "
+                f"features (exit {code}; {out}/window-{start}-{end}/report.md)",
             )
         summary["detection"] = detection
         before = {e.id for e in cli.monitor_executions(metadata)}
