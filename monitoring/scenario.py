@@ -15,7 +15,11 @@ Data (all written under the work dir; data/ is only read):
   parts: A normal traffic, B drifted traffic (the drift window), C drifted
   traffic sent while the canary runs;
 * the drifted labelled span that arrives after the drift: `span-2016`, the
-  2016 rows with the same drift, written to the data dir after detection.
+  2016 rows plus the 2015 rows not sent as traffic, with the same drift,
+  written to the data dir after detection.
+
+The pipeline trains on the newest two spans (`--num-spans 2`): v1 on
+2013-2014, the retrained v2 on 2014 and the drifted 2016.
 
 The injected drift (`inject_drift`), a broken upstream feed:
 
@@ -99,7 +103,7 @@ SMALL = Settings(
     min_samples=150,
     canary_share=0.5,
     canary_max_checks=6,
-    pipeline_args=("--no-canary", "--eval-steps", "20"),
+    pipeline_args=("--num-spans", "2", "--no-canary", "--eval-steps", "20"),
 )
 FULL = Settings(
     history_rows=0,
@@ -112,6 +116,7 @@ FULL = Settings(
     min_samples=300,
     canary_share=0.5,
     canary_max_checks=8,
+    pipeline_args=("--num-spans", "2"),
 )
 
 
@@ -175,17 +180,21 @@ def prepare_data(work: str, settings: Settings, source: str) -> dict:
         if settings.history_rows:
             rows = rng.sample(rows, min(settings.history_rows, len(rows)))
         write_rows(os.path.join(data, f"span-{span}", "data.csv"), rows)
-    live = [
-        r
-        for r in read_rows(os.path.join(source, "span-2015", "data.csv"))
-        if all(r.get(k, "") != "" for k in SERVED)
-    ]
-    rng.shuffle(live)
+    rows_2015 = read_rows(os.path.join(source, "span-2015", "data.csv"))
+    complete = [i for i, r in enumerate(rows_2015) if all(r.get(k, "") != "" for k in SERVED)]
+    rng.shuffle(complete)
     a, b = settings.normal_rows, settings.normal_rows + settings.drift_rows
     c = b + settings.canary_rows
-    if len(live) < c:
-        raise ScenarioError(f"span-2015 has {len(live)} complete rows, {c} needed")
-    new_span = inject_drift(read_rows(os.path.join(source, "span-2016", "data.csv")), seed=8)
+    if len(complete) < c:
+        raise ScenarioError(f"span-2015 has {len(complete)} complete rows, {c} needed")
+    live = [rows_2015[i] for i in complete[:c]]
+    # The labelled data of the drifted period: the 2016 rows and the 2015 rows not
+    # sent as traffic (incomplete ones included), all with the drift.
+    traffic = set(complete[:c])
+    unused = [r for i, r in enumerate(rows_2015) if i not in traffic]
+    new_span = inject_drift(
+        read_rows(os.path.join(source, "span-2016", "data.csv")) + unused, seed=8
+    )
     return {
         "normal": live[:a],
         "drift": inject_drift(live[a:b]),
