@@ -39,6 +39,16 @@ def training_statistics(
     Raises:
       lineage.LineageError: unknown version, or no statistics for its span.
     """
+    span, artifact = training_statistics_artifact(store, version)
+    return span, load_split_statistics(artifact, split)
+
+
+def training_statistics_artifact(store: mlmd.MetadataStore, version: str):
+    """(span, ExampleStatistics MLMD artifact) of the newest span behind `version`.
+
+    Raises:
+      lineage.LineageError: unknown version, or no statistics for its span.
+    """
     info = lineage.version_lineage(store, str(version))
     graph = lineage.Graph.load(store)
     uris = set(info["examples"])
@@ -51,7 +61,7 @@ def training_statistics(
     for span, artifact_id in sorted(candidates, reverse=True):
         artifact = _statistics_of(graph, artifact_id)
         if artifact is not None:
-            return span, load_split_statistics(artifact, split)
+            return span, artifact
     raise lineage.LineageError(f"no StatisticsGen output for the spans of version {version}")
 
 

@@ -8,7 +8,17 @@ candidate}`, then, once the server reports both AVAILABLE, the labels.
 `promote` labels the candidate `stable` and unloads the old one; `abort`
 unloads the candidate. Nothing is deleted. Each action is recorded in ML
 Metadata as an execution of type `Canary` (`action`, `model_name`, `stable`,
-`candidate`, `reason`, `requested_by`) with the candidate's PushedModel as input.
+`candidate`, `reason`, `requested_by`, plus the figures of an automatic
+decision: `verdict`, `stable_n`, `stable_accuracy`, `canary_n`,
+`canary_accuracy`, `z`, `p_value`, ...) with the candidate's PushedModel as input.
+
+Under the `latest` policy nothing is pinned yet; `deploy` then takes the
+version the server reports AVAILABLE (the newest one other than the
+candidate; if the server already switched to the candidate, the newest
+blessed version on disk older than it) as the stable version and pins it
+(`specific`) together with the candidate. `pin` does the same without a
+candidate: `watch` calls it before running the pipeline, so a push is not
+served before it has been a canary.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import time
 
 import requests
 from google.protobuf import text_format
+from ml_metadata import errors as mlmd_errors
 
 from monitoring import rollback
 from monitoring.rollback import RollbackError as CanaryError  # noqa: F401 - same failure kind
@@ -85,7 +96,9 @@ def _context(metadata_path: str, config_file: str, model_name: str):
     return store, server_config, entry
 
 
-def _record(store, action, model_name, stable, candidate, reason, requested_by) -> int:
+def _record(
+    store, action, model_name, stable, candidate, reason, requested_by, figures=None
+) -> int:
     values = {
         "action": action,
         "model_name": model_name,
@@ -94,7 +107,72 @@ def _record(store, action, model_name, stable, candidate, reason, requested_by) 
         "reason": reason,
         "requested_by": requested_by,
     }
+    for name, value in (figures or {}).items():
+        values[name] = "" if value is None else value
     return rollback.record_execution(store, EXECUTION_TYPE, values, candidate)
+
+
+def available_versions(server_url: str, model: str) -> list[int]:
+    """Versions the server reports AVAILABLE (raises CanaryError if it cannot be asked)."""
+    try:
+        response = requests.get(f"{server_url}/v1/models/{model}", timeout=5)
+        response.raise_for_status()
+        return sorted(
+            int(s["version"])
+            for s in response.json().get("model_version_status", [])
+            if s["state"] == "AVAILABLE"
+        )
+    except (requests.RequestException, ValueError, KeyError) as e:
+        raise CanaryError(
+            f"cannot read the version status of {model} at {server_url}: {e}"
+        ) from None
+
+
+def pinned_stable(entry) -> int | None:
+    """The stable version the entry pins (a `stable` label or a `specific` policy)."""
+    if entry.version_labels.get("stable"):
+        return int(entry.version_labels["stable"])
+    policy = entry.model_version_policy
+    if policy.WhichOneof("policy_choice") == "specific" and policy.specific.versions:
+        return max(policy.specific.versions)
+    return None
+
+
+def served_stable(entry, server_url: str, model: str, blessed, candidate=None) -> int:
+    """The version serving now under `latest`: the newest AVAILABLE one other than
+    `candidate`, else the newest blessed version on disk older than `candidate`."""
+    available = [v for v in available_versions(server_url, model) if v != candidate]
+    if available:
+        return available[-1]
+    older = sorted(
+        v
+        for v in set(blessed) & set(list_versions(entry.base_path))
+        if candidate is None or v < candidate
+    )
+    if not older:
+        raise CanaryError(f"no served version of {model} to keep as the stable version")
+    return older[-1]
+
+
+def pin(
+    metadata_path: str,
+    config_file: str,
+    model_name: str,
+    server_url: str,
+    reason: str,
+    requested_by: str,
+) -> dict:
+    """Pins the currently served version as `stable` (no-op if already pinned)."""
+    store, server_config, entry = _context(metadata_path, config_file, model_name)
+    stable = pinned_stable(entry)
+    if stable is not None:
+        return {"stable": stable, "pinned": False, "execution_id": None}
+    blessed = {int(v) for v in lineage.pushed_versions(lineage.Graph.load(store))}
+    stable = served_stable(entry, server_url, model_name, blessed)
+    _set(entry, [stable], {"stable": stable})
+    _write(config_file, server_config)
+    execution_id = _record(store, "pin", model_name, stable, stable, reason, requested_by)
+    return {"stable": stable, "pinned": True, "execution_id": execution_id}
 
 
 def deploy(
@@ -109,8 +187,11 @@ def deploy(
 ) -> dict:
     """Serves `candidate` (blessed, on disk) as the canary next to the stable version."""
     store, server_config, entry = _context(metadata_path, config_file, model_name)
-    stable = entry.version_labels.get("stable") or rollback.served_version(entry)
     blessed = {int(v) for v in lineage.pushed_versions(lineage.Graph.load(store))}
+    stable = pinned_stable(entry)
+    pinned_now = stable is None
+    if pinned_now:  # `latest`: keep what the server serves now as the stable version
+        stable = served_stable(entry, server_url, model_name, blessed, candidate)
     if candidate not in blessed or candidate not in list_versions(entry.base_path):
         raise CanaryError(f"version {candidate} is not a blessed version on disk")
     if candidate == stable:
@@ -121,8 +202,15 @@ def deploy(
     _set(entry, [stable, candidate], {"stable": stable, "canary": candidate})
     _write(config_file, server_config)
     wait_label(server_url, model_name, "canary", candidate, timeout)
+    if pinned_now:
+        reason += f" (policy was latest: version {stable} pinned as stable)"
     execution_id = _record(store, "deploy", model_name, stable, candidate, reason, requested_by)
-    return {"stable": stable, "candidate": candidate, "execution_id": execution_id}
+    return {
+        "stable": stable,
+        "candidate": candidate,
+        "pinned_stable": pinned_now,
+        "execution_id": execution_id,
+    }
 
 
 def finish(
@@ -132,6 +220,7 @@ def finish(
     action: str,
     reason: str,
     requested_by: str,
+    figures: dict | None = None,
 ) -> dict:
     """`promote` (the canary becomes the only, stable version) or `abort` (back to stable)."""
     store, server_config, entry = _context(metadata_path, config_file, model_name)
@@ -145,10 +234,68 @@ def finish(
     keep = candidate if action == "promote" else stable
     _set(entry, [keep], {"stable": keep})
     _write(config_file, server_config)
-    execution_id = _record(store, action, model_name, stable, candidate, reason, requested_by)
+    execution_id = _record(
+        store, action, model_name, stable, candidate, reason, requested_by, figures
+    )
     return {
         "stable": keep,
         "previous_stable": stable,
         "candidate": candidate,
         "execution_id": execution_id,
     }
+
+
+def deployed(metadata_path: str, config_file: str, model_name: str) -> dict | None:
+    """The live canary: {"stable", "candidate", "deploy_id", "deployed_at" (unix s),
+    "holds": [execution ids of `hold` decisions since]}, None without one."""
+    store, _, entry = _context(metadata_path, config_file, model_name)
+    stable = entry.version_labels.get("stable")
+    candidate = entry.version_labels.get("canary")
+    if not stable or not candidate:
+        return None
+    try:
+        executions = store.get_executions_by_type(EXECUTION_TYPE)
+    except mlmd_errors.NotFoundError:
+        executions = []
+    mine = [e for e in executions if e.properties["model_name"].string_value == model_name]
+    deploys = [
+        e
+        for e in mine
+        if e.properties["action"].string_value == "deploy"
+        and e.properties["candidate"].string_value == str(candidate)
+    ]
+    if not deploys:
+        raise CanaryError(
+            f"canary {candidate} of {model_name} is labelled but no deploy is recorded in MLMD"
+        )
+    deploy = max(deploys, key=lambda e: e.id)
+    holds = [
+        e.id for e in mine if e.id > deploy.id and e.properties["action"].string_value == "hold"
+    ]
+    return {
+        "stable": int(stable),
+        "candidate": int(candidate),
+        "deploy_id": deploy.id,
+        "deployed_at": deploy.create_time_since_epoch / 1000.0,
+        "holds": holds,
+    }
+
+
+def hold(
+    metadata_path: str,
+    config_file: str,
+    model_name: str,
+    reason: str,
+    requested_by: str,
+    figures: dict | None = None,
+) -> dict:
+    """Records a decision to keep the canary running (nothing changes in serving)."""
+    store, _, entry = _context(metadata_path, config_file, model_name)
+    stable = entry.version_labels.get("stable")
+    candidate = entry.version_labels.get("canary")
+    if not stable or not candidate:
+        raise CanaryError(f"no canary of {model_name} is deployed")
+    execution_id = _record(
+        store, "hold", model_name, stable, candidate, reason, requested_by, figures
+    )
+    return {"stable": stable, "candidate": candidate, "execution_id": execution_id}

@@ -29,7 +29,16 @@ rollback.
 model config file, recorded in MLMD (see monitoring/canary.py).
 
 `watch` runs the pipeline when a new span arrives or a drift/skew incident is
-open, and deploys a newly pushed version as the canary (see monitoring/watch.py).
+open, and deploys a newly pushed version as the canary; while a canary is
+live it promotes it, aborts it or holds (late labels, A/B test, guard rails;
+see monitoring/watch.py and monitoring/decide.py), writing an A/B report.
+
+`monitor-pipeline` runs the `window` check as a TFX pipeline
+(components/request_log_monitor): ExampleStatistics and ExampleAnomalies in
+the training pipeline's MLMD, linked to the training statistics.
+
+`scenario` replays the spans with an injected drift through detection, alert,
+retrain, canary and decision against a real server (see monitoring/scenario.py).
 
 `rollback` pins the model in the server's model config file to the previous
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
@@ -110,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="malformed records allowed before exit 2 (default 0)",
     )
     sub.add_parser("spans", parents=[common], help="drift between consecutive data spans")
+    mp = sub.add_parser(
+        "monitor-pipeline",
+        help="a request-log window as a TFX pipeline run (ExampleStatistics/ExampleAnomalies)",
+    )
+    mp.add_argument("--logs", required=True, help="request log filename_prefix or directory")
+    mp.add_argument("--start", type=parse_time, required=True)
+    mp.add_argument("--end", type=parse_time, required=True)
+    mp.add_argument("--metadata", required=True, help="the training pipeline's MLMD file")
+    mp.add_argument("--schema", default=DEFAULT_SCHEMA, help="curated schema (pbtxt)")
+    mp.add_argument("--version", help="served version (default: newest in the window)")
+    mp.add_argument("--pipeline-root", help="default: <metadata dir>/monitoring_pipeline")
+    mp.add_argument("--pipeline-name", default="taxi-monitoring")
+    mp.add_argument("--linf", type=float, default=0.1)
+    mp.add_argument("--jsd", type=float, default=0.1)
+    mp.add_argument("--max-malformed-fraction", type=float, default=0.0)
     a = sub.add_parser("alert", help="evaluate alert rules and notify (log file, webhook)")
     a.add_argument("--state", required=True, help="state file (open incidents, last scrape)")
     a.add_argument("--scope", default="taxi", help="model name: incident scope and metrics")
@@ -144,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--metrics-url", help="server metrics: per-version requests/errors/latency")
     b.add_argument("--metrics-file", help="a saved copy of the server's metrics")
     b.add_argument("--model-name", default="taxi")
+    b.add_argument("--report-dir", help="write report.md/.json/.html (A/B report) here")
     c = sub.add_parser("canary", help="deploy a canary, promote it or abort it")
     c.add_argument("action", choices=["deploy", "promote", "abort"])
     c.add_argument("--metadata", required=True, help="MLMD SQLite file (the action is recorded)")
@@ -170,6 +195,32 @@ def build_parser() -> argparse.ArgumentParser:
     wa.add_argument("--timeout", type=float, default=3600, help="pipeline timeout (s)")
     wa.add_argument("--interval", type=float, default=300, help="seconds between checks")
     wa.add_argument("--max-checks", type=int, default=1, help="checks before exiting")
+    wa.add_argument("--logs", help="request log filename_prefix or dir (canary decisions)")
+    wa.add_argument("--labels", help="late labels: CSV request_id,label or a dir of them")
+    wa.add_argument("--report-dir", help="A/B reports (default <output-dir>/monitoring)")
+    wa.add_argument("--min-samples", type=int, default=200, help="labelled per version")
+    wa.add_argument("--alpha", type=float, default=0.05)
+    wa.add_argument(
+        "--canary-max-checks",
+        type=int,
+        default=12,
+        help="looks at a canary before aborting for insufficient evidence",
+    )
+    wa.add_argument(
+        "--canary-max-seconds",
+        type=float,
+        default=3 * 3600,
+        help="seconds after the deploy before aborting for insufficient evidence",
+    )
+    wa.add_argument("--requested-by", default="monitor watch")
+    sc = sub.add_parser(
+        "scenario",
+        help="replay: drift -> detection -> alert -> retrain -> canary -> decision",
+    )
+    sc.add_argument("--work-dir", required=True, help="empty or new folder for everything")
+    sc.add_argument("--small", action="store_true", help="small samples, few train steps")
+    sc.add_argument("--train-steps", type=int, help="override the train steps")
+    sc.add_argument("--source", help="span-<year>/data.csv folder (default: data/taxi)")
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
     r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
@@ -291,6 +342,17 @@ def run_ab(args) -> int:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
+    if args.report_dir:
+        from monitoring import ab_report
+
+        report = ab_report.build(
+            result,
+            {"stable": args.stable, "canary": args.canary},
+            serving,
+            {"quality_summary": os.path.abspath(args.quality)},
+        )
+        paths = ab_report.write(args.report_dir, report)
+        print(f"A/B report: {paths['md']} ({paths['json']}, {paths['html']})")
     return EXIT_FOUND if result["verdict"] == "rollback" else EXIT_OK
 
 
@@ -359,14 +421,41 @@ def run_watch(args) -> int:
             server_url=args.server,
             model_config=args.model_config,
             model_name=args.model_name,
+            requested_by=args.requested_by,
+            logs=args.logs,
+            labels=args.labels,
+            policy=watch.decide.Policy(
+                min_samples=args.min_samples,
+                alpha=args.alpha,
+                max_checks=args.canary_max_checks,
+                max_seconds=args.canary_max_seconds,
+            ),
+            report_dir=args.report_dir,
         )
         if not check.reasons:
             print("watch: nothing new")
             continue
-        print(
-            f"watch: {'; '.join(check.reasons)} -> pipeline exit {check.returncode}, "
-            f"new versions {check.new_versions}, canary {json.dumps(check.deployed)}"
-        )
+        if check.decision is not None:
+            d = check.decision
+            print(
+                f"watch: {'; '.join(check.reasons)} -> {d.action} "
+                f"(MLMD execution {d.execution_id}): {d.reason}; "
+                f"report: {d.report_paths['md']}"
+            )
+        elif check.ran_pipeline:
+            pinned = (
+                f"pinned stable {check.pinned['stable']} (MLMD execution "
+                f"{check.pinned['execution_id']}), "
+                if check.pinned and check.pinned["pinned"]
+                else ""
+            )
+            print(
+                f"watch: {'; '.join(check.reasons)} -> {pinned}pipeline exit "
+                f"{check.returncode}, new versions {check.new_versions}, "
+                f"canary {json.dumps(check.deployed)}"
+            )
+        else:
+            print(f"watch: {'; '.join(check.reasons)}")
         _print_problems(check.problems)
         if check.problems:
             exit_code = EXIT_BAD_INPUT
@@ -385,21 +474,22 @@ def _version_serving_metrics(args) -> dict | None:
         else:
             with open(args.metrics_file) as f:
                 text = f.read()
-        snapshots = server_metrics.version_snapshots(text, args.model_name)
+        return server_metrics.version_summary(text, args.model_name)
     except (OSError, ValueError, server_metrics.requests.RequestException) as e:
         print(f"error: server metrics: {e}", file=sys.stderr)
         return None
-    return {
-        version: {
-            "requests": int(snap["requests"]),
-            "errors": int(snap["errors"]),
-            **{
-                f"p{int(q * 100)}_ms": server_metrics.latency_quantile_ms(snap, q)
-                for q in (0.5, 0.95, 0.99)
-            },
-        }
-        for version, snap in snapshots.items()
-    }
+
+
+def run_scenario(args) -> int:
+    from monitoring import scenario
+
+    try:
+        summary = scenario.run(args.work_dir, args.small, args.source, args.train_steps)
+    except scenario.ScenarioError as e:
+        print(f"error: scenario stopped: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    decision = summary["decision"]
+    return EXIT_OK if decision["served_versions"] == [decision["expected_version"]] else 1
 
 
 def run_rollback(args) -> int:
@@ -558,6 +648,107 @@ def run_window(args) -> int:
         "window",
     )
     return _finish(directory, validation, problems, exit_code)
+
+
+def monitor_executions(metadata_path: str) -> list:
+    """Executions of the RequestLogMonitor component, oldest first."""
+    from pipeline import lineage
+
+    store = lineage.open_store(metadata_path)
+    types = {t.id: t.name for t in store.get_execution_types()}
+    return sorted(
+        (e for e in store.get_executions() if types[e.type_id].endswith("RequestLogMonitor")),
+        key=lambda e: e.id,
+    )
+
+
+def run_monitor_pipeline(args) -> int:
+    """`window` as a TFX pipeline run recorded in the training pipeline's MLMD."""
+    from monitoring import baselines, request_logs
+    from pipeline import lineage
+
+    if args.end <= args.start:
+        print(f"error: --end ({args.end}) must be after --start ({args.start})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not os.path.exists(args.metadata):
+        print(f"error: metadata not found: {args.metadata}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    version = args.version
+    if version is None:
+        window = request_logs.read_window(args.logs, args.start, args.end)
+        version = window.served_version
+        if version is None:
+            _print_problems(window.problems)
+            print(
+                f"error: missing window: no logged requests in [{args.start}, {args.end}) "
+                f"under {args.logs!r} ({len(window.files)} files, {window.malformed} malformed)",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+    try:
+        span, artifact = baselines.training_statistics_artifact(
+            lineage.open_store(args.metadata), str(version)
+        )
+    except (lineage.LineageError, RuntimeError, ValueError) as e:
+        print(f"error: training statistics of version {version}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from pipeline.monitoring_pipeline import create_monitoring_pipeline
+
+    before = {e.id for e in monitor_executions(args.metadata)}
+    root = args.pipeline_root or os.path.join(
+        os.path.dirname(os.path.abspath(args.metadata)), "monitoring_pipeline"
+    )
+    try:
+        LocalDagRunner().run(
+            create_monitoring_pipeline(
+                pipeline_name=args.pipeline_name,
+                pipeline_root=root,
+                metadata_path=args.metadata,
+                log_prefix=os.path.abspath(args.logs),
+                start=args.start,
+                end=args.end,
+                schema_file=os.path.abspath(args.schema),
+                training_statistics_uri=artifact.uri,
+                training_statistics_split_names=artifact.properties["split_names"].string_value,
+                linf=args.linf,
+                jsd=args.jsd,
+                max_malformed_fraction=args.max_malformed_fraction,
+            )
+        )
+    except Exception as e:  # the component's failure, already recorded FAILED in MLMD
+        failed = [e for e in monitor_executions(args.metadata) if e.id not in before]
+        ids = [x.id for x in failed]
+        print(
+            f"error: monitoring pipeline failed (MLMD execution {ids}): {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    store = lineage.open_store(args.metadata)
+    execution = [e for e in monitor_executions(args.metadata) if e.id not in before][-1]
+    outputs = [
+        ev.artifact_id
+        for ev in store.get_events_by_execution_ids([execution.id])
+        if ev.type == ev.OUTPUT
+    ]
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    found = {types[a.type_id]: a for a in store.get_artifacts_by_id(outputs)}
+    anomalies = found["ExampleAnomalies"]
+    facts = {k: getattr(v, v.WhichOneof("value")) for k, v in anomalies.custom_properties.items()}
+    print(
+        f"monitoring pipeline: version {version} (training span {span}, statistics "
+        f"artifact {artifact.id}); MLMD execution {execution.id}; ExampleStatistics "
+        f"{found['ExampleStatistics'].id} at {found['ExampleStatistics'].uri}; "
+        f"ExampleAnomalies {anomalies.id} at {anomalies.uri}"
+    )
+    print(
+        f"  rows {facts.get('rows')}, skew features {facts.get('skew_features', 0)}, "
+        f"drift features {facts.get('drift_features', 0)}, anomalous features "
+        f"[{facts.get('anomalous_features', '')}]"
+    )
+    found_any = facts.get("skew_features") or facts.get("drift_features")
+    return EXIT_FOUND if found_any or facts.get("anomalous_features") else EXIT_OK
 
 
 def run_spans(args) -> int:
@@ -728,6 +919,10 @@ def main(argv=None) -> int:
             return run_canary(args)
         if args.command == "watch":
             return run_watch(args)
+        if args.command == "monitor-pipeline":
+            return run_monitor_pipeline(args)
+        if args.command == "scenario":
+            return run_scenario(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

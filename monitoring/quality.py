@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
+import os
 
 
 @dataclasses.dataclass
@@ -50,6 +52,28 @@ def read_labels(path: str) -> Labels:
                 continue
             result.labels[request_id] = int(float(label))
     return result
+
+
+def read_labels_path(path: str) -> Labels:
+    """`read_labels` of a CSV file, or of every `*.csv` in a directory (merged; an id
+    labelled in two files counts as a duplicate). Raises OSError if there is none."""
+    if not os.path.isdir(path):
+        return read_labels(path)
+    files = sorted(glob.glob(os.path.join(glob.escape(path), "*.csv")))
+    if not files:
+        raise OSError(f"no label files (*.csv) in {path}")
+    merged = Labels({})
+    for name in files:
+        part = read_labels(name)
+        merged.malformed += part.malformed
+        merged.problems += part.problems
+        for request_id, label in part.labels.items():
+            if request_id in merged.labels:
+                merged.malformed += 1
+                merged.problems.append(f"{name}: duplicate request_id {request_id!r}")
+            else:
+                merged.labels[request_id] = label
+    return merged
 
 
 def auc(scores: list[float], labels: list[int]) -> float | None:

@@ -99,3 +99,15 @@ def version_snapshots(text: str, model: str) -> dict[str, dict]:
                 le = sample.labels["le"]
                 snap["buckets"][le] = snap["buckets"].get(le, 0.0) + sample.value
     return result
+
+
+def version_summary(text: str, model: str) -> dict[str, dict]:
+    """Per version: {"requests", "errors", "p50_ms", "p95_ms", "p99_ms"}."""
+    return {
+        version: {
+            "requests": int(snap["requests"]),
+            "errors": int(snap["errors"]),
+            **{f"p{int(q * 100)}_ms": latency_quantile_ms(snap, q) for q in (0.5, 0.95, 0.99)},
+        }
+        for version, snap in version_snapshots(text, model).items()
+    }

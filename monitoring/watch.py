@@ -10,9 +10,15 @@ One check (`check_once`):
 3. otherwise the pipeline command runs (bounded by a timeout); pushed
    versions before and after are compared in ML Metadata;
 4. a new version is deployed as the canary when a server URL and model config
-   file are given (`canary.deploy`, recorded in MLMD with the reasons).
+   file are given (`canary.deploy`, recorded in MLMD with the reasons). Before
+   the pipeline runs, a model served under `latest` is pinned to the version
+   it serves (`canary.pin`), so the push is not served to everyone at once.
 
-Promotion or abort stay separate decisions (`monitor ab`, `monitor canary`).
+While a canary is live (the `canary` label is set), a check does not run the
+pipeline: it evaluates the canary (`decide.evaluate`: late labels from
+`labels` joined to the request logs under `logs`, the A/B test, guard rails
+from the server's metrics) and promotes it, aborts it or keeps it running,
+each recorded in MLMD with an A/B report.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import os
 import re
 import subprocess
 
-from monitoring import alerts, canary
+from monitoring import alerts, canary, decide, server_metrics
 from monitoring.baselines import _raw_examples_by_span
 from pipeline import lineage
 
@@ -36,6 +42,8 @@ class Check:
     returncode: int | None = None
     new_versions: list[int] = dataclasses.field(default_factory=list)
     deployed: dict | None = None
+    pinned: dict | None = None
+    decision: decide.Decision | None = None
     problems: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -79,6 +87,53 @@ def reasons(data_dir: str, metadata_path: str, alert_state: str | None) -> list[
     return found
 
 
+def evaluate_canary(
+    check: Check,
+    metadata_path: str,
+    server_url: str,
+    model_config: str,
+    model_name: str,
+    logs: str | None,
+    labels: str | None,
+    policy: decide.Policy | None,
+    report_dir: str,
+    requested_by: str,
+) -> bool:
+    """Evaluates a live canary into `check`; False when no canary is live."""
+    try:
+        live = canary.deployed(metadata_path, model_config, model_name)
+    except canary.CanaryError as e:
+        check.problems.append(str(e))
+        return True
+    if live is None:
+        return False
+    check.reasons.append(f"canary {live['candidate']} live (stable {live['stable']})")
+    if not logs or not labels:
+        check.problems.append("a canary is live: watch needs --logs and --labels to decide")
+        return True
+    metrics_text = None
+    try:
+        metrics_text = server_metrics.fetch(f"{server_url}/monitoring/prometheus/metrics")
+    except server_metrics.requests.RequestException as e:
+        check.problems.append(f"server metrics (no guard rails this check): {e}")
+    try:
+        check.decision = decide.evaluate(
+            metadata_path,
+            model_config,
+            model_name,
+            logs,
+            labels,
+            metrics_text=metrics_text,
+            policy=policy,
+            report_dir=report_dir,
+            requested_by=requested_by,
+        )
+        check.problems += check.decision.problems
+    except (canary.CanaryError, OSError, ValueError) as e:
+        check.problems.append(f"canary decision not made: {e}")
+    return True
+
+
 def check_once(
     data_dir: str,
     metadata_path: str,
@@ -90,11 +145,44 @@ def check_once(
     model_config: str | None = None,
     model_name: str = "taxi",
     requested_by: str = "monitor watch",
+    logs: str | None = None,
+    labels: str | None = None,
+    policy: decide.Policy | None = None,
+    report_dir: str | None = None,
 ) -> Check:
     """One check; see the module docstring."""
-    check = Check(reasons(data_dir, metadata_path, alert_state))
+    serving = bool(server_url and model_config)
+    check = Check([])
+    if serving and os.path.exists(metadata_path):
+        report_dir = report_dir or os.path.join(os.path.dirname(metadata_path), "monitoring")
+        if evaluate_canary(
+            check,
+            metadata_path,
+            server_url,
+            model_config,
+            model_name,
+            logs,
+            labels,
+            policy,
+            report_dir,
+            requested_by,
+        ):
+            return check
+    check.reasons = reasons(data_dir, metadata_path, alert_state)
     if not check.reasons:
         return check
+    if serving and os.path.exists(metadata_path):
+        try:
+            check.pinned = canary.pin(
+                metadata_path,
+                model_config,
+                model_name,
+                server_url,
+                "watch: pin the served version before retraining",
+                requested_by,
+            )
+        except canary.CanaryError as e:
+            check.problems.append(f"pin of the served version: {e}")
     before = pushed(metadata_path)
     check.ran_pipeline = True
     try:
@@ -108,7 +196,7 @@ def check_once(
         check.problems.append(f"pipeline did not run to the end: {e}")
         return check
     check.new_versions = sorted(pushed(metadata_path) - before)
-    if check.new_versions and server_url and model_config:
+    if check.new_versions and serving:
         try:
             check.deployed = canary.deploy(
                 metadata_path,

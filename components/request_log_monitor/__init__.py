@@ -1,0 +1,1 @@
+"""TFX component: skew/drift of a request-log window as ExampleStatistics + ExampleAnomalies."""

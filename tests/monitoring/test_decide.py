@@ -1,0 +1,185 @@
+"""Automatic canary decisions: A/B verdict, guard rails, insufficient evidence, MLMD."""
+
+import json
+import time
+
+import pytest
+
+from monitoring import canary, cli, decide, rollback, watch
+from serving.metrics import ServingMetrics
+
+
+@pytest.fixture
+def live_canary(tmp_path, fake_store):
+    """A model config with stable 1 / canary 2 and its deploy recorded in MLMD."""
+    base = tmp_path / "models"
+    for version in (1, 2):
+        (base / str(version)).mkdir(parents=True)
+    metadata = fake_store(str(tmp_path / "metadata.sqlite"), [1, 2])
+    config = tmp_path / "models.config"
+    config.write_text(
+        f"model_config_list {{ config {{ name: 'taxi' base_path: '{base}' "
+        "model_platform: 'tensorflow' model_version_policy { specific { versions: [1, 2] } } "
+        "version_labels { key: 'stable' value: 1 } version_labels { key: 'canary' value: 2 } } }"
+    )
+    store = rollback.writable_store(metadata)
+    canary._record(store, "deploy", "taxi", 1, 2, "test", "pytest")
+    return metadata, str(config)
+
+
+def _traffic(write_log, make_rows, make_log, tmp_path, n, accuracy, seq=1):
+    """n requests per version after now; labels: version 1 always right, version 2 `accuracy`."""
+    rows = make_rows(1)
+    records, labels = [], ["request_id,label"]
+    moment = int(time.time()) + 1
+    for version in (1, 2):
+        for i in range(n):
+            request_id = f"s{seq}-v{version}-{i}"
+            records.append(make_log(rows, moment, version, request_id, [0.9]))
+            right = version == 1 or i < accuracy * n
+            labels.append(f"{request_id},{1 if right else 0}")
+    write_log(records, seq)
+    path = tmp_path / "labels" / f"labels-{seq}.csv"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(labels) + "\n")
+    return str(tmp_path / "labels")
+
+
+def _actions(metadata):
+    store = rollback.writable_store(metadata)
+    return [
+        e.properties["action"].string_value
+        for e in store.get_executions_by_type(canary.EXECUTION_TYPE)
+    ]
+
+
+def _evaluate(live_canary, log_prefix, labels, tmp_path, **kwargs):
+    metadata, config = live_canary
+    policy = decide.Policy(min_samples=kwargs.pop("min_samples", 50), max_checks=3)
+    return decide.evaluate(
+        metadata,
+        config,
+        "taxi",
+        log_prefix,
+        labels,
+        policy=policy,
+        report_dir=str(tmp_path / "reports"),
+        **kwargs,
+    )
+
+
+def test_promote_recorded_with_figures_and_report(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 0.97)
+    decision = _evaluate(live_canary, log_prefix, labels, tmp_path)
+    assert decision.action == "promote" and decision.problems == []
+    metadata, config = live_canary
+    assert "canary: 2" not in open(config).read() and "versions: 2" in open(config).read()
+    store = rollback.writable_store(metadata)
+    execution = store.get_executions_by_id([decision.execution_id])[0]
+    props = {k: v.string_value for k, v in execution.properties.items()}
+    assert props["action"] == "promote" and props["stable_n"] == "60" and props["canary_n"] == "60"
+    assert float(props["canary_accuracy"]) == pytest.approx(59 / 60) and props["p_value"]
+    report = json.loads(open(decision.report_paths["json"]).read())
+    assert report["verdict"] == "promote" and report["execution_id"] == decision.execution_id
+    assert report["versions"]["canary"]["ci95"][0] < 59 / 60
+    assert "| 2 (canary) |" in open(decision.report_paths["md"]).read()
+    assert _evaluate(live_canary, log_prefix, labels, tmp_path) is None  # no canary any more
+
+
+def test_worse_canary_is_aborted(live_canary, write_log, make_rows, make_log, log_prefix, tmp_path):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 0.6)
+    decision = _evaluate(live_canary, log_prefix, labels, tmp_path)
+    assert decision.action == "abort" and decision.reason.startswith("A/B: canary accuracy lower")
+    assert "versions: 1" in open(live_canary[1]).read()
+    assert _actions(live_canary[0]) == ["deploy", "abort"]
+
+
+def test_hold_then_insufficient_evidence(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 10, 1.0)
+    first = _evaluate(live_canary, log_prefix, labels, tmp_path)
+    second = _evaluate(live_canary, log_prefix, labels, tmp_path)
+    assert first.action == second.action == "hold" and "check 2 of 3" in second.reason
+    third = _evaluate(live_canary, log_prefix, labels, tmp_path)
+    assert third.action == "abort" and third.reason.startswith("insufficient evidence after 3")
+    assert _actions(live_canary[0]) == ["deploy", "hold", "hold", "abort"]
+
+
+def test_guard_rail_aborts_before_labels(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 5, 1.0)
+    metrics = ServingMetrics()
+    for _ in range(100):
+        metrics.record_request("taxi", 1, "predict", "REST", "OK", 800.0)
+        metrics.record_request("taxi", 2, "predict", "REST", "INTERNAL", 800.0)
+    decision = _evaluate(
+        live_canary, log_prefix, labels, tmp_path, metrics_text=metrics.render().decode()
+    )
+    assert decision.action == "abort" and "guard rail: canary error rate 1.0000" in decision.reason
+
+
+def test_guard_rails_latency():
+    policy = decide.Policy(min_requests=10)
+    fast = {"requests": 100, "errors": 0, "p99_ms": 5.0}
+    slow = {"requests": 100, "errors": 0, "p99_ms": 250.0}
+    assert decide.guard_rails({"1": fast, "2": slow}, "1", "2", policy)[0].startswith("canary p99")
+    assert decide.guard_rails({"1": fast, "2": fast}, "1", "2", policy) == []
+    few = dict(slow, requests=5)
+    assert decide.guard_rails({"1": fast, "2": few}, "1", "2", policy) == []
+
+
+def test_bad_labels_are_counted_and_reported(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 10, 1.0)
+    (tmp_path / "labels" / "late.csv").write_text("request_id,label\nnobody,1\ns1-v1-0,x\n")
+    decision = _evaluate(live_canary, log_prefix, labels, tmp_path)
+    assert decision.action == "hold"
+    counts = decision.report["counts"]
+    assert counts["unknown_request_ids"] == 1 and counts["malformed_labels"] == 1
+    assert any("unknown request ids: 'nobody'" in p for p in decision.problems)
+
+
+def test_watch_decides_instead_of_retraining(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path, monkeypatch
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 0.97)
+    metadata, config = live_canary
+    monkeypatch.setattr(
+        watch.server_metrics,
+        "fetch",
+        lambda url: (_ for _ in ()).throw(watch.server_metrics.requests.ConnectionError("down")),
+    )
+    check = watch.check_once(
+        str(tmp_path / "data"),
+        metadata,
+        ["false"],
+        server_url="http://127.0.0.1:9",
+        model_config=config,
+        logs=log_prefix,
+        labels=labels,
+        policy=decide.Policy(min_samples=50),
+        report_dir=str(tmp_path / "reports"),
+    )
+    assert not check.ran_pipeline and check.decision.action == "promote"
+    assert check.reasons == ["canary 2 live (stable 1)"]
+    assert "no guard rails this check" in check.problems[0]
+    missing = watch.check_once(
+        str(tmp_path / "data"), metadata, ["false"], server_url="x", model_config=config
+    )
+    assert missing.decision is None  # promoted: nothing live, no data dir: nothing new
+
+
+def test_watch_command_without_labels_reports(live_canary, tmp_path, capsys):
+    metadata, config = live_canary
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metadata.sqlite").write_bytes(open(metadata, "rb").read())
+    argv = ["watch", "--data-dir", str(tmp_path), "--output-dir", str(out)]
+    argv += ["--server", "http://127.0.0.1:9", "--model-config", config]
+    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    assert "watch needs --logs and --labels" in capsys.readouterr().err

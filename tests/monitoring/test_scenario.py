@@ -1,0 +1,65 @@
+"""The replay scenario: its data (fast) and the whole run (slow, e2e)."""
+
+import json
+import os
+
+import pytest
+
+from monitoring import cli, scenario
+
+SOURCE = os.path.join(scenario.REPO, "data", "taxi")
+
+
+def test_inject_drift_scales_and_shifts_but_keeps_the_label():
+    rows = [
+        {"trip_miles": "2.0", "fare": "10.0", "tips": "3.0", "payment_type": "Credit Card"}
+        for _ in range(200)
+    ] + [{"trip_miles": "", "fare": "5.0", "tips": "0.0", "payment_type": "Cash"}]
+    drifted = scenario.inject_drift(rows)
+    assert drifted[0]["trip_miles"] == "3.22" and drifted[0]["fare"] == "15.00"
+    assert [scenario.big_tipper(r) for r in drifted] == [scenario.big_tipper(r) for r in rows]
+    cash = sum(r["payment_type"] == "Cash" for r in drifted[:200])
+    assert 70 < cash < 130 and drifted[-1]["trip_miles"] == ""
+    assert rows[0]["fare"] == "10.0"  # the input is not modified
+
+
+def test_prepare_data_writes_only_under_the_work_dir(tmp_path):
+    settings = scenario.dataclasses.replace(scenario.SMALL, history_rows=1000)
+    parts = scenario.prepare_data(str(tmp_path), settings, SOURCE)
+    assert sorted(os.listdir(tmp_path / "data")) == ["span-2013", "span-2014"]
+    assert len(scenario.read_rows(str(tmp_path / "data" / "span-2013" / "data.csv"))) == 1000
+    ids = [json.dumps(r, sort_keys=True) for p in ("normal", "drift", "canary") for r in parts[p]]
+    assert len(parts["normal"]) == 400 and len(parts["canary"]) == 800
+    assert all(r[k] != "" for r in parts["canary"] for k in scenario.SERVED)
+    assert len(set(ids)) == len(ids) and parts["new_span"]
+
+
+def test_scenario_refuses_a_used_work_dir(tmp_path, capsys):
+    (tmp_path / "something").write_text("x")
+    assert cli.main(["scenario", "--work-dir", str(tmp_path), "--small"]) == cli.EXIT_BAD_INPUT
+    assert "is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_scenario_end_to_end(tmp_path):
+    summary = scenario.run(str(tmp_path / "work"), small=True)
+    detection = summary["detection"]
+    assert {"fare", "trip_miles", "payment_type"} <= set(detection["drift"]["drift"])
+    assert detection["normal"]["drift"] == []  # no previous window for the first one
+    assert summary["monitor_pipeline"]["exit"] == cli.EXIT_FOUND
+    assert summary["monitor_pipeline"]["executions"]
+    assert "serving drift" in summary["alerts"]["fired"]
+    retrain = summary["retrain"]
+    assert retrain["candidate"] > retrain["stable"] and retrain["deploy_execution"]
+    decision = summary["decision"]
+    assert decision["action"] in ("promote", "abort") and decision["execution"]
+    actions = [e["action"] for e in summary["canary_executions"]]
+    assert actions[0] == "pin" and "deploy" in actions and actions[-1] == decision["action"]
+    recorded = summary["canary_executions"][-1]
+    assert recorded["id"] == decision["execution"] and recorded["stable_n"] and recorded["z"]
+    assert decision["served_versions"] == [decision["expected_version"]]
+    if decision["action"] == "promote":
+        assert decision["expected_version"] == retrain["candidate"]
+    reports = os.listdir(tmp_path / "work" / "monitoring" / "ab")
+    assert any(name.endswith(decision["action"]) for name in reports)
