@@ -20,8 +20,21 @@ RUN_FN = "components.model.run_fn"
 TUNER_FN = "components.tuning.tuner_fn"
 
 # Tuner budget: 0 trials = no Tuner node (the default run stays as cheap as before).
+# Each trial is a Keras ``fit`` on the train split plus a validation pass, i.e.
+# about one Trainer run, through KerasTuner's own loop (the in-memory,
+# traced-once trick of ModelSelection does not apply there); the family choice
+# and its evidence come from ModelSelection at a fraction of that cost.
 TUNE_TRIALS = 0
 TUNE_STEPS = 200  # train steps per trial
+
+# Model selection (ModelSelection): k-fold CV on the train split of the
+# logistic baseline vs wide & deep; 0 folds = no selection (wide & deep).
+CV_FOLDS = 3
+CV_STEPS = 150  # train steps per fold and family
+# Wide & deep replaces the logistic baseline only if the lower bound of the
+# CV_CONFIDENCE t interval of the paired per-fold AUC gains exceeds this.
+CV_MIN_AUC_GAIN = 0.0
+CV_CONFIDENCE = 0.95
 
 TRAIN_STEPS = 800
 EVAL_STEPS = 50
