@@ -177,12 +177,12 @@ def test_input_files_follow_pattern_order_not_uris(tmp_path):
 
 
 def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_path):
-    from test_tuning import _write_split
+    from test_model_selection import write_examples
 
     output, _ = transform_output
     train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
-    _write_split(raw_rows[:240], train)
-    _write_split(raw_rows[240:], evaluation)
+    write_examples(raw_rows[:240], train, output.raw_feature_spec())
+    write_examples(raw_rows[240:], evaluation, output.raw_feature_spec())
     fn_args = types.SimpleNamespace(
         custom_config={"seed": 1},
         hyperparameters={"space": [], "values": {"model_family": "logistic"}},
