@@ -386,22 +386,30 @@ def make_train_step(model: tf.keras.Model):
     one step for several trainings of the same model (cross-validation
     folds) traces it once.
     """
-    loss_fn, optimizer = model.loss, model.optimizer
 
     @tf.function(autograph=False, reduce_retracing=True)
     def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        optimizer.apply_gradients(
-            zip(
-                tape.gradient(loss, model.trainable_variables),
-                model.trainable_variables,
-                strict=True,
-            )
-        )
-        return loss
+        return gradient_step(model, x, y)
 
     return step
+
+
+def gradient_step(model: tf.keras.Model, x, y) -> tf.Tensor:
+    """One optimizer step of ``model`` on the batch (``x``, ``y``); returns the loss.
+
+    Meant to be traced inside a ``tf.function`` (``make_train_step``, or the
+    in-graph loop of cross-validation).
+    """
+    with tf.GradientTape() as tape:
+        loss = model.loss(y, model(x, training=True))
+    model.optimizer.apply_gradients(
+        zip(
+            tape.gradient(loss, model.trainable_variables),
+            model.trainable_variables,
+            strict=True,
+        )
+    )
+    return loss
 
 
 def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int, step=None) -> float:

@@ -198,12 +198,55 @@ def load_transformed(files: Sequence[str], tf_transform_output) -> tuple[list, d
 
 
 def _reset_optimizer(optimizer) -> None:
-    """Zeroes the optimizer's slots and step counter: a fresh Adam, same traced step."""
+    """Zeroes the optimizer's slots and step counter: a fresh Adam, same traced loop."""
     import tensorflow as tf
 
     variables = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
     for variable in variables:
-        variable.assign(tf.zeros_like(variable))
+        if "learning_rate" not in variable.name:
+            variable.assign(tf.zeros_like(variable))
+
+
+def make_in_memory_fit(model, x: dict, labels):
+    """``fit(batches)``: one ``gradient_step`` per row of ``batches`` ([steps, batch] row ids).
+
+    The whole loop is one graph (``tf.while_loop`` in a ``tf.function``
+    without autograph) over the in-memory tensors ``x`` and ``labels``: no
+    input pipeline and no Python per step, and it is traced once per model,
+    whatever the fold.
+    """
+    import tensorflow as tf
+
+    from components import model as taxi_model
+
+    features = {key: tf.constant(value) for key, value in x.items()}
+    targets = tf.constant(np.asarray(labels, dtype=np.float32).reshape(-1, 1))
+    # Optimizer slots must exist before the loop: variables cannot be created inside it.
+    model.optimizer.build(model.trainable_variables)
+
+    @tf.function(autograph=False)
+    def fit(batches):
+        def body(i, loss):
+            rows = batches[i]
+            batch = {key: tf.gather(value, rows) for key, value in features.items()}
+            return i + 1, taxi_model.gradient_step(model, batch, tf.gather(targets, rows))
+
+        _, loss = tf.while_loop(
+            lambda i, _: i < tf.shape(batches)[0], body, (tf.constant(0), tf.constant(0.0))
+        )
+        return loss
+
+    return fit
+
+
+def batch_rows(rows: np.ndarray, steps: int, batch_size: int, seed: int) -> np.ndarray:
+    """[steps, batch_size] row ids: seeded shuffled epochs over ``rows``, back to back."""
+    rng = np.random.default_rng(seed)
+    needed = steps * batch_size
+    epochs = needed // len(rows) + 1
+    return np.concatenate([rng.permutation(rows) for _ in range(epochs)])[:needed].reshape(
+        steps, batch_size
+    )
 
 
 def cross_validate(
@@ -216,10 +259,11 @@ def cross_validate(
 ) -> dict[str, list[dict]]:
     """Per-fold ``fold_metrics`` of every candidate family.
 
-    For each family one model is built and its training step traced once;
-    for each fold its initial weights and a fresh optimizer state are
-    restored, it trains ``steps`` batches (with replacement over epochs,
-    seeded shuffle) on the other folds and predicts the held-out fold.
+    For each family one model is built and its training loop
+    (``make_in_memory_fit``) traced once; for each fold its initial weights
+    and a fresh optimizer state are restored, it trains ``steps`` batches
+    (seeded shuffled epochs) of the other folds' rows and predicts the
+    held-out fold.
 
     Args:
       x: transformed features, [n, 1] each (``load_transformed``).
@@ -241,7 +285,7 @@ def cross_validate(
     for family, hparams in candidates.items():
         tf.keras.utils.set_random_seed(seed)
         model = taxi_model.build_model(hparams)
-        step = taxi_model.make_train_step(model)
+        fit = make_in_memory_fit(model, x, labels)
         initial = model.get_weights()
         batch_size = int(hparams.get("batch_size", 128))
         per_fold = []
@@ -249,15 +293,8 @@ def cross_validate(
             held = folds == fold
             model.set_weights(initial)
             _reset_optimizer(model.optimizer)
-            train = (
-                tf.data.Dataset.from_tensor_slices(
-                    ({key: value[~held] for key, value in x.items()}, labels[~held])
-                )
-                .shuffle(int((~held).sum()), seed=seed + fold)
-                .repeat()
-                .batch(batch_size, drop_remainder=True)
-            )
-            taxi_model.train_model(model, train, steps, step)
+            if steps > 0:
+                fit(tf.constant(batch_rows(np.flatnonzero(~held), steps, batch_size, seed + fold)))
             held_x = {key: tf.constant(value[held]) for key, value in x.items()}
             probabilities = np.asarray(model(held_x, training=False)).reshape(-1)
             metrics = fold_metrics(labels[held], probabilities)

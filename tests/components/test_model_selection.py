@@ -49,6 +49,16 @@ def test_folds_need_two_to_n():
         cv.assign_folds(_records(2), 3, seed=0)
 
 
+def test_batch_rows_are_seeded_epochs_of_the_training_rows():
+    rows = np.array([3, 5, 7, 9, 11])
+    batches = cv.batch_rows(rows, steps=4, batch_size=3, seed=1)
+    assert batches.shape == (4, 3)
+    flat = batches.ravel()
+    assert sorted(flat[:5].tolist()) == rows.tolist()  # the first epoch sees every row once
+    assert set(flat.tolist()) <= set(rows.tolist())
+    np.testing.assert_array_equal(batches, cv.batch_rows(rows, 4, 3, seed=1))
+
+
 # -- metrics and intervals
 
 
