@@ -245,7 +245,12 @@ def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds:
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in sorted(summary.tuned.items())
         )
-        lines.append(f"  tuned (best of the Tuner's trials, fed to the Trainer): {shown}")
+        fed = (
+            "the wide & deep candidate of model selection"
+            if summary.selection
+            else "fed to the Trainer"
+        )
+        lines.append(f"  tuned (best of the Tuner's trials, {fed}): {shown}")
     if summary.selection:
         lines += format_selection(summary.selection)
     if summary.test_metrics:
