@@ -6,6 +6,8 @@ Examples::
     taxi-pipeline --output-dir /tmp/run --train-steps 200
     taxi-pipeline --data-dir my_spans --serving-dir /srv/models/taxi
     taxi-pipeline --beam-mode multi_processing      # one worker per core
+    taxi-pipeline --cv-folds 5 --cv-steps 300       # model selection: 5-fold CV, longer folds
+    taxi-pipeline --cv-folds 0                      # no model selection: wide & deep
 
 Every run backfills spans that were never ingested (ingestion + validation
 only), then ingests and validates the newest span and trains on the newest

@@ -8,10 +8,15 @@ Ingestion (one span per run)::
 
 Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
 
-    AnomaliesGate -> Transform -> [Tuner] -> [ModelSelection] -> Trainer -> Evaluator(eval split, vs previous blessed) -> Pusher
-                                          -> InfraCanary (serves + probes it) ----------^
-                                          -> BehavioralChecks (hand-written cases) ------^
-                                          -> TestEvaluator (held-out test split, report only)
+    AnomaliesGate -> Transform -> [Tuner] -> [ModelSelection] -> Trainer -> ...
+    Trainer -> Evaluator(eval split, vs previous blessed) -> Pusher
+            -> InfraCanary (serves + probes it) ------------^
+            -> BehavioralChecks (hand-written cases) -------^
+            -> TestEvaluator (held-out test split, report only)
+
+``[Tuner]`` only with ``tune_trials > 0``; ``[ModelSelection]`` (k-fold CV of
+the logistic baseline vs wide & deep on the train split, whose choice the
+Trainer trains) unless ``cv_folds == 0``.
 """
 
 from __future__ import annotations
