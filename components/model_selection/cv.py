@@ -177,8 +177,8 @@ def load_transformed(files: Sequence[str], tf_transform_output) -> tuple[list, d
     """Reads every record of ``files`` once and applies the Transform graph in one batch.
 
     Returns:
-      (serialized records, transformed features as [n, 1] arrays keyed by
-      transformed name, labels as a float [n] array).
+      (canonical records (``canonical_records``), transformed features as
+      [n, 1] arrays keyed by transformed name, labels as a float [n] array).
     """
     import tensorflow as tf
 
@@ -194,7 +194,20 @@ def load_transformed(files: Sequence[str], tf_transform_output) -> tuple[list, d
     labels = np.asarray(transformed.pop(features.LABEL_KEY)).reshape(-1).astype(np.float32)
     keys = [features.transformed_name(k) for k in features.model_feature_keys()]
     x = {k: np.asarray(transformed[k]).reshape(-1, 1) for k in keys}
-    return list(serialized.numpy()), x, labels
+    return canonical_records(serialized.numpy()), x, labels
+
+
+def canonical_records(records: Sequence[bytes]) -> list[bytes]:
+    """Each ``tf.Example`` re-serialized deterministically (features sorted by name).
+
+    The feature map's wire order is not part of the data: two ingestions of
+    the same CSV can write the same example with its features in another
+    order, which would give it another digest and another fold.
+    """
+    from tensorflow.core.example import example_pb2
+
+    parse = example_pb2.Example.FromString
+    return [parse(bytes(r)).SerializeToString(deterministic=True) for r in records]
 
 
 def _reset_optimizer(optimizer) -> None:

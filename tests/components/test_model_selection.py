@@ -42,6 +42,22 @@ def test_folds_depend_on_content_and_seed_not_row_order():
     assert not np.array_equal(cv.assign_folds(records, 4, seed=2), folds)
 
 
+def test_canonical_records_ignore_the_wire_order_of_features():
+    from tensorflow.core.example import example_pb2
+
+    def example(names):
+        e = example_pb2.Example()
+        for name in names:
+            e.features.feature[name].int64_list.value.append(len(name))
+        return e.SerializeToString()
+
+    # Same features written in another order: same canonical bytes, same fold.
+    names = [f"feature_{i}" for i in range(12)]
+    one, other = example(names), example(list(reversed(names)))
+    assert cv.canonical_records([one]) == cv.canonical_records([other])
+    assert cv.canonical_records([one]) != cv.canonical_records([example(names[:-1])])
+
+
 def test_folds_need_two_to_n():
     with pytest.raises(ValueError):
         cv.assign_folds(_records(5), 1, seed=0)
