@@ -1,4 +1,11 @@
-"""Trainer module: Keras model, ``run_fn`` and the exported signatures.
+"""Trainer module: the model families, ``run_fn`` and the exported signatures.
+
+Two families over the same Transform features (``MODEL_FAMILIES``, simplest
+first): ``logistic`` (``build_logistic_model``: one sigmoid unit over
+indicators of every categorical id and the z-scored numerics) and
+``wide_deep`` (``build_model``'s default). ``run_fn`` trains the family its
+``hyperparameters`` input names (ModelSelection's choice); both export exactly
+the signatures below.
 
 The exported SavedModel carries the Transform graph, so every signature takes
 raw data:
