@@ -36,8 +36,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # One TF thread per pool: on 2 cores TF's spinning pools otherwise steal the
 # event loop's core (measured: ~6.5k -> ~7.9k req/s for REST at c=32).
 SERVER_FLAGS = ("--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1")
-BATCHING = ("max_batch_size { value: 128 } batch_timeout_micros { value: 0 } "
-            "max_enqueued_batches { value: 1000 } num_batch_threads { value: 1 }")
+BATCHING = (
+    "max_batch_size { value: 128 } batch_timeout_micros { value: 0 } "
+    "max_enqueued_batches { value: 1000 } num_batch_threads { value: 1 }"
+)
 
 
 def free_port() -> int:
@@ -49,7 +51,8 @@ def free_port() -> int:
 def build_stand_in(root: str):
     """Saves the taxi stand-in model from tests/serving/model_factory.py."""
     spec = importlib.util.spec_from_file_location(
-        "model_factory", os.path.join(REPO_ROOT, "tests", "serving", "model_factory.py"))
+        "model_factory", os.path.join(REPO_ROOT, "tests", "serving", "model_factory.py")
+    )
     factory = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(factory)
     base = os.path.join(root, "taxi")
@@ -74,7 +77,8 @@ def in_process_rate(base: str, instance: dict, seconds: float) -> dict:
     dtypes = {alias: enum_name(spec.dtype) for alias, spec in signature.inputs.items()}
     body = json.dumps({"instances": [build_instance(instance, dtypes)]}).encode()
     feeds, _ = json_codec.decode_predict_inputs(
-        parse_json_object(body), signature.input_dtypes, body)
+        parse_json_object(body), signature.input_dtypes, body
+    )
     latencies = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline and len(latencies) < 2_000_000:
@@ -87,10 +91,13 @@ def in_process_rate(base: str, instance: dict, seconds: float) -> dict:
 
 def summarize(latencies: list, elapsed: float, errors: int = 0) -> dict:
     ordered = np.sort(np.array(latencies)) * 1e3
-    return {"rps": len(latencies) / elapsed if elapsed else 0.0,
-            "p50_ms": float(np.percentile(ordered, 50)) if len(ordered) else float("nan"),
-            "p99_ms": float(np.percentile(ordered, 99)) if len(ordered) else float("nan"),
-            "errors": errors, "requests": len(latencies)}
+    return {
+        "rps": len(latencies) / elapsed if elapsed else 0.0,
+        "p50_ms": float(np.percentile(ordered, 50)) if len(ordered) else float("nan"),
+        "p99_ms": float(np.percentile(ordered, 99)) if len(ordered) else float("nan"),
+        "errors": errors,
+        "requests": len(latencies),
+    }
 
 
 def start_server(base: str, work: str):
@@ -101,11 +108,23 @@ def start_server(base: str, work: str):
     env = dict(os.environ, PYTHONPATH=REPO_ROOT)
     log = open(os.path.join(work, "server.log"), "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.server", "--model_name=taxi",
-         f"--model_base_path={base}", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-         "--enable_batching=true", f"--batching_parameters_file={batching}",
-         "--file_system_poll_wait_seconds=0", *SERVER_FLAGS],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "serving.server",
+            "--model_name=taxi",
+            f"--model_base_path={base}",
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            "--enable_batching=true",
+            f"--batching_parameters_file={batching}",
+            "--file_system_poll_wait_seconds=0",
+            *SERVER_FLAGS,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{rest_port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -131,21 +150,36 @@ def _to_ms(text: str) -> float:
 def rest_wrk(url: str, body: str, concurrency: int, seconds: int, work: str) -> dict:
     script = os.path.join(work, "post.lua")
     with open(script, "w") as f:
-        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                f"wrk.body = {json.dumps(body)}\n")
+        f.write(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = {json.dumps(body)}\n"
+        )
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", script,
-         url + "/v1/models/taxi:predict"],
-        capture_output=True, text=True, timeout=seconds + 60).stdout
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            script,
+            url + "/v1/models/taxi:predict",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
     if "Requests/sec" not in out:
         raise RuntimeError(f"wrk failed: {out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50_ms": _to_ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)),
-            "p99_ms": _to_ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)),
-            "errors": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": _to_ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)),
+        "p99_ms": _to_ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)),
+        "errors": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
 
 
 def grpc_requests(instance: dict, dtypes: dict):
@@ -153,20 +187,25 @@ def grpc_requests(instance: dict, dtypes: dict):
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    numpy_types = {"DT_FLOAT": np.float32, "DT_INT64": np.int64, "DT_STRING": object,
-                   "DT_DOUBLE": np.float64, "DT_INT32": np.int32}
+    numpy_types = {
+        "DT_FLOAT": np.float32,
+        "DT_INT64": np.int64,
+        "DT_STRING": object,
+        "DT_DOUBLE": np.float64,
+        "DT_INT32": np.int32,
+    }
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "taxi"
     for alias, dtype in dtypes.items():
         value = instance[alias]
         value = value.encode() if isinstance(value, str) else value
         request.inputs[alias].CopyFrom(
-            tf.make_tensor_proto(np.array([value], dtype=numpy_types[dtype])))
+            tf.make_tensor_proto(np.array([value], dtype=numpy_types[dtype]))
+        )
     return request
 
 
-def grpc_aio(target: str, instance: dict, dtypes: dict, concurrency: int,
-             seconds: float) -> dict:
+def grpc_aio(target: str, instance: dict, dtypes: dict, concurrency: int, seconds: float) -> dict:
     """gRPC Predict load from `concurrency` coroutines on one grpc.aio channel."""
     import asyncio
 
@@ -198,8 +237,9 @@ def grpc_aio(target: str, instance: dict, dtypes: dict, concurrency: int,
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model_base_path", default="")
     parser.add_argument("--instance", default="", help="one raw-feature instance as JSON")
     parser.add_argument("--csv", default="", help="take the instance from this CSV's first row")
@@ -224,9 +264,12 @@ def main(argv=None) -> int:
                 instance = json.loads(args.instance)
         else:
             base, instance = build_stand_in(work)
-        results = {"cores": os.cpu_count(), "server_flags": list(SERVER_FLAGS) + [BATCHING],
-                   "note": "client and server share these cores",
-                   "in_process": in_process_rate(base, instance, args.seconds)}
+        results = {
+            "cores": os.cpu_count(),
+            "server_flags": list(SERVER_FLAGS) + [BATCHING],
+            "note": "client and server share these cores",
+            "in_process": in_process_rate(base, instance, args.seconds),
+        }
         proc, url, target = start_server(base, work)
         try:
             from serving.client import ServingClient, build_instance
@@ -244,8 +287,10 @@ def main(argv=None) -> int:
         print(f"{'run':<14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
         for name, r in results.items():
             if isinstance(r, dict):
-                print(f"{name:<14}{r['rps']:>10.0f}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
-                      f"{r['errors']:>8}")
+                print(
+                    f"{name:<14}{r['rps']:>10.0f}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
+                    f"{r['errors']:>8}"
+                )
         print(f"cores: {results['cores']} ({results['note']})")
         if args.output:
             with open(args.output, "w") as f:

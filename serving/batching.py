@@ -62,12 +62,22 @@ def _batching_message_class():
     ]
     label = descriptor_pb2.FieldDescriptorProto
     for name, number, kind in wrapped:
-        message.field.add(name=name, number=number, label=label.LABEL_OPTIONAL,
-                          type=label.TYPE_MESSAGE, type_name=f".google.protobuf.{kind}")
-    message.field.add(name="allowed_batch_sizes", number=6, label=label.LABEL_REPEATED,
-                      type=label.TYPE_INT64)
-    message.field.add(name="pad_variable_length_inputs", number=7,
-                      label=label.LABEL_OPTIONAL, type=label.TYPE_BOOL)
+        message.field.add(
+            name=name,
+            number=number,
+            label=label.LABEL_OPTIONAL,
+            type=label.TYPE_MESSAGE,
+            type_name=f".google.protobuf.{kind}",
+        )
+    message.field.add(
+        name="allowed_batch_sizes", number=6, label=label.LABEL_REPEATED, type=label.TYPE_INT64
+    )
+    message.field.add(
+        name="pad_variable_length_inputs",
+        number=7,
+        label=label.LABEL_OPTIONAL,
+        type=label.TYPE_BOOL,
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(file_proto)
@@ -84,8 +94,12 @@ def parse_batching_parameters(text: str) -> BatchingParameters:
     proto = _batching_message_class()()
     text_format.Parse(text, proto)
     params = BatchingParameters()
-    for field in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
-                  "num_batch_threads"):
+    for field in (
+        "max_batch_size",
+        "batch_timeout_micros",
+        "max_enqueued_batches",
+        "num_batch_threads",
+    ):
         if proto.HasField(field):
             setattr(params, field, getattr(proto, field).value)
     params.allowed_batch_sizes = tuple(proto.allowed_batch_sizes)
@@ -129,9 +143,7 @@ def _task_rows(feeds: dict):
         if not shape:
             raise invalid("Batching session Run() input tensors must have at least one dimension")
         if shape[0] != rows:
-            raise invalid(
-                "Batching session Run() input tensors must have equal 0th-dimension size"
-            )
+            raise invalid("Batching session Run() input tensors must have equal 0th-dimension size")
     return rows or 0, tuple([(shape[1:], char) for shape, char in shapes])
 
 
@@ -144,8 +156,7 @@ class Scheduler:
       on_batch: optional `fn(servable, rows, padded_rows)` called per batch.
     """
 
-    def __init__(self, params: BatchingParameters = None, num_threads: int = 4,
-                 on_batch=None):
+    def __init__(self, params: BatchingParameters = None, num_threads: int = 4, on_batch=None):
         self.params = params
         self._cond = threading.Condition()
         self._queues: dict = {}
@@ -250,8 +261,10 @@ class Scheduler:
                     self._idle -= 1
                 continue
             queue = min(self._ready.values(), key=lambda q: q.tasks[0].enqueued)
-            if params is not None and params.batch_timeout_micros > 0 and (
-                queue.rows < params.max_batch_size and not self._stopping
+            if (
+                params is not None
+                and params.batch_timeout_micros > 0
+                and (queue.rows < params.max_batch_size and not self._stopping)
             ):
                 wait = queue.tasks[0].enqueued + params.batch_timeout_micros / 1e6
                 wait -= time.monotonic()

@@ -30,8 +30,7 @@ import requests  # noqa: E402
 
 DEFAULT_URL = "http://127.0.0.1:8501"
 DEFAULT_SIGNATURE = "serving_default"
-_INT_TYPES = {"DT_INT64", "DT_INT32", "DT_INT16", "DT_INT8", "DT_UINT8", "DT_UINT32",
-              "DT_UINT64"}
+_INT_TYPES = {"DT_INT64", "DT_INT32", "DT_INT16", "DT_INT8", "DT_UINT8", "DT_UINT32", "DT_UINT64"}
 _FLOAT_TYPES = {"DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16"}
 
 
@@ -125,8 +124,7 @@ class ServingClient:
     # -- REST ---------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: dict = None) -> dict:
-        response = self._session.request(method, self.url + path, json=body,
-                                         timeout=self.timeout)
+        response = self._session.request(method, self.url + path, json=body, timeout=self.timeout)
         if response.status_code != 200:
             try:
                 message = response.json().get("error", response.text)
@@ -149,25 +147,44 @@ class ServingClient:
         inputs = signatures[signature_name or DEFAULT_SIGNATURE]["inputs"]
         return {alias: info["dtype"] for alias, info in sorted(inputs.items())}
 
-    def predict(self, model: str, instances: list = None, inputs=None,
-                signature_name: str = None, version: int = None, label: str = None) -> dict:
+    def predict(
+        self,
+        model: str,
+        instances: list = None,
+        inputs=None,
+        signature_name: str = None,
+        version: int = None,
+        label: str = None,
+    ) -> dict:
         """POST :predict with row (`instances`) or columnar (`inputs`) data."""
         body = {"instances": instances} if inputs is None else {"inputs": inputs}
         if signature_name:
             body["signature_name"] = signature_name
         return self._call("POST", model_path(model, version, label) + ":predict", body)
 
-    def classify(self, model: str, examples: list, signature_name: str = None,
-                 context: dict = None, version: int = None, label: str = None) -> dict:
+    def classify(
+        self,
+        model: str,
+        examples: list,
+        signature_name: str = None,
+        context: dict = None,
+        version: int = None,
+        label: str = None,
+    ) -> dict:
         """POST :classify with JSON examples."""
-        return self._examples("classify", model, examples, signature_name, context,
-                              version, label)
+        return self._examples("classify", model, examples, signature_name, context, version, label)
 
-    def regress(self, model: str, examples: list, signature_name: str = None,
-                context: dict = None, version: int = None, label: str = None) -> dict:
+    def regress(
+        self,
+        model: str,
+        examples: list,
+        signature_name: str = None,
+        context: dict = None,
+        version: int = None,
+        label: str = None,
+    ) -> dict:
         """POST :regress with JSON examples."""
-        return self._examples("regress", model, examples, signature_name, context,
-                              version, label)
+        return self._examples("regress", model, examples, signature_name, context, version, label)
 
     def _examples(self, verb, model, examples, signature_name, context, version, label):
         body = {"examples": examples}
@@ -190,8 +207,14 @@ class ServingClient:
             self._stubs = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         return self._stubs
 
-    def predict_grpc(self, model: str, inputs: dict, signature_name: str = None,
-                     version: int = None, label: str = None) -> dict:
+    def predict_grpc(
+        self,
+        model: str,
+        inputs: dict,
+        signature_name: str = None,
+        version: int = None,
+        label: str = None,
+    ) -> dict:
         """gRPC Predict; `inputs` maps alias -> array-like; returns alias -> ndarray.
 
         Plain Python float lists are sent as DT_FLOAT; pass ndarrays to control dtypes.
@@ -242,8 +265,14 @@ def _load_json(text: str):
 def _grpc_inputs(instances: list, dtypes: dict) -> dict:
     import numpy as np
 
-    numpy_types = {"DT_STRING": object, "DT_FLOAT": np.float32, "DT_DOUBLE": np.float64,
-                   "DT_INT64": np.int64, "DT_INT32": np.int32, "DT_BOOL": np.bool_}
+    numpy_types = {
+        "DT_STRING": object,
+        "DT_FLOAT": np.float32,
+        "DT_DOUBLE": np.float64,
+        "DT_INT64": np.int64,
+        "DT_INT32": np.int32,
+        "DT_BOOL": np.bool_,
+    }
     columns = {}
     for alias, dtype in dtypes.items():
         values = [i[alias] for i in instances]
@@ -255,18 +284,21 @@ def _grpc_inputs(instances: list, dtypes: dict) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    parser = argparse.ArgumentParser(prog="serving-client", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["predict", "classify", "regress", "status",
-                                            "metadata"])
+    parser = argparse.ArgumentParser(
+        prog="serving-client",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["predict", "classify", "regress", "status", "metadata"])
     parser.add_argument("--url", default=os.environ.get("SERVING_URL", DEFAULT_URL))
     parser.add_argument("--grpc", default=None, help="host:port; predict over gRPC")
     parser.add_argument("--model", required=True)
     parser.add_argument("--version", type=int, default=None)
     parser.add_argument("--label", default=None)
     parser.add_argument("--signature_name", default=None)
-    parser.add_argument("--json", default=None,
-                        help="request body (inline JSON, a file, or - for stdin)")
+    parser.add_argument(
+        "--json", default=None, help="request body (inline JSON, a file, or - for stdin)"
+    )
     parser.add_argument("--csv", default=None, help="CSV file with a header row")
     parser.add_argument("--row", type=int, default=None, help="0-based CSV row (default all)")
     parser.add_argument("--timeout", type=float, default=10.0)
@@ -284,12 +316,21 @@ def run(args) -> dict:
     if args.json is not None:
         body = _load_json(args.json)
         if args.command == "predict":
-            return client.predict(args.model, body.get("instances"), body.get("inputs"),
-                                  args.signature_name or body.get("signature_name"), **spec)
+            return client.predict(
+                args.model,
+                body.get("instances"),
+                body.get("inputs"),
+                args.signature_name or body.get("signature_name"),
+                **spec,
+            )
         call = client.classify if args.command == "classify" else client.regress
-        return call(args.model, body["examples"],
-                    args.signature_name or body.get("signature_name"), body.get("context"),
-                    **spec)
+        return call(
+            args.model,
+            body["examples"],
+            args.signature_name or body.get("signature_name"),
+            body.get("context"),
+            **spec,
+        )
     if args.csv is None:
         raise SystemExit("one of --json or --csv is required")
     rows = _read_rows(args.csv, args.row)
@@ -297,11 +338,11 @@ def run(args) -> dict:
         dtypes = client.input_dtypes(args.model, args.signature_name, **spec)
         instances = [build_instance(r, dtypes) for r in rows]
         if args.grpc:
-            outputs = client.predict_grpc(args.model, _grpc_inputs(instances, dtypes),
-                                          args.signature_name, **spec)
+            outputs = client.predict_grpc(
+                args.model, _grpc_inputs(instances, dtypes), args.signature_name, **spec
+            )
             return {"outputs": {k: _jsonable(v.tolist()) for k, v in outputs.items()}}
-        return client.predict(args.model, instances, signature_name=args.signature_name,
-                              **spec)
+        return client.predict(args.model, instances, signature_name=args.signature_name, **spec)
     examples = [{k: v for k, v in r.items() if v != ""} for r in rows]
     examples = [{k: _csv_json(v) for k, v in e.items()} for e in examples]
     call = client.classify if args.command == "classify" else client.regress

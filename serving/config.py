@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     flag = lambda name, default, **kw: add(  # noqa: E731
-        name, type=_bool, nargs="?", const=True, default=default, **kw)
+        name, type=_bool, nargs="?", const=True, default=default, **kw
+    )
     add("--port", type=int, default=8500, help="gRPC port (0 = pick a free port)")
     add("--rest_api_port", type=int, default=8501, help="REST port (0 disables REST)")
     add("--bind_address", default="127.0.0.1", help="interface for both ports")
@@ -59,9 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tensorflow_intra_op_parallelism", type=int, default=0)
     add("--tensorflow_inter_op_parallelism", type=int, default=0)
     add("--tensorflow_session_parallelism", type=int, default=0)
-    add("--canary_traffic_share", type=float, default=0.0,
+    add(
+        "--canary_traffic_share",
+        type=float,
+        default=0.0,
         help="share of unversioned requests routed to the 'canary' label (needs 'stable'); "
-             "0 = off (TF Serving's behaviour)")
+        "0 = off (TF Serving's behaviour)",
+    )
     add("--request_log_max_file_bytes", type=int, default=64 << 20)
     add("--request_log_max_files", type=int, default=10)
     flag("--enable_signature_method_name_check", False)
@@ -88,7 +93,8 @@ def model_server_config(args: argparse.Namespace) -> model_server_config_pb2.Mod
             return parse_model_config(f.read())
     if not args.model_base_path:
         raise ValueError(
-            "Both server_options.model_base_path and server_options.model_config_file are empty!")
+            "Both server_options.model_base_path and server_options.model_config_file are empty!"
+        )
     config = model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add()
     model.name = args.model_name
@@ -104,21 +110,27 @@ def parse_model_config(text: str) -> model_server_config_pb2.ModelServerConfig:
         text_format.Parse(text, config)
     except text_format.ParseError as e:
         raise ValueError(
-            f"Error parsing text-format tensorflow.serving.ModelServerConfig: {e}") from None
+            f"Error parsing text-format tensorflow.serving.ModelServerConfig: {e}"
+        ) from None
     return config
 
 
 def _monitoring_class():
     file_proto = descriptor_pb2.FileDescriptorProto(
-        name="serving_local/monitoring_config.proto", package="tensorflow.serving",
-        syntax="proto3")
+        name="serving_local/monitoring_config.proto", package="tensorflow.serving", syntax="proto3"
+    )
     label = descriptor_pb2.FieldDescriptorProto
     prom = file_proto.message_type.add(name="PrometheusConfig")
     prom.field.add(name="enable", number=1, label=label.LABEL_OPTIONAL, type=label.TYPE_BOOL)
     prom.field.add(name="path", number=2, label=label.LABEL_OPTIONAL, type=label.TYPE_STRING)
     mon = file_proto.message_type.add(name="MonitoringConfig")
-    mon.field.add(name="prometheus_config", number=1, label=label.LABEL_OPTIONAL,
-                  type=label.TYPE_MESSAGE, type_name=".tensorflow.serving.PrometheusConfig")
+    mon.field.add(
+        name="prometheus_config",
+        number=1,
+        label=label.LABEL_OPTIONAL,
+        type=label.TYPE_MESSAGE,
+        type_name=".tensorflow.serving.PrometheusConfig",
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file_proto)
     descriptor = pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")

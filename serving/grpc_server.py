@@ -57,7 +57,8 @@ def _predict_feeds(signature, request) -> dict:
             f"input size does not match signature: {len(sent)}!={len(wanted)} "
             f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
             f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
-            f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
+            f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.",
+        )
     feeds = {}
     for alias, spec in signature.inputs.items():
         if alias not in request.inputs:
@@ -65,7 +66,8 @@ def _predict_feeds(signature, request) -> dict:
                 Code.INVALID_ARGUMENT,
                 f"Signature input alias: {alias}(feed name: {spec.tensor_name}) not found in "
                 f"request and no default value provided. Inputs expected to be in the "
-                f"request {{{','.join(sorted(sent))}}}, or default input alias set: ")
+                f"request {{{','.join(sorted(sent))}}}, or default input alias set: ",
+            )
         try:
             feeds[alias] = from_tensor_proto(request.inputs[alias])
         except Exception:
@@ -82,7 +84,8 @@ def _output_filter(signature, request) -> tuple:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 f"output tensor alias not found in signature: {alias} Outputs expected to "
-                f"be in the set {{{','.join(signature.output_names)}}}.")
+                f"be in the set {{{','.join(signature.output_names)}}}.",
+            )
         if alias in seen:
             raise ServingError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
         seen.append(alias)
@@ -128,7 +131,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def body():
             servable = _resolve_spec(self.manager, request)
             signature = inference.predict_signature_grpc(
-                servable, request.model_spec.signature_name)
+                servable, request.model_spec.signature_name
+            )
             feeds = _predict_feeds(signature, request)
             fetch = _output_filter(signature, request)
             outputs = await self._run(servable, signature, feeds)
@@ -138,8 +142,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias]))
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
-                logger.log_predict(servable, signature.key, feeds,
-                                   {a: outputs[a] for a in fetch}, _request_id(request, context))
+                logger.log_predict(
+                    servable,
+                    signature.key,
+                    feeds,
+                    {a: outputs[a] for a in fetch},
+                    _request_id(request, context),
+                )
             rows = [v.shape[0] for v in feeds.values() if v.ndim]
             return response, servable.version, rows[0] if rows else 0
 
@@ -157,8 +166,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             for classes in results:
                 item = response.result.classifications.add()
                 for label, score in classes:
-                    item.classes.add(label=label.decode("utf-8", "replace")
-                                     if isinstance(label, bytes) else label, score=score)
+                    item.classes.add(
+                        label=label.decode("utf-8", "replace")
+                        if isinstance(label, bytes)
+                        else label,
+                        score=score,
+                    )
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
                 logger.log_classify(servable, signature.key, request.input, results)
@@ -228,18 +241,23 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-async def start_grpc_server(host: str, port: int, manager, scheduler, metrics,
-                            request_logger=None, reload_config=None):
+async def start_grpc_server(
+    host: str, port: int, manager, scheduler, metrics, request_logger=None, reload_config=None
+):
     """Starts the grpc.aio server on the running loop; returns (server, bound_port)."""
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
-                 ("grpc.max_send_message_length", _MAX_MESSAGE),
-                 ("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),
+        ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(manager, scheduler, metrics, request_logger), server)
+        PredictionServicer(manager, scheduler, metrics, request_logger), server
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(manager, reload_config), server)
+        ModelServicer(manager, reload_config), server
+    )
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"could not bind gRPC port {host}:{port}")

@@ -21,10 +21,18 @@ log = logging.getLogger(__name__)
 
 MAX_GZIP_BYTES = 100 * 1024 * 1024
 _REASONS = {
-    200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
-    404: b"Not Found", 409: b"Conflict", 413: b"Payload Too Large",
-    429: b"Too Many Requests", 499: b"Client Closed Request",
-    500: b"Internal Server Error", 501: b"Not Implemented", 503: b"Service Unavailable",
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    409: b"Conflict",
+    413: b"Payload Too Large",
+    429: b"Too Many Requests",
+    499: b"Client Closed Request",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    503: b"Service Unavailable",
     504: b"Gateway Timeout",
 }
 JSON = b"application/json"
@@ -49,11 +57,9 @@ class _Clock:
 class Request:
     """One parsed HTTP request and its pending response slot."""
 
-    __slots__ = ("method", "url", "headers", "body", "keep_alive", "timer", "_conn",
-                 "_response")
+    __slots__ = ("method", "url", "headers", "body", "keep_alive", "timer", "_conn", "_response")
 
-    def __init__(self, conn, method: str, url: str, headers: dict, body: bytes,
-                 keep_alive: bool):
+    def __init__(self, conn, method: str, url: str, headers: dict, body: bytes, keep_alive: bool):
         self.method = method
         self.url = url
         self.headers = headers
@@ -67,8 +73,9 @@ class Request:
     def responded(self) -> bool:
         return self._response is not None
 
-    def respond(self, status: int, body: bytes, content_type: bytes = JSON,
-                extra_headers: tuple = ()) -> None:
+    def respond(
+        self, status: int, body: bytes, content_type: bytes = JSON, extra_headers: tuple = ()
+    ) -> None:
         """Queues the response; it is written once earlier ones are out."""
         if self._response is not None:
             return
@@ -78,7 +85,10 @@ class Request:
             first = _OK_JSON
         else:
             first = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n" % (
-                status, _REASONS.get(status, b"Unknown"), content_type)
+                status,
+                _REASONS.get(status, b"Unknown"),
+                content_type,
+            )
         head = [first, b"Date: ", _Clock.date(), b"\r\nContent-Length: %d\r\n" % len(body)]
         for name, value in extra_headers:
             head.append(name + b": " + value + b"\r\n")
@@ -199,7 +209,9 @@ class _Connection(asyncio.Protocol):
             self._transport.write(
                 b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\nConnection: close\r\n\r\n"
-                % (status, _REASONS.get(status, b""), len(body)) + body)
+                % (status, _REASONS.get(status, b""), len(body))
+                + body
+            )
             self._transport.close()
         self._closing = True
 

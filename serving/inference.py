@@ -30,8 +30,7 @@ def predict_signature_grpc(servable: Servable, name: str) -> Signature:
     key = name or DEFAULT_SIGNATURE
     signature = servable.signatures.get(key)
     if signature is None:
-        raise ServingError(
-            Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
+        raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
     return signature
 
 
@@ -51,12 +50,12 @@ def classify_signature(servable: Servable, name: str) -> Signature:
     if len(signature.outputs) not in (1, 2):
         raise invalid(f"Expected one or two output Tensors, found {len(signature.outputs)}")
     if "inputs" not in signature.inputs:
-        raise invalid(f"No classification inputs found in SignatureDef: "
-                      f"{signature.debug_string()}")
+        raise invalid(f"No classification inputs found in SignatureDef: {signature.debug_string()}")
     if "classes" not in signature.outputs and "scores" not in signature.outputs:
         raise invalid(
-            'Expected classification signature outputs to contain at least one of '
-            f'"classes" or "scores". Signature was: {signature.debug_string()}')
+            "Expected classification signature outputs to contain at least one of "
+            f'"classes" or "scores". Signature was: {signature.debug_string()}'
+        )
     return signature
 
 
@@ -79,8 +78,12 @@ def _shape(array: np.ndarray) -> str:
 def _type_name(array: np.ndarray) -> str:
     if array.dtype.kind in "OSU":
         return "DT_STRING"
-    mapping = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
-               np.dtype(np.int64): types_pb2.DT_INT64, np.dtype(np.int32): types_pb2.DT_INT32}
+    mapping = {
+        np.dtype(np.float32): types_pb2.DT_FLOAT,
+        np.dtype(np.float64): types_pb2.DT_DOUBLE,
+        np.dtype(np.int64): types_pb2.DT_INT64,
+        np.dtype(np.int32): types_pb2.DT_INT32,
+    }
     return enum_name(mapping.get(array.dtype, types_pb2.DT_INVALID))
 
 
@@ -92,26 +95,34 @@ def classification_results(outputs: dict, batch: int) -> list:
         if tensor is None:
             continue
         if tensor.ndim != 2:
-            raise invalid("Expected Tensor shape: [batch_size num_classes] but got "
-                          f"{_shape(tensor)}")
+            raise invalid(
+                f"Expected Tensor shape: [batch_size num_classes] but got {_shape(tensor)}"
+            )
         if tensor.shape[0] != batch:
-            raise invalid(f"Input batch size did not match output batch size: "
-                          f"{batch} vs. {tensor.shape[0]}")
+            raise invalid(
+                f"Input batch size did not match output batch size: {batch} vs. {tensor.shape[0]}"
+            )
     if classes is not None and classes.dtype.kind not in "OSU":
         raise invalid(f"Expected classes Tensor of DT_STRING. Got: {_type_name(classes)}")
     if scores is not None and scores.dtype != np.float32:
         raise invalid(f"Expected scores Tensor of DT_FLOAT. Got: {_type_name(scores)}")
     if classes is not None and scores is not None and classes.shape != scores.shape:
-        raise invalid(f"Tensors class and score should match in shape, but had shape "
-                      f"{_shape(classes)} and {_shape(scores)} respectively.")
+        raise invalid(
+            f"Tensors class and score should match in shape, but had shape "
+            f"{_shape(classes)} and {_shape(scores)} respectively."
+        )
     width = (scores if scores is not None else classes).shape[1]
     results = []
     for i in range(batch):
-        results.append([
-            (classes[i, j] if classes is not None else b"",
-             float(scores[i, j]) if scores is not None else 0.0)
-            for j in range(width)
-        ])
+        results.append(
+            [
+                (
+                    classes[i, j] if classes is not None else b"",
+                    float(scores[i, j]) if scores is not None else 0.0,
+                )
+                for j in range(width)
+            ]
+        )
     return results
 
 
@@ -121,11 +132,14 @@ def regression_results(outputs: dict, batch: int) -> list:
     if values.dtype != np.float32:
         raise invalid(f"Expected output Tensor of DT_FLOAT.  Got: {_type_name(values)}")
     if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
-        raise invalid("Expected output Tensor shape to be either [batch_size] or "
-                      f"[batch_size, 1] but got {_shape(values)}")
+        raise invalid(
+            "Expected output Tensor shape to be either [batch_size] or "
+            f"[batch_size, 1] but got {_shape(values)}"
+        )
     if values.shape[0] != batch:
-        raise invalid(f"Input batch size did not match output batch size: "
-                      f"{batch} vs. {values.shape[0]}")
+        raise invalid(
+            f"Input batch size did not match output batch size: {batch} vs. {values.shape[0]}"
+        )
     return [float(v) for v in values.reshape(-1)]
 
 

@@ -239,9 +239,7 @@ def _rows_exact(instances: list, inputs: dict) -> dict:
                 )
         else:
             if _is_element_object(element):
-                raise invalid(
-                    f"Expecting value/list but got object at item {i} of input list"
-                )
+                raise invalid(f"Expecting value/list but got object at item {i} of input list")
             try:
                 add(element, names[0])
             except ServingError as e:
@@ -254,7 +252,7 @@ def _rows_exact(instances: list, inputs: dict) -> dict:
 
 def _rows_fast(instances: list, inputs: dict, numbers_only: bool):
     if len(inputs) == 1:
-        (name, dtype), = inputs.items()
+        ((name, dtype),) = inputs.items()
         if type(instances[0]) is dict:
             if not all(type(e) is dict and e.keys() == {name} for e in instances):
                 return None
@@ -282,8 +280,11 @@ def _rows_fast(instances: list, inputs: dict, numbers_only: bool):
 
 
 # Scalar features of these dtypes are converted with one numpy call per dtype.
-_GROUPABLE = {types_pb2.DT_FLOAT: ("iuf", np.float32), types_pb2.DT_DOUBLE: ("iuf", np.float64),
-              types_pb2.DT_INT64: ("i", np.int64)}
+_GROUPABLE = {
+    types_pb2.DT_FLOAT: ("iuf", np.float32),
+    types_pb2.DT_DOUBLE: ("iuf", np.float64),
+    types_pb2.DT_INT64: ("i", np.int64),
+}
 _PLANS: dict = {}  # id(inputs) -> (inputs, plan); inputs are per-signature constants
 
 
@@ -394,16 +395,11 @@ def _add_feature_value(value, name: str, feature, kind: list) -> None:
             kind[0] = wanted
         elif kind[0] != wanted:
             raise invalid(
-                f"Unexpected element type in feature: {name} expecting type: "
-                f"{_KIND_NAMES[kind[0]]}"
+                f"Unexpected element type in feature: {name} expecting type: {_KIND_NAMES[kind[0]]}"
             )
 
-    if value is None or type(value) is list or (
-        type(value) is dict and not is_b64_object(value)
-    ):
-        raise invalid(
-            f"Feature: {name} has element with unexpected JSON type: {json_type(value)}"
-        )
+    if value is None or type(value) is list or (type(value) is dict and not is_b64_object(value)):
+        raise invalid(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
     if type(value) is bool:
         check("int64_list")
         feature.int64_list.value.append(1 if value else 0)
@@ -419,9 +415,7 @@ def _add_feature_value(value, name: str, feature, kind: list) -> None:
     else:
         check("int64_list")
         if value > _INT64[1]:
-            raise invalid(
-                f"Feature: {name} has uint64_t element. Only int64_t is supported."
-            )
+            raise invalid(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
         feature.int64_list.value.append(value)
 
 
@@ -457,4 +451,3 @@ def decode_examples(doc: dict):
     if not examples:
         raise invalid(f"JSON Value: {debug_string(doc)} 'examples' value is an empty array")
     return [json_to_example(e) for e in examples], context
-

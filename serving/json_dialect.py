@@ -222,23 +222,15 @@ def debug_string(value) -> str:
     return "".join(out)[:_DEBUG_CAP]
 
 
-
-
 def is_b64_object(value) -> bool:
     """True for `{"b64": "<string>"}` (exactly one member)."""
-    return (
-        type(value) is dict
-        and len(value) == 1
-        and isinstance(value.get("b64"), str)
-    )
+    return type(value) is dict and len(value) == 1 and isinstance(value.get("b64"), str)
 
 
 def decode_b64(value) -> bytes:
     """Decodes a `{"b64": ...}` object with the standard base64 alphabet."""
     if not is_b64_object(value):
-        raise invalid(
-            f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
-        )
+        raise invalid(f"JSON Value: {debug_string(value)} not formatted correctly for base64 data")
     text = value["b64"].strip()
     text += "=" * (-len(text) % 4)
     try:

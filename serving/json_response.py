@@ -21,6 +21,7 @@ from serving.json_dialect import format_double, format_float
 def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
+
 # ---------------------------------------------------------------------------
 # Tensors -> JSON
 # ---------------------------------------------------------------------------
@@ -66,10 +67,7 @@ def _nest(tokens: list, shape: tuple) -> list:
         if size == 0:
             level = ["[]"] * groups
         else:
-            level = [
-                "[" + ", ".join(level[i : i + size]) + "]"
-                for i in range(0, len(level), size)
-            ]
+            level = ["[" + ", ".join(level[i : i + size]) + "]" for i in range(0, len(level), size)]
     return level
 
 
@@ -116,8 +114,7 @@ def encode_predict_response(outputs: dict, row_format: bool) -> bytes:
     else:
         columns = [(_quote(n), _rows_json(n, outputs[n])) for n in names]
         rows = [
-            "{" + ", ".join(key + ": " + col[i] for key, col in columns) + "}"
-            for i in range(batch)
+            "{" + ", ".join(key + ": " + col[i] for key, col in columns) + "}" for i in range(batch)
         ]
     if not rows:
         return _wrap("predictions", "[]")

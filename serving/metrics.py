@@ -115,48 +115,76 @@ class ServingMetrics:
     """All metrics the server records, plus the text exposition."""
 
     def __init__(self):
-        self.request_count = Counter(
-            ":tensorflow:serving:request_count", ("model_name", "status"))
+        self.request_count = Counter(":tensorflow:serving:request_count", ("model_name", "status"))
         self.request_latency = Histogram(
-            ":tensorflow:serving:request_latency", ("model_name", "API", "entrypoint"),
-            _LATENCY_BUCKETS)
+            ":tensorflow:serving:request_latency",
+            ("model_name", "API", "entrypoint"),
+            _LATENCY_BUCKETS,
+        )
         self.example_counts = Histogram(
-            ":tensorflow:serving:request_example_counts", ("model",), _EXAMPLE_BUCKETS)
+            ":tensorflow:serving:request_example_counts", ("model",), _EXAMPLE_BUCKETS
+        )
         self.example_count_total = Counter(
-            ":tensorflow:serving:request_example_count_total", ("model",))
+            ":tensorflow:serving:request_example_count_total", ("model",)
+        )
         self.input_batch_size = Histogram(
-            ":tensorflow:serving:batching_session:input_batch_size", ("model_name",),
-            _EXAMPLE_BUCKETS)
+            ":tensorflow:serving:batching_session:input_batch_size",
+            ("model_name",),
+            _EXAMPLE_BUCKETS,
+        )
         self.processed_batch_size = Histogram(
-            ":tensorflow:serving:batching_session:processed_batch_size", ("model_name",),
-            _EXAMPLE_BUCKETS)
+            ":tensorflow:serving:batching_session:processed_batch_size",
+            ("model_name",),
+            _EXAMPLE_BUCKETS,
+        )
         self.load_attempts = Counter(
-            ":tensorflow:cc:saved_model:load_attempt_count", ("model_path", "status"))
+            ":tensorflow:cc:saved_model:load_attempt_count", ("model_path", "status")
+        )
         self.warmup_latency = Histogram(
-            ":tensorflow:serving:model_warmup_latency", ("model_path", "status"),
-            _LATENCY_BUCKETS)
+            ":tensorflow:serving:model_warmup_latency", ("model_path", "status"), _LATENCY_BUCKETS
+        )
         self.request_log_count = Counter(
-            ":tensorflow:serving:request_log_count", ("model_name", "status"))
+            ":tensorflow:serving:request_log_count", ("model_name", "status")
+        )
         self.version_requests = Counter(
             ":serving:model_version_request_count",
-            ("model_name", "version", "API", "entrypoint", "status"))
+            ("model_name", "version", "API", "entrypoint", "status"),
+        )
         self.version_latency = Histogram(
-            ":serving:model_version_request_latency", ("model_name", "version"),
-            _LATENCY_BUCKETS)
+            ":serving:model_version_request_latency", ("model_name", "version"), _LATENCY_BUCKETS
+        )
         self.version_events = Counter(
-            ":serving:model_version_events", ("model_name", "version", "event"))
+            ":serving:model_version_events", ("model_name", "version", "event")
+        )
         self.version_available = Gauge(
-            ":serving:model_version_available", ("model_name", "version"))
+            ":serving:model_version_available", ("model_name", "version")
+        )
         self._all = [
-            self.request_count, self.request_latency, self.example_counts,
-            self.example_count_total, self.input_batch_size, self.processed_batch_size,
-            self.load_attempts, self.warmup_latency, self.request_log_count,
-            self.version_requests, self.version_latency, self.version_events,
+            self.request_count,
+            self.request_latency,
+            self.example_counts,
+            self.example_count_total,
+            self.input_batch_size,
+            self.processed_batch_size,
+            self.load_attempts,
+            self.warmup_latency,
+            self.request_log_count,
+            self.version_requests,
+            self.version_latency,
+            self.version_events,
             self.version_available,
         ]
 
-    def record_request(self, model: str, version, api: str, entrypoint: str,
-                       status: str, latency_us: float = None, examples: int = 0) -> None:
+    def record_request(
+        self,
+        model: str,
+        version,
+        api: str,
+        entrypoint: str,
+        status: str,
+        latency_us: float = None,
+        examples: int = 0,
+    ) -> None:
         """Records one API call; latency only on success, like upstream."""
         self.request_count.inc((model, status))
         if version is not None:

@@ -28,8 +28,8 @@ def status_response(entries: list) -> get_model_status_pb2.GetModelStatusRespons
 def status_json(response) -> bytes:
     """Proto-JSON as TF Serving prints it (snake_case, defaults included)."""
     return json_format.MessageToJson(
-        response, including_default_value_fields=True, preserving_proto_field_name=True,
-        indent=1).encode("utf-8")
+        response, including_default_value_fields=True, preserving_proto_field_name=True, indent=1
+    ).encode("utf-8")
 
 
 def model_spec(name: str, version: int, signature_name: str = "") -> model_pb2.ModelSpec:
@@ -42,18 +42,20 @@ def model_spec(name: str, version: int, signature_name: str = "") -> model_pb2.M
 def check_metadata_fields(fields) -> None:
     """Validates GetModelMetadataRequest.metadata_field (only signature_def)."""
     if not fields:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           "GetModelMetadataRequest must specify at least one metadata_field")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            "GetModelMetadataRequest must specify at least one metadata_field",
+        )
     for field in fields:
         if field != "signature_def":
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Metadata field {field} is not supported")
+            raise ServingError(Code.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
 
 
 def metadata_response(servable) -> get_model_metadata_pb2.GetModelMetadataResponse:
     """Builds the gRPC GetModelMetadataResponse for a servable."""
     response = get_model_metadata_pb2.GetModelMetadataResponse(
-        model_spec=model_spec(servable.name, servable.version))
+        model_spec=model_spec(servable.name, servable.version)
+    )
     packed = any_pb2.Any()
     packed.Pack(servable.signature_def_map())
     response.metadata["signature_def"].CopyFrom(packed)
@@ -65,11 +67,15 @@ def metadata_json(servable) -> bytes:
     cached = getattr(servable, "_metadata_dict", None)
     if cached is None:
         cached = json_format.MessageToDict(
-            servable.signature_def_map(), including_default_value_fields=True,
-            preserving_proto_field_name=True)
+            servable.signature_def_map(),
+            including_default_value_fields=True,
+            preserving_proto_field_name=True,
+        )
         servable._metadata_dict = cached
     spec = json_format.MessageToDict(
-        model_spec(servable.name, servable.version), including_default_value_fields=True,
-        preserving_proto_field_name=True)
+        model_spec(servable.name, servable.version),
+        including_default_value_fields=True,
+        preserving_proto_field_name=True,
+    )
     body = {"model_spec": spec, "metadata": {"signature_def": cached}}
     return orjson.dumps(body, option=orjson.OPT_INDENT_2)

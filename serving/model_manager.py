@@ -115,7 +115,10 @@ def aspired_versions(policy, on_disk: dict, model_name: str = "") -> set:
             log.warning(
                 "Version %d of servable %s, which was requested to be served as a "
                 "'specific' version in the servable's version policy, was not found "
-                "in the file system", version, model_name)
+                "in the file system",
+                version,
+                model_name,
+            )
         return wanted & set(on_disk)
     count = max(1, policy.latest.num_versions) if choice == "latest" else 1
     return set(sorted(on_disk, reverse=True)[:count])
@@ -131,25 +134,29 @@ def validate_config(model_server_config) -> list:
         raise ServingError(
             Code.INVALID_ARGUMENT,
             "ServerModelConfig type not supported by HandleReloadConfigRequest. "
-            "Only ModelConfigList is currently supported")
+            "Only ModelConfigList is currently supported",
+        )
     configs = list(model_server_config.model_config_list.config)
     seen = set()
     for config in configs:
         if config.name in seen:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
-                f"Illegal to list model {config.name} multiple times in config list")
+                f"Illegal to list model {config.name} multiple times in config list",
+            )
         seen.add(config.name)
         if not config.model_platform and not config.model_type:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
-                f"ModelServerConfig::model_platform, model name is {config.name}")
+                f"ModelServerConfig::model_platform, model name is {config.name}",
+            )
         if not os.path.isabs(config.base_path) and "://" not in config.base_path:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 f"Expected model {config.name} to have an absolute path or URI; "
-                f"got base_path()={config.base_path}")
+                f"got base_path()={config.base_path}",
+            )
     return configs
 
 
@@ -164,8 +171,9 @@ class ModelManager:
         is applied (used to set up request logging).
     """
 
-    def __init__(self, options: ManagerOptions = None, scheduler=None, metrics=None,
-                 on_config=None):
+    def __init__(
+        self, options: ManagerOptions = None, scheduler=None, metrics=None, on_config=None
+    ):
         self.options = options or ManagerOptions()
         self._scheduler = scheduler
         self._metrics = metrics
@@ -188,13 +196,18 @@ class ModelManager:
         with self._lock:
             for config in configs:
                 old = self._models.get(config.name)
-                if old is not None and old.config is not None and old.config.model_platform \
-                        and config.model_platform != old.config.model_platform:
+                if (
+                    old is not None
+                    and old.config is not None
+                    and old.config.model_platform
+                    and config.model_platform != old.config.model_platform
+                ):
                     raise ServingError(
                         Code.INVALID_ARGUMENT,
                         f"Illegal to change a model's platform. For model {config.name} "
                         f"platform was {old.config.model_platform} and new platform "
-                        f"requested is {config.model_platform}")
+                        f"requested is {config.model_platform}",
+                    )
             new_labels = {c.name: self._checked_labels(c) for c in configs}
             names = {c.name for c in configs}
             for name, model in self._models.items():
@@ -218,12 +231,14 @@ class ModelManager:
         for label, version in config.version_labels.items():
             if version not in available:
                 allowed = self.options.allow_version_labels_for_unavailable_models and (
-                    label not in current or current[label] == version)
+                    label not in current or current[label] == version
+                )
                 if not allowed:
                     raise ServingError(
                         Code.FAILED_PRECONDITION,
                         f"Request to assign label to version {version} of model "
-                        f"{config.name}, which is not currently available for inference")
+                        f"{config.name}, which is not currently available for inference",
+                    )
             labels[label] = version
         return labels
 
@@ -245,13 +260,16 @@ class ModelManager:
             on_disk = list_versions(config.base_path)
             if not on_disk:
                 if not os.path.isdir(config.base_path):
-                    log.warning("Could not find base path %s for servable %s",
-                                config.base_path, name)
+                    log.warning(
+                        "Could not find base path %s for servable %s", config.base_path, name
+                    )
                 else:
                     log.warning(
                         "No versions of servable %s found under base path %s. Did you "
                         "forget to name your leaf directory as a number (eg. '/1/')?",
-                        name, config.base_path)
+                        name,
+                        config.base_path,
+                    )
             wanted = aspired_versions(config.model_version_policy, on_disk, name)
             if model.initial_target is None and wanted:
                 model.initial_target = max(wanted)
@@ -274,8 +292,7 @@ class ModelManager:
         model.states[version] = VersionState("LOADING")
         started = time.monotonic()
         try:
-            servable = Servable(name, version, path, self.options.tags,
-                                self.options.session_config)
+            servable = Servable(name, version, path, self.options.tags, self.options.session_config)
         except Exception as e:  # corrupt / half-written SavedModel
             self._load_failed(name, model, version, path, e)
             return
@@ -284,7 +301,8 @@ class ModelManager:
                 records = warmup(servable, self.options.num_request_iterations_for_warmup)
                 if records and self._metrics is not None:
                     self._metrics.warmup_latency.observe(
-                        (path, "OK"), (time.monotonic() - started) * 1e6)
+                        (path, "OK"), (time.monotonic() - started) * 1e6
+                    )
         except Exception as e:
             servable.close(drain_timeout=0)
             self._load_failed(name, model, version, path, e)
@@ -310,10 +328,17 @@ class ModelManager:
         message = getattr(error, "message", None) or str(error)
         attempts = model.failures.get(version, (0, 0.0))[0] + 1
         model.failures[version] = (
-            attempts, time.monotonic() + self.options.load_retry_interval_seconds)
+            attempts,
+            time.monotonic() + self.options.load_retry_interval_seconds,
+        )
         model.states[version] = VersionState("END", code, message)
-        log.error("Loading servable {name: %s version: %d} failed (attempt %d): %s",
-                  name, version, attempts, message)
+        log.error(
+            "Loading servable {name: %s version: %d} failed (attempt %d): %s",
+            name,
+            version,
+            attempts,
+            message,
+        )
         if self._metrics is not None:
             self._metrics.load_attempts.inc((path, code.name))
             self._metrics.record_version_event(name, version, "load_error")
@@ -357,10 +382,17 @@ class ModelManager:
             if state is not None and state.state == "AVAILABLE":
                 continue
             attempts = model.failures.get(target, (0, 0))[0]
-            if state is not None and state.state == "END" and \
-                    attempts > self.options.max_num_load_retries:
-                pending.append((name, f"{{name: {name} version: {target}}} due to error: "
-                                      f"{state.error_message}"))
+            if (
+                state is not None
+                and state.state == "END"
+                and attempts > self.options.max_num_load_retries
+            ):
+                pending.append(
+                    (
+                        name,
+                        f"{{name: {name} version: {target}}} due to error: {state.error_message}",
+                    )
+                )
             else:
                 pending.append((name, None))
         return pending
@@ -369,13 +401,15 @@ class ModelManager:
         """Starts the background poller (`poll_seconds` <= 0: no polling)."""
         if poll_seconds <= 0:
             return
-        thread = threading.Thread(target=self._poll_loop, args=(poll_seconds,),
-                                  name="fs-poll", daemon=True)
+        thread = threading.Thread(
+            target=self._poll_loop, args=(poll_seconds,), name="fs-poll", daemon=True
+        )
         thread.start()
         self._threads.append(thread)
 
     def add_periodic(self, seconds: float, fn, name: str) -> None:
         """Runs `fn()` every `seconds` until `stop()` (errors are logged)."""
+
         def loop():
             while not self._stop.wait(seconds):
                 try:
@@ -417,7 +451,8 @@ class ModelManager:
         if label is not None:
             if model is None or label not in model.labels:
                 raise ServingError(
-                    Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}")
+                    Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}"
+                )
             version = model.labels[label]
         if version is None and model is not None and self.options.canary_traffic_share > 0:
             routed = self._route(model)
@@ -427,12 +462,14 @@ class ModelManager:
             servable = model.latest if model is not None else None
             if servable is None:
                 raise ServingError(
-                    Code.NOT_FOUND, f"Servable not found for request: Latest({name})")
+                    Code.NOT_FOUND, f"Servable not found for request: Latest({name})"
+                )
             return servable
         servable = model.loaded.get(version) if model is not None else None
         if servable is None:
             raise ServingError(
-                Code.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})")
+                Code.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})"
+            )
         return servable
 
     def _route(self, model: _Model):
@@ -457,7 +494,8 @@ class ModelManager:
         if version is not None:
             if version not in states:
                 raise ServingError(
-                    Code.NOT_FOUND, f"Could not find version {version} of model {name}")
+                    Code.NOT_FOUND, f"Could not find version {version} of model {name}"
+                )
             return [(version, states[version])]
         if not states:
             raise ServingError(Code.NOT_FOUND, f"Could not find any versions of model {name}")

@@ -97,8 +97,13 @@ class RequestLogger:
       queue_size: records buffered before dropping.
     """
 
-    def __init__(self, max_file_bytes: int = 64 << 20, max_files: int = 10,
-                 metrics=None, queue_size: int = 10000):
+    def __init__(
+        self,
+        max_file_bytes: int = 64 << 20,
+        max_files: int = 10,
+        metrics=None,
+        queue_size: int = 10000,
+    ):
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files
         self._metrics = metrics
@@ -126,8 +131,9 @@ class RequestLogger:
         config = self._configs.get(model_name)
         return config is not None and random.random() < config[0]
 
-    def log_predict(self, servable, signature_name: str, feeds: dict, outputs: dict,
-                    request_id: bytes = b"") -> None:
+    def log_predict(
+        self, servable, signature_name: str, feeds: dict, outputs: dict, request_id: bytes = b""
+    ) -> None:
         """Logs a predict call (call only when `sampled()` said so).
 
         `request_id` (at most MAX_REQUEST_ID_BYTES, else not logged) becomes the
@@ -143,7 +149,8 @@ class RequestLogger:
         for alias, array in outputs.items():
             response.outputs[alias].CopyFrom(to_tensor_proto(array))
         entry = prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request, response=response))
+            predict_log=prediction_log_pb2.PredictLog(request=request, response=response)
+        )
         self._enqueue(servable, spec, entry)
 
     def log_classify(self, servable, signature_name: str, request_input, results: list) -> None:
@@ -156,7 +163,8 @@ class RequestLogger:
             for label, score in classes:
                 item.classes.add(label=label, score=score)
         entry = prediction_log_pb2.PredictionLog(
-            classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response))
+            classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response)
+        )
         self._enqueue(servable, spec, entry)
 
     def log_regress(self, servable, signature_name: str, request_input, values: list) -> None:
@@ -167,16 +175,22 @@ class RequestLogger:
         for value in values:
             response.result.regressions.add(value=value)
         entry = prediction_log_pb2.PredictionLog(
-            regress_log=prediction_log_pb2.RegressLog(request=request, response=response))
+            regress_log=prediction_log_pb2.RegressLog(request=request, response=response)
+        )
         self._enqueue(servable, spec, entry)
 
     def _enqueue(self, servable, spec, entry) -> None:
         config = self._configs.get(servable.name)
         if config is None:
             return
-        entry.log_metadata.CopyFrom(logging_pb2.LogMetadata(
-            model_spec=spec, sampling_config=config[2], saved_model_tags=["serve"],
-            timestamp_secs=int(time.time())))
+        entry.log_metadata.CopyFrom(
+            logging_pb2.LogMetadata(
+                model_spec=spec,
+                sampling_config=config[2],
+                saved_model_tags=["serve"],
+                timestamp_secs=int(time.time()),
+            )
+        )
         try:
             self._queue.put_nowait((config[1], servable.name, entry.SerializeToString()))
         except queue.Full:
@@ -196,7 +210,8 @@ class RequestLogger:
                 writer = self._writers.get(prefix)
                 if writer is None:
                     writer = self._writers[prefix] = _RotatingWriter(
-                        prefix, self.max_file_bytes, self.max_files)
+                        prefix, self.max_file_bytes, self.max_files
+                    )
                 writer.write(record)
                 if self._queue.empty():
                     writer.flush()

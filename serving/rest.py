@@ -21,16 +21,24 @@ log = logging.getLogger(__name__)
 _V1 = re.compile(r"/v1/.*", re.I | re.S)
 _POST = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
-    r":(classify|regress|predict)", re.I)
+    r":(classify|regress|predict)",
+    re.I,
+)
 _GET = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
-    r"(?:/(metadata))?", re.I)
+    r"(?:/(metadata))?",
+    re.I,
+)
 _INT64_MAX = 2**63 - 1
-_NOT_FOUND_HTML = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n"
-                   b"<H1>Not Found</H1>\n</BODY></HTML>\n")
-_CORS = ((b"Access-Control-Allow-Origin", b"*"),
-         (b"Access-Control-Allow-Methods", b"POST, GET"),
-         (b"Access-Control-Allow-Headers", b"Content-Type"))
+_NOT_FOUND_HTML = (
+    b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n"
+    b"<H1>Not Found</H1>\n</BODY></HTML>\n"
+)
+_CORS = (
+    (b"Access-Control-Allow-Origin", b"*"),
+    (b"Access-Control-Allow-Methods", b"POST, GET"),
+    (b"Access-Control-Allow-Headers", b"Content-Type"),
+)
 _ORIGIN = re.compile(rb"https?://")
 
 
@@ -45,8 +53,9 @@ def _version(text: str):
         return None
     value = int(text)
     if value > _INT64_MAX:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Failed to convert version: {text} to numeric.", empty_body=True)
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"Failed to convert version: {text} to numeric.", empty_body=True
+        )
     return value
 
 
@@ -62,8 +71,16 @@ class RestApi:
       enable_cors: add TF Serving's CORS headers.
     """
 
-    def __init__(self, manager, scheduler, metrics, request_logger=None,
-                 monitoring_path=None, enable_cors=False, timeout_ms: int = 30000):
+    def __init__(
+        self,
+        manager,
+        scheduler,
+        metrics,
+        request_logger=None,
+        monitoring_path=None,
+        enable_cors=False,
+        timeout_ms: int = 30000,
+    ):
         self.manager = manager
         self.scheduler = scheduler
         self.metrics = metrics
@@ -88,7 +105,8 @@ class RestApi:
     def _monitoring(self, request) -> None:
         if request.url != self.monitoring_path:
             body = json_response.encode_error(
-                f"Unexpected path: {request.url}. Should be {self.monitoring_path}")
+                f"Unexpected path: {request.url}. Should be {self.monitoring_path}"
+            )
             request.respond(400, body)
             return
         request.respond(200, self.metrics.render(), b"text/plain; version=0.0.4")
@@ -133,8 +151,9 @@ class RestApi:
 
     @staticmethod
     def _malformed(request) -> ServingError:
-        return ServingError(Code.INVALID_ARGUMENT,
-                            f"Malformed request: {request.method} {request.url}")
+        return ServingError(
+            Code.INVALID_ARGUMENT, f"Malformed request: {request.method} {request.url}"
+        )
 
     # -- responses --------------------------------------------------------------
 
@@ -156,10 +175,16 @@ class RestApi:
         if verb == "predict":
             servable = self.manager.resolve(model, version, label)
             signature = inference.predict_signature_rest(servable, signature_name)
-            feeds, row = json_codec.decode_predict_inputs(
-                doc, signature.input_dtypes, request.body)
-            finish = self._finish_predict(request, servable, signature, feeds, row, started,
-                                          request.headers.get(b"x-request-id", b""))
+            feeds, row = json_codec.decode_predict_inputs(doc, signature.input_dtypes, request.body)
+            finish = self._finish_predict(
+                request,
+                servable,
+                signature,
+                feeds,
+                row,
+                started,
+                request.headers.get(b"x-request-id", b""),
+            )
         else:
             examples, context = json_codec.decode_examples(doc)
             servable = self.manager.resolve(model, version, label)
@@ -170,8 +195,9 @@ class RestApi:
             prefix = context.SerializeToString() if context is not None else b""
             serialized = [prefix + e.SerializeToString() for e in examples]
             feeds = {"inputs": inference.examples_array(serialized)}
-            finish = self._finish_examples(request, verb, servable, signature, examples,
-                                           context, len(serialized), started)
+            finish = self._finish_examples(
+                request, verb, servable, signature, examples, context, len(serialized), started
+            )
         try:
             self.scheduler.submit(servable, signature, feeds, finish, self.loop)
         except ServingError as e:
@@ -179,7 +205,8 @@ class RestApi:
             return
         if self._timeout is not None and self.loop is not None and not request.responded:
             request.timer = self.loop.call_later(
-                self._timeout, self._expire, request, servable, verb)
+                self._timeout, self._expire, request, servable, verb
+            )
 
     def _expire(self, request, servable, verb) -> None:
         """`--rest_api_timeout_in_ms` elapsed: answer 504 (late results are dropped)."""
@@ -187,8 +214,7 @@ class RestApi:
         error = ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
         self._error(request, servable.name, error, servable.version, verb)
 
-    def _finish_predict(self, request, servable, signature, feeds, row, started,
-                        request_id=b""):
+    def _finish_predict(self, request, servable, signature, feeds, row, started, request_id=b""):
         def done(outputs, error):
             if error is None:
                 try:
@@ -200,8 +226,9 @@ class RestApi:
                 return
             rows = next(iter(feeds.values())).shape[0] if row else 0
             latency = (time.perf_counter() - started) * 1e6
-            self.metrics.record_request(servable.name, servable.version, "predict", "REST",
-                                        "OK", latency, rows)
+            self.metrics.record_request(
+                servable.name, servable.version, "predict", "REST", "OK", latency, rows
+            )
             request.respond(200, body, extra_headers=self._extra)
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
@@ -209,8 +236,9 @@ class RestApi:
 
         return done
 
-    def _finish_examples(self, request, verb, servable, signature, examples, context,
-                         batch, started):
+    def _finish_examples(
+        self, request, verb, servable, signature, examples, context, batch, started
+    ):
         def done(outputs, error):
             try:
                 if error is not None:
@@ -225,8 +253,9 @@ class RestApi:
                 self._error(request, servable.name, e, servable.version, verb)
                 return
             latency = (time.perf_counter() - started) * 1e6
-            self.metrics.record_request(servable.name, servable.version, verb, "REST", "OK",
-                                        latency, batch)
+            self.metrics.record_request(
+                servable.name, servable.version, verb, "REST", "OK", latency, batch
+            )
             request.respond(200, body, extra_headers=self._extra)
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
@@ -242,6 +271,8 @@ class RestApi:
 def _input_proto(examples, context) -> input_pb2.Input:
     if context is None:
         return input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples))
-    return input_pb2.Input(example_list_with_context=input_pb2.ExampleListWithContext(
-        examples=examples, context=context))
-
+    return input_pb2.Input(
+        example_list_with_context=input_pb2.ExampleListWithContext(
+            examples=examples, context=context
+        )
+    )

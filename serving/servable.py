@@ -69,8 +69,7 @@ class Servable:
       session_config: optional `ConfigProto` for the session.
     """
 
-    def __init__(self, name: str, version: int, path: str, tags=("serve",),
-                 session_config=None):
+    def __init__(self, name: str, version: int, path: str, tags=("serve",), session_config=None):
         self.name = name
         self.version = version
         self.path = path
@@ -82,9 +81,7 @@ class Servable:
         self._idle = threading.Condition(threading.Lock())
         try:
             with self._graph.as_default():
-                meta_graph = tf.compat.v1.saved_model.loader.load(
-                    self._session, list(tags), path
-                )
+                meta_graph = tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
         except Exception:
             self._session.close()
             raise
@@ -95,8 +92,9 @@ class Servable:
                 try:
                     self._callable(signature, signature.output_names)
                 except Exception:  # unusable signature: fails at request time
-                    log.warning("Signature %s of %s v%d is not runnable",
-                                signature.key, name, version)
+                    log.warning(
+                        "Signature %s of %s v%d is not runnable", signature.key, name, version
+                    )
 
     def signature_def_map(self) -> meta_graph_pb2.SignatureDef:
         """Returns a `SignatureDefMap` proto with every signature."""
@@ -200,27 +198,21 @@ def _replay(servable: Servable, entry) -> None:
     kind = entry.WhichOneof("log_type")
     if kind == "predict_log":
         request = entry.predict_log.request
-        signature = servable.signatures.get(
-            request.model_spec.signature_name or DEFAULT_SIGNATURE
-        )
+        signature = servable.signatures.get(request.model_spec.signature_name or DEFAULT_SIGNATURE)
         if signature is None:
             raise ServingError(Code.INVALID_ARGUMENT, "Warmup signature not found")
         feeds = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         servable.run(signature, feeds)
     elif kind in ("classify_log", "regress_log"):
         request = getattr(entry, kind).request
-        signature = servable.signatures.get(
-            request.model_spec.signature_name or DEFAULT_SIGNATURE
-        )
+        signature = servable.signatures.get(request.model_spec.signature_name or DEFAULT_SIGNATURE)
         if signature is None or len(signature.inputs) != 1:
             raise ServingError(Code.INVALID_ARGUMENT, "Warmup signature not usable")
         examples = serialize_input(request.input)
         alias = next(iter(signature.inputs))
         servable.run(signature, {alias: examples})
     else:
-        raise ServingError(
-            Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {kind}"
-        )
+        raise ServingError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {kind}")
 
 
 def serialize_input(request_input) -> np.ndarray:

@@ -48,7 +48,8 @@ def _scheduler(args, metrics) -> Scheduler:
     if args.batching_parameters_file and not args.enable_batching:
         raise StartupError(
             "server_options.batching_parameters_file is set without setting "
-            "server_options.enable_batching to true.")
+            "server_options.enable_batching to true."
+        )
     params = None
     if args.enable_batching:
         text = ""
@@ -57,7 +58,8 @@ def _scheduler(args, metrics) -> Scheduler:
                 text = f.read()
         params = parse_batching_parameters(text)
     on_batch = lambda servable, rows, padded: metrics.record_batch(  # noqa: E731
-        servable.name, rows, padded)
+        servable.name, rows, padded
+    )
     return Scheduler(params, num_threads=max(2, os.cpu_count() or 1), on_batch=on_batch)
 
 
@@ -69,7 +71,8 @@ class ModelServer:
         self.metrics = ServingMetrics()
         self.scheduler = _scheduler(args, self.metrics)
         self.request_logger = RequestLogger(
-            args.request_log_max_file_bytes, args.request_log_max_files, self.metrics)
+            args.request_log_max_file_bytes, args.request_log_max_files, self.metrics
+        )
         options = ManagerOptions(
             tags=tuple(t for t in args.saved_model_tags.split(",") if t),
             session_config=_session_config(args),
@@ -78,11 +81,13 @@ class ModelServer:
             max_num_load_retries=args.max_num_load_retries,
             load_retry_interval_seconds=args.load_retry_interval_micros / 1e6,
             allow_version_labels_for_unavailable_models=(
-                args.allow_version_labels_for_unavailable_models),
+                args.allow_version_labels_for_unavailable_models
+            ),
             canary_traffic_share=args.canary_traffic_share,
         )
-        self.manager = ModelManager(options, self.scheduler, self.metrics,
-                                    on_config=self.request_logger.configure)
+        self.manager = ModelManager(
+            options, self.scheduler, self.metrics, on_config=self.request_logger.configure
+        )
         self.grpc_server = None
         self.grpc_port = None
         self.rest_port = None
@@ -107,7 +112,8 @@ class ModelServer:
             if failed:
                 details = "".join(f"{{{e}}}, " for e in failed)
                 raise StartupError(
-                    f"{len(failed)} servable(s) did not become available: {{{details}}}")
+                    f"{len(failed)} servable(s) did not become available: {{{details}}}"
+                )
             if not pending:
                 return
             time.sleep(interval)
@@ -127,29 +133,44 @@ class ModelServer:
             self.reload_config(config)
             self._config_text = text
         except (ValueError, ServingError) as e:
-            log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s",
-                      getattr(e, "message", e))
+            log.error(
+                "PollFilesystemAndReloadConfig failed to ReloadConfig: %s", getattr(e, "message", e)
+            )
 
     async def start_ports(self) -> None:
         """Opens gRPC and REST (after `load_models`)."""
         args = self.args
         self.grpc_server, self.grpc_port = await start_grpc_server(
-            args.bind_address, args.port, self.manager, self.scheduler, self.metrics,
-            self.request_logger, self.reload_config)
+            args.bind_address,
+            args.port,
+            self.manager,
+            self.scheduler,
+            self.metrics,
+            self.request_logger,
+            self.reload_config,
+        )
         log.info("Running gRPC ModelServer at %s:%d ...", args.bind_address, self.grpc_port)
         if args.rest_api_port and args.rest_api_port != args.port:
-            api = RestApi(self.manager, self.scheduler, self.metrics, self.request_logger,
-                          flags.monitoring_path(args.monitoring_config_file),
-                          args.rest_api_enable_cors_support, args.rest_api_timeout_in_ms)
+            api = RestApi(
+                self.manager,
+                self.scheduler,
+                self.metrics,
+                self.request_logger,
+                flags.monitoring_path(args.monitoring_config_file),
+                args.rest_api_enable_cors_support,
+                args.rest_api_timeout_in_ms,
+            )
             api.loop = asyncio.get_running_loop()
             self._http = await start_http_server(
-                api, args.bind_address, args.rest_api_port, args.max_request_bytes)
+                api, args.bind_address, args.rest_api_port, args.max_request_bytes
+            )
             self.rest_port = self._http.sockets[0].getsockname()[1]
             log.info("Exporting HTTP/REST API at:%s:%d ...", args.bind_address, self.rest_port)
         self.manager.start(args.file_system_poll_wait_seconds)
         if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
-            self.manager.add_periodic(args.model_config_file_poll_wait_seconds,
-                                      self._poll_config_file, "config-poll")
+            self.manager.add_periodic(
+                args.model_config_file_poll_wait_seconds, self._poll_config_file, "config-poll"
+            )
 
     async def stop(self) -> None:
         """Stops accepting, drains in-flight work, unloads models."""
@@ -188,7 +209,8 @@ def main(argv=None) -> int:
     args = flags.parse_flags(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         server = ModelServer(args)
         server.load_models()

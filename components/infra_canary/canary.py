@@ -75,18 +75,30 @@ class ServerProcess:
         self.rest_port = free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
-        repo_root = os.path.dirname(os.path.dirname(os.path.abspath(
-            sys.modules["serving.client"].__file__)))
+        repo_root = os.path.dirname(
+            os.path.dirname(os.path.abspath(sys.modules["serving.client"].__file__))
+        )
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, env.get("PYTHONPATH")]))
         self._log = open(log_path, "w")
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", f"--model_name={model_name}",
-             f"--model_base_path={base_path}", f"--port={self.grpc_port}",
-             f"--rest_api_port={self.rest_port}", "--bind_address=127.0.0.1",
-             "--file_system_poll_wait_seconds=0", "--max_num_load_retries=0"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "serving.server",
+                f"--model_name={model_name}",
+                f"--model_base_path={base_path}",
+                f"--port={self.grpc_port}",
+                f"--rest_api_port={self.rest_port}",
+                "--bind_address=127.0.0.1",
+                "--file_system_poll_wait_seconds=0",
+                "--max_num_load_retries=0",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
     def wait_available(self, timeout: float) -> str:
         """Waits until the model is AVAILABLE; returns "" or the failure reason."""
@@ -140,13 +152,15 @@ def _classify_signature(signatures: dict):
     for key in sorted(signatures):
         signature = signatures[key]
         if set(signature.get("inputs", {})) == {"inputs"} and (
-                {"scores", "classes"} & set(signature.get("outputs", {}))):
+            {"scores", "classes"} & set(signature.get("outputs", {}))
+        ):
             return key
     return None
 
 
-def probe(url: str, grpc_target: str, model_name: str, examples: list,
-          num_requests: int) -> CanaryResult:
+def probe(
+    url: str, grpc_target: str, model_name: str, examples: list, num_requests: int
+) -> CanaryResult:
     """Sends REST predict/classify and gRPC Predict requests and checks them."""
     result = CanaryResult()
     client = ServingClient(url, grpc_target, timeout=30)
@@ -179,7 +193,8 @@ def probe(url: str, grpc_target: str, model_name: str, examples: list,
                 answer = client.classify(model_name, batch, classify_key)
                 scores = [s for per in answer["results"] for _, s in per]
                 ok = len(answer["results"]) == len(batch) and all(
-                    math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores)
+                    math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores
+                )
                 result.add(f"rest_classify_{i}", ok, "" if ok else f"bad results {answer}")
             except (ServingClientError, requests.RequestException, KeyError) as e:
                 result.add(f"rest_classify_{i}", False, str(e))
@@ -188,14 +203,23 @@ def probe(url: str, grpc_target: str, model_name: str, examples: list,
 
 def _rows_to_columns(predictions: list) -> dict:
     if predictions and isinstance(predictions[0], dict):
-        return {k: np.array([p[k] for p in predictions], dtype=object
-                            if isinstance(predictions[0][k], str) else None)
-                for k in predictions[0]}
+        return {
+            k: np.array(
+                [p[k] for p in predictions],
+                dtype=object if isinstance(predictions[0][k], str) else None,
+            )
+            for k in predictions[0]
+        }
     return {"output": np.array(predictions)}
 
 
-_NUMPY = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT64": np.int64,
-          "DT_INT32": np.int32, "DT_BOOL": np.bool_}
+_NUMPY = {
+    "DT_FLOAT": np.float32,
+    "DT_DOUBLE": np.float64,
+    "DT_INT64": np.int64,
+    "DT_INT32": np.int32,
+    "DT_BOOL": np.bool_,
+}
 
 
 def _column(instances: list, alias: str, dtype: str) -> np.ndarray:
@@ -205,8 +229,14 @@ def _column(instances: list, alias: str, dtype: str) -> np.ndarray:
     return np.array(values, dtype=_NUMPY.get(dtype))
 
 
-def run_canary(saved_model_dir: str, examples: list, work_dir: str, model_name: str = "canary",
-               num_requests: int = 10, timeout_seconds: float = 120.0) -> CanaryResult:
+def run_canary(
+    saved_model_dir: str,
+    examples: list,
+    work_dir: str,
+    model_name: str = "canary",
+    num_requests: int = 10,
+    timeout_seconds: float = 120.0,
+) -> CanaryResult:
     """Stages the model, serves it in a subprocess, probes it, always stops it."""
     result = CanaryResult()
     if not examples:

@@ -1,6 +1,5 @@
 """InfraCanary component: the spec and channel wiring only."""
 
-
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
@@ -56,9 +55,15 @@ class InfraCanary(base_component.BaseComponent):
     SPEC_CLASS = InfraCanarySpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
-                 split: str = "eval", num_requests: int = 10,
-                 timeout_seconds: int = 180, blessing: types.BaseChannel | None = None):
+    def __init__(
+        self,
+        model: types.BaseChannel,
+        examples: types.BaseChannel,
+        split: str = "eval",
+        num_requests: int = 10,
+        timeout_seconds: int = 180,
+        blessing: types.BaseChannel | None = None,
+    ):
         """Builds the component.
 
         Args:
@@ -71,7 +76,11 @@ class InfraCanary(base_component.BaseComponent):
           blessing: optional output channel override.
         """
         spec = InfraCanarySpec(
-            model=model, examples=examples, split=split, num_requests=num_requests,
+            model=model,
+            examples=examples,
+            split=split,
+            num_requests=num_requests,
             timeout_seconds=timeout_seconds,
-            blessing=blessing or types.Channel(type=standard_artifacts.InfraBlessing))
+            blessing=blessing or types.Channel(type=standard_artifacts.InfraBlessing),
+        )
         super().__init__(spec=spec)

@@ -29,9 +29,12 @@ def mark_blessing(blessing: types.Artifact, passed: bool) -> None:
 class Executor(base_executor.BaseExecutor):
     """Serves the candidate model on `serving.server` and probes it."""
 
-    def Do(self, input_dict: dict[str, list[types.Artifact]],
-           output_dict: dict[str, list[types.Artifact]],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
         """Runs the canary and marks the InfraBlessing.
 
         Args:
@@ -46,23 +49,35 @@ class Executor(base_executor.BaseExecutor):
         num_requests = int(exec_properties.get("num_requests") or 10)
         examples = canary.read_examples(split_dir, limit=max(8, num_requests))
         saved_model = path_utils.serving_model_path(
-            model.uri, path_utils.is_old_model_artifact(model))
+            model.uri, path_utils.is_old_model_artifact(model)
+        )
         with tempfile.TemporaryDirectory(prefix="infra_canary_") as work_dir:
             try:
                 result = canary.run_canary(
-                    saved_model, examples, work_dir, num_requests=num_requests,
-                    timeout_seconds=float(exec_properties.get("timeout_seconds") or 180))
+                    saved_model,
+                    examples,
+                    work_dir,
+                    num_requests=num_requests,
+                    timeout_seconds=float(exec_properties.get("timeout_seconds") or 180),
+                )
             except Exception as e:  # any failure means "not blessed"
                 logging.exception("InfraCanary failed")
                 result = canary.CanaryResult()
                 result.add("canary", False, repr(e))
             server_log = _tail(os.path.join(work_dir, "server.log"))
-        report = {"passed": result.passed, "server_log_tail": server_log,
-                  "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in result.checks]}
-        io_utils.write_string_file(os.path.join(blessing.uri, REPORT_FILENAME),
-                                   json.dumps(report, indent=2))
-        logging.info("InfraCanary %s (%d checks)", "passed" if result.passed else "FAILED",
-                     len(result.checks))
+        report = {
+            "passed": result.passed,
+            "server_log_tail": server_log,
+            "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in result.checks],
+        }
+        io_utils.write_string_file(
+            os.path.join(blessing.uri, REPORT_FILENAME), json.dumps(report, indent=2)
+        )
+        logging.info(
+            "InfraCanary %s (%d checks)",
+            "passed" if result.passed else "FAILED",
+            len(result.checks),
+        )
         mark_blessing(blessing, result.passed)
 
 

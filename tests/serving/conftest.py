@@ -47,8 +47,10 @@ EXTERNAL = bool(os.environ.get("SERVING_URL"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: slow serving tests")
     config.addinivalue_line("markers", "e2e: end-to-end tests")
-    config.addinivalue_line("markers", "ours: checks this implementation only (skipped "
-                                       "when SERVING_URL points at another server)")
+    config.addinivalue_line(
+        "markers",
+        "ours: checks this implementation only (skipped when SERVING_URL points at another server)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -73,14 +75,25 @@ class ServerProcess:
         self.rest_port = free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
-        env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_USE_LEGACY_KERAS="1",
-                   TF_CPP_MIN_LOG_LEVEL="2")
+        env = dict(
+            os.environ, PYTHONPATH=REPO_ROOT, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2"
+        )
         self._log = open(log_path, "w")
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", f"--port={self.grpc_port}",
-             f"--rest_api_port={self.rest_port}", *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+            [
+                sys.executable,
+                "-m",
+                "serving.server",
+                f"--port={self.grpc_port}",
+                f"--rest_api_port={self.rest_port}",
+                *args,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+        )
 
     def wait_ready(self, model: str, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -147,9 +160,14 @@ def contract_server(tmp_path_factory, monitoring_config):
     root = str(tmp_path_factory.mktemp("models"))
     config = write_models(root)
     server = ServerProcess(
-        [f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models=true",
-         f"--monitoring_config_file={monitoring_config}", "--file_system_poll_wait_seconds=1"],
-        os.path.join(root, "server.log"))
+        [
+            f"--model_config_file={config}",
+            "--allow_version_labels_for_unavailable_models=true",
+            f"--monitoring_config_file={monitoring_config}",
+            "--file_system_poll_wait_seconds=1",
+        ],
+        os.path.join(root, "server.log"),
+    )
     try:
         server.wait_ready("half_plus_two")
         server.wait_ready("multi")

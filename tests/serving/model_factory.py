@@ -26,9 +26,7 @@ class _HalfPlusTwo(tf.Module):
         self.b = tf.Variable(b, dtype=tf.float32)
 
     def _parse_x(self, serialized):
-        feats = tf.io.parse_example(
-            serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)}
-        )
+        feats = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})
         return feats["x"]
 
     @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
@@ -101,10 +99,22 @@ def write_warmup(version_dir: str, model_name: str, xs=(1.0, 2.0)) -> str:
     return path
 
 
-TAXI_FLOAT = ("trip_miles", "fare", "pickup_latitude", "pickup_longitude",
-              "dropoff_latitude", "dropoff_longitude")
-TAXI_INT = ("trip_seconds", "trip_start_hour", "trip_start_day", "trip_start_month",
-            "pickup_community_area", "dropoff_community_area")
+TAXI_FLOAT = (
+    "trip_miles",
+    "fare",
+    "pickup_latitude",
+    "pickup_longitude",
+    "dropoff_latitude",
+    "dropoff_longitude",
+)
+TAXI_INT = (
+    "trip_seconds",
+    "trip_start_hour",
+    "trip_start_day",
+    "trip_start_month",
+    "pickup_community_area",
+    "dropoff_community_area",
+)
 TAXI_STRING = ("payment_type", "company")
 
 
@@ -125,10 +135,15 @@ class _TaxiLike(tf.Module):
         x = tf.stack(cols, axis=1)
         return tf.sigmoid(tf.matmul(x, self.w) + self.b)
 
-    @tf.function(input_signature=[
-        {**{k: tf.TensorSpec([None], tf.float32, name=k) for k in TAXI_FLOAT},
-         **{k: tf.TensorSpec([None], tf.int64, name=k) for k in TAXI_INT},
-         **{k: tf.TensorSpec([None], tf.string, name=k) for k in TAXI_STRING}}])
+    @tf.function(
+        input_signature=[
+            {
+                **{k: tf.TensorSpec([None], tf.float32, name=k) for k in TAXI_FLOAT},
+                **{k: tf.TensorSpec([None], tf.int64, name=k) for k in TAXI_INT},
+                **{k: tf.TensorSpec([None], tf.string, name=k) for k in TAXI_STRING},
+            }
+        ]
+    )
     def serve(self, feats):
         return {"probabilities": self._score(feats)}
 
@@ -142,8 +157,10 @@ class _TaxiLike(tf.Module):
     def classify(self, inputs):
         p = self._score(self._parse(inputs))
         n = tf.shape(p)[0]
-        return {"scores": tf.concat([1.0 - p, p], axis=1),
-                "classes": tf.tile(tf.constant([["0", "1"]]), [n, 1])}
+        return {
+            "scores": tf.concat([1.0 - p, p], axis=1),
+            "classes": tf.tile(tf.constant([["0", "1"]]), [n, 1]),
+        }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def regress(self, inputs):
@@ -154,11 +171,15 @@ def save_taxi_like(export_dir: str) -> str:
     """Saves a stand-in for the pipeline's taxi model (same signature layout)."""
     module = _TaxiLike()
     serve = module.serve.get_concrete_function()
-    tf.saved_model.save(module, export_dir, signatures={
-        "serving_default": serve,
-        "classification": module.classify,
-        "regression": module.regress,
-    })
+    tf.saved_model.save(
+        module,
+        export_dir,
+        signatures={
+            "serving_default": serve,
+            "classification": module.classify,
+            "regression": module.regress,
+        },
+    )
     return export_dir
 
 

@@ -46,6 +46,7 @@ def submit_all(scheduler, servable, arrays):
                 remaining[0] -= 1
                 if remaining[0] == 0:
                     done.set()
+
         return finish
 
     for i, array in enumerate(arrays):
@@ -57,9 +58,14 @@ def submit_all(scheduler, servable, arrays):
 def test_parse_batching_parameters():
     params = parse_batching_parameters(
         "max_batch_size { value: 8 } batch_timeout_micros { value: 100 } "
-        "num_batch_threads { value: 3 } allowed_batch_sizes: 4 allowed_batch_sizes: 8")
-    assert (params.max_batch_size, params.batch_timeout_micros, params.num_batch_threads,
-            params.allowed_batch_sizes) == (8, 100, 3, (4, 8))
+        "num_batch_threads { value: 3 } allowed_batch_sizes: 4 allowed_batch_sizes: 8"
+    )
+    assert (
+        params.max_batch_size,
+        params.batch_timeout_micros,
+        params.num_batch_threads,
+        params.allowed_batch_sizes,
+    ) == (8, 100, 3, (4, 8))
     with pytest.raises(ValueError, match="Last entry in allowed_batch_sizes must match"):
         parse_batching_parameters("max_batch_size { value: 8 } allowed_batch_sizes: 4")
 
@@ -70,8 +76,7 @@ def test_requests_are_merged_and_split_back():
     scheduler = Scheduler(BatchingParameters(max_batch_size=16, num_batch_threads=1))
     arrays = [np.full((2, 1), i, np.float32) for i in range(6)]
     first = np.zeros((1, 1), np.float32)
-    blocker = threading.Thread(target=scheduler.run,
-                               args=(servable, FakeSignature(), {"x": first}))
+    blocker = threading.Thread(target=scheduler.run, args=(servable, FakeSignature(), {"x": first}))
     blocker.start()  # occupies the only worker until the gate opens
     threading.Timer(0.3, gate.set).start()
     results = submit_all(scheduler, servable, arrays)
@@ -87,18 +92,25 @@ def test_requests_are_merged_and_split_back():
 
 def test_padding_to_allowed_batch_sizes():
     servable = FakeServable()
-    scheduler = Scheduler(BatchingParameters(max_batch_size=8, allowed_batch_sizes=(4, 8),
-                                             num_batch_threads=1))
+    scheduler = Scheduler(
+        BatchingParameters(max_batch_size=8, allowed_batch_sizes=(4, 8), num_batch_threads=1)
+    )
     outputs = scheduler.run(servable, FakeSignature(), {"x": np.ones((3, 1), np.float32)})
     assert servable.calls == [4] and outputs["y"].shape == (3, 1)
     scheduler.stop()
 
 
-@pytest.mark.parametrize("feeds, message", [
-    ({"x": np.ones((9, 1), np.float32)}, "Task size 9 is larger than maximum input batch size 8"),
-    ({"x": np.float32(1.0)}, "must have at least one dimension"),
-    ({"x": np.ones(2), "z": np.ones(3)}, "must have equal 0th-dimension size"),
-])
+@pytest.mark.parametrize(
+    "feeds, message",
+    [
+        (
+            {"x": np.ones((9, 1), np.float32)},
+            "Task size 9 is larger than maximum input batch size 8",
+        ),
+        ({"x": np.float32(1.0)}, "must have at least one dimension"),
+        ({"x": np.ones(2), "z": np.ones(3)}, "must have equal 0th-dimension size"),
+    ],
+)
 def test_rejections(feeds, message):
     scheduler = Scheduler(BatchingParameters(max_batch_size=8, num_batch_threads=1))
     with pytest.raises(ServingError, match=message):
@@ -109,8 +121,9 @@ def test_rejections(feeds, message):
 def test_queue_full_is_unavailable():
     gate = threading.Event()
     servable = FakeServable(gate)
-    scheduler = Scheduler(BatchingParameters(max_batch_size=2, max_enqueued_batches=1,
-                                             num_batch_threads=1))
+    scheduler = Scheduler(
+        BatchingParameters(max_batch_size=2, max_enqueued_batches=1, num_batch_threads=1)
+    )
     x = np.ones((2, 1), np.float32)
     with pytest.raises(ServingError) as error:
         for _ in range(4):  # one running (blocked) + one queued fill the queue

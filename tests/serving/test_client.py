@@ -11,7 +11,10 @@ from serving.client import ServingClient, ServingClientError, build_instance
 def test_build_instance_coerces_csv_cells():
     dtypes = {"age": "DT_INT64", "name": "DT_STRING", "score": "DT_FLOAT"}
     assert build_instance({"age": "3", "name": "a", "score": "1"}, dtypes) == {
-        "age": 3, "name": "a", "score": 1.0}
+        "age": 3,
+        "name": "a",
+        "score": 1.0,
+    }
     assert build_instance({"name": "a"}, dtypes) == {"age": 0, "name": "a", "score": 0.0}
 
 
@@ -34,11 +37,15 @@ def test_client_rest_and_grpc(rest_url, grpc_target):
     client = ServingClient(rest_url, grpc_target)
     assert client.predict("half_plus_two", [[1.0]], version=123) == {"predictions": [[2.5]]}
     assert client.regress("half_plus_two", [{"x": 80.0}], "regress_x_to_y", label="stable") == {
-        "results": [42.0]}
+        "results": [42.0]
+    }
     outputs = client.predict_grpc("half_plus_two", {"x": [[1.0]]}, version=123)
     assert outputs["y"].tolist() == [[2.5]]
-    assert client.input_dtypes("multi") == {"age": "DT_INT64", "name": "DT_STRING",
-                                            "score": "DT_FLOAT"}
+    assert client.input_dtypes("multi") == {
+        "age": "DT_INT64",
+        "name": "DT_STRING",
+        "score": "DT_FLOAT",
+    }
     with pytest.raises(ServingClientError) as error:
         client.predict("nope", [[1.0]])
     assert error.value.status == 404
@@ -47,16 +54,47 @@ def test_client_rest_and_grpc(rest_url, grpc_target):
 def test_cli_csv_and_json(rest_url, grpc_target, tmp_path, capsys):
     csv_path = tmp_path / "rows.csv"
     csv_path.write_text("name,age,score,unused\nann,30,0.5,x\nbob,40,1,y\n")
-    assert client_lib.main(["predict", "--url", rest_url, "--model", "multi",
-                            "--csv", str(csv_path), "--row", "1"]) == 0
+    assert (
+        client_lib.main(
+            ["predict", "--url", rest_url, "--model", "multi", "--csv", str(csv_path), "--row", "1"]
+        )
+        == 0
+    )
     answer = json.loads(capsys.readouterr().out)
     assert answer["predictions"][0]["greeting"] == "bob!"
-    assert client_lib.main(["predict", "--url", rest_url, "--grpc", grpc_target,
-                            "--model", "multi", "--csv", str(csv_path)]) == 0
+    assert (
+        client_lib.main(
+            [
+                "predict",
+                "--url",
+                rest_url,
+                "--grpc",
+                grpc_target,
+                "--model",
+                "multi",
+                "--csv",
+                str(csv_path),
+            ]
+        )
+        == 0
+    )
     answer = json.loads(capsys.readouterr().out)
     assert answer["outputs"]["age_plus"] == [31, 41]
-    assert client_lib.main(["classify", "--url", rest_url, "--model", "half_plus_two",
-                            "--version", "123", "--json",
-                            '{"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]}']) == 0
+    assert (
+        client_lib.main(
+            [
+                "classify",
+                "--url",
+                rest_url,
+                "--model",
+                "half_plus_two",
+                "--version",
+                "123",
+                "--json",
+                '{"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]}',
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == {"results": [[["", 12.0]]]}
     assert client_lib.main(["status", "--url", rest_url, "--model", "missing"]) == 1

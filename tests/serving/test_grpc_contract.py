@@ -17,8 +17,10 @@ from tensorflow_serving.apis import (
 @pytest.fixture(scope="module")
 def stubs(grpc_target):
     channel = grpc.insecure_channel(grpc_target)
-    yield (prediction_service_pb2_grpc.PredictionServiceStub(channel),
-           model_service_pb2_grpc.ModelServiceStub(channel))
+    yield (
+        prediction_service_pb2_grpc.PredictionServiceStub(channel),
+        model_service_pb2_grpc.ModelServiceStub(channel),
+    )
     channel.close()
 
 
@@ -54,12 +56,21 @@ def test_predict_by_label_and_output_filter(stubs):
     "request_kwargs, code, fragment",
     [
         (dict(name="intentionally_missing_model"), grpc.StatusCode.NOT_FOUND, "Servable"),
-        (dict(version=5), grpc.StatusCode.NOT_FOUND,
-         "Servable not found for request: Specific(half_plus_two, 5)"),
-        (dict(version_label="nope"), grpc.StatusCode.INVALID_ARGUMENT,
-         "Unrecognized servable version label: nope"),
-        (dict(signature_name="nope"), grpc.StatusCode.FAILED_PRECONDITION,
-         'Serving signature key "nope" not found.'),
+        (
+            dict(version=5),
+            grpc.StatusCode.NOT_FOUND,
+            "Servable not found for request: Specific(half_plus_two, 5)",
+        ),
+        (
+            dict(version_label="nope"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Unrecognized servable version label: nope",
+        ),
+        (
+            dict(signature_name="nope"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            'Serving signature key "nope" not found.',
+        ),
         (dict(name=""), grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified."),
     ],
 )

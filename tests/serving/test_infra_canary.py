@@ -40,9 +40,11 @@ def _run(tmp_path, build_model):
     blessing = standard_artifacts.InfraBlessing()
     blessing.uri = str(tmp_path / "blessing")
     os.makedirs(blessing.uri)
-    Executor().Do({"model": [model], "examples": [_examples_artifact(str(tmp_path))]},
-                  {"blessing": [blessing]},
-                  {"split": "eval", "num_requests": 3, "timeout_seconds": 60})
+    Executor().Do(
+        {"model": [model], "examples": [_examples_artifact(str(tmp_path))]},
+        {"blessing": [blessing]},
+        {"split": "eval", "num_requests": 3, "timeout_seconds": 60},
+    )
     return blessing
 
 
@@ -50,7 +52,8 @@ def test_component_wiring():
     component = InfraCanary(
         model=channel_utils.as_channel([standard_artifacts.Model()]),
         examples=channel_utils.as_channel([standard_artifacts.Examples()]),
-        num_requests=5)
+        num_requests=5,
+    )
     assert component.outputs["blessing"].type == standard_artifacts.InfraBlessing
     assert component.exec_properties["num_requests"] == 5
     assert component.exec_properties["split"] == "eval"

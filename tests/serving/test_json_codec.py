@@ -19,11 +19,15 @@ def decode(body: bytes, inputs=FLOAT):
 
 @pytest.mark.parametrize(
     "values, tokens",
-    [([9000000, 999999, 0.5, 0.0003, 0.00003, 555557.5],
-      ["9e+06", "999999.0", "0.5", "0.0003", "3e-05", "555557.5"]),
-     ([1.0 / 3.0], ["0.333333343"]),
-     ([float("nan"), float("inf"), -float("inf")], ["NaN", "Infinity", "-Infinity"]),
-     ([1111111.0], ["1111111.0"])],
+    [
+        (
+            [9000000, 999999, 0.5, 0.0003, 0.00003, 555557.5],
+            ["9e+06", "999999.0", "0.5", "0.0003", "3e-05", "555557.5"],
+        ),
+        ([1.0 / 3.0], ["0.333333343"]),
+        ([float("nan"), float("inf"), -float("inf")], ["NaN", "Infinity", "-Infinity"]),
+        ([1111111.0], ["1111111.0"]),
+    ],
 )
 def test_write_decimal_float(values, tokens):
     assert [format_float(float(np.float32(v))) for v in values] == tokens
@@ -52,7 +56,8 @@ def test_json_dialect():
     assert parse_json_object(b'{"a": [NaN, Inf, -Infinity]} junk')["a"][1] == float("inf")
     assert parse_json_object(b'{"a": "Inf"}') == {"a": "Inf"}
     assert parse_json_object(b'{"a": 123456789012345678901234567890}')["a"] == pytest.approx(
-        1.2345678901234568e29)
+        1.2345678901234568e29
+    )
 
 
 @pytest.mark.parametrize(
@@ -76,33 +81,79 @@ def test_parse_errors(body, message):
 @pytest.mark.parametrize(
     "body, inputs, message, code",
     [
-        (b'{"instances": [1, "a"]}', FLOAT,
-         "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
-         "JSON Value: \"a\" Type: String is not of expected type: float", Code.INVALID_ARGUMENT),
-        (b'{"instances": [1.5]}', {"x": T.DT_INT64}, "Type: Number is not of expected type: int64",
-         Code.INVALID_ARGUMENT),
-        (b'{"instances": [3000000000]}', {"x": T.DT_INT32}, "is not of expected type: int32",
-         Code.INVALID_ARGUMENT),
-        (b'{"instances": [1]}', {"x": T.DT_BOOL}, "is not of expected type: bool",
-         Code.INVALID_ARGUMENT),
-        (b'{"instances": [{"b64": "aGk="}]}', FLOAT, "Type: Object is not of expected type: float",
-         Code.INVALID_ARGUMENT),
-        (b'{"inputs": [1.0]}', {"x": T.DT_HALF}, "Conversion of JSON Value: 1.0 to type: half",
-         Code.UNIMPLEMENTED),
-        (b'{"inputs": [[1.0], 2.0]}', FLOAT,
-         "JSON Value: 2.0 found at incorrect level: 2 in the JSON DOM. Expected at level: 2",
-         Code.INVALID_ARGUMENT),
-        (b'{"inputs": [[1.0], [2.0, 3.0]]}', FLOAT,
-         "Encountered list at unexpected size: 2 at level: 1 expected size: 1",
-         Code.INVALID_ARGUMENT),
-        (b'{"instances": [[1.0], [1.0, 2.0]]}', FLOAT, "Expecting tensor size: 1 but got: 2",
-         Code.INVALID_ARGUMENT),
-        (b'{"instances": [[[1.0, 2.0]], [[1.0], [2.0]]]}', FLOAT,
-         "Expecting shape [1,2] but got: [2,1]", Code.INVALID_ARGUMENT),
-        (b'{"instances": [{"b64": "-_"}]}', {"x": T.DT_STRING}, "Unable to base64 decode",
-         Code.INVALID_ARGUMENT),
-        (b'{"instances": [null]}', FLOAT, "Type: Null is not of expected type: float",
-         Code.INVALID_ARGUMENT),
+        (
+            b'{"instances": [1, "a"]}',
+            FLOAT,
+            "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
+            'JSON Value: "a" Type: String is not of expected type: float',
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"instances": [1.5]}',
+            {"x": T.DT_INT64},
+            "Type: Number is not of expected type: int64",
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"instances": [3000000000]}',
+            {"x": T.DT_INT32},
+            "is not of expected type: int32",
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"instances": [1]}',
+            {"x": T.DT_BOOL},
+            "is not of expected type: bool",
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"instances": [{"b64": "aGk="}]}',
+            FLOAT,
+            "Type: Object is not of expected type: float",
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"inputs": [1.0]}',
+            {"x": T.DT_HALF},
+            "Conversion of JSON Value: 1.0 to type: half",
+            Code.UNIMPLEMENTED,
+        ),
+        (
+            b'{"inputs": [[1.0], 2.0]}',
+            FLOAT,
+            "JSON Value: 2.0 found at incorrect level: 2 in the JSON DOM. Expected at level: 2",
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"inputs": [[1.0], [2.0, 3.0]]}',
+            FLOAT,
+            "Encountered list at unexpected size: 2 at level: 1 expected size: 1",
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"instances": [[1.0], [1.0, 2.0]]}',
+            FLOAT,
+            "Expecting tensor size: 1 but got: 2",
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"instances": [[[1.0, 2.0]], [[1.0], [2.0]]]}',
+            FLOAT,
+            "Expecting shape [1,2] but got: [2,1]",
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"instances": [{"b64": "-_"}]}',
+            {"x": T.DT_STRING},
+            "Unable to base64 decode",
+            Code.INVALID_ARGUMENT,
+        ),
+        (
+            b'{"instances": [null]}',
+            FLOAT,
+            "Type: Null is not of expected type: float",
+            Code.INVALID_ARGUMENT,
+        ),
     ],
 )
 def test_tensor_errors(body, inputs, message, code):
@@ -119,17 +170,25 @@ def test_strings_and_b64():
 
 def test_predict_response_formats():
     y = np.array([[1.0], [2.5]], np.float32)
-    assert jr.encode_predict_response({"y": y}, True).replace(b"\n", b"").replace(b" ", b"") == \
-        b'{"predictions":[[1.0],[2.5]]}'
+    assert (
+        jr.encode_predict_response({"y": y}, True).replace(b"\n", b"").replace(b" ", b"")
+        == b'{"predictions":[[1.0],[2.5]]}'
+    )
     multi = jr.encode_predict_response(
-        {"a": np.array([1, 2]), "img_bytes": np.array([b"hi", b"yo"], dtype=object)}, True)
+        {"a": np.array([1, 2]), "img_bytes": np.array([b"hi", b"yo"], dtype=object)}, True
+    )
     import json
 
-    assert json.loads(multi) == {"predictions": [{"a": 1, "img_bytes": {"b64": "aGk="}},
-                                                 {"a": 2, "img_bytes": {"b64": "eW8="}}]}
+    assert json.loads(multi) == {
+        "predictions": [
+            {"a": 1, "img_bytes": {"b64": "aGk="}},
+            {"a": 2, "img_bytes": {"b64": "eW8="}},
+        ]
+    }
     assert json.loads(jr.encode_predict_response({"s": np.float32(3.0)}, False)) == {"outputs": 3.0}
     assert json.loads(jr.encode_predict_response({"y": np.zeros((0, 2), np.float32)}, True)) == {
-        "predictions": []}
+        "predictions": []
+    }
     with pytest.raises(ServingError, match="has no shape information"):
         jr.encode_predict_response({"s": np.float32(3.0)}, True)
     with pytest.raises(ServingError, match="has inconsistent batch size: 3 expecting: 2"):

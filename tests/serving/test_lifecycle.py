@@ -24,8 +24,7 @@ def push(base: str, version: int, b: float = 2.0) -> None:
 
 
 def predict(url, x=1.0, model="m", session=requests):
-    return session.post(f"{url}/v1/models/{model}:predict",
-                        json={"instances": [[x]]}, timeout=10)
+    return session.post(f"{url}/v1/models/{model}:predict", json={"instances": [[x]]}, timeout=10)
 
 
 def wait_for(condition, timeout=60.0):
@@ -42,10 +41,16 @@ def test_hot_reload_under_load_and_corrupt_version(tmp_path, start_server):
     base = str(tmp_path / "m")
     os.makedirs(base)
     push(base, 1, b=2.0)
-    server = start_server(["--model_name=m", f"--model_base_path={base}",
-                           "--file_system_poll_wait_seconds=0.2",
-                           "--load_retry_interval_micros=200000",
-                           "--max_num_load_retries=1"], ready_model="m")
+    server = start_server(
+        [
+            "--model_name=m",
+            f"--model_base_path={base}",
+            "--file_system_poll_wait_seconds=0.2",
+            "--load_retry_interval_micros=200000",
+            "--max_num_load_retries=1",
+        ],
+        ready_model="m",
+    )
     stop = threading.Event()
     failures, seen = [], set()
 
@@ -70,8 +75,12 @@ def test_hot_reload_under_load_and_corrupt_version(tmp_path, start_server):
 
         def ended(version):
             states = requests.get(status_url, timeout=5).json()["model_version_status"]
-            return any(s["version"] == str(version) and s["state"] == "END" and
-                       s["status"]["error_code"] != "OK" for s in states)
+            return any(
+                s["version"] == str(version)
+                and s["state"] == "END"
+                and s["status"]["error_code"] != "OK"
+                for s in states
+            )
 
         os.makedirs(os.path.join(base, ".tmp-3"))
         with open(os.path.join(base, ".tmp-3", "saved_model.pb"), "wb") as f:
@@ -100,22 +109,34 @@ def test_config_reload_labels_and_policy(tmp_path, start_server):
     push(base, 1, b=2.0)
     push(base, 2, b=3.0)
     config = tmp_path / "models.config"
-    template = ("model_config_list {{ config {{ name: 'm' base_path: '{base}' "
-                "model_platform: 'tensorflow' model_version_policy {{ {policy} }} {labels} }} }}")
+    template = (
+        "model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+        "model_platform: 'tensorflow' model_version_policy {{ {policy} }} {labels} }} }}"
+    )
     config.write_text(template.format(base=base, policy="all {}", labels=""))
-    server = start_server([f"--model_config_file={config}",
-                           "--model_config_file_poll_wait_seconds=1"], ready_model="m")
+    server = start_server(
+        [f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1"],
+        ready_model="m",
+    )
     assert predict(server.url, 2.0).json() == {"predictions": [[4.0]]}
-    config.write_text(template.format(
-        base=base, policy="all {}",
-        labels="version_labels { key: 'stable' value: 1 } version_labels { key: 'canary' value: 2 }"))
+    config.write_text(
+        template.format(
+            base=base,
+            policy="all {}",
+            labels="version_labels { key: 'stable' value: 1 } version_labels { key: 'canary' value: 2 }",
+        )
+    )
     url = f"{server.url}/v1/models/m/labels/stable:predict"
     assert wait_for(lambda: requests.post(url, json={"instances": [[2.0]]}, timeout=5).ok, 15)
     assert requests.post(url, json={"instances": [[2.0]]}, timeout=5).json() == {
-        "predictions": [[3.0]]}
+        "predictions": [[3.0]]
+    }
     # Label on a version that is not available: rejected, old labels stay.
-    config.write_text(template.format(base=base, policy="all {}",
-                                      labels="version_labels { key: 'stable' value: 9 }"))
+    config.write_text(
+        template.format(
+            base=base, policy="all {}", labels="version_labels { key: 'stable' value: 9 }"
+        )
+    )
     time.sleep(2.5)
     assert requests.post(url, json={"instances": [[2.0]]}, timeout=5).ok
     assert "which is not currently available for inference" in server.read_log()
@@ -139,17 +160,26 @@ def test_batching_request_log_and_metrics(tmp_path, start_server, monitoring_con
     push(base, 7)
     model_factory.write_warmup(os.path.join(base, "7"), "m")
     batching = tmp_path / "batching.config"
-    batching.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 2000 } "
-                        "max_enqueued_batches { value: 100 } num_batch_threads { value: 2 }")
+    batching.write_text(
+        "max_batch_size { value: 64 } batch_timeout_micros { value: 2000 } "
+        "max_enqueued_batches { value: 100 } num_batch_threads { value: 2 }"
+    )
     prefix = str(tmp_path / "logs" / "m")
     config = tmp_path / "models.config"
     config.write_text(
         f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
         f"model_platform: 'tensorflow' logging_config {{ log_collector_config {{ "
-        f"filename_prefix: '{prefix}' }} sampling_config {{ sampling_rate: 1.0 }} }} }} }}")
-    server = start_server([f"--model_config_file={config}", "--enable_batching=true",
-                           f"--batching_parameters_file={batching}",
-                           f"--monitoring_config_file={monitoring_config}"], ready_model="m")
+        f"filename_prefix: '{prefix}' }} sampling_config {{ sampling_rate: 1.0 }} }} }} }}"
+    )
+    server = start_server(
+        [
+            f"--model_config_file={config}",
+            "--enable_batching=true",
+            f"--batching_parameters_file={batching}",
+            f"--monitoring_config_file={monitoring_config}",
+        ],
+        ready_model="m",
+    )
 
     def one(i):
         return predict(server.url, float(i)).json()
@@ -157,27 +187,35 @@ def test_batching_request_log_and_metrics(tmp_path, start_server, monitoring_con
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(one, range(200)))
     assert results == [{"predictions": [[0.5 * i + 2.0]]} for i in range(200)]
-    too_big = requests.post(f"{server.url}/v1/models/m:predict",
-                            json={"instances": [[1.0]] * 65}, timeout=5)
+    too_big = requests.post(
+        f"{server.url}/v1/models/m:predict", json={"instances": [[1.0]] * 65}, timeout=5
+    )
     assert too_big.status_code == 400
     assert "Task size 65 is larger than maximum input batch size 64" in too_big.json()["error"]
     metrics = requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=5).text
-    assert (':serving:model_version_request_count{model_name="m",version="7",API="predict",'
-            'entrypoint="REST",status="OK"} 200') in metrics
+    assert (
+        ':serving:model_version_request_count{model_name="m",version="7",API="predict",'
+        'entrypoint="REST",status="OK"} 200'
+    ) in metrics
     assert "# TYPE :tensorflow:serving:batching_session:input_batch_size histogram" in metrics
     assert ':serving:model_version_events{model_name="m",version="7",event="load_ok"} 1' in metrics
     from prometheus_client.parser import text_string_to_metric_families
 
     names = {family.name for family in text_string_to_metric_families(metrics)}
     assert ":tensorflow:serving:request_latency" in names
-    batch_count = [line for line in metrics.splitlines() if line.startswith(
-        ':tensorflow:serving:batching_session:input_batch_size_count')]
+    batch_count = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(":tensorflow:serving:batching_session:input_batch_size_count")
+    ]
     assert batch_count and int(batch_count[0].split()[-1]) < 200  # requests were merged
     assert server.stop() == 0
     records = []
     for path in sorted(glob.glob(prefix + ".*.tfrecord")):
-        records += [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-                    for r in tf.data.TFRecordDataset(path)]
+        records += [
+            prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(path)
+        ]
     assert len(records) == 200
     entry = records[0]
     assert entry.log_metadata.model_spec.name == "m"
@@ -190,8 +228,10 @@ def test_batching_request_log_and_metrics(tmp_path, start_server, monitoring_con
 def test_missing_model_base_path_flag(start_server):
     server = start_server([])
     assert server.proc.wait(timeout=60) != 0
-    assert "Both server_options.model_base_path and server_options.model_config_file are empty!" \
+    assert (
+        "Both server_options.model_base_path and server_options.model_config_file are empty!"
         in server.read_log()
+    )
 
 
 @pytest.mark.slow
@@ -201,10 +241,14 @@ def test_bounded_load_zero_errors(rest_url):
     def one(i):
         session = getattr(session_local, "s", None) or requests.Session()
         session_local.s = session
-        response = session.post(f"{rest_url}/v1/models/half_plus_two/versions/123:predict",
-                                json={"instances": [[float(i % 10)]]}, timeout=10)
+        response = session.post(
+            f"{rest_url}/v1/models/half_plus_two/versions/123:predict",
+            json={"instances": [[float(i % 10)]]},
+            timeout=10,
+        )
         return response.status_code == 200 and response.json() == {
-            "predictions": [[0.5 * (i % 10) + 2.0]]}
+            "predictions": [[0.5 * (i % 10) + 2.0]]
+        }
 
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
@@ -218,11 +262,20 @@ def test_rest_timeout_gives_504(tmp_path, start_server):
     os.makedirs(base)
     push(base, 1)
     batching = tmp_path / "batching.config"
-    batching.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 3000000 } "
-                        "num_batch_threads { value: 1 }")
-    server = start_server(["--model_name=m", f"--model_base_path={base}",
-                           "--enable_batching=true", f"--batching_parameters_file={batching}",
-                           "--rest_api_timeout_in_ms=300"], ready_model="m")
+    batching.write_text(
+        "max_batch_size { value: 64 } batch_timeout_micros { value: 3000000 } "
+        "num_batch_threads { value: 1 }"
+    )
+    server = start_server(
+        [
+            "--model_name=m",
+            f"--model_base_path={base}",
+            "--enable_batching=true",
+            f"--batching_parameters_file={batching}",
+            "--rest_api_timeout_in_ms=300",
+        ],
+        ready_model="m",
+    )
     started = time.monotonic()
     response = predict(server.url, 1.0)
     assert response.status_code == 504
@@ -238,12 +291,15 @@ def test_grpc_reload_config(tmp_path, start_server):
     for name, b in (("a", 2.0), ("b", 5.0)):
         os.makedirs(tmp_path / name)
         push(str(tmp_path / name), 1, b=b)
-    server = start_server(["--model_name=a", f"--model_base_path={tmp_path / 'a'}"],
-                          ready_model="a")
+    server = start_server(
+        ["--model_name=a", f"--model_base_path={tmp_path / 'a'}"], ready_model="a"
+    )
     request = model_management_pb2.ReloadConfigRequest()
     text_format.Parse(
         f"model_config_list {{ config {{ name: 'b' base_path: '{tmp_path / 'b'}' "
-        f"model_platform: 'tensorflow' }} }}", request.config)
+        f"model_platform: 'tensorflow' }} }}",
+        request.config,
+    )
     with grpc.insecure_channel(server.grpc_target) as channel:
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
         response = stub.HandleReloadConfigRequest(request, 60)

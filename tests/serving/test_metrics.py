@@ -15,11 +15,14 @@ def test_exposition_format_and_names():
     assert "# TYPE :tensorflow:serving:request_count counter" in text
     assert ':tensorflow:serving:request_count{model_name="m",status="OK"} 1' in text
     assert ':tensorflow:serving:request_count{model_name="m",status="NOT_FOUND"} 1' in text
-    assert (':tensorflow:serving:request_latency_bucket{model_name="m",API="predict",'
-            'entrypoint="REST",le="+Inf"} 1') in text
+    assert (
+        ':tensorflow:serving:request_latency_bucket{model_name="m",API="predict",'
+        'entrypoint="REST",le="+Inf"} 1'
+    ) in text
     assert ':serving:model_version_available{model_name="m",version="3"} 1' in text
-    assert (':serving:model_version_request_latency_bucket{model_name="m",version="3",'
-            'le="+Inf"} 1') in text
+    assert (
+        ':serving:model_version_request_latency_bucket{model_name="m",version="3",le="+Inf"} 1'
+    ) in text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     latency = families[":tensorflow:serving:request_latency"]
     count = [s.value for s in latency.samples if s.name.endswith("_count")]

@@ -1,6 +1,5 @@
 """Model manager units: version discovery, policies, labels, config checks."""
 
-
 import model_factory
 import pytest
 from google.protobuf import text_format
@@ -25,8 +24,12 @@ def test_list_versions_ignores_non_numeric(tmp_path):
 
 @pytest.mark.parametrize(
     "policy_text, expected",
-    [("", {5}), ("latest { num_versions: 2 }", {4, 5}), ("all {}", {1, 4, 5}),
-     ("specific { versions: 1 versions: 9 }", {1})],
+    [
+        ("", {5}),
+        ("latest { num_versions: 2 }", {4, 5}),
+        ("all {}", {1, 4, 5}),
+        ("specific { versions: 1 versions: 9 }", {1}),
+    ],
 )
 def test_policies(policy_text, expected):
     policy = text_format.Parse(policy_text, Policy())
@@ -36,16 +39,24 @@ def test_policies(policy_text, expected):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("model_config_list { config { name: 'a' base_path: '/x' model_platform: 'tensorflow' } "
-         "config { name: 'a' base_path: '/y' model_platform: 'tensorflow' } }",
-         "Illegal to list model a multiple times in config list"),
-        ("model_config_list { config { name: 'a' base_path: '/x' } }",
-         "Illegal setting neither ModelServerConfig::model_type"),
-        ("model_config_list { config { name: 'a' base_path: 'rel' model_platform: 'tensorflow' } }",
-         "Expected model a to have an absolute path or URI; got base_path()=rel"),
-        ("model_config_list { config { name: 'a' base_path: '/x' model_platform: 'tensorflow' "
-         "version_labels { key: 'l' value: 1 } } }",
-         "Request to assign label to version 1 of model a, which is not currently available"),
+        (
+            "model_config_list { config { name: 'a' base_path: '/x' model_platform: 'tensorflow' } "
+            "config { name: 'a' base_path: '/y' model_platform: 'tensorflow' } }",
+            "Illegal to list model a multiple times in config list",
+        ),
+        (
+            "model_config_list { config { name: 'a' base_path: '/x' } }",
+            "Illegal setting neither ModelServerConfig::model_type",
+        ),
+        (
+            "model_config_list { config { name: 'a' base_path: 'rel' model_platform: 'tensorflow' } }",
+            "Expected model a to have an absolute path or URI; got base_path()=rel",
+        ),
+        (
+            "model_config_list { config { name: 'a' base_path: '/x' model_platform: 'tensorflow' "
+            "version_labels { key: 'l' value: 1 } } }",
+            "Request to assign label to version 1 of model a, which is not currently available",
+        ),
     ],
 )
 def test_config_validation(text, message):
@@ -58,9 +69,12 @@ def test_labels_resolve_and_corrupt_version(tmp_path):
     base = tmp_path / "m"
     model_factory.save_half_plus_two(str(base / "1"))
     manager = ModelManager(ManagerOptions(max_num_load_retries=0))
-    manager.apply_config(config(
-        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
-        f"model_platform: 'tensorflow' }} }}"))
+    manager.apply_config(
+        config(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+            f"model_platform: 'tensorflow' }} }}"
+        )
+    )
     manager.poll()
     assert manager.resolve("m").version == 1
     (base / "2").mkdir()
@@ -70,9 +84,12 @@ def test_labels_resolve_and_corrupt_version(tmp_path):
     states = dict(manager.version_states("m"))
     assert states[2].state == "END" and states[2].error_code != Code.OK
     assert states[1].state == "AVAILABLE"
-    manager.apply_config(config(
-        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
-        f"model_platform: 'tensorflow' version_labels {{ key: 'stable' value: 1 }} }} }}"))
+    manager.apply_config(
+        config(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+            f"model_platform: 'tensorflow' version_labels {{ key: 'stable' value: 1 }} }} }}"
+        )
+    )
     assert manager.resolve("m", label="stable").version == 1
     with pytest.raises(ServingError, match="Unrecognized servable version label: x"):
         manager.resolve("m", label="x")
@@ -89,9 +106,12 @@ def test_failed_warmup_fails_the_load(tmp_path):
     extra.mkdir()
     (extra / "tf_serving_warmup_requests").write_bytes(b"\x00" * 40)  # not TFRecords
     manager = ModelManager(ManagerOptions(max_num_load_retries=0))
-    manager.apply_config(config(
-        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
-        f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} }} }}"))
+    manager.apply_config(
+        config(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+            f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} }} }}"
+        )
+    )
     manager.poll()
     states = dict(manager.version_states("m"))
     assert states[2].state == "END" and states[2].error_code != Code.OK
@@ -104,13 +124,15 @@ def test_canary_routing_by_labels_and_share(tmp_path):
     model_factory.save_half_plus_two(str(base / "1"))
     model_factory.save_half_plus_two(str(base / "2"), b=3.0)
     draws = iter([0.1, 0.3, 0.24, 0.9] * 3)
-    manager = ModelManager(ManagerOptions(canary_traffic_share=0.25,
-                                          random=lambda: next(draws)))
+    manager = ModelManager(ManagerOptions(canary_traffic_share=0.25, random=lambda: next(draws)))
 
     def apply(labels: str):
-        manager.apply_config(config(
-            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
-            f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} {labels} }} }}"))
+        manager.apply_config(
+            config(
+                f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+                f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} {labels} }} }}"
+            )
+        )
 
     apply("")
     manager.poll()
@@ -129,13 +151,19 @@ def test_canary_routing_is_off_by_default(tmp_path):
     model_factory.save_half_plus_two(str(base / "1"))
     model_factory.save_half_plus_two(str(base / "2"), b=3.0)
     manager = ModelManager()
-    manager.apply_config(config(
-        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
-        f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} }} }}"))
+    manager.apply_config(
+        config(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+            f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} }} }}"
+        )
+    )
     manager.poll()
-    manager.apply_config(config(
-        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
-        f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} "
-        f"version_labels {{ key: 'stable' value: 1 }} }} }}"))
+    manager.apply_config(
+        config(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+            f"model_platform: 'tensorflow' model_version_policy {{ all {{}} }} "
+            f"version_labels {{ key: 'stable' value: 1 }} }} }}"
+        )
+    )
     assert manager.resolve("m").version == 2
     manager.stop()

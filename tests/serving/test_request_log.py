@@ -22,14 +22,17 @@ def _config(prefix: str, rate: float):
         f"name: 'm' base_path: '/x' model_platform: 'tensorflow' logging_config {{ "
         f"log_collector_config {{ filename_prefix: '{prefix}' }} "
         f"sampling_config {{ sampling_rate: {rate} }} }}",
-        model_server_config_pb2.ModelConfig())
+        model_server_config_pb2.ModelConfig(),
+    )
 
 
 def _records(prefix: str) -> list:
     out = []
     for path in sorted(glob.glob(prefix + ".*.tfrecord")):
-        out += [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-                for r in tf.data.TFRecordDataset(path)]
+        out += [
+            prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(path)
+        ]
     return out
 
 
@@ -39,9 +42,12 @@ def test_logs_are_complete_and_rotated(tmp_path):
     logger.configure("m", _config(prefix, 1.0))
     assert logger.sampled("m") and not logger.sampled("other")
     for i in range(20):
-        logger.log_predict(FakeServable(), "serving_default",
-                           {"x": np.array([[float(i)]], np.float32)},
-                           {"y": np.array([[i * 2.0]], np.float32)})
+        logger.log_predict(
+            FakeServable(),
+            "serving_default",
+            {"x": np.array([[float(i)]], np.float32)},
+            {"y": np.array([[i * 2.0]], np.float32)},
+        )
     logger.close()
     files = glob.glob(prefix + ".*.tfrecord")
     assert 1 < len(files) <= 3  # rotated by size, oldest files removed
@@ -92,10 +98,15 @@ def test_server_logs_rest_header_and_grpc_metadata_request_ids(tmp_path, start_s
     config.write_text(
         f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
         f"model_platform: 'tensorflow' logging_config {{ log_collector_config {{ "
-        f"filename_prefix: '{prefix}' }} sampling_config {{ sampling_rate: 1.0 }} }} }} }}")
+        f"filename_prefix: '{prefix}' }} sampling_config {{ sampling_rate: 1.0 }} }} }} }}"
+    )
     server = start_server([f"--model_config_file={config}"], ready_model="m")
-    response = requests.post(f"{server.url}/v1/models/m:predict", json={"instances": [1.0]},
-                             headers={"X-Request-Id": "rest-1"}, timeout=10)
+    response = requests.post(
+        f"{server.url}/v1/models/m:predict",
+        json={"instances": [1.0]},
+        headers={"X-Request-Id": "rest-1"},
+        timeout=10,
+    )
     assert response.json() == {"predictions": [2.5]}
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "m"

@@ -25,8 +25,11 @@ def assert_error(response, status, fragment):
 @pytest.mark.parametrize(
     "path, body, expected",
     [
-        (HP2 + "/versions/123:predict", {"instances": [1.0, 2.0, 5.0]},
-         {"predictions": [2.5, 3.0, 4.5]}),
+        (
+            HP2 + "/versions/123:predict",
+            {"instances": [1.0, 2.0, 5.0]},
+            {"predictions": [2.5, 3.0, 4.5]},
+        ),
         (HP2 + ":predict", {"instances": [[1.0], [2.0]]}, {"predictions": [[3.5], [4.0]]}),
         (HP2 + "/versions/123:predict", {"instances": [[2.0]]}, {"predictions": [[3.0]]}),
         (HP2 + "/versions/124:predict", {"instances": [[2.0]]}, {"predictions": [[4.0]]}),
@@ -35,8 +38,11 @@ def assert_error(response, status, fragment):
         (HP2 + ":predict", {"inputs": [[1.0], [2.0]]}, {"outputs": [[3.5], [4.0]]}),
         (HP2 + ":predict", {"inputs": {"x": [[1.0]]}}, {"outputs": [[3.5]]}),
         (HP2 + ":predict", {"instances": [{"x": [1.0]}]}, {"predictions": [[3.5]]}),
-        (HP2 + ":predict", {"signature_name": "serving_default", "instances": [[2]]},
-         {"predictions": [[4.0]]}),
+        (
+            HP2 + ":predict",
+            {"signature_name": "serving_default", "instances": [[2]]},
+            {"predictions": [[4.0]]},
+        ),
         ("/V1/MODELS/half_plus_two:predict", {"instances": [[2.0]]}, {"predictions": [[4.0]]}),
     ],
 )
@@ -49,14 +55,21 @@ def test_predict_ok(rest_url, path, body, expected):
 
 def test_latest_is_highest_available_version(rest_url):
     assert post(rest_url, HP2 + ":predict", {"instances": [[0.0]]}).json() == {
-        "predictions": [[3.0]]}
+        "predictions": [[3.0]]
+    }
 
 
 def test_predict_multi_input_named_rows_and_columns(rest_url):
-    rows = post(rest_url, "/v1/models/multi:predict", {"instances": [
-        {"name": "ann", "age": 30, "score": 0.5},
-        {"name": {"b64": base64.b64encode(b"bob").decode()}, "age": 40, "score": -0.5},
-    ]})
+    rows = post(
+        rest_url,
+        "/v1/models/multi:predict",
+        {
+            "instances": [
+                {"name": "ann", "age": 30, "score": 0.5},
+                {"name": {"b64": base64.b64encode(b"bob").decode()}, "age": 40, "score": -0.5},
+            ]
+        },
+    )
     assert rows.status_code == 200, rows.text
     predictions = rows.json()["predictions"]
     assert predictions[0]["greeting"] == "ann!"
@@ -64,8 +77,11 @@ def test_predict_multi_input_named_rows_and_columns(rest_url):
     assert predictions[0]["age_plus"] == 31
     assert predictions[1]["raw_bytes"] == {"b64": base64.b64encode(b"bob").decode()}
     assert 0.0 <= predictions[0]["probabilities"][0] <= 1.0
-    columns = post(rest_url, "/v1/models/multi:predict", {
-        "inputs": {"name": ["x", "y"], "age": [1, 2], "score": [0.0, 1.0], "extra": 1}})
+    columns = post(
+        rest_url,
+        "/v1/models/multi:predict",
+        {"inputs": {"name": ["x", "y"], "age": [1, 2], "score": [0.0, 1.0], "extra": 1}},
+    )
     assert columns.status_code == 200, columns.text
     assert columns.json()["outputs"]["greeting"] == ["x!", "y!"]
 
@@ -77,8 +93,11 @@ def test_float_formatting_tokens(rest_url):
 
 
 def test_nan_infinity_and_trailing_garbage(rest_url):
-    response = post(rest_url, HP2 + "/versions/123:predict",
-                    b'{"instances": [[NaN], [Infinity], [-Infinity]]} trailing')
+    response = post(
+        rest_url,
+        HP2 + "/versions/123:predict",
+        b'{"instances": [[NaN], [Infinity], [-Infinity]]} trailing',
+    )
     assert response.status_code == 200, response.text
     assert b"NaN" in response.content and b"-Infinity" in response.content
 
@@ -89,11 +108,17 @@ def test_nan_infinity_and_trailing_garbage(rest_url):
         (b"", 400, "JSON Parse error: The document is empty"),
         (b"{", 400, "JSON Parse error"),
         (b"[1]", 400, "Is not object"),
-        ({"instances": [1.0], "signature_name": 100}, 400,
-         "'signature_name' key must be a string value."),
+        (
+            {"instances": [1.0], "signature_name": 100},
+            400,
+            "'signature_name' key must be a string value.",
+        ),
         ({"instances": ["a"]}, 400, "is not of expected type: float"),
-        ({"instances": [1.0], "inputs": [1.0]}, 400,
-         "expecting only one of 'inputs' or 'instances' keys to exist"),
+        (
+            {"instances": [1.0], "inputs": [1.0]},
+            400,
+            "expecting only one of 'inputs' or 'instances' keys to exist",
+        ),
         ({"instances": 1.0}, 400, "to be an list/array"),
         ({"instances": []}, 400, "No values in 'instances' array"),
         ({"foo": 1}, 400, "Missing 'inputs' or 'instances' key"),
@@ -102,8 +127,11 @@ def test_nan_infinity_and_trailing_garbage(rest_url):
         ({"instances": [{"x": [1.0]}, [1.0]]}, 400, "Expecting object but got list"),
         ({"instances": [{"y": [1.0]}]}, 400, "does not have named input: y"),
         ({"instances": [True]}, 400, "Type: True is not of expected type: float"),
-        ({"instances": [[1.0]], "signature_name": "nope"}, 400,
-         'Serving signature name: "nope" not found in signature def'),
+        (
+            {"instances": [[1.0]], "signature_name": "nope"},
+            400,
+            'Serving signature name: "nope" not found in signature def',
+        ),
     ],
 )
 def test_predict_errors(rest_url, body, status, fragment):
@@ -111,28 +139,55 @@ def test_predict_errors(rest_url, body, status, fragment):
 
 
 def test_multi_input_errors(rest_url):
-    assert_error(post(rest_url, "/v1/models/multi:predict", {"instances": ["a"]}), 400,
-                 "instances is a plain list, but expecting list of objects")
-    assert_error(post(rest_url, "/v1/models/multi:predict",
-                      {"instances": [{"name": "a", "age": 1}]}), 400,
-                 "keys must be equal to: age,name,score")
-    assert_error(post(rest_url, "/v1/models/multi:predict",
-                      {"instances": [{"name": "a", "age": 1.5, "score": 1.0}]}), 400,
-                 "is not of expected type: int64")
-    assert_error(post(rest_url, "/v1/models/multi:predict", {"inputs": {"name": ["a"]}}), 400,
-                 "Missing named input: age in 'inputs' object.")
-    assert_error(post(rest_url, "/v1/models/multi:predict", {"inputs": [1]}), 400,
-                 "inputs is a plain value/list, but expecting an object")
-    assert_error(post(rest_url, "/v1/models/multi:predict", {"instances": [
-        {"name": {"b64": "%%%"}, "age": 1, "score": 1.0}]}), 400, "Unable to base64 decode")
+    assert_error(
+        post(rest_url, "/v1/models/multi:predict", {"instances": ["a"]}),
+        400,
+        "instances is a plain list, but expecting list of objects",
+    )
+    assert_error(
+        post(rest_url, "/v1/models/multi:predict", {"instances": [{"name": "a", "age": 1}]}),
+        400,
+        "keys must be equal to: age,name,score",
+    )
+    assert_error(
+        post(
+            rest_url,
+            "/v1/models/multi:predict",
+            {"instances": [{"name": "a", "age": 1.5, "score": 1.0}]},
+        ),
+        400,
+        "is not of expected type: int64",
+    )
+    assert_error(
+        post(rest_url, "/v1/models/multi:predict", {"inputs": {"name": ["a"]}}),
+        400,
+        "Missing named input: age in 'inputs' object.",
+    )
+    assert_error(
+        post(rest_url, "/v1/models/multi:predict", {"inputs": [1]}),
+        400,
+        "inputs is a plain value/list, but expecting an object",
+    )
+    assert_error(
+        post(
+            rest_url,
+            "/v1/models/multi:predict",
+            {"instances": [{"name": {"b64": "%%%"}, "age": 1, "score": 1.0}]},
+        ),
+        400,
+        "Unable to base64 decode",
+    )
 
 
 @pytest.mark.parametrize(
     "path, status, fragment",
     [
         ("/v1/models/missing:predict", 404, "Servable not found for request: Latest(missing)"),
-        (HP2 + "/versions/999:predict", 404,
-         "Servable not found for request: Specific(half_plus_two, 999)"),
+        (
+            HP2 + "/versions/999:predict",
+            404,
+            "Servable not found for request: Specific(half_plus_two, 999)",
+        ),
         (HP2 + "/labels/nolabel:predict", 400, "Unrecognized servable version label: nolabel"),
         ("/v1/models/missing/labels/x:predict", 400, "Unrecognized servable version label: x"),
     ],
@@ -149,14 +204,23 @@ def test_malformed_body_wins_over_unknown_model(rest_url):
 
 
 def test_classify_and_regress(rest_url):
-    classify = post(rest_url, HP2 + "/versions/123:classify",
-                    {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]})
+    classify = post(
+        rest_url,
+        HP2 + "/versions/123:classify",
+        {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]},
+    )
     assert classify.json() == {"results": [[["", 12.0]]]}
-    regress = post(rest_url, HP2 + "/labels/stable:regress",
-                   {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]})
+    regress = post(
+        rest_url,
+        HP2 + "/labels/stable:regress",
+        {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]},
+    )
     assert regress.json() == {"results": [42.0]}
-    context = post(rest_url, HP2 + "/versions/123:regress", {
-        "signature_name": "regress_x_to_y", "context": {"x": 2.0}, "examples": [{}, {}]})
+    context = post(
+        rest_url,
+        HP2 + "/versions/123:regress",
+        {"signature_name": "regress_x_to_y", "context": {"x": 2.0}, "examples": [{}, {}]},
+    )
     assert context.json() == {"results": [3.0, 3.0]}
 
 
@@ -168,10 +232,14 @@ def test_classify_and_regress(rest_url):
         ({"examples": []}, "'examples' value is an empty array"),
         ({"examples": [1]}, "Example must be JSON object but got JSON Number"),
         ({"examples": [{"x": None}]}, "Feature: x has element with unexpected JSON type: Null"),
-        ({"examples": [{"x": [1.0, "a"]}]},
-         "Unexpected element type in feature: x expecting type: float"),
-        ({"signature_name": "zzz", "examples": [{"x": 1.0}]},
-         "No signature was found with the name: zzz"),
+        (
+            {"examples": [{"x": [1.0, "a"]}]},
+            "Unexpected element type in feature: x expecting type: float",
+        ),
+        (
+            {"signature_name": "zzz", "examples": [{"x": 1.0}]},
+            "No signature was found with the name: zzz",
+        ),
         ({"signature_name": "regress_x_to_y", "examples": [{"x": 2}]}, ""),  # int64 vs float
     ],
 )
@@ -180,18 +248,29 @@ def test_regress_errors(rest_url, body, fragment):
 
 
 def test_classify_rejects_predict_signature(rest_url):
-    assert_error(post(rest_url, HP2 + "/versions/123:classify", {"examples": [{"x": 1.0}]}),
-                 400, "")
+    assert_error(
+        post(rest_url, HP2 + "/versions/123:classify", {"examples": [{"x": 1.0}]}), 400, ""
+    )
 
 
 # -- status / metadata ----------------------------------------------------------
 
 
 def test_status(rest_url):
-    expected = {"model_version_status": [
-        {"version": "124", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
-        {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
-    ]}
+    expected = {
+        "model_version_status": [
+            {
+                "version": "124",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            },
+            {
+                "version": "123",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            },
+        ]
+    }
     assert requests.get(rest_url + HP2, timeout=5).json() == expected
     assert requests.get(rest_url + HP2 + "/labels/whatever", timeout=5).json() == expected
     one = requests.get(rest_url + HP2 + "/versions/123", timeout=5).json()
@@ -199,10 +278,16 @@ def test_status(rest_url):
 
 
 def test_status_errors(rest_url):
-    assert_error(requests.get(rest_url + "/v1/models/missing", timeout=5), 404,
-                 "Could not find any versions of model missing")
-    assert_error(requests.get(rest_url + HP2 + "/versions/7", timeout=5), 404,
-                 "Could not find version 7 of model half_plus_two")
+    assert_error(
+        requests.get(rest_url + "/v1/models/missing", timeout=5),
+        404,
+        "Could not find any versions of model missing",
+    )
+    assert_error(
+        requests.get(rest_url + HP2 + "/versions/7", timeout=5),
+        404,
+        "Could not find version 7 of model half_plus_two",
+    )
 
 
 def test_metadata(rest_url):
@@ -211,8 +296,10 @@ def test_metadata(rest_url):
     signatures = body["metadata"]["signature_def"]["signature_def"]
     x = signatures["serving_default"]["inputs"]["x"]
     assert x["dtype"] == "DT_FLOAT"
-    assert x["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}],
-                                 "unknown_rank": False}
+    assert x["tensor_shape"] == {
+        "dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}],
+        "unknown_rank": False,
+    }
     assert {"classify_x_to_y", "regress_x_to_y", "serving_default"} <= set(signatures)
 
 
@@ -230,7 +317,12 @@ def test_metadata(rest_url):
         ("POST", HP2 + "/versions/HELLO:predict", 400, "Malformed request"),
         ("POST", HP2 + "/versions/50/labels/x:predict", 400, "Malformed request"),
         ("POST", HP2 + ":PREDICT", 400, "Malformed request"),
-        ("POST", HP2 + ":predict?x=1", 400, "Malformed request: POST /v1/models/half_plus_two:predict?x=1"),
+        (
+            "POST",
+            HP2 + ":predict?x=1",
+            400,
+            "Malformed request: POST /v1/models/half_plus_two:predict?x=1",
+        ),
         ("GET", "/v1/models/foo/", 400, "Malformed request"),
         ("GET", "/v1/models/debug/model_name", 400, "Malformed request"),
         ("PUT", HP2, 400, "Malformed request: PUT /v1/models/half_plus_two"),
@@ -261,8 +353,9 @@ def test_options_preflight(rest_url):
 
 
 def test_percent_decoded_model_name(rest_url):
-    assert_error(post(rest_url, "/v1/models/a%2Fb:predict", {"instances": [1.0]}), 404,
-                 "Latest(a/b)")
+    assert_error(
+        post(rest_url, "/v1/models/a%2Fb:predict", {"instances": [1.0]}), 404, "Latest(a/b)"
+    )
 
 
 def test_prometheus_endpoint(rest_url):
@@ -282,9 +375,12 @@ def test_request_too_large_gets_413(rest_url):
 def test_gzip_request_body(rest_url):
     import gzip
 
-    response = requests.post(rest_url + HP2 + "/versions/123:predict",
-                             data=gzip.compress(b'{"instances": [[2.0]]}'),
-                             headers={"Content-Encoding": "gzip"}, timeout=5)
+    response = requests.post(
+        rest_url + HP2 + "/versions/123:predict",
+        data=gzip.compress(b'{"instances": [[2.0]]}'),
+        headers={"Content-Encoding": "gzip"},
+        timeout=5,
+    )
     assert response.json() == {"predictions": [[3.0]]}
 
 
@@ -304,8 +400,9 @@ def test_expect_100_continue_and_keep_alive(rest_url):
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=5)
     body = b'{"instances": [[1.0]]}'
     for _ in range(3):  # several requests on one keep-alive connection
-        conn.request("POST", HP2 + "/versions/123:predict", body=body,
-                     headers={"Expect": "100-continue"})
+        conn.request(
+            "POST", HP2 + "/versions/123:predict", body=body, headers={"Expect": "100-continue"}
+        )
         response = conn.getresponse()
         assert response.status == 200
         assert b"2.5" in response.read()

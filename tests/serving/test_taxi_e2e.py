@@ -52,8 +52,9 @@ def _json_example(row):
 
 
 def test_taxi_model_rest_and_grpc(start_server, taxi_model_dir):
-    server = start_server(["--model_name=taxi", f"--model_base_path={taxi_model_dir}"],
-                          ready_model="taxi")
+    server = start_server(
+        ["--model_name=taxi", f"--model_base_path={taxi_model_dir}"], ready_model="taxi"
+    )
     client = ServingClient(server.url, server.grpc_target, timeout=30)
     dtypes = client.input_dtypes("taxi")
     rows = _rows()
@@ -63,15 +64,24 @@ def test_taxi_model_rest_and_grpc(start_server, taxi_model_dir):
     assert all(0.0 <= p[0] <= 1.0 for p in predictions)
     columnar = client.predict("taxi", inputs={k: [i[k] for i in instances] for k in dtypes})
     assert [round(v[0], 5) for v in columnar["outputs"]] == [round(p[0], 5) for p in predictions]
-    grpc_out = client.predict_grpc("taxi", {
-        k: ([i[k].encode() for i in instances] if dtypes[k] == "DT_STRING" else
-            [i[k] for i in instances]) for k in dtypes})
+    grpc_out = client.predict_grpc(
+        "taxi",
+        {
+            k: (
+                [i[k].encode() for i in instances]
+                if dtypes[k] == "DT_STRING"
+                else [i[k] for i in instances]
+            )
+            for k in dtypes
+        },
+    )
     import numpy as np
 
     grpc_values = next(iter(grpc_out.values())).reshape(-1)
     assert np.allclose(grpc_values, [p[0] for p in predictions], atol=1e-5)
     signatures = client.metadata("taxi")["metadata"]["signature_def"]["signature_def"]
     if "classification" in signatures:
-        results = client.classify("taxi", [_json_example(r) for r in rows[:4]],
-                                  "classification")["results"]
+        results = client.classify("taxi", [_json_example(r) for r in rows[:4]], "classification")[
+            "results"
+        ]
         assert len(results) == 4 and all(0.0 <= s <= 1.0 for per in results for _, s in per)
