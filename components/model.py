@@ -1,4 +1,11 @@
-"""Trainer module: Keras model, ``run_fn`` and the exported signatures.
+"""Trainer module: the model families, ``run_fn`` and the exported signatures.
+
+Two families over the same Transform features (``MODEL_FAMILIES``, simplest
+first): ``logistic`` (``build_logistic_model``: one sigmoid unit over
+indicators of every categorical id and the z-scored numerics) and
+``wide_deep`` (``build_model``'s default). ``run_fn`` trains the family its
+``hyperparameters`` input names (ModelSelection's choice); both export exactly
+the signatures below.
 
 The exported SavedModel carries the Transform graph, so every signature takes
 raw data:
@@ -37,6 +44,12 @@ if TYPE_CHECKING:
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
+WIDE_DEEP = "wide_deep"
+LOGISTIC = "logistic"
+# Simplest first: model selection prefers an earlier family unless a later one
+# is significantly better (components/model_selection).
+MODEL_FAMILIES = (LOGISTIC, WIDE_DEEP)
+
 DEFAULT_HPARAMS = {
     "hidden_units": [64, 32],
     "embedding_dim": 8,
@@ -44,6 +57,19 @@ DEFAULT_HPARAMS = {
     "batch_size": 128,
     "dropout": 0.1,
 }
+# The linear baseline learns faster with a larger step (one layer, no depth).
+LOGISTIC_HPARAMS = {"learning_rate": 0.02, "batch_size": 128}
+
+
+def family_hparams(family: str, overrides: dict | None = None) -> dict:
+    """Complete hyperparameters of ``family``: its defaults, then ``overrides``.
+
+    The result always names the family under ``model_family``.
+    """
+    if family not in MODEL_FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; expected one of {MODEL_FAMILIES}")
+    defaults = DEFAULT_HPARAMS if family == WIDE_DEEP else LOGISTIC_HPARAMS
+    return {**defaults, **(overrides or {}), "model_family": family}
 
 
 def categorical_sizes() -> dict[str, int]:
@@ -72,24 +98,8 @@ class OffsetIds(tf.keras.layers.Layer):
         return {**super().get_config(), "sizes": self.sizes}
 
 
-def build_model(hparams: dict | None = None) -> tf.keras.Model:
-    """Wide & deep binary classifier over the transformed features.
-
-    All categorical features share one embedding table and one multi-hot wide
-    part (ids offset per feature), which keeps the graph small and fast to
-    trace and export.
-
-    Args:
-      hparams: overrides for ``DEFAULT_HPARAMS``; ``hidden_units`` may be a
-        list or a comma-separated string (as the Tuner's choices are).
-
-    Returns:
-      A compiled Keras model whose inputs are keyed by transformed name and
-      whose output is the probability of a big tip, shape [batch, 1].
-    """
-    hp = {**DEFAULT_HPARAMS, **(hparams or {})}
-    if isinstance(hp["hidden_units"], str):  # KerasTuner choices are scalars: "64,32"
-        hp["hidden_units"] = [int(u) for u in hp["hidden_units"].split(",") if u]
+def _inputs() -> tuple[dict, dict, dict[str, int]]:
+    """Keras inputs keyed by transformed name: dense floats, categorical ids, id counts."""
     sizes = categorical_sizes()
     dense_inputs = {
         features.transformed_name(k): tf.keras.Input(
@@ -103,6 +113,68 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
         )
         for k in sizes
     }
+    return dense_inputs, id_inputs, sizes
+
+
+def _compile(model: tf.keras.Model, learning_rate: float) -> tf.keras.Model:
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        loss=tf.keras.losses.BinaryCrossentropy(),
+        metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy()],
+    )
+    return model
+
+
+def build_logistic_model(hparams: dict | None = None) -> tf.keras.Model:
+    """Logistic regression over the same transformed features as the wide & deep model.
+
+    One indicator per categorical id (quantile buckets, identity columns and
+    vocabulary ids, offset per feature as in the wide part) plus the z-scored
+    numerics, into one sigmoid unit. Same inputs and output shape as
+    ``build_model``'s wide & deep, so the same training loop and export apply.
+    """
+    hp = {**LOGISTIC_HPARAMS, **(hparams or {})}
+    dense_inputs, id_inputs, sizes = _inputs()
+    ids = OffsetIds(list(sizes.values()), name="offset_ids")(list(id_inputs.values()))
+    indicators = tf.keras.layers.CategoryEncoding(
+        num_tokens=sum(sizes.values()), output_mode="multi_hot", name="indicators"
+    )(ids)
+    x = tf.keras.layers.concatenate([*dense_inputs.values(), indicators], name="linear_input")
+    logit = tf.keras.layers.Dense(1, name="logit")(x)
+    output = tf.keras.layers.Activation("sigmoid", name="probabilities")(logit)
+    model = tf.keras.Model(inputs={**dense_inputs, **id_inputs}, outputs=output, name=LOGISTIC)
+    return _compile(model, hp["learning_rate"])
+
+
+def build_model(hparams: dict | None = None) -> tf.keras.Model:
+    """The model family ``hparams["model_family"]`` names (default: wide & deep).
+
+    ``"logistic"`` builds ``build_logistic_model``; anything else must be
+    ``"wide_deep"``, documented below.
+
+    Wide & deep binary classifier over the transformed features.
+
+    All categorical features share one embedding table and one multi-hot wide
+    part (ids offset per feature), which keeps the graph small and fast to
+    trace and export.
+
+    Args:
+      hparams: overrides for ``DEFAULT_HPARAMS``; ``hidden_units`` may be a
+        list or a comma-separated string (as the Tuner's choices are).
+
+    Returns:
+      A compiled Keras model whose inputs are keyed by transformed name and
+      whose output is the probability of a big tip, shape [batch, 1].
+    """
+    family = (hparams or {}).get("model_family", WIDE_DEEP)
+    if family == LOGISTIC:
+        return build_logistic_model(hparams)
+    if family != WIDE_DEEP:
+        raise ValueError(f"unknown model family {family!r}; expected one of {MODEL_FAMILIES}")
+    hp = {**DEFAULT_HPARAMS, **(hparams or {})}
+    if isinstance(hp["hidden_units"], str):  # KerasTuner choices are scalars: "64,32"
+        hp["hidden_units"] = [int(u) for u in hp["hidden_units"].split(",") if u]
+    dense_inputs, id_inputs, sizes = _inputs()
     ids = OffsetIds(list(sizes.values()), name="offset_ids")(list(id_inputs.values()))
     total = sum(sizes.values())
     embedded = tf.keras.layers.Embedding(total, hp["embedding_dim"], name="embedding")(ids)
@@ -121,12 +193,7 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
     logit = tf.keras.layers.add([deep_logit, wide_logit])
     output = tf.keras.layers.Activation("sigmoid", name="probabilities")(logit)
     model = tf.keras.Model(inputs={**dense_inputs, **id_inputs}, outputs=output)
-    model.compile(
-        optimizer=tf.keras.optimizers.Adam(hp["learning_rate"]),
-        loss=tf.keras.losses.BinaryCrossentropy(),
-        metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy()],
-    )
-    return model
+    return _compile(model, hp["learning_rate"])
 
 
 SHUFFLE_BUFFER = 10_000  # records; tfxio's default shuffle buffer
@@ -321,28 +388,47 @@ def export_model(model: tf.keras.Model, tf_transform_output, export_dir: str) ->
     set_method_names(export_dir, {"classification": CLASSIFY_METHOD, "regression": REGRESS_METHOD})
 
 
-def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> float:
-    """Runs ``steps`` optimizer steps over ``dataset``; returns the last loss.
+def make_train_step(model: tf.keras.Model):
+    """One optimizer step of ``model`` on a batch, as a ``tf.function`` without autograph.
 
-    A plain loop over one ``tf.function`` compiled without autograph: the
-    step has no data-dependent Python control flow, and autograph's
-    conversion of Keras internals would dominate training time here.
+    The step has no data-dependent Python control flow, and autograph's
+    conversion of Keras internals would dominate training time here. Reusing
+    one step for several trainings of the same model (cross-validation
+    folds) traces it once.
     """
-    loss_fn, optimizer = model.loss, model.optimizer
 
     @tf.function(autograph=False, reduce_retracing=True)
     def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        optimizer.apply_gradients(
-            zip(
-                tape.gradient(loss, model.trainable_variables),
-                model.trainable_variables,
-                strict=True,
-            )
-        )
-        return loss
+        return gradient_step(model, x, y)
 
+    return step
+
+
+def gradient_step(model: tf.keras.Model, x, y) -> tf.Tensor:
+    """One optimizer step of ``model`` on the batch (``x``, ``y``); returns the loss.
+
+    Meant to be traced inside a ``tf.function`` (``make_train_step``, or the
+    in-graph loop of cross-validation).
+    """
+    with tf.GradientTape() as tape:
+        loss = model.loss(y, model(x, training=True))
+    model.optimizer.apply_gradients(
+        zip(
+            tape.gradient(loss, model.trainable_variables),
+            model.trainable_variables,
+            strict=True,
+        )
+    )
+    return loss
+
+
+def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int, step=None) -> float:
+    """Runs ``steps`` optimizer steps over ``dataset``; returns the last loss.
+
+    A plain loop over one ``tf.function`` (``make_train_step``; pass ``step``
+    to reuse one already traced for ``model``).
+    """
+    step = step or make_train_step(model)
     loss = float("nan")
     for x, y in dataset.take(steps):
         loss = step(x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))
@@ -367,14 +453,23 @@ def evaluate_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) 
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    """TFX Trainer entry point: trains, then exports to ``serving_model_dir``."""
+    """TFX Trainer entry point: trains, then exports to ``serving_model_dir``.
+
+    The family and its hyperparameters come from the ``hyperparameters``
+    input (ModelSelection's choice, or the Tuner's best values, which are
+    wide & deep), over ``custom_config["hparams"]``; without either it
+    trains wide & deep with ``DEFAULT_HPARAMS``. Every family exports the
+    same signatures.
+    """
     custom = fn_args.custom_config or {}
     hparams = dict(custom.get("hparams", {}))
     if fn_args.hyperparameters:
         hparams.update(fn_args.hyperparameters.get("values", fn_args.hyperparameters))
     seed = int(custom.get("seed", 42))
     tf.keras.utils.set_random_seed(seed)
-    hp = {**DEFAULT_HPARAMS, **hparams}
+    family = hparams.pop("model_family", WIDE_DEEP)
+    hp = family_hparams(family, hparams)
+    logging.info("Trainer: model family %s, hyperparameters %s", family, hp)
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train = _input_fn(

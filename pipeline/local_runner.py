@@ -6,6 +6,8 @@ Examples::
     taxi-pipeline --output-dir /tmp/run --train-steps 200
     taxi-pipeline --data-dir my_spans --serving-dir /srv/models/taxi
     taxi-pipeline --beam-mode multi_processing      # one worker per core
+    taxi-pipeline --cv-folds 5 --cv-steps 300       # model selection: 5-fold CV, longer folds
+    taxi-pipeline --cv-folds 0                      # no model selection: wide & deep
 
 Every run backfills spans that were never ingested (ingestion + validation
 only, up to ``--parallel`` spans at once, the newest among them), then
@@ -107,6 +109,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=configs.PARALLEL_NODES,
         help="components that may run at the same time when the DAG allows it (1 = one by one)",
     )
+    parser.add_argument(
+        "--cv-folds",
+        type=int,
+        default=configs.CV_FOLDS,
+        help="k-fold CV on the train split choosing logistic vs wide & deep "
+        "(0 = no selection: wide & deep)",
+    )
+    parser.add_argument(
+        "--cv-steps",
+        type=int,
+        default=configs.CV_STEPS,
+        help="train steps per fold and model family",
+    )
+    parser.add_argument(
+        "--cv-min-auc-gain",
+        type=float,
+        default=configs.CV_MIN_AUC_GAIN,
+        help="wide & deep must beat logistic by more than this (lower 95%% CI bound "
+        "of the paired per-fold AUC gain)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="re-execute every component")
     parser.add_argument(
         "--force",
@@ -121,11 +143,19 @@ CODE_MODULES = {
     "transform": ("features.py", "preprocessing.py"),
     "trainer": ("features.py", "preprocessing.py", "model.py"),
     "tuner": ("features.py", "preprocessing.py", "model.py", "tuning.py"),
+    "selection": (
+        "features.py",
+        "preprocessing.py",
+        "model.py",
+        "model_selection/cv.py",
+        "model_selection/component.py",
+        "model_selection/artifact.py",
+    ),
 }
 
 
 def code_fingerprints() -> dict[str, str]:
-    """Digest of the code each of Transform and Trainer runs.
+    """Digest of the code each of Transform, Trainer, Tuner and ModelSelection runs.
 
     The module code is referenced by dotted path (no module-file packaging),
     so these digests are what makes a code change invalidate the cache.
@@ -305,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         max_auc_drop=args.max_auc_drop,
         tune_trials=args.tune_trials,
         tune_steps=args.tune_steps,
+        cv_folds=args.cv_folds,
+        cv_steps=args.cv_steps,
+        cv_min_auc_gain=args.cv_min_auc_gain,
     )
     beam_speedups.install()
     newest = max(spans)

@@ -8,10 +8,15 @@ Ingestion (one span per run)::
 
 Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
 
-    AnomaliesGate -> Transform -> Trainer -> Evaluator(eval split, vs previous blessed) -> Pusher
-                                          -> InfraCanary (serves + probes it) ----------^
-                                          -> BehavioralChecks (hand-written cases) ------^
-                                          -> TestEvaluator (held-out test split, report only)
+    AnomaliesGate -> Transform -> [Tuner] -> [ModelSelection] -> Trainer -> ...
+    Trainer -> Evaluator(eval split, vs previous blessed) -> Pusher
+            -> InfraCanary (serves + probes it) ------------^
+            -> BehavioralChecks (hand-written cases) -------^
+            -> TestEvaluator (held-out test split, report only)
+
+``[Tuner]`` only with ``tune_trials > 0``; ``[ModelSelection]`` (k-fold CV of
+the logistic baseline vs wide & deep on the train split, whose choice the
+Trainer trains) unless ``cv_folds == 0``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from components.baseline import PreviousBlessedModelStrategy  # noqa: E402
 from components.behavioral import BehavioralChecks  # noqa: E402
 from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
 from components.infra_canary import InfraCanary  # noqa: E402
+from components.model_selection import ModelSelection  # noqa: E402
 from components.pusher import AtomicPusher  # noqa: E402
 from components.spans import LatestValidatedSpansStrategy  # noqa: E402
 from pipeline import configs  # noqa: E402
@@ -156,6 +162,10 @@ def create_pipeline(
     max_auc_drop: float = configs.MAX_AUC_DROP,
     tune_trials: int = configs.TUNE_TRIALS,
     tune_steps: int = configs.TUNE_STEPS,
+    cv_folds: int = configs.CV_FOLDS,
+    cv_steps: int = configs.CV_STEPS,
+    cv_min_auc_gain: float = configs.CV_MIN_AUC_GAIN,
+    cv_confidence: float = configs.CV_CONFIDENCE,
 ) -> tfx_pipeline.Pipeline:
     """Builds the taxi pipeline.
 
@@ -189,6 +199,13 @@ def create_pipeline(
       tune_trials: KerasTuner RandomSearch trials of a Tuner node whose best
         hyperparameters feed the Trainer; 0 (the default) means no Tuner.
       tune_steps: train steps per tuning trial.
+      cv_folds: k of the ModelSelection node (k-fold cross-validation of the
+        logistic baseline and wide & deep on the train split); its choice
+        feeds the Trainer. 0 means no selection: the Trainer trains wide &
+        deep (with the Tuner's values if it runs).
+      cv_steps: train steps per fold and family.
+      cv_min_auc_gain / cv_confidence: the selection rule (see
+        ``components.model_selection.cv.RULE``).
 
     Returns:
       A ``tfx_pipeline.Pipeline``.
@@ -252,6 +269,10 @@ def create_pipeline(
             analyzer_cache=analyzer_cache,
             tune_trials=tune_trials,
             tune_steps=tune_steps,
+            cv_folds=cv_folds,
+            cv_steps=cv_steps,
+            cv_min_auc_gain=cv_min_auc_gain,
+            cv_confidence=cv_confidence,
         )
 
     return tfx_pipeline.Pipeline(
@@ -281,6 +302,10 @@ def _training_nodes(
     analyzer_cache: bool,
     tune_trials: int = 0,
     tune_steps: int = configs.TUNE_STEPS,
+    cv_folds: int = 0,
+    cv_steps: int = configs.CV_STEPS,
+    cv_min_auc_gain: float = configs.CV_MIN_AUC_GAIN,
+    cv_confidence: float = configs.CV_CONFIDENCE,
 ) -> list:
     """Span resolver, Transform, Trainer, baseline resolver, Evaluators, checks, Pusher."""
     span_resolver = Resolver(
@@ -321,11 +346,27 @@ def _training_nodes(
                 "max_trials": tune_trials,
             },
         )
+    hyperparameters = tuner.outputs["best_hyperparameters"] if tuner else None
+    selection = None
+    if cv_folds > 0:
+        # k-fold CV on the train split only: eval gates the blessing, test is held out.
+        selection = ModelSelection(
+            examples=examples,
+            transform_graph=transform.outputs["transform_graph"],
+            hyperparameters=hyperparameters,
+            folds=cv_folds,
+            steps=cv_steps,
+            seed=seed,
+            min_auc_gain=cv_min_auc_gain,
+            confidence=cv_confidence,
+            code_fingerprint=code_fingerprints.get("selection", ""),
+        )
+        hyperparameters = selection.outputs["best_hyperparameters"]
     trainer = Trainer(
         run_fn=configs.RUN_FN,
         examples=examples,
         transform_graph=transform.outputs["transform_graph"],
-        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
+        hyperparameters=hyperparameters,
         schema=schema,
         train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=train_steps),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=eval_steps),
@@ -355,7 +396,8 @@ def _training_nodes(
         eval_config=test_eval_cfg,
     ).with_id("TestEvaluator")
     behavioral = BehavioralChecks(model=trainer.outputs["model"])
-    nodes = [span_resolver, transform, *([tuner] if tuner else []), trainer, baseline_resolver]
+    nodes = [span_resolver, transform, *(n for n in (tuner, selection) if n), trainer]
+    nodes.append(baseline_resolver)
     nodes += [evaluator, test_evaluator]
     nodes.append(behavioral)
     infra_blessing = None

@@ -59,6 +59,8 @@ class Summary:
     tuned: dict | None = None
     # Where the pushed version's model card was written (set by the runner).
     model_card: str | None = None
+    # ModelSelection's cv_result.json (folds, per-family summaries, decision), if it ran.
+    selection: dict | None = None
 
 
 def _latest(graph: lineage.Graph, node: str, since: float) -> int | None:
@@ -124,6 +126,39 @@ def best_hyperparameters(uri: str) -> dict | None:
     return config.get("values", config)
 
 
+def selection_result(uri: str) -> dict | None:
+    """ModelSelection's ``cv_result.json``, if readable."""
+    from components.model_selection.artifact import RESULT_FILE
+
+    try:
+        with open(os.path.join(uri, RESULT_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def format_selection(result: dict) -> list[str]:
+    """Per family mean AUC +- CI over the folds, the chosen family and why."""
+    confidence = result.get("confidence", 0.95)
+    lines = [
+        f"  model selection ({result['folds']}-fold CV on the train split, "
+        f"{result['rows']} rows, {result['steps']} steps per fold): "
+        f"chose {result['chosen_family']}"
+    ]
+    for family, info in result["families"].items():
+        auc = info["summary"]["auc"]
+        half = (auc["ci_high"] - auc["ci_low"]) / 2
+        loss = info["summary"]["log_loss"]["mean"]
+        calibration = info["summary"]["calibration"]["mean"]
+        lines.append(
+            f"    {family:<10} AUC {auc['mean']:.4f} +- {half:.4f} ({confidence:.0%} CI "
+            f"[{auc['ci_low']:.4f}, {auc['ci_high']:.4f}]), log loss {loss:.4f}, "
+            f"calibration {calibration:.3f}"
+        )
+    lines.append(f"    why: {result['reason']}")
+    return lines
+
+
 def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
     graph = lineage.Graph.load(lineage.open_store(metadata_path))
     spans, blessed, reasons, version, pushed_to, model_uri = [], None, [], None, None, None
@@ -170,6 +205,11 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
     if tuner is not None:
         for a in graph.linked([tuner], graph.outputs, "HyperParameters"):
             tuned = best_hyperparameters(graph.artifacts[a].uri)
+    selection = None
+    selector = _latest(graph, "ModelSelection", since)
+    if selector is not None:
+        for a in graph.linked([selector], graph.outputs, "CrossValidationResult"):
+            selection = selection_result(graph.artifacts[a].uri)
     return Summary(
         nodes,
         spans,
@@ -182,6 +222,7 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
         test_metrics,
         behavioral,
         tuned,
+        selection=selection,
     )
 
 
@@ -204,7 +245,14 @@ def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds:
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in sorted(summary.tuned.items())
         )
-        lines.append(f"  tuned (best of the Tuner's trials, fed to the Trainer): {shown}")
+        fed = (
+            "the wide & deep candidate of model selection"
+            if summary.selection
+            else "fed to the Trainer"
+        )
+        lines.append(f"  tuned (best of the Tuner's trials, {fed}): {shown}")
+    if summary.selection:
+        lines += format_selection(summary.selection)
     if summary.test_metrics:
         shown = ", ".join(
             f"{name} {value:.0f}" if name == "example_count" else f"{name} {value:.4f}"

@@ -69,6 +69,44 @@ def _behavioral(run_store, run) -> dict | None:
         return None
 
 
+def _selection(run_store, run) -> dict | None:
+    """ModelSelection's CV result, if the Trainer's hyperparameters came from one."""
+    from components.model_selection.artifact import RESULT_FILE
+
+    graph = run_store.graph
+    for hparams in run_store.inputs(run, "Trainer", "HyperParameters"):
+        producer = graph.producer(hparams.id)
+        if producer is None or graph.node_of(producer) != "ModelSelection":
+            continue
+        for artifact_id in graph.linked([producer], graph.outputs, "CrossValidationResult"):
+            try:
+                with open(os.path.join(graph.artifacts[artifact_id].uri, RESULT_FILE)) as f:
+                    return json.load(f)
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def _selection_blocks(result: dict | None) -> list:
+    if result is None:
+        return ["No model selection in this model's lineage: wide & deep by default."]
+    rows = []
+    for family, info in result["families"].items():
+        row = {"family": family}
+        for metric, stats in info["summary"].items():
+            row[f"{metric} mean"] = stats["mean"]
+            if metric == "auc":
+                row["auc 95% CI"] = f"[{stats['ci_low']:.4f}, {stats['ci_high']:.4f}]"
+        rows.append(row)
+    return [
+        f"{result['folds']}-fold cross-validation on the train split ({result['rows']} rows, "
+        f"{result['steps']} steps per fold) chose `{result['chosen_family']}`: "
+        f"{result['reason']}.",
+        pd.DataFrame(rows).set_index("family"),
+        f"Rule: {result['rule']}",
+    ]
+
+
 def build_card(output_dir: str, version: str | None = None) -> dict:
     """Every fact of the card for pushed ``version`` (default: newest pushed).
 
@@ -121,6 +159,7 @@ def build_card(output_dir: str, version: str | None = None) -> dict:
         "blessed": analysis.blessed,
         "blessing": analysis.explanation,
         "behavioral": _behavioral(run_store, run),
+        "selection": _selection(run_store, run),
         "small_slices": small,
         "limits": list(LIMITS),
     }
@@ -130,10 +169,16 @@ def _sections(card: dict) -> list[tuple[str, list]]:
     """Card content as (title, blocks); a block is a str paragraph, list of bullets, or table."""
     info = card["lineage"]
     behavioral = card["behavioral"]
+    selection = card.get("selection")
+    family = (
+        "Logistic regression (one sigmoid unit over indicators of the categorical ids and "
+        "the z-scored numerics)"
+        if selection and selection["chosen_family"] == "logistic"
+        else "Wide & deep tf-keras network"
+    )
     model = [
         f"Binary classifier `{features.LABEL_KEY}`: tips > {features.TIP_FRACTION:.0%} of the "
-        "fare. Wide & deep tf-keras network over Transform features (z-scores, quantile "
-        "buckets, vocabularies).",
+        f"fare. {family} over Transform features (z-scores, quantile buckets, vocabularies).",
         [
             f"version {card['version']} served from `{info['destination']}`",
             f"model artifact `{', '.join(info['model'])}`",
@@ -156,6 +201,7 @@ def _sections(card: dict) -> list[tuple[str, list]]:
         )
     return [
         ("Model", model),
+        ("Model selection (cross-validation)", _selection_blocks(selection)),
         (
             "Data",
             [

@@ -2,6 +2,7 @@
 
 import math
 import os
+import types
 
 import numpy as np
 import pytest
@@ -19,11 +20,12 @@ def _batches(data, batch_size=64):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).repeat()
 
 
-@pytest.fixture(scope="module")
-def exported(transform_output, tmp_path_factory):
+@pytest.fixture(scope="module", params=taxi_model.MODEL_FAMILIES)
+def exported(request, transform_output, tmp_path_factory):
+    """A model of each family, trained a little and exported: every signature test runs twice."""
     output, data = transform_output
     tf.keras.utils.set_random_seed(0)
-    model = taxi_model.build_model()
+    model = taxi_model.build_model({"model_family": request.param})
     first = taxi_model.train_model(model, _batches(data), 1)
     last = taxi_model.train_model(model, _batches(data), 60)
     export_dir = str(tmp_path_factory.mktemp("model"))
@@ -38,6 +40,33 @@ def test_model_inputs_and_output(transform_output):
     _, data = transform_output
     x, _ = next(iter(_batches(data, 5)))
     assert model(x).shape == (5, 1)
+
+
+def test_logistic_is_one_sigmoid_unit_over_the_same_inputs(transform_output):
+    model = taxi_model.build_model({"model_family": "logistic"})
+    wide_deep = taxi_model.build_model()
+    assert set(model.input) == set(wide_deep.input)
+    dense = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [1]
+    assert not any(isinstance(layer, tf.keras.layers.Embedding) for layer in model.layers)
+    # One weight per numeric feature and per categorical id, plus the bias.
+    ids = sum(taxi_model.categorical_sizes().values())
+    assert dense[0].kernel.shape == (len(taxi_model.features.DENSE_FLOAT_KEYS) + ids, 1)
+    _, data = transform_output
+    x, _ = next(iter(_batches(data, 5)))
+    assert model(x).shape == (5, 1)
+
+
+def test_unknown_family_is_rejected():
+    with pytest.raises(ValueError, match="unknown model family"):
+        taxi_model.build_model({"model_family": "forest"})
+    with pytest.raises(ValueError):
+        taxi_model.family_hparams("forest")
+    assert taxi_model.family_hparams("logistic", {"learning_rate": 0.1}) == {
+        **taxi_model.LOGISTIC_HPARAMS,
+        "learning_rate": 0.1,
+        "model_family": "logistic",
+    }
 
 
 def test_training_lowers_loss(exported):
@@ -145,3 +174,35 @@ def test_input_files_follow_pattern_order_not_uris(tmp_path):
     ]
     files = [os.path.relpath(f, tmp_path) for f in taxi_model.input_files(patterns)]
     assert files == ["5/Split-train/a.gz", "5/Split-train/b.gz", "31/Split-train/c.gz"]
+
+
+def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_path):
+    from test_model_selection import write_examples
+
+    output, _ = transform_output
+    train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
+    write_examples(raw_rows[:240], train, output.raw_feature_spec())
+    write_examples(raw_rows[240:], evaluation, output.raw_feature_spec())
+    fn_args = types.SimpleNamespace(
+        custom_config={"seed": 1},
+        hyperparameters={"space": [], "values": {"model_family": "logistic"}},
+        transform_output=output.transform_savedmodel_dir.rsplit("/", 1)[0],
+        train_files=[train],
+        eval_files=[evaluation],
+        data_accessor=None,
+        train_steps=3,
+        eval_steps=1,
+        serving_model_dir=str(tmp_path / "serving"),
+    )
+    taxi_model.run_fn(fn_args)
+    loaded = tf.saved_model.load(fn_args.serving_model_dir)
+    assert set(loaded.signatures) == {
+        "serving_default",
+        "serving_examples",
+        "classification",
+        "regression",
+        "transform_features",
+    }
+    names = {v.name for v in loaded.weights}
+    assert any(n.startswith("logit/") for n in names)
+    assert not any("embedding" in n for n in names)

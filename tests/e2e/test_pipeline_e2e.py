@@ -30,6 +30,7 @@ ALL_NODES = {
     "InfraCanary",
     "AnomaliesGate",
     "Transform",
+    "ModelSelection",
     "Trainer",
     "Evaluator",
     "TestEvaluator",

@@ -54,3 +54,20 @@ def test_two_no_cache_runs_give_the_same_metrics(taxi_run, tmp_path):
         first, *_, second = _overall(metadata, node)
         for metric in METRICS:
             assert second[metric] == pytest.approx(first[metric], abs=TOLERANCE), (node, metric)
+    # Model selection re-ran too: same folds, same per-fold AUCs, same choice.
+    import json
+
+    from components.model_selection.artifact import RESULT_FILE
+
+    graph = lineage.Graph.load(lineage.open_store(metadata))
+    outcomes = []
+    for execution in sorted(e for e in graph.executions if graph.node_of(e) == "ModelSelection"):
+        for a in graph.linked([execution], graph.outputs, "CrossValidationResult"):
+            with open(os.path.join(graph.artifacts[a].uri, RESULT_FILE)) as f:
+                outcomes.append(json.load(f))
+    first, *_, second = outcomes
+    assert second["chosen_family"] == first["chosen_family"]
+    assert second["fold_sizes"] == first["fold_sizes"]
+    for family, info in first["families"].items():
+        again = [fold["auc"] for fold in second["families"][family]["folds"]]
+        assert again == pytest.approx([fold["auc"] for fold in info["folds"]], abs=TOLERANCE)

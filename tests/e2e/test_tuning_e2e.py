@@ -5,28 +5,59 @@ import os
 import shutil
 
 import pytest
+from ml_metadata.proto import metadata_store_pb2
 from taxi_runs import run_pipeline
 
 from components import tuning
+from components.model_selection.artifact import RESULT_FILE
 from pipeline import lineage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+TUNING = ("--tune-trials", "1", "--tune-steps", "20", "--min-auc", "0.5")
 
-def test_tuner_feeds_best_hyperparameters_to_the_trainer(taxi_run, tmp_path):
+
+def _states(graph, node):
+    return [
+        metadata_store_pb2.Execution.State.Name(graph.executions[e].last_known_state)
+        for e in sorted(graph.executions)
+        if graph.node_of(e) == node
+    ]
+
+
+def test_tuner_feeds_model_selection_and_an_unchanged_tuning_run_is_cached(taxi_run, tmp_path):
     data_dir, output_dir = str(tmp_path / "data"), str(tmp_path / "out")
     shutil.copytree(taxi_run["data_dir"], data_dir)
     shutil.copytree(taxi_run["output_dir"], output_dir)
-    result = run_pipeline(
-        output_dir, data_dir, "--tune-trials", "2", "--tune-steps", "20", "--min-auc", "0.5"
-    )
+    metadata = os.path.join(output_dir, "metadata.sqlite")
+    result = run_pipeline(output_dir, data_dir, *TUNING)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    graph = lineage.Graph.load(lineage.open_store(os.path.join(output_dir, "metadata.sqlite")))
+    graph = lineage.Graph.load(lineage.open_store(metadata))
     [tuner] = [e for e in graph.executions if graph.node_of(e) == "Tuner"]
     [best] = graph.linked([tuner], graph.outputs, "HyperParameters")
-    trainers = [e for e in graph.executions if graph.node_of(e) == "Trainer"]
-    assert best in graph.linked([max(trainers)], graph.inputs, "HyperParameters")
     with open(os.path.join(graph.artifacts[best].uri, "best_hyperparameters.txt")) as f:
         values = json.load(f)["values"]
     assert values["hidden_units"] in tuning.HIDDEN_UNITS
-    assert "tuned (best of the Tuner's trials, fed to the Trainer)" in result.stdout
+    # The Tuner's best values are the wide & deep candidate of model selection,
+    # whose choice (with its hyperparameters) is what the Trainer gets.
+    selections = [e for e in graph.executions if graph.node_of(e) == "ModelSelection"]
+    assert best in graph.linked([max(selections)], graph.inputs, "HyperParameters")
+    [chosen] = graph.linked([max(selections)], graph.outputs, "HyperParameters")
+    [cv_result] = graph.linked([max(selections)], graph.outputs, "CrossValidationResult")
+    with open(os.path.join(graph.artifacts[cv_result].uri, RESULT_FILE)) as f:
+        wide_deep = json.load(f)["families"]["wide_deep"]["hparams"]
+    assert {k: wide_deep[k] for k in values} == values
+    trainers = [e for e in graph.executions if graph.node_of(e) == "Trainer"]
+    assert graph.linked([max(trainers)], graph.inputs, "HyperParameters") == [chosen]
+    assert "tuned (best of the Tuner's trials, the wide & deep candidate" in result.stdout
+
+    # Same data, code and budget, through TFX (--force skips the run-level cache):
+    # the Tuner execution is reused, not re-run.
+    again = run_pipeline(output_dir, data_dir, *TUNING, "--force")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    graph = lineage.Graph.load(lineage.open_store(metadata))
+    assert _states(graph, "Tuner") == ["COMPLETE", "CACHED"]
+    assert _states(graph, "ModelSelection")[-1] == "CACHED"
+    assert any(line.split()[:2] == ["Tuner", "cached"] for line in again.stdout.splitlines()), (
+        again.stdout[-3000:]
+    )

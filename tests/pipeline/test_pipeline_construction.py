@@ -36,6 +36,7 @@ def test_full_pipeline_nodes_and_edges(args):
     assert set(nodes) == set(INGEST_NODES) | {
         "SpanResolver",
         "Transform",
+        "ModelSelection",
         "Trainer",
         "BaselineModelResolver",
         "Evaluator",
@@ -123,7 +124,8 @@ def test_test_evaluator_reports_test_split_without_thresholds(args):
 
 def test_tuner_is_opt_in_and_feeds_the_trainer(args):
     assert "Tuner" not in _nodes(create_pipeline(**args, span=2016))
-    nodes = _nodes(create_pipeline(**args, span=2016, tune_trials=3, tune_steps=20))
+    # Without model selection the Tuner's values go straight to the Trainer.
+    nodes = _nodes(create_pipeline(**args, span=2016, tune_trials=3, tune_steps=20, cv_folds=0))
     tuner = nodes["Tuner"]
     assert {"SpanResolver", "Transform"} <= _upstream(tuner)
     assert "Tuner" in _upstream(nodes["Trainer"])
@@ -138,3 +140,33 @@ def test_tuner_is_opt_in_and_feeds_the_trainer(args):
     # Tuning fits on train and scores on eval: the test split stays held out.
     assert list(train_args.splits) == ["train"] and train_args.num_steps == 20
     assert list(eval_args.splits) == ["eval"]
+
+
+def test_model_selection_feeds_the_trainer_and_can_be_disabled(args):
+    nodes = _nodes(create_pipeline(**args, span=2016, cv_folds=4, cv_steps=30))
+    selection = nodes["ModelSelection"]
+    assert {"SpanResolver", "Transform"} <= _upstream(selection)
+    assert "Tuner" not in nodes and "hyperparameters" not in selection.inputs
+    assert "ModelSelection" in _upstream(nodes["Trainer"])
+    hparams = nodes["Trainer"].inputs["hyperparameters"]
+    assert hparams.producer_component_id == "ModelSelection"
+    props = selection.exec_properties
+    assert props["folds"] == 4 and props["steps"] == 30
+    assert props["min_auc_gain"] == 0.0 and props["confidence"] == 0.95
+
+    off = _nodes(create_pipeline(**args, span=2016, cv_folds=0))
+    assert "ModelSelection" not in off
+    assert "hyperparameters" not in off["Trainer"].inputs
+
+
+def test_model_selection_is_on_by_default_and_fingerprinted(args):
+    nodes = _nodes(create_pipeline(**args, span=2016, code_fingerprints={"selection": "abc123"}))
+    assert nodes["ModelSelection"].exec_properties["code_fingerprint"] == "abc123"
+    assert nodes["ModelSelection"].exec_properties["folds"] == 3
+
+
+def test_tuner_values_are_an_input_of_model_selection(args):
+    nodes = _nodes(create_pipeline(**args, span=2016, tune_trials=2))
+    assert "Tuner" in _upstream(nodes["ModelSelection"])
+    assert nodes["ModelSelection"].inputs["hyperparameters"].producer_component_id == "Tuner"
+    assert nodes["Trainer"].inputs["hyperparameters"].producer_component_id == "ModelSelection"

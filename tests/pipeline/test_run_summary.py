@@ -42,3 +42,41 @@ def test_summary_lists_each_failed_behavioral_case():
         "expected p lower by >= 0.05, got p 0.3000 -> 0.9000 (change +0.6000)" in text
     )
     assert "held-out test split" not in text  # no TestEvaluator ran
+
+
+def _selection():
+    def family(mean, low, high):
+        summary = {"mean": mean, "ci_low": low, "ci_high": high}
+        return {
+            "summary": {
+                "auc": summary,
+                "log_loss": {"mean": 0.41},
+                "calibration": {"mean": 1.02},
+            }
+        }
+
+    return {
+        "folds": 3,
+        "rows": 12000,
+        "steps": 150,
+        "confidence": 0.95,
+        "families": {
+            "logistic": family(0.80, 0.78, 0.82),
+            "wide_deep": family(0.81, 0.785, 0.835),
+        },
+        "chosen_family": "logistic",
+        "reason": "wide_deep - logistic ...: the win is not significant, the simpler logistic "
+        "is kept",
+    }
+
+
+def test_summary_shows_the_model_selection_evidence():
+    text = run_summary.format_summary(_summary(selection=_selection()), "/out", "/serve", 1.0)
+    assert (
+        "model selection (3-fold CV on the train split, 12000 rows, 150 steps per fold): "
+        "chose logistic" in text
+    )
+    assert "logistic   AUC 0.8000 +- 0.0200 (95% CI [0.7800, 0.8200])" in text
+    assert "wide_deep  AUC 0.8100 +- 0.0250" in text
+    assert "why: wide_deep - logistic ...: the win is not significant" in text
+    assert "model selection" not in run_summary.format_summary(_summary(), "/o", "/s", 1.0)

@@ -1,0 +1,247 @@
+"""Model selection: folds, metrics and intervals, the rule, CV on 300 rows, the component."""
+
+import json
+import math
+import os
+import types
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from components import model as taxi_model
+from components.model_selection import cv
+from components.model_selection.component import record, run_selection
+
+# -- folds
+
+
+def _records(n):
+    return [f"row-{i}".encode() for i in range(n)]
+
+
+def test_folds_are_deterministic_disjoint_covering_and_balanced():
+    records = _records(101)
+    labels = [int(i % 4 == 0) for i in range(101)]
+    folds = cv.assign_folds(records, 3, seed=7, labels=labels)
+    assert folds.shape == (101,)
+    assert set(folds.tolist()) == {0, 1, 2}  # every row in exactly one fold of 0..k-1
+    sizes = np.bincount(folds)
+    assert sizes.sum() == 101 and sizes.max() - sizes.min() <= 1
+    positives = np.bincount(folds[np.array(labels) == 1], minlength=3)
+    assert positives.max() - positives.min() <= 1  # stratified by label
+    np.testing.assert_array_equal(folds, cv.assign_folds(records, 3, seed=7, labels=labels))
+
+
+def test_folds_depend_on_content_and_seed_not_row_order():
+    records = _records(60)
+    folds = cv.assign_folds(records, 4, seed=1)
+    order = np.random.default_rng(0).permutation(60)
+    shuffled = cv.assign_folds([records[i] for i in order], 4, seed=1)
+    np.testing.assert_array_equal(shuffled, folds[order])
+    assert not np.array_equal(cv.assign_folds(records, 4, seed=2), folds)
+
+
+def test_canonical_records_ignore_the_wire_order_of_features():
+    from tensorflow.core.example import example_pb2
+
+    def example(names):
+        e = example_pb2.Example()
+        for name in names:
+            e.features.feature[name].int64_list.value.append(len(name))
+        return e.SerializeToString()
+
+    # Same features written in another order: same canonical bytes, same fold.
+    names = [f"feature_{i}" for i in range(12)]
+    one, other = example(names), example(list(reversed(names)))
+    assert cv.canonical_records([one]) == cv.canonical_records([other])
+    assert cv.canonical_records([one]) != cv.canonical_records([example(names[:-1])])
+
+
+def test_folds_need_two_to_n():
+    with pytest.raises(ValueError):
+        cv.assign_folds(_records(5), 1, seed=0)
+    with pytest.raises(ValueError):
+        cv.assign_folds(_records(2), 3, seed=0)
+
+
+def test_batch_rows_are_seeded_epochs_of_the_training_rows():
+    rows = np.array([3, 5, 7, 9, 11])
+    batches = cv.batch_rows(rows, steps=4, batch_size=3, seed=1)
+    assert batches.shape == (4, 3)
+    flat = batches.ravel()
+    assert sorted(flat[:5].tolist()) == rows.tolist()  # the first epoch sees every row once
+    assert set(flat.tolist()) <= set(rows.tolist())
+    np.testing.assert_array_equal(batches, cv.batch_rows(rows, 4, 3, seed=1))
+
+
+# -- metrics and intervals
+
+
+def test_fold_metrics_on_known_numbers():
+    labels = [0, 0, 1, 1]
+    probabilities = [0.1, 0.4, 0.35, 0.8]
+    m = cv.fold_metrics(labels, probabilities)
+    assert m["auc"] == pytest.approx(0.75)  # 3 of 4 positive-negative pairs ranked right
+    expected_loss = -(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4
+    assert m["log_loss"] == pytest.approx(expected_loss)
+    assert m["calibration"] == pytest.approx((1.65 / 4) / 0.5)
+    assert m["accuracy"] == pytest.approx(0.75)  # 0.35 is called negative
+
+
+def test_auc_ties_count_half_and_one_class_is_nan():
+    assert cv.auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    assert math.isnan(cv.auc([1, 1], [0.2, 0.9]))
+
+
+def test_summarize_t_interval():
+    s = cv.summarize([0.80, 0.82, 0.84])
+    assert s["mean"] == pytest.approx(0.82)
+    assert s["std"] == pytest.approx(0.02)
+    half = 4.302652729911275 * 0.02 / math.sqrt(3)  # t_{0.975, 2}
+    assert s["ci_low"] == pytest.approx(0.82 - half)
+    assert s["ci_high"] == pytest.approx(0.82 + half)
+    assert half == pytest.approx(scipy_stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3))
+    assert cv.summarize([1.0, 1.0])["ci_low"] == pytest.approx(1.0)  # no spread, no width
+    assert cv.summarize([0.5])["ci_low"] == -math.inf
+
+
+# -- the rule
+
+FAMILIES = ("logistic", "wide_deep")
+
+
+def test_clear_win_switches_to_the_complex_family():
+    chosen, reason, [comparison] = cv.select_family(
+        {"logistic": [0.80, 0.81, 0.79], "wide_deep": [0.85, 0.861, 0.839]}, FAMILIES
+    )
+    assert chosen == "wide_deep"
+    assert comparison["significant"] and comparison["ci_low"] > 0
+    assert "significantly better" in reason
+
+
+def test_insignificant_win_keeps_the_simpler_family():
+    # wide & deep is ahead on average, but one fold goes the other way.
+    chosen, reason, [comparison] = cv.select_family(
+        {"logistic": [0.80, 0.81, 0.79], "wide_deep": [0.83, 0.80, 0.81]}, FAMILIES
+    )
+    assert comparison["mean"] > 0 and comparison["ci_low"] <= 0
+    assert chosen == "logistic"
+    assert "not significant" in reason
+
+
+def test_tie_and_loss_keep_the_simpler_family():
+    same = [0.8, 0.81, 0.79]
+    assert cv.select_family({"logistic": same, "wide_deep": same}, FAMILIES)[0] == "logistic"
+    chosen, reason, _ = cv.select_family(
+        {"logistic": [0.9, 0.9, 0.9], "wide_deep": [0.8, 0.81, 0.79]}, FAMILIES
+    )
+    assert chosen == "logistic" and "no gain" in reason
+
+
+def test_min_auc_gain_is_configurable():
+    aucs = {"logistic": [0.80, 0.81, 0.79], "wide_deep": [0.85, 0.861, 0.839]}
+    assert cv.select_family(aucs, FAMILIES, min_auc_gain=0.0)[0] == "wide_deep"
+    assert cv.select_family(aucs, FAMILIES, min_auc_gain=0.05)[0] == "logistic"
+    assert "min_auc_gain=0.05" in cv.rule_text(FAMILIES, 0.05, 0.95)
+
+
+# -- cross-validation and the component's plain function, on real transformed rows
+
+
+def write_examples(rows, path, raw_spec):
+    """Raw rows as a gzipped TFRecord of tf.Examples, each feature typed as the schema says."""
+    import tensorflow as tf
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for row in rows:
+            feature = {}
+            for key, values in row.items():
+                dtype = raw_spec[key].dtype
+                if dtype == tf.string:
+                    feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+                elif dtype.is_floating:
+                    feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+                else:
+                    feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def train_split(transform_output, raw_rows, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("examples") / "Split-train"
+    output, _ = transform_output
+    write_examples(raw_rows, str(folder / "data.gz"), output.raw_feature_spec())
+    return {
+        "patterns": [str(folder / "*")],
+        "transform_graph": output.transform_savedmodel_dir.rsplit("/", 1)[0],
+    }
+
+
+def test_load_transformed_reads_every_row_once(train_split, raw_rows):
+    import tensorflow_transform as tft
+
+    files = taxi_model.input_files(train_split["patterns"])
+    records, x, labels = cv.load_transformed(
+        files, tft.TFTransformOutput(train_split["transform_graph"])
+    )
+    assert len(records) == len(raw_rows) == len(labels)
+    assert set(labels.tolist()) <= {0.0, 1.0}
+    assert all(value.shape == (len(raw_rows), 1) for value in x.values())
+
+
+def test_run_selection_cross_validates_both_families_on_the_same_folds(train_split):
+    result = run_selection(
+        train_split["patterns"],
+        train_split["transform_graph"],
+        folds=3,
+        steps=5,
+        seed=3,
+        min_auc_gain=0.0,
+        confidence=0.95,
+        tuned={"hidden_units": "32", "embedding_dim": 4},
+    )
+    assert result["rows"] == 300 and sum(result["fold_sizes"]) == 300
+    assert set(result["families"]) == set(taxi_model.MODEL_FAMILIES)
+    for info in result["families"].values():
+        assert [f["fold"] for f in info["folds"]] == [0, 1, 2]
+        assert [f["rows"] for f in info["folds"]] == result["fold_sizes"]
+        assert set(info["summary"]) == set(cv.METRICS)
+    # The Tuner's values are the wide & deep candidate's hyperparameters.
+    assert result["families"]["wide_deep"]["hparams"]["hidden_units"] == "32"
+    assert result["chosen_family"] in taxi_model.MODEL_FAMILIES
+    assert result["hyperparameters"]["model_family"] == result["chosen_family"]
+    json.dumps(result)  # the artifact file is JSON
+
+    artifact = types.SimpleNamespace(props={})
+    artifact.set_string_custom_property = artifact.props.__setitem__
+    artifact.set_int_custom_property = artifact.props.__setitem__
+    artifact.set_float_custom_property = artifact.props.__setitem__
+    record(result, artifact)
+    assert artifact.props["chosen_family"] == result["chosen_family"]
+    assert artifact.props["folds"] == 3
+    assert artifact.props["logistic_auc_ci_low"] <= artifact.props["logistic_auc_mean"]
+    assert "wide_deep_auc_mean" in artifact.props
+
+
+def test_cross_validation_is_reproducible(train_split):
+    kwargs = dict(folds=2, steps=3, seed=5, min_auc_gain=0.0, confidence=0.95)
+    first = run_selection(train_split["patterns"], train_split["transform_graph"], **kwargs)
+    second = run_selection(train_split["patterns"], train_split["transform_graph"], **kwargs)
+    for family in taxi_model.MODEL_FAMILIES:
+        a = [f["auc"] for f in first["families"][family]["folds"]]
+        b = [f["auc"] for f in second["families"][family]["folds"]]
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_hparams_file_is_what_the_trainer_reads(tmp_path):
+    # The Trainer loads the only file under the HyperParameters URI as JSON.
+    from tfx.utils import io_utils
+
+    from components.model_selection.artifact import HPARAMS_FILE
+
+    path = os.path.join(tmp_path, HPARAMS_FILE)
+    io_utils.write_string_file(path, json.dumps({"values": {"model_family": "logistic"}}))
+    assert io_utils.get_only_uri_in_dir(str(tmp_path)) == path
