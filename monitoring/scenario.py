@@ -50,14 +50,12 @@ timeline.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -65,6 +63,7 @@ import time
 import requests
 
 from monitoring import canary, cli, rollback
+from serving.process import ServerProcess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVED = (
@@ -203,12 +202,6 @@ def prepare_data(work: str, settings: Settings, source: str) -> dict:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """`python -m serving.server` on free loopback ports, request logging on."""
 
@@ -226,17 +219,9 @@ class Server:
         monitoring_config = os.path.join(work, "monitoring.config")
         with open(monitoring_config, "w") as f:
             f.write('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
-        rest = free_port()
-        self.url = f"http://127.0.0.1:{rest}"
         self.log_path = os.path.join(work, "server.log")
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
+        self.process = ServerProcess(
             [
-                sys.executable,
-                "-m",
-                "serving.server",
-                f"--port={free_port()}",
-                f"--rest_api_port={rest}",
                 f"--model_config_file={self.config}",
                 "--model_config_file_poll_wait_seconds=1",
                 "--file_system_poll_wait_seconds=1",
@@ -245,41 +230,20 @@ class Server:
                 "--tensorflow_intra_op_parallelism=1",
                 "--tensorflow_inter_op_parallelism=1",
             ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
+            self.log_path,
         )
+        self.url = self.process.url
 
     def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ScenarioError(f"server exited {self.proc.returncode}; see {self.log_path}")
-            with contextlib.suppress(requests.RequestException):
-                if self.available():
-                    return
-            time.sleep(0.3)
-        raise ScenarioError(f"server not ready after {timeout}s; see {self.log_path}")
+        problem = self.process.wait_available(MODEL, timeout)
+        if problem:
+            raise ScenarioError(f"server not ready: {problem}")
 
     def available(self) -> list[int]:
-        response = requests.get(f"{self.url}/v1/models/{MODEL}", timeout=5)
-        if not response.ok:
-            return []
-        return sorted(
-            int(s["version"])
-            for s in response.json().get("model_version_status", [])
-            if s["state"] == "AVAILABLE"
-        )
+        return self.process.available_versions(MODEL)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.process.stop(timeout=30)
 
 
 def send(url: str, rows: list[dict], dtypes: dict, prefix: str) -> dict:

@@ -2,8 +2,8 @@
 
 Plain functions (no TFX types) so they can be tested on their own:
 `stage_model` lays the SavedModel out as `<base>/<name>/1`, `read_examples`
-reads gzipped TFRecord tf.Examples, `ServerProcess` runs `serving.server` on
-free loopback ports, and `probe` sends REST predict (raw named features built
+reads gzipped TFRecord tf.Examples, `run_canary` serves it with
+`serving.process.ServerProcess`, and `probe` sends REST predict (raw named features built
 from the serving_default signature's inputs), REST classify (when the model
 has a classification-style signature) and gRPC Predict requests and checks
 every answer.
@@ -14,16 +14,13 @@ import glob
 import math
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import requests
 import tensorflow as tf
 
 from serving.client import ServingClient, ServingClientError, build_instance, example_to_row
+from serving.process import ServerProcess
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -42,13 +39,6 @@ class CanaryResult:
         self.checks.append((name, bool(ok), detail))
 
 
-def free_port() -> int:
-    """Returns a currently free loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def stage_model(saved_model_dir: str, work_dir: str, model_name: str) -> str:
     """Copies the SavedModel to `<work_dir>/<model_name>/1`; returns the base path."""
     base = os.path.join(work_dir, model_name)
@@ -64,73 +54,6 @@ def read_examples(split_dir: str, limit: int) -> list:
     compression = "GZIP" if files[0].endswith(".gz") else ""
     dataset = tf.data.TFRecordDataset(files, compression_type=compression).take(limit)
     return [tf.train.Example.FromString(r.numpy()) for r in dataset]
-
-
-class ServerProcess:
-    """`python -m serving.server` on free loopback ports (a context manager)."""
-
-    def __init__(self, model_name: str, base_path: str, log_path: str):
-        self.model_name = model_name
-        self.grpc_port = free_port()
-        self.rest_port = free_port()
-        self.url = f"http://127.0.0.1:{self.rest_port}"
-        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
-        repo_root = os.path.dirname(
-            os.path.dirname(os.path.abspath(sys.modules["serving.client"].__file__))
-        )
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, env.get("PYTHONPATH")]))
-        self._log = open(log_path, "w")
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "serving.server",
-                f"--model_name={model_name}",
-                f"--model_base_path={base_path}",
-                f"--port={self.grpc_port}",
-                f"--rest_api_port={self.rest_port}",
-                "--bind_address=127.0.0.1",
-                "--file_system_poll_wait_seconds=0",
-                "--max_num_load_retries=0",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-    def wait_available(self, timeout: float) -> str:
-        """Waits until the model is AVAILABLE; returns "" or the failure reason."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return f"server exited with code {self.proc.returncode}"
-            try:
-                body = requests.get(f"{self.url}/v1/models/{self.model_name}", timeout=1).json()
-                if any(s["state"] == "AVAILABLE" for s in body["model_version_status"]):
-                    return ""
-            except (requests.RequestException, ValueError, KeyError):
-                pass
-            time.sleep(0.2)
-        return f"model not AVAILABLE after {timeout}s"
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 20 s; always reaps the process."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def _finite_probabilities(outputs: dict, batch: int) -> str:
@@ -243,8 +166,14 @@ def run_canary(
         result.add("examples", False, "no examples to build requests from")
         return result
     base = stage_model(saved_model_dir, work_dir, model_name)
-    with ServerProcess(model_name, base, os.path.join(work_dir, "server.log")) as server:
-        problem = server.wait_available(timeout_seconds)
+    args = [
+        f"--model_name={model_name}",
+        f"--model_base_path={base}",
+        "--file_system_poll_wait_seconds=0",
+        "--max_num_load_retries=0",
+    ]
+    with ServerProcess(args, os.path.join(work_dir, "server.log")) as server:
+        problem = server.wait_available(model_name, timeout_seconds)
         result.add("available", not problem, problem)
         if not problem:
             probed = probe(server.url, server.grpc_target, model_name, examples, num_requests)

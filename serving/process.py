@@ -1,0 +1,95 @@
+"""Our model server as a child process: ``python -m serving.server`` on free loopback ports.
+
+Used by the pipeline's InfraCanary (serve a candidate, probe it) and by the
+monitoring replay scenario (a long-lived server with request logging).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    """Returns a currently free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A ``serving.server`` child bound to 127.0.0.1 (a context manager that always stops it).
+
+    ``args`` are the server flags besides the ports and bind address, e.g.
+    ``--model_name=taxi --model_base_path=/srv/taxi`` or ``--model_config_file=...``.
+    Output goes to ``log_path``.
+    """
+
+    def __init__(self, args: list[str], log_path: str):
+        self.grpc_port = free_port()
+        self.rest_port = free_port()
+        self.url = f"http://127.0.0.1:{self.rest_port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        self.log_path = log_path
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "serving.server",
+                f"--port={self.grpc_port}",
+                f"--rest_api_port={self.rest_port}",
+                "--bind_address=127.0.0.1",
+                *args,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+        )
+
+    def available_versions(self, model_name: str) -> list[int]:
+        """Versions of ``model_name`` the server reports AVAILABLE ([] if it cannot say)."""
+        try:
+            response = requests.get(f"{self.url}/v1/models/{model_name}", timeout=5)
+            statuses = response.json().get("model_version_status", []) if response.ok else []
+            return sorted(int(s["version"]) for s in statuses if s["state"] == "AVAILABLE")
+        except (requests.RequestException, ValueError, KeyError):
+            return []
+
+    def wait_available(self, model_name: str, timeout: float) -> str:
+        """Waits until a version of ``model_name`` is AVAILABLE; returns "" or why not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return f"server exited with code {self.proc.returncode} (log: {self.log_path})"
+            if self.available_versions(model_name):
+                return ""
+            time.sleep(0.2)
+        return f"model {model_name} not AVAILABLE after {timeout:.0f}s (log: {self.log_path})"
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; always reaps the process."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

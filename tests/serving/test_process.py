@@ -1,0 +1,38 @@
+"""serving.process.ServerProcess: start, report availability, stop (real server, tiny model)."""
+
+import os
+import socket
+
+import model_factory
+import pytest
+
+from serving.process import ServerProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_free_port_is_bindable():
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_serves_a_model_and_always_stops(tmp_path):
+    base = str(tmp_path / "hpt")
+    model_factory.save_half_plus_two(os.path.join(base, "1"))
+    with ServerProcess(
+        ["--model_name=hpt", f"--model_base_path={base}"], str(tmp_path / "server.log")
+    ) as server:
+        assert server.wait_available("hpt", 120) == ""
+        assert server.available_versions("hpt") == [1]
+        assert server.available_versions("unknown") == []
+    assert server.proc.returncode is not None
+
+
+def test_reports_a_server_that_exits(tmp_path):
+    server = ServerProcess(["--no_such_flag=1"], str(tmp_path / "server.log"))
+    try:
+        problem = server.wait_available("x", 60)
+    finally:
+        server.stop()
+    assert problem.startswith("server exited with code")
