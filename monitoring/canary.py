@@ -128,6 +128,18 @@ def available_versions(server_url: str, model: str) -> list[int]:
         ) from None
 
 
+def _deployed(entry, model_name: str) -> tuple:
+    """(stable, candidate) labels of a deployed canary; CanaryError if there is none."""
+    stable = entry.version_labels.get("stable")
+    candidate = entry.version_labels.get("canary")
+    if not stable or not candidate:
+        raise CanaryError(
+            f"no canary of {model_name} is deployed (labels: "
+            f"{dict(entry.version_labels) or 'none'})"
+        )
+    return stable, candidate
+
+
 def pinned_stable(entry) -> int | None:
     """The stable version the entry pins (a `stable` label or a `specific` policy)."""
     if entry.version_labels.get("stable"):
@@ -224,13 +236,7 @@ def finish(
 ) -> dict:
     """`promote` (the canary becomes the only, stable version) or `abort` (back to stable)."""
     store, server_config, entry = _context(metadata_path, config_file, model_name)
-    stable = entry.version_labels.get("stable")
-    candidate = entry.version_labels.get("canary")
-    if not stable or not candidate:
-        raise CanaryError(
-            f"no canary of {model_name} is deployed (labels: "
-            f"{dict(entry.version_labels) or 'none'})"
-        )
+    stable, candidate = _deployed(entry, model_name)
     keep = candidate if action == "promote" else stable
     _set(entry, [keep], {"stable": keep})
     _write(config_file, server_config)
@@ -291,10 +297,7 @@ def hold(
 ) -> dict:
     """Records a decision to keep the canary running (nothing changes in serving)."""
     store, _, entry = _context(metadata_path, config_file, model_name)
-    stable = entry.version_labels.get("stable")
-    candidate = entry.version_labels.get("canary")
-    if not stable or not candidate:
-        raise CanaryError(f"no canary of {model_name} is deployed")
+    stable, candidate = _deployed(entry, model_name)
     execution_id = _record(
         store, "hold", model_name, stable, candidate, reason, requested_by, figures
     )
