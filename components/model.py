@@ -202,8 +202,9 @@ SHUFFLE_BUFFER = 10_000  # records; tfxio's default shuffle buffer
 def input_files(file_patterns: list[str]) -> list[str]:
     """Files of ``file_patterns`` in pattern order, sorted within each pattern.
 
-    The order depends on the patterns' order (the span resolver's, newest
-    span first) and file names inside each artifact, not on artifact URIs:
+    The order depends on the patterns' order (newest span first: the
+    Trainer of components/span_order.py sorts its span artifacts before
+    ``run_fn`` sees them) and file names inside each artifact, not on URIs:
     a globally sorted list (what ``tf.data.Dataset.list_files`` and tfxio
     produce) changes when a re-ingested span gets a new artifact id, and with
     it the shuffled order and the trained model.

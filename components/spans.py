@@ -20,6 +20,15 @@ def span_of(artifact) -> int:
     return artifact.get_int_custom_property("span")
 
 
+def by_span(artifacts: list) -> list:
+    """Newest span first; within a span, the newest artifact (highest id) first.
+
+    The order consumers read span artifacts in: TFX itself hands them over in
+    artifact-id order, which depends on ingestion order (see span_order.py).
+    """
+    return sorted(artifacts, key=lambda a: (-(span_of(a) or 0), -a.id))
+
+
 def select_spans(artifacts: list, passed_ids: set[int], num_spans: int) -> list:
     """Newest passed artifact per span, newest ``num_spans`` spans (0 = all), newest first."""
     newest: dict[int, object] = {}

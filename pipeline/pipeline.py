@@ -35,9 +35,6 @@ from tfx.components import (  # noqa: E402
     ExampleValidator,
     SchemaGen,
     StatisticsGen,
-    Trainer,
-    Transform,
-    Tuner,
 )
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen  # noqa: E402
 from tfx.dsl.components.common.resolver import Resolver  # noqa: E402
@@ -59,6 +56,7 @@ from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
 from components.infra_canary import InfraCanary  # noqa: E402
 from components.model_selection import ModelSelection  # noqa: E402
 from components.pusher import AtomicPusher  # noqa: E402
+from components.span_order import Trainer, Transform, Tuner  # noqa: E402
 from components.spans import LatestValidatedSpansStrategy  # noqa: E402
 from pipeline import configs  # noqa: E402
 

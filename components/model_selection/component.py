@@ -35,6 +35,7 @@ from components.model_selection.artifact import (
     RESULT_FILE,
     CrossValidationResult,
 )
+from components.spans import by_span
 
 TRAIN_SPLIT = "train"
 
@@ -148,7 +149,9 @@ def ModelSelection(
     model code, so a code change invalidates the cached execution.
     """
     del code_fingerprint
-    patterns = [os.path.join(artifact_utils.get_split_uri([e], TRAIN_SPLIT), "*") for e in examples]
+    patterns = [
+        os.path.join(artifact_utils.get_split_uri([e], TRAIN_SPLIT), "*") for e in by_span(examples)
+    ]
     outcome = run_selection(
         patterns,
         transform_graph.uri,

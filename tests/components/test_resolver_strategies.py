@@ -60,3 +60,34 @@ def test_baseline_is_newest_blessed_other_than_candidate():
 
 def test_no_baseline_on_first_run():
     assert pick_baseline([_model(1)], [_blessing(1, True)], candidate_ids={1}) == ([], [])
+
+
+def test_by_span_orders_newest_span_first_whatever_the_ids():
+    from tfx.types import standard_artifacts
+
+    from components.spans import by_span
+
+    def examples(artifact_id, span):
+        a = standard_artifacts.Examples()
+        a.id = artifact_id
+        a.set_int_custom_property("span", span)
+        return a
+
+    # Ingested side by side: ids in completion order, not span order.
+    artifacts = [examples(4, 2015), examples(5, 2013), examples(6, 2014), examples(9, 2013)]
+    assert [(a.get_int_custom_property("span"), a.id) for a in by_span(artifacts)] == [
+        (2015, 4),
+        (2014, 6),
+        (2013, 9),
+        (2013, 5),
+    ]
+
+
+def test_span_ordered_components_keep_the_stock_node_ids():
+    from components.span_order import Trainer, Transform, Tuner
+
+    assert (Transform.__name__, Trainer.__name__, Tuner.__name__) == (
+        "Transform",
+        "Trainer",
+        "Tuner",
+    )

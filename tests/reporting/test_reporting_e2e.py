@@ -121,7 +121,8 @@ def reports(pipeline_runs, tmp_path_factory) -> dict[str, str]:
         path = out / ("run-" + run_id.replace(":", "-") + ".html")
         assert path.exists(), sorted(os.listdir(out))
         paths[run_id] = str(path)
-    assert len(os.listdir(out)) == 5  # 3 backfills, the training run, the anomalous run
+    # 4 backfills (the newest span among them), the training run, the anomalous run
+    assert len(os.listdir(out)) == 6
     return paths
 
 
