@@ -73,7 +73,7 @@ def ready_nodes(upstream: dict[str, set[str]], done: set[str], started: set[str]
 class ConcurrentLocalDagRunner(LocalDagRunner):
     """``LocalDagRunner`` that runs up to ``max_workers`` ready nodes at once."""
 
-    def __init__(self, max_workers: int = 3):
+    def __init__(self, max_workers: int = 4):
         super().__init__()
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")

@@ -50,7 +50,7 @@ AUC_THRESHOLDS = 1000  # TFMA AUC resolution
 
 # Components run at the same time where the DAG allows (Evaluator, TestEvaluator,
 # behavioral checks and the serving canary all only need the trained model).
-PARALLEL_NODES = 3
+PARALLEL_NODES = 4
 
 # Fastest sound local Beam mode: one in-process worker, no pickling hops.
 BEAM_ARGS_IN_MEMORY = [

@@ -125,6 +125,9 @@ def eval_config(
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
+                # Said, not probed: without it TFMA tries tf.keras.models.load_model
+                # on every model it is given just to find out (~1 s each).
+                model_type="tf_generic",
                 signature_name="serving_examples",
                 preprocessing_function_names=["transform_features"],
                 label_key=LABEL_KEY,
