@@ -72,8 +72,9 @@ def main() -> int:
     parser.add_argument(
         "--ablation",
         action="store_true",
-        help="also run ours cold one component at a time (--parallel 1) and without "
-        "the Beam construction speed-up (TAXI_BEAM_SPEEDUPS=0)",
+        help="also run ours cold one component at a time (--parallel 1), without the "
+        "Tuner and ModelSelection, and without the Beam construction speed-up "
+        "(TAXI_BEAM_SPEEDUPS=0)",
     )
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench_pipeline_")
@@ -116,6 +117,11 @@ def main() -> int:
             return 1
     if args.ablation:
         run("ours cold, --parallel 1", ours("ours_serial", "--parallel", "1"), env)
+        run(
+            "ours cold, no Tuner, no ModelSelection",
+            ours("ours_core", "--tune-trials", "0", "--cv-folds", "0"),
+            env,
+        )
         run(
             "ours cold, TAXI_BEAM_SPEEDUPS=0",
             ours("ours_unpatched"),

@@ -197,6 +197,7 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
 
 
 SHUFFLE_BUFFER = 10_000  # records; tfxio's default shuffle buffer
+VALIDATION_EVERY = 10  # _input_fn(subset=...): every 10th record validates
 
 
 def input_files(file_patterns: list[str]) -> list[str]:
@@ -218,6 +219,7 @@ def _input_fn(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     seed: int | None = None,
+    subset: str | None = None,
 ) -> tf.data.Dataset:
     """Batches of (transformed features, label) from raw examples.
 
@@ -227,8 +229,15 @@ def _input_fn(
     orders files by URI. The Transform graph is applied here (Transform runs
     with ``materialize=False``); the result is cached in memory, so parsing
     and transforming happen once per training run.
+
+    ``subset`` carves a validation set out of the given files: "validation"
+    keeps every ``VALIDATION_EVERY``-th record (in read order, so always the
+    same records), "fit" the others, None all of them. The Tuner fits and
+    scores on the train split this way and never reads eval or test.
     """
     del data_accessor
+    if subset not in (None, "fit", "validation"):
+        raise ValueError(f"subset must be None, 'fit' or 'validation', got {subset!r}")
     files = input_files(file_pattern)
     compression = "GZIP" if files and files[0].endswith(".gz") else ""
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -241,11 +250,17 @@ def _input_fn(
         transformed = transform(tf.io.parse_example(serialized, raw_spec))
         return transformed, transformed.pop(features.LABEL_KEY)
 
+    records = tf.data.TFRecordDataset(files, compression_type=compression)
+    if subset is not None:
+        validation = subset == "validation"
+
+        @tf.autograph.experimental.do_not_convert
+        def in_subset(i, _):
+            return tf.equal(tf.equal(i % VALIDATION_EVERY, 0), validation)
+
+        records = records.enumerate().filter(in_subset).map(lambda _, record: record)
     dataset = (
-        tf.data.TFRecordDataset(files, compression_type=compression)
-        .shuffle(SHUFFLE_BUFFER, seed=seed)
-        .repeat()
-        .batch(batch_size, drop_remainder=True)
+        records.shuffle(SHUFFLE_BUFFER, seed=seed).repeat().batch(batch_size, drop_remainder=True)
     )
     return dataset.map(split_label).cache().repeat()
 

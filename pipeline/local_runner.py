@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tune-trials",
         type=int,
         default=configs.TUNE_TRIALS,
-        help="KerasTuner RandomSearch trials before training (0 = no tuning, the default)",
+        help="KerasTuner RandomSearch trials before training (0 = no Tuner node)",
     )
     parser.add_argument(
         "--tune-steps",

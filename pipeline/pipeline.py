@@ -333,14 +333,15 @@ def _training_nodes(
     transform.add_upstream_node(gate)
     tuner = None
     if tune_trials > 0:
-        # Train split to fit, eval split to score: test is never seen by tuning.
+        # Fits and scores on the train split (a fixed 10% validates, see
+        # components/tuning.py): eval gates the blessing, test is held out.
         tuner = Tuner(
             tuner_fn=configs.TUNER_FN,
             examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             schema=schema,
             train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=tune_steps),
-            eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=eval_steps),
+            eval_args=trainer_pb2.EvalArgs(splits=["train"], num_steps=eval_steps),
             custom_config={
                 "code_fingerprint": code_fingerprints.get("tuner", ""),
                 "seed": seed,

@@ -16,9 +16,11 @@ def _write_split(rows, path):
         for row in rows:
             feature = {}
             for key, values in row.items():
-                if values and isinstance(values[0], bytes):
+                if not values:  # a missing optional value: no feature at all
+                    continue
+                if isinstance(values[0], bytes):
                     feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-                elif values and isinstance(values[0], float):
+                elif isinstance(values[0], float):
                     feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
                 else:
                     feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
@@ -60,3 +62,6 @@ def test_tuner_fn_searches_on_train_and_scores_on_eval(transform_output, raw_row
     assert len(result.tuner.oracle.trials) == 2
     # What the Trainer receives (best_hyperparameters) builds the model.
     taxi_model.build_model(best.values)
+    # Each trial was scored by WideDeepHyperModel.fit on the eval split.
+    scores = [t.score for t in result.tuner.oracle.trials.values()]
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)

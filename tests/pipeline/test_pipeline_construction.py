@@ -36,6 +36,7 @@ def test_full_pipeline_nodes_and_edges(args):
     assert set(nodes) == set(INGEST_NODES) | {
         "SpanResolver",
         "Transform",
+        "Tuner",
         "ModelSelection",
         "Trainer",
         "BaselineModelResolver",
@@ -53,6 +54,9 @@ def test_full_pipeline_nodes_and_edges(args):
     assert "AnomaliesGate" in _upstream(nodes["Transform"])
     assert {"SpanResolver", "ImportSchemaGen"} <= _upstream(nodes["Transform"])
     assert {"SpanResolver", "Transform"} <= _upstream(nodes["Trainer"])
+    # Tuner -> ModelSelection (the tuned wide & deep candidate) -> Trainer.
+    assert "Tuner" in _upstream(nodes["ModelSelection"])
+    assert "ModelSelection" in _upstream(nodes["Trainer"])
     assert "Trainer" in _upstream(nodes["BaselineModelResolver"])
     assert {"Trainer", "BaselineModelResolver", "SpanResolver"} <= _upstream(nodes["Evaluator"])
     assert {"Trainer", "Evaluator", "InfraCanary", "BehavioralChecks"} <= _upstream(nodes["Pusher"])
@@ -122,8 +126,15 @@ def test_test_evaluator_reports_test_split_without_thresholds(args):
     assert config.slicing_specs == eval_config().slicing_specs
 
 
-def test_tuner_is_opt_in_and_feeds_the_trainer(args):
-    assert "Tuner" not in _nodes(create_pipeline(**args, span=2016))
+def test_tuner_runs_by_default_with_a_small_budget_and_can_be_disabled(args):
+    from pipeline import configs
+
+    assert 0 < configs.TUNE_TRIALS <= 3
+    assert "Tuner" in _nodes(create_pipeline(**args, span=2016))
+    assert "Tuner" not in _nodes(create_pipeline(**args, span=2016, tune_trials=0))
+
+
+def test_tuner_feeds_the_trainer(args):
     # Without model selection the Tuner's values go straight to the Trainer.
     nodes = _nodes(create_pipeline(**args, span=2016, tune_trials=3, tune_steps=20, cv_folds=0))
     tuner = nodes["Tuner"]
@@ -137,13 +148,14 @@ def test_tuner_is_opt_in_and_feeds_the_trainer(args):
     eval_args = proto_utils.json_to_proto(
         tuner.exec_properties["eval_args"], trainer_pb2.EvalArgs()
     )
-    # Tuning fits on train and scores on eval: the test split stays held out.
+    # Tuning fits and scores on train (a fixed 10% validates): eval gates the
+    # blessing and test is held out, so neither is an input of the Tuner.
     assert list(train_args.splits) == ["train"] and train_args.num_steps == 20
-    assert list(eval_args.splits) == ["eval"]
+    assert list(eval_args.splits) == ["train"]
 
 
 def test_model_selection_feeds_the_trainer_and_can_be_disabled(args):
-    nodes = _nodes(create_pipeline(**args, span=2016, cv_folds=4, cv_steps=30))
+    nodes = _nodes(create_pipeline(**args, span=2016, cv_folds=4, cv_steps=30, tune_trials=0))
     selection = nodes["ModelSelection"]
     assert {"SpanResolver", "Transform"} <= _upstream(selection)
     assert "Tuner" not in nodes and "hyperparameters" not in selection.inputs
@@ -154,7 +166,7 @@ def test_model_selection_feeds_the_trainer_and_can_be_disabled(args):
     assert props["folds"] == 4 and props["steps"] == 30
     assert props["min_auc_gain"] == 0.0 and props["confidence"] == 0.95
 
-    off = _nodes(create_pipeline(**args, span=2016, cv_folds=0))
+    off = _nodes(create_pipeline(**args, span=2016, cv_folds=0, tune_trials=0))
     assert "ModelSelection" not in off
     assert "hyperparameters" not in off["Trainer"].inputs
 
