@@ -64,3 +64,41 @@ def transform_output(tmp_path_factory, schema, raw_rows):
     metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
     data, _ = transformed
     return tft.TFTransformOutput(out), data
+
+
+def _serialize_example(row, raw_spec) -> bytes:
+    """A raw row (feature -> list of values) as a tf.Example, typed as the schema says."""
+    import tensorflow as tf
+
+    feature = {}
+    for key, values in row.items():
+        dtype = raw_spec[key].dtype
+        if dtype == tf.string:
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        elif dtype.is_floating:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        else:
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write_examples(rows, path, raw_spec) -> None:
+    """Raw rows as a gzipped TFRecord of tf.Examples (``_serialize_example``)."""
+    import tensorflow as tf
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for row in rows:
+            writer.write(_serialize_example(row, raw_spec))
+
+
+@pytest.fixture(scope="session")
+def serialize_example():
+    """``serialize_example(row, raw_spec) -> bytes``."""
+    return _serialize_example
+
+
+@pytest.fixture(scope="session")
+def write_examples():
+    """``write_examples(rows, path, raw_spec)``: a gzipped TFRecord of typed tf.Examples."""
+    return _write_examples

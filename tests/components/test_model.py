@@ -107,20 +107,7 @@ def _raw_request(row, spec):
     return request
 
 
-def _example(row, raw_spec):
-    feature = {}
-    for key, values in row.items():
-        dtype = raw_spec[key].dtype
-        if dtype == tf.string:
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-        elif dtype.is_floating:
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
-        else:
-            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
-def test_raw_features_and_examples_agree(exported, raw_rows, transform_output):
+def test_raw_features_and_examples_agree(exported, raw_rows, transform_output, serialize_example):
     raw_spec = transform_output[0].raw_feature_spec()
     loaded = tf.saved_model.load(exported["dir"])
     serve = loaded.signatures["serving_default"]
@@ -133,16 +120,16 @@ def test_raw_features_and_examples_agree(exported, raw_rows, transform_output):
     for row in rows:
         raw = float(serve(**_raw_request(row, spec))["probabilities"][0, 0])
         examples = loaded.signatures["serving_examples"](
-            examples=tf.constant([_example(row, raw_spec)])
+            examples=tf.constant([serialize_example(row, raw_spec)])
         )
         assert 0.0 <= raw <= 1.0
         assert math.isclose(raw, float(examples["probabilities"][0, 0]), abs_tol=1e-5)
 
 
-def test_classify_and_regress(exported, raw_rows, transform_output):
+def test_classify_and_regress(exported, raw_rows, transform_output, serialize_example):
     raw_spec = transform_output[0].raw_feature_spec()
     loaded = tf.saved_model.load(exported["dir"])
-    batch = tf.constant([_example(r, raw_spec) for r in raw_rows[:5]])
+    batch = tf.constant([serialize_example(r, raw_spec) for r in raw_rows[:5]])
     classified = loaded.signatures["classification"](inputs=batch)
     assert classified["classes"].numpy().tolist()[0] == [b"0", b"1"]
     np.testing.assert_allclose(classified["scores"].numpy().sum(axis=1), 1.0, rtol=1e-6)
@@ -176,9 +163,7 @@ def test_input_files_follow_pattern_order_not_uris(tmp_path):
     assert files == ["5/Split-train/a.gz", "5/Split-train/b.gz", "31/Split-train/c.gz"]
 
 
-def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_path):
-    from test_model_selection import write_examples
-
+def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_path, write_examples):
     output, _ = transform_output
     train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
     write_examples(raw_rows[:240], train, output.raw_feature_spec())

@@ -149,28 +149,8 @@ def test_min_auc_gain_is_configurable():
 # -- cross-validation and the component's plain function, on real transformed rows
 
 
-def write_examples(rows, path, raw_spec):
-    """Raw rows as a gzipped TFRecord of tf.Examples, each feature typed as the schema says."""
-    import tensorflow as tf
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for row in rows:
-            feature = {}
-            for key, values in row.items():
-                dtype = raw_spec[key].dtype
-                if dtype == tf.string:
-                    feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-                elif dtype.is_floating:
-                    feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
-                else:
-                    feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-            example = tf.train.Example(features=tf.train.Features(feature=feature))
-            writer.write(example.SerializeToString())
-
-
 @pytest.fixture(scope="module")
-def train_split(transform_output, raw_rows, tmp_path_factory):
+def train_split(transform_output, raw_rows, tmp_path_factory, write_examples):
     folder = tmp_path_factory.mktemp("examples") / "Split-train"
     output, _ = transform_output
     write_examples(raw_rows, str(folder / "data.gz"), output.raw_feature_spec())

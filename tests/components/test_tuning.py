@@ -1,31 +1,9 @@
 """Tuner module: the search space, and a 2-trial search on 300 rows (tiny budget)."""
 
-import os
 import types
-
-import tensorflow as tf
 
 from components import model as taxi_model
 from components import tuning
-
-
-def _write_split(rows, path):
-    """Raw rows (feature -> list of values) as a gzipped TFRecord of tf.Examples."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for row in rows:
-            feature = {}
-            for key, values in row.items():
-                if not values:  # a missing optional value: no feature at all
-                    continue
-                if isinstance(values[0], bytes):
-                    feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-                elif isinstance(values[0], float):
-                    feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
-                else:
-                    feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-            example = tf.train.Example(features=tf.train.Features(feature=feature))
-            writer.write(example.SerializeToString())
 
 
 def test_search_space_values_build_a_model():
@@ -40,11 +18,13 @@ def test_search_space_values_build_a_model():
     assert deep == [32, 16]
 
 
-def test_tuner_fn_searches_on_train_and_scores_on_eval(transform_output, raw_rows, tmp_path):
+def test_tuner_fn_searches_on_train_and_scores_on_eval(
+    transform_output, raw_rows, tmp_path, write_examples
+):
     output, _ = transform_output
     train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
-    _write_split(raw_rows[:240], train)
-    _write_split(raw_rows[240:], evaluation)
+    write_examples(raw_rows[:240], train, output.raw_feature_spec())
+    write_examples(raw_rows[240:], evaluation, output.raw_feature_spec())
     fn_args = types.SimpleNamespace(
         custom_config={"max_trials": 2, "seed": 1},
         transform_graph_path=output.transform_savedmodel_dir.rsplit("/", 1)[0],
