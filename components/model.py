@@ -198,6 +198,7 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
 
 SHUFFLE_BUFFER = 10_000  # records; tfxio's default shuffle buffer
 VALIDATION_EVERY = 10  # _input_fn(subset=...): every 10th record validates
+TRANSFORM_BATCH = 1024  # records per call of the Transform graph in _input_fn
 
 
 def input_files(file_patterns: list[str]) -> list[str]:
@@ -227,13 +228,19 @@ def _input_fn(
     the same data, config and seed give the same batches (see
     ``input_files``). ``data_accessor`` is not used: its dataset factory
     orders files by URI. The Transform graph is applied here (Transform runs
-    with ``materialize=False``); the result is cached in memory, so parsing
-    and transforming happen once per training run.
+    with ``materialize=False``), ``TRANSFORM_BATCH`` records per call, and
+    the transformed records are cached in memory on the first pass: parsing
+    and transforming happen once per dataset, not once per training batch.
+    The shuffle and batching come after the cache and see the records in the
+    same order, so the batches are those of shuffling the raw records.
 
     ``subset`` carves a validation set out of the given files: "validation"
     keeps every ``VALIDATION_EVERY``-th record (in read order, so always the
     same records), "fit" the others, None all of them. The Tuner fits and
-    scores on the train split this way and never reads eval or test.
+    scores on the train split this way and never reads eval or test. The
+    "validation" dataset is one unshuffled pass (the last batch may be
+    short), so a score covers each of its records exactly once; the others
+    repeat forever.
     """
     del data_accessor
     if subset not in (None, "fit", "validation"):
@@ -259,10 +266,15 @@ def _input_fn(
             return tf.equal(tf.equal(i % VALIDATION_EVERY, 0), validation)
 
         records = records.enumerate().filter(in_subset).map(lambda _, record: record)
-    dataset = (
-        records.shuffle(SHUFFLE_BUFFER, seed=seed).repeat().batch(batch_size, drop_remainder=True)
+    transformed = records.batch(TRANSFORM_BATCH).map(split_label).unbatch().cache()
+    if subset == "validation":
+        return transformed.batch(batch_size)
+    return (
+        transformed.shuffle(SHUFFLE_BUFFER, seed=seed)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
     )
-    return dataset.map(split_label).cache().repeat()
 
 
 def raw_serving_specs(tf_transform_output: tft.TFTransformOutput) -> dict:

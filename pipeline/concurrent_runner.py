@@ -19,6 +19,8 @@ What changes:
   around their MLMD sessions, because SQLite rejects concurrent writers
   instead of waiting. A launcher only holds its session while preparing and
   publishing an execution, never while the executor runs;
+* with a ``worker_pool`` (``pipeline.worker_processes``), Beam components'
+  executors run in its worker processes, so they also use several cores;
 * on the first failure no new node starts, running nodes finish, and the
   first error is re-raised as is (so callers can catch e.g. the anomalies
   gate's error type).
@@ -38,6 +40,8 @@ from tfx.orchestration.local import runner_utils
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import launcher, runtime_parameter_utils
 from tfx.proto.orchestration import pipeline_pb2
+
+from pipeline.worker_processes import WorkerPool
 
 # One lock per process: every MLMD session opened by these runners takes it.
 _MLMD_LOCK = threading.RLock()
@@ -73,11 +77,12 @@ def ready_nodes(upstream: dict[str, set[str]], done: set[str], started: set[str]
 class ConcurrentLocalDagRunner(LocalDagRunner):
     """``LocalDagRunner`` that runs up to ``max_workers`` ready nodes at once."""
 
-    def __init__(self, max_workers: int = 4):
+    def __init__(self, max_workers: int = 4, worker_pool: WorkerPool | None = None):
         super().__init__()
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self._max_workers = max_workers
+        self._operators = worker_pool.operators() if worker_pool else None
 
     def run_with_ir(
         self,
@@ -117,6 +122,7 @@ class ConcurrentLocalDagRunner(LocalDagRunner):
                 custom_driver_spec=runner_utils.extract_custom_driver_spec(
                     deployment_config, node_id
                 ),
+                custom_executor_operators=self._operators,
             ).launch()
 
         done: set[str] = set()

@@ -19,6 +19,7 @@ summary), 2 bad input data or anomalies, 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -110,6 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="components that may run at the same time when the DAG allows it (1 = one by one)",
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="worker processes for Beam components (ExampleGen, StatisticsGen, Transform, "
+        "Evaluator); default: one per core, at most --parallel; 0 = run them in this process",
+    )
+    parser.add_argument(
         "--cv-folds",
         type=int,
         default=configs.CV_FOLDS,
@@ -136,7 +144,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run through TFX even if nothing changed since the last successful run",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show TFX/Beam logs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.parallel < 1:
+        parser.error(f"--parallel must be >= 1, got {args.parallel}")
+    if args.processes is not None and args.processes < 0:
+        parser.error(f"--processes must be >= 0, got {args.processes}")
+    return args
 
 
 CODE_MODULES = {
@@ -253,6 +266,17 @@ def _write_model_card(output_dir: str, version: str) -> str:
     return f"{markdown} (+ .html)"
 
 
+def worker_processes(requested: int | None, parallel: int) -> int:
+    """Worker processes for Beam executors: ``requested``, else one per core up to ``parallel``.
+
+    One component at a time (``parallel`` 1) gains nothing from a worker, so
+    the default is then none.
+    """
+    if requested is not None:
+        return requested
+    return 0 if parallel <= 1 else min(parallel, os.cpu_count() or 1)
+
+
 def _run_all(pipelines: list, runner, parallel: int) -> None:
     """Runs independent pipelines, up to ``parallel`` at once; re-raises the first error."""
     import concurrent.futures
@@ -296,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_DATA
 
     code = code_fingerprints()
-    run_args = {k: v for k, v in vars(args).items() if k not in ("force", "verbose", "parallel")}
+    run_args = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("force", "verbose", "parallel", "processes")
+    }
     fingerprint = run_cache.inputs_fingerprint(
         spans, schema_path, {**code, "source": source_digest()}, run_args
     )
@@ -314,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline import beam_speedups, progress
     from pipeline.concurrent_runner import ConcurrentLocalDagRunner
     from pipeline.pipeline import create_pipeline
+    from pipeline.worker_processes import WorkerPool
 
     common = dict(
         pipeline_name=args.pipeline_name,
@@ -341,10 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     beam_speedups.install()
     newest = max(spans)
-    runner = ConcurrentLocalDagRunner(max_workers=args.parallel)
+    processes = worker_processes(args.processes, args.parallel)
     runs = []
     try:
-        with progress.track() as runs:
+        with (
+            WorkerPool(processes) if processes else contextlib.nullcontext() as pool,
+            progress.track() as runs,
+        ):
+            runner = ConcurrentLocalDagRunner(max_workers=args.parallel, worker_pool=pool)
             backfill = [s for s in spans if s not in ingested and s != newest]
             if backfill and newest not in ingested:
                 # Ingested side by side with the backfill; the main run then

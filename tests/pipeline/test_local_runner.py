@@ -39,3 +39,24 @@ def test_tfx_does_not_build_its_ephemeral_package_with_these_flags(monkeypatch):
     monkeypatch.setattr(dependency_utils, "build_ephemeral_package", fail)
     args = local_runner.beam_args("in_memory", [])
     assert dependency_utils.make_beam_dependency_flags(args) == args
+
+
+def test_worker_processes_default_to_one_per_core_up_to_parallel(monkeypatch):
+    monkeypatch.setattr(local_runner.os, "cpu_count", lambda: 2)
+    assert local_runner.worker_processes(None, parallel=4) == 2
+    assert local_runner.worker_processes(None, parallel=1) == 0  # serial: no workers
+    monkeypatch.setattr(local_runner.os, "cpu_count", lambda: 16)
+    assert local_runner.worker_processes(None, parallel=4) == 4
+    assert local_runner.worker_processes(0, parallel=4) == 0  # asked for threads only
+    assert local_runner.worker_processes(3, parallel=1) == 3
+
+
+def test_negative_processes_or_zero_parallel_are_usage_errors(capsys):
+    for argv in (["--processes", "-1"], ["--parallel", "0"]):
+        try:
+            local_runner.parse_args(argv)
+        except SystemExit as e:
+            assert e.code == 2
+        else:
+            raise AssertionError(f"{argv} was accepted")
+        assert "must be >=" in capsys.readouterr().err

@@ -1,0 +1,148 @@
+"""Beam components' executors in worker processes, on tiny real TFX pipelines."""
+
+import os
+import time
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import apache_beam as beam  # noqa: E402
+from tfx.dsl.component.experimental.annotations import (  # noqa: E402
+    BeamComponentParameter,
+    OutputDict,
+    Parameter,
+)
+from tfx.dsl.component.experimental.decorators import component  # noqa: E402
+from tfx.orchestration import metadata  # noqa: E402
+from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
+
+from pipeline.concurrent_runner import ConcurrentLocalDagRunner  # noqa: E402
+from pipeline.worker_processes import WorkerPool  # noqa: E402
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+@component(use_beam=True)
+def BeamSum(  # noqa: N802
+    out: Parameter[str],
+    n: Parameter[int],
+    seconds: Parameter[float],
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
+) -> OutputDict(total=int):
+    """Sums 1..n with Beam; writes "pid start end" to ``out``."""
+    start = time.time()
+    with beam_pipeline as p:
+        _ = (
+            p
+            | beam.Create(range(1, n + 1))
+            | beam.CombineGlobally(sum)
+            | beam.Map(lambda total: _write(out + ".total", str(total)))
+        )
+    time.sleep(seconds)
+    _write(out, f"{os.getpid()} {start} {time.time()}")
+    with open(out + ".total") as f:
+        return {"total": int(f.read())}
+
+
+@component
+def Record(out: Parameter[str], total: int) -> OutputDict(done=int):  # noqa: N802
+    """A plain Python component downstream: writes "pid total" to ``out``."""
+    _write(out, f"{os.getpid()} {total}")
+    return {"done": 1}
+
+
+@component(use_beam=True)
+def BeamFail(  # noqa: N802
+    how: Parameter[str],
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
+) -> OutputDict(total=int):
+    if how == "raise":
+        raise ValueError("span 7 has no rows")
+    os._exit(3)  # the worker dies, as if killed
+
+
+def _pipeline(tmp_path, components) -> tfx_pipeline.Pipeline:
+    return tfx_pipeline.Pipeline(
+        pipeline_name="workers",
+        pipeline_root=str(tmp_path / "root"),
+        components=components,
+        enable_cache=False,
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(
+            str(tmp_path / "m.sqlite")
+        ),
+        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+    )
+
+
+COMPLETE, FAILED = 3, 4  # metadata_store_pb2.Execution.State
+
+
+def _states(p) -> list[int]:
+    """The MLMD state of every execution of ``p``, in execution order."""
+    with metadata.Metadata(p.metadata_connection_config) as m:
+        return [e.last_known_state for e in m.store.get_executions()]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with WorkerPool(2) as workers:
+        yield workers
+
+
+def _read(path) -> list[str]:
+    return path.read_text().split()
+
+
+def test_beam_executor_runs_in_a_worker_and_its_outputs_reach_downstream(tmp_path, pool):
+    beam_out, py_out = tmp_path / "beam.txt", tmp_path / "py.txt"
+    summed = BeamSum(out=str(beam_out), n=10, seconds=0.0).with_id("sum")
+    record = Record(out=str(py_out), total=summed.outputs["total"]).with_id("record")
+    p = _pipeline(tmp_path, [summed, record])
+    ConcurrentLocalDagRunner(max_workers=2, worker_pool=pool).run(p)
+    beam_pid, py_pid = int(_read(beam_out)[0]), int(_read(py_out)[0])
+    assert beam_pid != os.getpid(), "the Beam executor should run in a worker process"
+    assert py_pid == os.getpid(), "plain Python executors stay in the orchestrator"
+    assert _read(py_out)[1] == "55"  # the worker's output artifact, published and resolved
+    assert _states(p) == [COMPLETE, COMPLETE]
+
+
+def test_two_beam_nodes_run_at_once_in_two_workers(tmp_path, pool):
+    a_out, b_out = tmp_path / "a.txt", tmp_path / "b.txt"
+    a = BeamSum(out=str(a_out), n=3, seconds=1.0).with_id("a")
+    b = BeamSum(out=str(b_out), n=4, seconds=1.0).with_id("b")
+    ConcurrentLocalDagRunner(max_workers=2, worker_pool=pool).run(_pipeline(tmp_path, [a, b]))
+    (a_pid, a0, a1), (b_pid, b0, b1) = (
+        [float(x) for x in _read(a_out)],
+        [float(x) for x in _read(b_out)],
+    )
+    assert a_pid != b_pid
+    assert a0 < b1 and b0 < a1, "a and b should have run at the same time"
+
+
+def test_an_executor_error_is_raised_with_its_type_and_message(tmp_path, pool):
+    out = tmp_path / "after.txt"
+    failing = BeamFail(how="raise").with_id("fail")
+    after = Record(out=str(out), total=failing.outputs["total"]).with_id("after")
+    p = _pipeline(tmp_path, [failing, after])
+    with pytest.raises(ValueError, match="span 7 has no rows"):
+        ConcurrentLocalDagRunner(max_workers=2, worker_pool=pool).run(p)
+    assert not out.exists()
+    assert _states(p) == [FAILED]  # recorded in MLMD; nothing downstream ran
+
+
+@pytest.mark.timeout(120)
+def test_a_dead_worker_fails_the_node_instead_of_hanging(tmp_path):
+    with WorkerPool(1) as own_pool:
+        p = _pipeline(tmp_path, [BeamFail(how="exit").with_id("die")])
+        with pytest.raises(Exception, match="terminated abruptly"):
+            ConcurrentLocalDagRunner(max_workers=1, worker_pool=own_pool).run(p)
+    assert _states(p) == [FAILED]
+
+
+def test_pool_size_is_checked():
+    with pytest.raises(ValueError, match="processes must be >= 1"):
+        WorkerPool(0)
