@@ -221,6 +221,7 @@ def _input_fn(
     batch_size: int,
     seed: int | None = None,
     subset: str | None = None,
+    one_pass: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (transformed features, label) from raw examples.
 
@@ -237,10 +238,11 @@ def _input_fn(
     ``subset`` carves a validation set out of the given files: "validation"
     keeps every ``VALIDATION_EVERY``-th record (in read order, so always the
     same records), "fit" the others, None all of them. The Tuner fits and
-    scores on the train split this way and never reads eval or test. The
-    "validation" dataset is one unshuffled pass (the last batch may be
-    short), so a score covers each of its records exactly once; the others
-    repeat forever.
+    scores on the train split this way and never reads eval or test.
+
+    Training data (``one_pass=False``) is shuffled and repeats forever in
+    full batches; ``one_pass=True`` gives every record once, in read order
+    (the last batch may be short): what a score should cover.
     """
     del data_accessor
     if subset not in (None, "fit", "validation"):
@@ -267,7 +269,7 @@ def _input_fn(
 
         records = records.enumerate().filter(in_subset).map(lambda _, record: record)
     transformed = records.batch(TRANSFORM_BATCH).map(split_label).unbatch().cache()
-    if subset == "validation":
+    if one_pass:
         return transformed.batch(batch_size)
     return (
         transformed.shuffle(SHUFFLE_BUFFER, seed=seed)
@@ -416,27 +418,11 @@ def export_model(model: tf.keras.Model, tf_transform_output, export_dir: str) ->
     set_method_names(export_dir, {"classification": CLASSIFY_METHOD, "regression": REGRESS_METHOD})
 
 
-def make_train_step(model: tf.keras.Model):
-    """One optimizer step of ``model`` on a batch, as a ``tf.function`` without autograph.
-
-    The step has no data-dependent Python control flow, and autograph's
-    conversion of Keras internals would dominate training time here. Reusing
-    one step for several trainings of the same model (cross-validation
-    folds) traces it once.
-    """
-
-    @tf.function(autograph=False, reduce_retracing=True)
-    def step(x, y):
-        return gradient_step(model, x, y)
-
-    return step
-
-
 def gradient_step(model: tf.keras.Model, x, y) -> tf.Tensor:
     """One optimizer step of ``model`` on the batch (``x``, ``y``); returns the loss.
 
-    Meant to be traced inside a ``tf.function`` (``make_train_step``, or the
-    in-graph loop of cross-validation).
+    Meant to be traced inside a ``tf.function`` (the in-graph loops of
+    ``train_model`` and of cross-validation).
     """
     with tf.GradientTape() as tape:
         loss = model.loss(y, model(x, training=True))
@@ -450,21 +436,35 @@ def gradient_step(model: tf.keras.Model, x, y) -> tf.Tensor:
     return loss
 
 
-def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int, step=None) -> float:
+def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> float:
     """Runs ``steps`` optimizer steps over ``dataset``; returns the last loss.
 
-    A plain loop over one ``tf.function`` (``make_train_step``; pass ``step``
-    to reuse one already traced for ``model``).
+    The loop is one graph: a ``tf.while_loop`` that takes the next batch
+    from the dataset's iterator and runs ``gradient_step``, inside a
+    ``tf.function`` without autograph (the step has no data-dependent Python
+    control flow, and autograph's conversion of Keras internals would
+    dominate training time here). No Python runs per step. A dataset with
+    fewer than ``steps`` batches is an error (``OutOfRangeError``).
     """
-    step = step or make_train_step(model)
-    loss = float("nan")
-    for x, y in dataset.take(steps):
-        loss = step(x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))
-    return float(loss)
+    # Optimizer slots must exist before the loop: variables cannot be created inside it.
+    model.optimizer.build(model.trainable_variables)
+
+    @tf.function(autograph=False)
+    def loop(iterator, steps):
+        def body(i, _):
+            x, y = iterator.get_next()
+            return i + 1, gradient_step(model, x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))
+
+        _, loss = tf.while_loop(
+            lambda i, _: i < steps, body, (tf.constant(0), tf.constant(float("nan")))
+        )
+        return loss
+
+    return float(loop(iter(dataset), tf.constant(steps)))
 
 
 def evaluate_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> dict:
-    """AUC and accuracy of ``model`` over ``steps`` batches (a training log aid)."""
+    """AUC and accuracy of ``model`` over the first ``steps`` batches of ``dataset``."""
     auc, accuracy = tf.keras.metrics.AUC(), tf.keras.metrics.BinaryAccuracy()
 
     # One traced step without autograph: called eagerly, Keras metrics convert
@@ -504,11 +504,15 @@ def run_fn(fn_args: FnArgs) -> None:
         fn_args.train_files, fn_args.data_accessor, tf_transform_output, hp["batch_size"], seed
     )
     evaluation = _input_fn(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hp["batch_size"], seed
+        fn_args.eval_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        hp["batch_size"],
+        one_pass=True,
     )
     model = build_model(hp)
     train_model(model, train, fn_args.train_steps)
     if fn_args.eval_steps:
         metrics = evaluate_model(model, evaluation, fn_args.eval_steps)
-        logging.info("Trainer eval on %d batches: %s", fn_args.eval_steps, metrics)
+        logging.info("Trainer eval (at most %d batches): %s", fn_args.eval_steps, metrics)
     export_model(model, tf_transform_output, fn_args.serving_model_dir)

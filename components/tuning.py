@@ -60,9 +60,9 @@ class WideDeepHyperModel(keras_tuner.HyperModel):
 
     KerasTuner's default ``model.fit`` retraces Keras' train/test functions
     through autograph for every trial (most of a trial's cost on this data);
-    ``fit`` here runs ``model.train_model`` (one ``tf.function`` step without
-    autograph, as in the Trainer) and scores ``model.evaluate_model`` on the
-    validation data. It returns ``{"val_auc": ...}``, the tuner's objective.
+    ``fit`` here runs ``model.train_model`` (the Trainer's in-graph loop,
+    without autograph) and scores ``model.evaluate_model`` on one pass over
+    the validation data. It returns ``{"val_auc": ...}``, the tuner's objective.
     """
 
     def __init__(self, seed: int):
@@ -108,7 +108,12 @@ def tuner_fn(fn_args) -> TunerFnResult:
         fn_args.train_files, None, transform_output, batch_size, seed, subset="fit"
     )
     evaluation = taxi_model._input_fn(  # noqa: SLF001
-        fn_args.train_files, None, transform_output, batch_size, seed, subset="validation"
+        fn_args.train_files,
+        None,
+        transform_output,
+        batch_size,
+        subset="validation",
+        one_pass=True,
     )
     tuner = build_tuner(fn_args.working_dir, int(custom.get("max_trials", 2)), seed)
     return TunerFnResult(
@@ -117,7 +122,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
             "x": train,
             "validation_data": evaluation,
             "steps_per_epoch": fn_args.train_steps,
-            "validation_steps": fn_args.eval_steps,
+            "validation_steps": fn_args.eval_steps,  # at most: one pass over validation
             "epochs": 1,
             "verbose": 0,
         },

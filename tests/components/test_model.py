@@ -191,3 +191,67 @@ def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_pat
     names = {v.name for v in loaded.weights}
     assert any(n.startswith("logit/") for n in names)
     assert not any("embedding" in n for n in names)
+
+
+def _labels(dataset) -> list[list[int]]:
+    return [[int(v) for v in np.asarray(y).reshape(-1)] for _, y in dataset]
+
+
+def _one_pass_rows(dataset) -> list[tuple]:
+    """Each record of a one-pass dataset as a tuple of its transformed values."""
+    rows = []
+    for x, y in dataset:
+        columns = [np.asarray(x[k]).reshape(len(y), -1) for k in sorted(x)]
+        for i in range(len(y)):
+            rows.append(tuple(float(v) for c in columns for v in c[i]) + (float(y[i]),))
+    return rows
+
+
+@pytest.fixture()
+def train_file(transform_output, raw_rows, tmp_path, write_examples):
+    output, _ = transform_output
+    path = str(tmp_path / "train.gz")
+    write_examples(raw_rows, path, output.raw_feature_spec())
+    return output, path
+
+
+def _transformed_labels(transform_output) -> list[float]:
+    _, data = transform_output
+    return sorted(float(np.asarray(d[features.LABEL_KEY]).reshape(-1)[0]) for d in data)
+
+
+def test_input_fn_one_pass_gives_every_record_once_in_order(train_file, transform_output):
+    output, path = train_file
+    whole = _one_pass_rows(taxi_model._input_fn([path], None, output, 64, one_pass=True))
+    assert sorted(r[-1] for r in whole) == _transformed_labels(transform_output)
+    assert _one_pass_rows(taxi_model._input_fn([path], None, output, 64, one_pass=True)) == whole
+    validation = _one_pass_rows(
+        taxi_model._input_fn([path], None, output, 64, subset="validation", one_pass=True)
+    )
+    fit = _one_pass_rows(
+        taxi_model._input_fn([path], None, output, 64, subset="fit", one_pass=True)
+    )
+    every = taxi_model.VALIDATION_EVERY
+    assert validation == whole[::every]
+    assert fit == [r for i, r in enumerate(whole) if i % every]
+
+
+def test_input_fn_training_batches_are_full_shuffled_and_seeded(
+    train_file, raw_rows, transform_output
+):
+    output, path = train_file
+    batches = 3 * len(raw_rows) // 32  # three epochs
+
+    def run(seed):
+        return _labels(taxi_model._input_fn([path], None, output, 32, seed).take(batches))
+
+    first, again, other = run(7), run(7), run(8)
+    assert all(len(b) == 32 for b in first)
+    assert first == again
+    assert first != other
+    epoch = [float(v) for b in first for v in b][: len(raw_rows)]
+    assert sorted(epoch) == _transformed_labels(transform_output)  # each record once an epoch
+    in_order = [
+        r[-1] for r in _one_pass_rows(taxi_model._input_fn([path], None, output, 32, one_pass=True))
+    ]
+    assert epoch != in_order  # ... shuffled
