@@ -20,7 +20,7 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "taxi-pipeline=pipeline.local_runner:main",
+            "taxi-pipeline=pipeline.local_runner:cli",
             "taxi-lineage=pipeline.lineage_cli:main",
             "taxi-report=reporting.cli:main",
             "serve=serving.server:main",
