@@ -270,11 +270,14 @@ def worker_processes(requested: int | None, parallel: int) -> int:
     """Worker processes for Beam executors: ``requested``, else one per core up to ``parallel``.
 
     One component at a time (``parallel`` 1) gains nothing from a worker, so
-    the default is then none.
+    the default is then none. Workers are forked from a process that has
+    imported TF, which is only sound on Linux: elsewhere the default is none.
     """
     if requested is not None:
         return requested
-    return 0 if parallel <= 1 else min(parallel, os.cpu_count() or 1)
+    if parallel <= 1 or not sys.platform.startswith("linux"):
+        return 0
+    return min(parallel, os.cpu_count() or 1)
 
 
 def _run_all(pipelines: list, runner, parallel: int) -> None:

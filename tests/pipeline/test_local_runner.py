@@ -42,6 +42,7 @@ def test_tfx_does_not_build_its_ephemeral_package_with_these_flags(monkeypatch):
 
 
 def test_worker_processes_default_to_one_per_core_up_to_parallel(monkeypatch):
+    monkeypatch.setattr(local_runner.sys, "platform", "linux")
     monkeypatch.setattr(local_runner.os, "cpu_count", lambda: 2)
     assert local_runner.worker_processes(None, parallel=4) == 2
     assert local_runner.worker_processes(None, parallel=1) == 0  # serial: no workers
@@ -60,3 +61,9 @@ def test_negative_processes_or_zero_parallel_are_usage_errors(capsys):
         else:
             raise AssertionError(f"{argv} was accepted")
         assert "must be >=" in capsys.readouterr().err
+
+
+def test_no_default_workers_where_fork_is_unsound(monkeypatch):
+    monkeypatch.setattr(local_runner.sys, "platform", "darwin")
+    assert local_runner.worker_processes(None, parallel=4) == 0
+    assert local_runner.worker_processes(2, parallel=4) == 2  # asked for: the user's call
