@@ -17,10 +17,12 @@ setup(
         "apache-beam==2.59.0",
         "dill==0.3.1.1",
         "tensorflow-serving-api==2.16.1",
+        "kfp-pipeline-spec==0.2.2",  # taxi-kubeflow-compile
     ],
     entry_points={
         "console_scripts": [
             "taxi-pipeline=pipeline.local_runner:cli",
+            "taxi-kubeflow-compile=pipeline.kubeflow_runner:main",
             "taxi-lineage=pipeline.lineage_cli:main",
             "taxi-report=reporting.cli:main",
             "serve=serving.server:main",

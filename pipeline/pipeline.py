@@ -38,6 +38,9 @@ from tfx.components import (  # noqa: E402
 )
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen  # noqa: E402
 from tfx.dsl.components.common.resolver import Resolver  # noqa: E402
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (  # noqa: E402
+    LatestBlessedModelStrategy,
+)
 from tfx.orchestration import metadata  # noqa: E402
 from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
 from tfx.proto import (  # noqa: E402
@@ -167,6 +170,7 @@ def create_pipeline(
     cv_steps: int = configs.CV_STEPS,
     cv_min_auc_gain: float = configs.CV_MIN_AUC_GAIN,
     cv_confidence: float = configs.CV_CONFIDENCE,
+    portable: bool = False,
 ) -> tfx_pipeline.Pipeline:
     """Builds the taxi pipeline.
 
@@ -207,6 +211,13 @@ def create_pipeline(
       cv_steps: train steps per fold and family.
       cv_min_auc_gain / cv_confidence: the selection rule (see
         ``components.model_selection.cv.RULE``).
+      portable: the variant for orchestrators whose compilers only know
+        TFX's stock resolver strategies (Kubeflow Pipelines v2 / Vertex AI:
+        LatestArtifact and LatestBlessedModel). It trains on the span this
+        run ingested (no SpanResolver: ``num_spans`` is ignored), takes the
+        newest blessed model as the baseline (TFX's LatestBlessedModelStrategy)
+        and has no metadata connection (the orchestrator brings its own).
+        Every component, its code and configuration are the same.
 
     Returns:
       A ``tfx_pipeline.Pipeline``.
@@ -274,6 +285,7 @@ def create_pipeline(
             cv_steps=cv_steps,
             cv_min_auc_gain=cv_min_auc_gain,
             cv_confidence=cv_confidence,
+            portable=portable,
         )
 
     return tfx_pipeline.Pipeline(
@@ -281,7 +293,9 @@ def create_pipeline(
         pipeline_root=pipeline_root,
         components=components,
         enable_cache=enable_cache,
-        metadata_connection_config=metadata.sqlite_metadata_connection_config(metadata_path),
+        metadata_connection_config=None
+        if portable
+        else metadata.sqlite_metadata_connection_config(metadata_path),
         beam_pipeline_args=list(beam_pipeline_args or configs.BEAM_ARGS_IN_MEMORY),
     )
 
@@ -307,15 +321,22 @@ def _training_nodes(
     cv_steps: int = configs.CV_STEPS,
     cv_min_auc_gain: float = configs.CV_MIN_AUC_GAIN,
     cv_confidence: float = configs.CV_CONFIDENCE,
+    portable: bool = False,
 ) -> list:
     """Span resolver, Transform, Trainer, baseline resolver, Evaluators, checks, Pusher."""
-    span_resolver = Resolver(
-        strategy_class=LatestValidatedSpansStrategy,
-        config={"num_spans": num_spans},
-        examples=Channel(type=standard_artifacts.Examples, producer_component_id=example_gen.id),
-    ).with_id("SpanResolver")
-    span_resolver.add_upstream_node(gate)
-    examples = span_resolver.outputs["examples"]
+    span_resolver = None
+    if portable:
+        examples = example_gen.outputs["examples"]  # this run's span (gated below)
+    else:
+        span_resolver = Resolver(
+            strategy_class=LatestValidatedSpansStrategy,
+            config={"num_spans": num_spans},
+            examples=Channel(
+                type=standard_artifacts.Examples, producer_component_id=example_gen.id
+            ),
+        ).with_id("SpanResolver")
+        span_resolver.add_upstream_node(gate)
+        examples = span_resolver.outputs["examples"]
 
     transform = Transform(
         examples=examples,
@@ -374,15 +395,21 @@ def _training_nodes(
         eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=eval_steps),
         custom_config={"code_fingerprint": code_fingerprints.get("trainer", ""), "seed": seed},
     )
-    baseline_resolver = Resolver(
-        strategy_class=PreviousBlessedModelStrategy,
-        model=Channel(type=standard_artifacts.Model),
-        # Only the gating Evaluator blesses (TestEvaluator's blessing is never set).
-        model_blessing=Channel(
-            type=standard_artifacts.ModelBlessing, producer_component_id="Evaluator"
-        ),
-        candidate=trainer.outputs["model"],
-    ).with_id("BaselineModelResolver")
+    # Only the gating Evaluator blesses (TestEvaluator's blessing is never set).
+    blessings = Channel(type=standard_artifacts.ModelBlessing, producer_component_id="Evaluator")
+    if portable:
+        baseline_resolver = Resolver(
+            strategy_class=LatestBlessedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=blessings,
+        ).with_id("BaselineModelResolver")
+    else:
+        baseline_resolver = Resolver(
+            strategy_class=PreviousBlessedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=blessings,
+            candidate=trainer.outputs["model"],
+        ).with_id("BaselineModelResolver")
     evaluator = Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
@@ -398,7 +425,7 @@ def _training_nodes(
         eval_config=test_eval_cfg,
     ).with_id("TestEvaluator")
     behavioral = BehavioralChecks(model=trainer.outputs["model"])
-    nodes = [span_resolver, transform, *(n for n in (tuner, selection) if n), trainer]
+    nodes = [n for n in (span_resolver, transform, tuner, selection) if n] + [trainer]
     nodes.append(baseline_resolver)
     nodes += [evaluator, test_evaluator]
     nodes.append(behavioral)

@@ -160,6 +160,10 @@ def format_selection(result: dict) -> list[str]:
 
 
 def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
+    # Imported here: this module is also used before TF is imported (run cache).
+    from components.behavioral.artifact import BehavioralBlessing
+    from components.model_selection.artifact import CrossValidationResult
+
     graph = lineage.Graph.load(lineage.open_store(metadata_path))
     spans, blessed, reasons, version, pushed_to, model_uri = [], None, [], None, None, None
     transform = _latest(graph, "Transform", since)
@@ -198,7 +202,7 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
     behavioral = None
     checks = _latest(graph, "BehavioralChecks", since)
     if checks is not None:
-        for a in graph.linked([checks], graph.outputs, "BehavioralBlessing"):
+        for a in graph.linked([checks], graph.outputs, BehavioralBlessing.TYPE_NAME):
             behavioral = behavioral_report(graph.artifacts[a].uri)
     tuned = None
     tuner = _latest(graph, "Tuner", since)
@@ -208,7 +212,7 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
     selection = None
     selector = _latest(graph, "ModelSelection", since)
     if selector is not None:
-        for a in graph.linked([selector], graph.outputs, "CrossValidationResult"):
+        for a in graph.linked([selector], graph.outputs, CrossValidationResult.TYPE_NAME):
             selection = selection_result(graph.artifacts[a].uri)
     return Summary(
         nodes,

@@ -13,4 +13,4 @@ class BehavioralBlessing(Artifact):
     the only ``ModelBlessing`` that lineage and the baseline resolver see.
     """
 
-    TYPE_NAME = "BehavioralBlessing"
+    TYPE_NAME = "taxi.BehavioralBlessing"

@@ -19,7 +19,7 @@ import os
 import pandas as pd
 
 from components import features
-from components.behavioral.artifact import REPORT_FILE
+from components.behavioral.artifact import REPORT_FILE, BehavioralBlessing
 from pipeline import lineage
 
 CARDS_DIR = "model_cards"
@@ -59,7 +59,7 @@ def _data_section(store, run_store, spans: list[int]) -> pd.DataFrame:
 
 
 def _behavioral(run_store, run) -> dict | None:
-    blessing = run_store.output(run, "BehavioralChecks", "BehavioralBlessing")
+    blessing = run_store.output(run, "BehavioralChecks", BehavioralBlessing.TYPE_NAME)
     if blessing is None:
         return None
     try:
@@ -71,14 +71,14 @@ def _behavioral(run_store, run) -> dict | None:
 
 def _selection(run_store, run) -> dict | None:
     """ModelSelection's CV result, if the Trainer's hyperparameters came from one."""
-    from components.model_selection.artifact import RESULT_FILE
+    from components.model_selection.artifact import RESULT_FILE, CrossValidationResult
 
     graph = run_store.graph
     for hparams in run_store.inputs(run, "Trainer", "HyperParameters"):
         producer = graph.producer(hparams.id)
         if producer is None or graph.node_of(producer) != "ModelSelection":
             continue
-        for artifact_id in graph.linked([producer], graph.outputs, "CrossValidationResult"):
+        for artifact_id in graph.linked([producer], graph.outputs, CrossValidationResult.TYPE_NAME):
             try:
                 with open(os.path.join(graph.artifacts[artifact_id].uri, RESULT_FILE)) as f:
                     return json.load(f)

@@ -15,4 +15,4 @@ class CrossValidationResult(Artifact):
     family ``<family>_auc_mean``, ``<family>_auc_ci_low``, ``<family>_auc_ci_high``.
     """
 
-    TYPE_NAME = "CrossValidationResult"
+    TYPE_NAME = "taxi.CrossValidationResult"

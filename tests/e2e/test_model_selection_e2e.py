@@ -11,7 +11,11 @@ import tensorflow as tf
 
 from components import model as taxi_model
 from components.model_card import card as model_card
-from components.model_selection.artifact import CHOSEN_FAMILY, RESULT_FILE
+from components.model_selection.artifact import (
+    CHOSEN_FAMILY,
+    RESULT_FILE,
+    CrossValidationResult,
+)
 from pipeline import lineage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -25,7 +29,7 @@ def _prop(artifact, name):
 def selection(taxi_run):
     graph = lineage.Graph.load(lineage.open_store(taxi_run["metadata"]))
     [execution] = [e for e in graph.executions if graph.node_of(e) == "ModelSelection"]
-    [result] = graph.linked([execution], graph.outputs, "CrossValidationResult")
+    [result] = graph.linked([execution], graph.outputs, CrossValidationResult.TYPE_NAME)
     [hparams] = graph.linked([execution], graph.outputs, "HyperParameters")
     with open(os.path.join(graph.artifacts[result].uri, RESULT_FILE)) as f:
         outcome = json.load(f)

@@ -17,6 +17,7 @@ import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from taxi_runs import REPO_ROOT, run_pipeline
 
+from components.behavioral.artifact import BehavioralBlessing
 from pipeline import lineage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -129,7 +130,7 @@ def test_held_out_test_split_is_reported_not_gated(taxi_run):
 
 
 def test_behavioral_checks_ran_and_gate_the_push(taxi_run):
-    [blessing] = _outputs_of(taxi_run["metadata"], "BehavioralChecks", "BehavioralBlessing")
+    [blessing] = _outputs_of(taxi_run["metadata"], "BehavioralChecks", BehavioralBlessing.TYPE_NAME)
     assert blessing.custom_properties["blessed"].int_value == 1
     with open(os.path.join(blessing.uri, "behavioral_report.json")) as f:
         report = json.load(f)

@@ -19,6 +19,7 @@ import shutil
 import pytest
 from taxi_runs import run_pipeline
 
+from components.model_selection.artifact import CrossValidationResult
 from pipeline import lineage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -62,7 +63,7 @@ def test_two_no_cache_runs_give_the_same_metrics(taxi_run, tmp_path):
     graph = lineage.Graph.load(lineage.open_store(metadata))
     outcomes = []
     for execution in sorted(e for e in graph.executions if graph.node_of(e) == "ModelSelection"):
-        for a in graph.linked([execution], graph.outputs, "CrossValidationResult"):
+        for a in graph.linked([execution], graph.outputs, CrossValidationResult.TYPE_NAME):
             with open(os.path.join(graph.artifacts[a].uri, RESULT_FILE)) as f:
                 outcomes.append(json.load(f))
     first, *_, second = outcomes

@@ -9,7 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 from taxi_runs import run_pipeline
 
 from components import tuning
-from components.model_selection.artifact import RESULT_FILE
+from components.model_selection.artifact import RESULT_FILE, CrossValidationResult
 from pipeline import lineage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -49,7 +49,7 @@ def test_tuner_feeds_model_selection_and_an_unchanged_tuning_run_is_cached(taxi_
     selections = [e for e in graph.executions if graph.node_of(e) == "ModelSelection"]
     assert best in graph.linked([max(selections)], graph.inputs, "HyperParameters")
     [chosen] = graph.linked([max(selections)], graph.outputs, "HyperParameters")
-    [cv_result] = graph.linked([max(selections)], graph.outputs, "CrossValidationResult")
+    [cv_result] = graph.linked([max(selections)], graph.outputs, CrossValidationResult.TYPE_NAME)
     with open(os.path.join(graph.artifacts[cv_result].uri, RESULT_FILE)) as f:
         wide_deep = json.load(f)["families"]["wide_deep"]["hparams"]
     assert {k: wide_deep[k] for k in values} == values
