@@ -21,6 +21,8 @@ What changes:
   publishing an execution, never while the executor runs;
 * with a ``worker_pool`` (``pipeline.worker_processes``), Beam components'
   executors run in its worker processes, so they also use several cores;
+* after each node, cyclic garbage is collected and free heap returned to
+  the OS (``pipeline.memory``);
 * on the first failure no new node starts, running nodes finish, and the
   first error is re-raised as is (so callers can catch e.g. the anomalies
   gate's error type).
@@ -41,6 +43,7 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import launcher, runtime_parameter_utils
 from tfx.proto.orchestration import pipeline_pb2
 
+from pipeline import memory
 from pipeline.worker_processes import WorkerPool
 
 # One lock per process: every MLMD session opened by these runners takes it.
@@ -124,6 +127,7 @@ class ConcurrentLocalDagRunner(LocalDagRunner):
                 ),
                 custom_executor_operators=self._operators,
             ).launch()
+            memory.release()
 
         done: set[str] = set()
         started: set[str] = set()

@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
     from components.anomalies_gate import AnomaliesFoundError
-    from pipeline import beam_speedups, progress
+    from pipeline import beam_speedups, memory, progress
     from pipeline.concurrent_runner import ConcurrentLocalDagRunner
     from pipeline.pipeline import create_pipeline
     from pipeline.worker_processes import WorkerPool
@@ -372,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         cv_min_auc_gain=args.cv_min_auc_gain,
     )
     beam_speedups.install()
+    memory.freeze_imports()  # before forking workers (see pipeline.memory)
     newest = max(spans)
     processes = worker_processes(args.processes, args.parallel)
     runs = []

@@ -18,7 +18,8 @@ The output artifacts travel in that proto, as they do in process.
 Workers are forked once, when the pool is created: after the heavy imports
 (TF, Beam, TFX, TFDV, TFT, TFMA: about 5 s, paid once and shared
 copy-on-write) and before any thread, TF runtime or gRPC server exists in the
-orchestrating process, so create the pool before starting threads. An
+orchestrating process, so create the pool before starting threads (and,
+to keep those shared pages shared, after ``memory.freeze_imports``). An
 executor's exception is re-raised in the orchestrator (its traceback from the
 worker as the cause); a worker that dies (killed, out of memory) fails the
 nodes that were on the pool with ``BrokenProcessPool``.
@@ -37,6 +38,8 @@ from tfx.proto.orchestration import (
     execution_result_pb2,
 )
 
+from pipeline import memory
+
 
 def _noop() -> None:
     return None
@@ -53,6 +56,7 @@ def run_beam_executor(spec: bytes, invocation: bytes) -> bytes:
     try:
         return operator.run_executor(execution_info).SerializeToString()
     finally:
+        memory.release()
         sys.stdout.flush()
         sys.stderr.flush()
 
