@@ -199,6 +199,7 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
 SHUFFLE_BUFFER = 10_000  # records; tfxio's default shuffle buffer
 VALIDATION_EVERY = 10  # _input_fn(subset=...): every 10th record validates
 TRANSFORM_BATCH = 1024  # records per call of the Transform graph in _input_fn
+EPOCH_SEED_STRIDE = 1_000_003  # _input_fn: epoch e of seed s is shuffled with s * stride + e
 
 
 def input_files(file_patterns: list[str]) -> list[str]:
@@ -240,8 +241,9 @@ def _input_fn(
     same records), "fit" the others, None all of them. The Tuner fits and
     scores on the train split this way and never reads eval or test.
 
-    Training data (``one_pass=False``) is shuffled and repeats forever in
-    full batches; ``one_pass=True`` gives every record once, in read order
+    Training data (``one_pass=False``) is shuffled (each epoch with its own
+    seed derived from ``seed``) and repeats forever in full batches; every
+    iterator of the dataset yields the same batches; ``one_pass=True`` gives every record once, in read order
     (the last batch may be short): what a score should cover.
     """
     del data_accessor
@@ -271,12 +273,19 @@ def _input_fn(
     transformed = records.batch(TRANSFORM_BATCH).map(split_label).unbatch().cache()
     if one_pass:
         return transformed.batch(batch_size)
-    return (
-        transformed.shuffle(SHUFFLE_BUFFER, seed=seed)
-        .repeat()
-        .batch(batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    if seed is None:
+        stream = transformed.shuffle(SHUFFLE_BUFFER).repeat()
+    else:
+        # Epoch e is shuffled with its own seed (from seed and e), not by a
+        # seed generator shared by all iterators of the dataset: that one
+        # advances whenever an iterator (or tf.data's injected read-ahead)
+        # starts an epoch, so a second iterator -- the next Tuner trial --
+        # would get batches depending on how far the first one had read.
+        def epoch(e):
+            return transformed.shuffle(SHUFFLE_BUFFER, seed=seed * EPOCH_SEED_STRIDE + e)
+
+        stream = tf.data.Dataset.counter().flat_map(epoch)
+    return stream.batch(batch_size, drop_remainder=True)
 
 
 def raw_serving_specs(tf_transform_output: tft.TFTransformOutput) -> dict:
@@ -456,7 +465,10 @@ def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> 
             return i + 1, gradient_step(model, x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))
 
         _, loss = tf.while_loop(
-            lambda i, _: i < steps, body, (tf.constant(0), tf.constant(float("nan")))
+            lambda i, _: i < steps,
+            body,
+            (tf.constant(0), tf.constant(float("nan"))),
+            parallel_iterations=1,  # step after step, as the optimizer state requires
         )
         return loss
 

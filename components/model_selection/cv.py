@@ -245,7 +245,10 @@ def make_in_memory_fit(model, x: dict, labels):
             return i + 1, taxi_model.gradient_step(model, batch, tf.gather(targets, rows))
 
         _, loss = tf.while_loop(
-            lambda i, _: i < tf.shape(batches)[0], body, (tf.constant(0), tf.constant(0.0))
+            lambda i, _: i < tf.shape(batches)[0],
+            body,
+            (tf.constant(0), tf.constant(0.0)),
+            parallel_iterations=1,  # step after step, as the optimizer state requires
         )
         return loss
 

@@ -255,3 +255,15 @@ def test_input_fn_training_batches_are_full_shuffled_and_seeded(
         r[-1] for r in _one_pass_rows(taxi_model._input_fn([path], None, output, 32, one_pass=True))
     ]
     assert epoch != in_order  # ... shuffled
+
+
+def test_input_fn_every_iterator_gives_the_same_batches(train_file):
+    # The Tuner fits every trial on one dataset object: a trial must get the
+    # same batches whatever an earlier iterator (or tf.data's read-ahead) did.
+    output, path = train_file
+    dataset = taxi_model._input_fn([path], None, output, 32, seed=3)
+    first = _labels(dataset.take(40))  # four epochs of the 300 rows
+    ahead = iter(dataset)
+    for _ in range(57):
+        next(ahead)
+    assert _labels(dataset.take(40)) == first
