@@ -30,6 +30,13 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline import configs  # noqa: E402
+from pipeline.local_runner import (  # noqa: E402
+    DEPENDENCY_FLAGS,
+    add_training_flags,
+    beam_args,
+    code_fingerprints,
+    training_settings,
+)
 
 # Where deploy/pipeline/Dockerfile puts the project inside the image.
 IMAGE_PROJECT_DIR = "/pipeline"
@@ -49,16 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serving-dir", required=True, help="base dir of pushed versions")
     parser.add_argument("--output", default="taxi_pipeline.json", help="pipeline spec to write")
     parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-    parser.add_argument("--train-steps", type=int, default=configs.TRAIN_STEPS)
-    parser.add_argument("--eval-steps", type=int, default=configs.EVAL_STEPS)
-    parser.add_argument("--seed", type=int, default=configs.SEED)
-    parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC)
-    parser.add_argument("--max-auc-drop", type=float, default=configs.MAX_AUC_DROP)
-    parser.add_argument("--tune-trials", type=int, default=configs.TUNE_TRIALS)
-    parser.add_argument("--tune-steps", type=int, default=configs.TUNE_STEPS)
-    parser.add_argument("--cv-folds", type=int, default=configs.CV_FOLDS)
-    parser.add_argument("--cv-steps", type=int, default=configs.CV_STEPS)
-    parser.add_argument("--no-canary", action="store_true", help="no InfraCanary step")
+    add_training_flags(parser)
     parser.add_argument(
         "--beam-arg",
         action="append",
@@ -73,7 +71,6 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     """Writes the pipeline spec for ``args``; returns its path."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-    from pipeline.local_runner import DEPENDENCY_FLAGS, beam_args, code_fingerprints
     from pipeline.pipeline import create_pipeline
 
     # Inside the image, the project (the components' code) is at IMAGE_PROJECT_DIR.
@@ -88,18 +85,9 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         schema_path=args.schema_dir,
         serving_dir=args.serving_dir,
         metadata_path="",
-        train_steps=args.train_steps,
-        eval_steps=args.eval_steps,
-        seed=args.seed,
         code_fingerprints=code_fingerprints(),
         beam_pipeline_args=flags,
-        canary=not args.no_canary,
-        min_auc=args.min_auc,
-        max_auc_drop=args.max_auc_drop,
-        tune_trials=args.tune_trials,
-        tune_steps=args.tune_steps,
-        cv_folds=args.cv_folds,
-        cv_steps=args.cv_steps,
+        **training_settings(args),
         portable=True,
     )
     output = os.path.abspath(args.output)

@@ -36,6 +36,69 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXIT_OK, EXIT_FAILED, EXIT_BAD_DATA = 0, 1, 2
 
 
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags for what is trained and how it is gated, shared with ``taxi-kubeflow-compile``."""
+    parser.add_argument("--train-steps", type=int, default=configs.TRAIN_STEPS)
+    parser.add_argument("--eval-steps", type=int, default=configs.EVAL_STEPS)
+    parser.add_argument("--seed", type=int, default=configs.SEED)
+    parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC)
+    parser.add_argument("--max-auc-drop", type=float, default=configs.MAX_AUC_DROP)
+    parser.add_argument(
+        "--no-canary",
+        action="store_true",
+        help="push without the InfraCanary serving check (not recommended)",
+    )
+    parser.add_argument(
+        "--tune-trials",
+        type=int,
+        default=configs.TUNE_TRIALS,
+        help="KerasTuner RandomSearch trials before training (0 = no Tuner node)",
+    )
+    parser.add_argument(
+        "--tune-steps",
+        type=int,
+        default=configs.TUNE_STEPS,
+        help="train steps per tuning trial",
+    )
+    parser.add_argument(
+        "--cv-folds",
+        type=int,
+        default=configs.CV_FOLDS,
+        help="k-fold CV on the train split choosing logistic vs wide & deep "
+        "(0 = no selection: wide & deep)",
+    )
+    parser.add_argument(
+        "--cv-steps",
+        type=int,
+        default=configs.CV_STEPS,
+        help="train steps per fold and model family",
+    )
+    parser.add_argument(
+        "--cv-min-auc-gain",
+        type=float,
+        default=configs.CV_MIN_AUC_GAIN,
+        help="wide & deep must beat logistic by more than this (lower 95%% CI bound "
+        "of the paired per-fold AUC gain)",
+    )
+
+
+def training_settings(args: argparse.Namespace) -> dict:
+    """``create_pipeline`` keyword arguments for the flags of ``add_training_flags``."""
+    return dict(
+        train_steps=args.train_steps,
+        eval_steps=args.eval_steps,
+        seed=args.seed,
+        canary=not args.no_canary,
+        min_auc=args.min_auc,
+        max_auc_drop=args.max_auc_drop,
+        tune_trials=args.tune_trials,
+        tune_steps=args.tune_steps,
+        cv_folds=args.cv_folds,
+        cv_steps=args.cv_steps,
+        cv_min_auc_gain=args.cv_min_auc_gain,
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="taxi-pipeline",
@@ -62,17 +125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--model-name", default=configs.MODEL_NAME)
     parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-    parser.add_argument("--train-steps", type=int, default=configs.TRAIN_STEPS)
-    parser.add_argument("--eval-steps", type=int, default=configs.EVAL_STEPS)
     parser.add_argument(
         "--num-spans",
         type=int,
         default=configs.NUM_SPANS,
         help="train on the newest N spans (0 = all)",
     )
-    parser.add_argument("--seed", type=int, default=configs.SEED)
-    parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC)
-    parser.add_argument("--max-auc-drop", type=float, default=configs.MAX_AUC_DROP)
     parser.add_argument(
         "--beam-mode",
         choices=["in_memory", "multi_processing"],
@@ -83,26 +141,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--beam-arg", action="append", default=[], help="extra Beam pipeline arg (repeatable)"
     )
     parser.add_argument(
-        "--no-canary",
-        action="store_true",
-        help="push without the InfraCanary serving check (not recommended)",
-    )
-    parser.add_argument(
         "--analyzer-cache",
         action="store_true",
         help="keep Transform's per-span analyzer cache (pays off for large spans)",
-    )
-    parser.add_argument(
-        "--tune-trials",
-        type=int,
-        default=configs.TUNE_TRIALS,
-        help="KerasTuner RandomSearch trials before training (0 = no Tuner node)",
-    )
-    parser.add_argument(
-        "--tune-steps",
-        type=int,
-        default=configs.TUNE_STEPS,
-        help="train steps per tuning trial",
     )
     parser.add_argument(
         "--parallel",
@@ -117,26 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="worker processes for Beam components (ExampleGen, StatisticsGen, Transform, "
         "Evaluator); default: one per core, at most --parallel; 0 = run them in this process",
     )
-    parser.add_argument(
-        "--cv-folds",
-        type=int,
-        default=configs.CV_FOLDS,
-        help="k-fold CV on the train split choosing logistic vs wide & deep "
-        "(0 = no selection: wide & deep)",
-    )
-    parser.add_argument(
-        "--cv-steps",
-        type=int,
-        default=configs.CV_STEPS,
-        help="train steps per fold and model family",
-    )
-    parser.add_argument(
-        "--cv-min-auc-gain",
-        type=float,
-        default=configs.CV_MIN_AUC_GAIN,
-        help="wide & deep must beat logistic by more than this (lower 95%% CI bound "
-        "of the paired per-fold AUC gain)",
-    )
+    add_training_flags(parser)
     parser.add_argument("--no-cache", action="store_true", help="re-execute every component")
     parser.add_argument(
         "--force",
@@ -355,21 +377,11 @@ def main(argv: list[str] | None = None) -> int:
         serving_dir=serving_dir,
         metadata_path=metadata_path,
         num_spans=args.num_spans,
-        train_steps=args.train_steps,
-        eval_steps=args.eval_steps,
-        seed=args.seed,
         code_fingerprints=code,
         beam_pipeline_args=beam_args(args.beam_mode, args.beam_arg),
         enable_cache=not args.no_cache,
-        canary=not args.no_canary,
         analyzer_cache=args.analyzer_cache,
-        min_auc=args.min_auc,
-        max_auc_drop=args.max_auc_drop,
-        tune_trials=args.tune_trials,
-        tune_steps=args.tune_steps,
-        cv_folds=args.cv_folds,
-        cv_steps=args.cv_steps,
-        cv_min_auc_gain=args.cv_min_auc_gain,
+        **training_settings(args),
     )
     beam_speedups.install()
     memory.freeze_imports()  # before forking workers (see pipeline.memory)
