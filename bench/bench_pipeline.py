@@ -8,8 +8,8 @@ every 50 ms) as RSS and as PSS, and our/their ratios. RSS summed over a tree
 counts a page shared by several processes once per process (our Beam
 workers are forked and share the parent's ~700 MiB of imported libraries);
 PSS splits each shared page between its processes, so its sum is the memory
-the tree really holds. For a single process the two agree. Both sides run with TF_USE_LEGACY_KERAS=1 (the example
-needs it on TF 2.16). Usage: ``python bench/bench_pipeline.py [--workdir DIR] [--repeat N] [--ablation]``.
+the tree really holds. For a single process the two agree. Both sides run
+with TF_USE_LEGACY_KERAS=1 (the example needs it on TF 2.16). Usage: ``python bench/bench_pipeline.py [--workdir DIR] [--repeat N] [--ablation]``.
 """
 
 from __future__ import annotations

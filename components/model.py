@@ -233,8 +233,6 @@ def _input_fn(
     with ``materialize=False``), ``TRANSFORM_BATCH`` records per call, and
     the transformed records are cached in memory on the first pass: parsing
     and transforming happen once per dataset, not once per training batch.
-    The shuffle and batching come after the cache and see the records in the
-    same order, so the batches are those of shuffling the raw records.
 
     ``subset`` carves a validation set out of the given files: "validation"
     keeps every ``VALIDATION_EVERY``-th record (in read order, so always the
@@ -243,8 +241,9 @@ def _input_fn(
 
     Training data (``one_pass=False``) is shuffled (each epoch with its own
     seed derived from ``seed``) and repeats forever in full batches; every
-    iterator of the dataset yields the same batches; ``one_pass=True`` gives every record once, in read order
-    (the last batch may be short): what a score should cover.
+    iterator of the dataset yields the same batches. ``one_pass=True`` gives
+    every record once, in read order (the last batch may be short): what a
+    score should cover.
     """
     del data_accessor
     if subset not in (None, "fit", "validation"):

@@ -3,7 +3,8 @@
 ``tuner_fn`` is referenced by dotted path (``components.tuning.tuner_fn``).
 It fits on 90% of the train split and scores on the other 10% (a fixed
 subset, ``model._input_fn(subset=...)``): the eval split, which gates the
-blessing, and the held-out test split are never read. RandomSearch, not Hyperband (tfx issue #7778).
+blessing, and the held-out test split are never read. RandomSearch, not
+Hyperband (tfx issue #7778).
 
 Search space (``search_space``): depth and width of the deep part, embedding
 size, learning rate and dropout. The budget is ``custom_config["max_trials"]``

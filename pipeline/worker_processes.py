@@ -28,6 +28,7 @@ nodes that were on the pool with ``BrokenProcessPool``.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import multiprocessing
 import sys
 
@@ -81,14 +82,9 @@ class WorkerPool:
         return self._pool.submit(run_beam_executor, spec, invocation)
 
     def operators(self) -> dict:
-        pool = self
-
-        class _Operator(BeamWorkerOperator):
-            def __init__(self, executor_spec, platform_config=None, pipeline_platform_config=None):
-                super().__init__(executor_spec, platform_config, pipeline_platform_config)
-                self.pool = pool
-
-        return {executable_spec_pb2.BeamExecutableSpec: _Operator}
+        return {
+            executable_spec_pb2.BeamExecutableSpec: functools.partial(BeamWorkerOperator, pool=self)
+        }
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -101,11 +97,21 @@ class WorkerPool:
 
 
 class BeamWorkerOperator(base_executor_operator.BaseExecutorOperator):
-    """Runs a ``BeamExecutableSpec`` executor on ``self.pool`` (a ``WorkerPool``)."""
+    """Runs a ``BeamExecutableSpec`` executor on ``pool`` (a ``WorkerPool``)."""
 
     SUPPORTED_EXECUTOR_SPEC_TYPE = [executable_spec_pb2.BeamExecutableSpec]
     SUPPORTED_PLATFORM_CONFIG_TYPE = []
-    pool: WorkerPool
+
+    def __init__(
+        self,
+        executor_spec,
+        platform_config=None,
+        pipeline_platform_config=None,
+        *,
+        pool: WorkerPool,
+    ):
+        super().__init__(executor_spec, platform_config, pipeline_platform_config)
+        self.pool = pool
 
     def run_executor(
         self, execution_info: data_types.ExecutionInfo
