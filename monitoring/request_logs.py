@@ -8,7 +8,9 @@ in `[start, end)` and turns each logged instance into one row
 
 Nothing is skipped silently: unreadable files, corrupt records and records
 that are not predict/classify/regress logs are counted and described in
-`LogWindow.problems`.
+`LogWindow.problems`. A damaged stretch of a file (bad length or data CRC)
+costs only the records it touches: `iter_records` resynchronises on the next
+offset where a whole record (length, length CRC, data, data CRC) checks out.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import glob
+import mmap
 import os
+import struct
 
+import google_crc32c
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
@@ -33,7 +38,8 @@ class LogWindow:
     rows: list[dict] = dataclasses.field(default_factory=list)
     records: int = 0  # well-formed records inside the window
     outside: int = 0  # well-formed records outside the window
-    malformed: int = 0
+    malformed: int = 0  # undecodable records plus records lost in damaged stretches
+    skipped_bytes: int = 0  # bytes of damaged stretches that were skipped
     problems: list[str] = dataclasses.field(default_factory=list)
     versions: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     predictions: list[dict] = dataclasses.field(default_factory=list)
@@ -59,6 +65,79 @@ def _file_order(path: str):
         return (int(parts[-3]), int(parts[-2]), path)
     except (IndexError, ValueError):
         return (0, 0, path)
+
+
+_HEADER = struct.Struct("<QI")
+_FOOTER = struct.Struct("<I")
+
+
+def _masked_crc(data) -> int:
+    """TFRecord's masked CRC32C."""
+    crc = google_crc32c.value(bytes(data))
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@dataclasses.dataclass
+class Damage:
+    """A stretch of a TFRecord file that was skipped.
+
+    Attributes:
+      offset: where the stretch starts.
+      length: its bytes.
+      records: records lost in it (record headers whose length CRC checks out,
+        at least 1).
+    """
+
+    offset: int
+    length: int
+    records: int
+
+
+def _record_at(data, pos: int, size: int):
+    """The payload of a whole valid record at `pos`, else None."""
+    if pos + _HEADER.size > size:
+        return None
+    length, length_crc = _HEADER.unpack_from(data, pos)
+    if _masked_crc(data[pos : pos + 8]) != length_crc:
+        return None
+    end = pos + _HEADER.size + length
+    if end + _FOOTER.size > size:
+        return None
+    payload = data[pos + _HEADER.size : end]
+    if _masked_crc(payload) != _FOOTER.unpack_from(data, end)[0]:
+        return None
+    return payload
+
+
+def iter_records(path: str):
+    """Yields a TFRecord file's records (bytes) and `Damage` for skipped stretches.
+
+    A record whose length or data CRC is wrong is not the end of the file:
+    the reader scans forward to the next offset holding a whole valid record
+    and reports the bytes in between as one `Damage`.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            pos = 0
+            while pos < size:
+                payload = _record_at(data, pos, size)
+                if payload is not None:
+                    yield payload
+                    pos += _HEADER.size + len(payload) + _FOOTER.size
+                    continue
+                start, headers = pos, 0
+                while pos < size:
+                    if pos + 12 <= size and _masked_crc(data[pos : pos + 8]) == (
+                        _HEADER.unpack_from(data, pos)[1]
+                    ):
+                        if _record_at(data, pos, size) is not None:
+                            break
+                        headers += 1
+                    pos += 1
+                yield Damage(start, pos - start, max(1, headers))
 
 
 def _scalar(value):
@@ -172,12 +251,21 @@ def read_window(prefix: str, start: float, end: float) -> LogWindow:
     for path in files:
         index = 0
         try:
-            for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+            for item in iter_records(path):
+                if isinstance(item, Damage):
+                    window.malformed += item.records
+                    window.skipped_bytes += item.length
+                    window.problems.append(
+                        f"{path} bytes {item.offset}-{item.offset + item.length}: damaged or truncated, "
+                        f"skipped {item.records} record(s)"
+                    )
+                    continue
+                index, record = index + 1, item
                 try:
                     timestamp, version, rows, predictions, request_id = parse_record(record)
                 except ValueError as e:
                     window.malformed += 1
-                    window.problems.append(f"{path} record {index}: {e}")
+                    window.problems.append(f"{path} record {index - 1}: {e}")
                     continue
                 if not start <= timestamp < end:
                     window.outside += 1
@@ -195,7 +283,7 @@ def read_window(prefix: str, start: float, end: float) -> LogWindow:
                             "prediction": predictions[i] if i < len(predictions) else None,
                         }
                     )
-        except (tf.errors.DataLossError, tf.errors.OpError) as e:
+        except OSError as e:
             window.malformed += 1
-            window.problems.append(f"{path} after record {index}: unreadable ({e.message})")
+            window.problems.append(f"{path} after record {index}: unreadable ({e})")
     return window

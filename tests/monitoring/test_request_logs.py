@@ -41,7 +41,52 @@ def test_truncated_file_is_reported(write_log, log_prefix, make_rows, make_log):
         f.write(data[:-7])
     window = request_logs.read_window(log_prefix, 0, 1000)
     assert window.records == 1
-    assert window.malformed == 1 and "unreadable" in window.problems[0]
+    assert window.malformed == 1 and "truncated" in window.problems[0]
+
+
+def _flip(path: str, offsets: list) -> None:
+    with open(path, "r+b") as f:
+        for offset in offsets:
+            f.seek(offset)
+            byte = f.read(1)[0]
+            f.seek(offset)
+            f.write(bytes([byte ^ 0xFF]))
+
+
+def _record_offsets(records: list) -> list:
+    """Start offset of each record in a TFRecord file (16 bytes of framing each)."""
+    offsets, pos = [], 0
+    for record in records:
+        offsets.append(pos)
+        pos += 16 + len(record)
+    return offsets
+
+
+def test_damaged_records_cost_only_themselves(write_log, log_prefix, make_rows, make_log):
+    records = [make_log(make_rows(1), 100 + i) for i in range(50)]
+    path = write_log(records)
+    starts = _record_offsets(records)
+    # One byte inside the payload of record 10, one in the length field of record 30.
+    _flip(path, [starts[10] + 12 + len(records[10]) // 2, starts[30] + 2])
+    window = request_logs.read_window(log_prefix, 0, 1000)
+    assert window.records == 48 and len(window.rows) == 48
+    assert window.malformed == 2
+    kept = sorted(p["timestamp"] for p in window.predictions)
+    assert kept == [100.0 + i for i in range(50) if i not in (10, 30)]
+    assert window.skipped_bytes == (16 + len(records[10])) + (16 + len(records[30]))
+    assert len(window.problems) == 2 and "skipped 1 record(s)" in window.problems[0]
+
+
+def test_garbage_between_records_is_skipped(write_log, log_prefix, make_rows, make_log):
+    records = [make_log(make_rows(1), 100 + i) for i in range(3)]
+    path = write_log(records)
+    with open(path, "rb") as f:
+        data = f.read()
+    cut = _record_offsets(records)[2]
+    with open(path, "wb") as f:
+        f.write(data[:cut] + b"\x00" * 37 + data[cut:])
+    window = request_logs.read_window(log_prefix, 0, 1000)
+    assert window.records == 3 and window.malformed == 1 and window.skipped_bytes == 37
 
 
 def test_missing_logs_give_an_empty_window(log_prefix):
