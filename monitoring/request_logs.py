@@ -130,8 +130,9 @@ def iter_records(path: str):
                     continue
                 start, headers = pos, 0
                 while pos < size:
-                    if pos + 12 <= size and _masked_crc(data[pos : pos + 8]) == (
-                        _HEADER.unpack_from(data, pos)[1]
+                    if (
+                        pos + 12 <= size
+                        and _masked_crc(data[pos : pos + 8]) == (_HEADER.unpack_from(data, pos)[1])
                     ):
                         if _record_at(data, pos, size) is not None:
                             break
