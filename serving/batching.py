@@ -321,9 +321,9 @@ class Scheduler:
                 results = self._run_merged(servable, signature, batch)
             errors = [None] * len(batch)
         except ServingError as e:
-            results, errors = [None] * len(batch), [e] * len(batch)
+            results, errors = [None] * len(batch), [_detached(e)] * len(batch)
         except Exception as e:  # never let a worker die
-            error = ServingError(Code.INTERNAL, str(e))
+            error = _detached(ServingError(Code.INTERNAL, str(e)))
             results, errors = [None] * len(batch), [error] * len(batch)
         self._deliver(batch, results, errors)
 
@@ -378,6 +378,19 @@ _SPLIT_ERROR = (
     "Batched output tensor's 0th dimension does not equal the sum of the 0th "
     "dimension sizes of the input tensors"
 )
+
+
+def _detached(error: ServingError) -> ServingError:
+    """`error` without traceback or chained exceptions.
+
+    Kept, they reach this worker's frames (the batch and its feeds) through
+    a cycle that only a full garbage collection frees, so every failed
+    request's tensors would stay in memory until then.
+    """
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return error
 
 
 def _run_callbacks(items: list) -> None:

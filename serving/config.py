@@ -3,7 +3,10 @@
 Flags use TF Serving's spelling (`--model_name=x`, `--enable_batching=true`).
 Differences from `tensorflow_model_server`: `--rest_api_port` defaults to
 8501 (the Docker image's value), `--bind_address` (default 127.0.0.1) chooses
-the listening interface, and `--max_request_bytes` caps request bodies (413).
+the listening interface, `--max_request_bytes` caps request bodies (413) and
+gRPC messages, `--max_request_tensor_elements`/`--max_decoded_request_bytes`
+cap decoded tensors, and `--enable_grpc_config_reload` (default off) allows
+HandleReloadConfigRequest.
 """
 
 import argparse
@@ -43,6 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rest_api_timeout_in_ms", type=int, default=30000)
     flag("--rest_api_enable_cors_support", False)
     add("--max_request_bytes", type=int, default=64 << 20)
+    add(
+        "--max_request_tensor_elements",
+        type=int,
+        default=0,
+        help="elements of all tensors of one request (0 = --max_request_bytes)",
+    )
+    add(
+        "--max_decoded_request_bytes",
+        type=int,
+        default=0,
+        help="decoded bytes of one request's tensors (0 = 8 x --max_request_bytes)",
+    )
+    flag(
+        "--enable_grpc_config_reload",
+        False,
+        help="allow HandleReloadConfigRequest (any client that reaches the gRPC port "
+        "can then load models from any path)",
+    )
     add("--model_name", default="default")
     add("--model_base_path", default="")
     add("--model_config_file", default="")

@@ -2,30 +2,55 @@
 
 The servicers run on grpc.aio in the same event loop as REST; signature calls
 go through the shared batching scheduler and complete via loop callbacks.
+
+Methods are registered on raw bytes, so the server controls decoding:
+
+* an undecodable message answers INTERNAL with an empty message, as TF
+  Serving's grpc++ server does (`GenericDeserialize` fails before the
+  handler runs and sends `Status(INTERNAL, InitializationErrorString())`,
+  which is empty for proto3 messages);
+* requests and responses over `OFFLOAD_BYTES` are parsed, decoded into
+  tensors and serialized on a worker thread, not on the event loop;
+* every tensor and example list is charged to the request's
+  `serving.limits.Budget` before it is allocated.
 """
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 
 import grpc
+from google.protobuf import text_format
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
     model_management_pb2,
-    model_service_pb2_grpc,
     predict_pb2,
-    prediction_service_pb2_grpc,
     regression_pb2,
 )
 
-from serving import inference, model_info
-from serving.errors import Code, ServingError
-from serving.servable import serialize_input
+from serving import inference, limits, model_info
+from serving.errors import Code, ServingError, invalid
+from serving.servable import DEFAULT_SIGNATURE, Signature, serialize_input
 from serving.tensors import from_tensor_proto, to_tensor_proto
 
 log = logging.getLogger(__name__)
 
-_MAX_MESSAGE = 2**31 - 1
+OFFLOAD_BYTES = 1 << 20  # bigger messages are (de)serialized off the event loop
+_OFFLOAD_ELEMENTS = 1 << 18  # responses with more output elements are built off the loop
+_PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+_MODEL_SERVICE = "tensorflow.serving.ModelService"
+_CLASSIFY = "tensorflow/serving/classify"
+_REGRESS = "tensorflow/serving/regress"
+_MULTI_SIGNATURE_PREFIX = "\x00multi_inference:"
+
+
+class _Undecodable(Exception):
+    """The request bytes are not a message of the method's type."""
 
 
 def _request_id(request, context) -> bytes:
@@ -39,7 +64,10 @@ def _request_id(request, context) -> bytes:
 def _resolve_spec(manager, spec_holder):
     if not spec_holder.HasField("model_spec"):
         raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
-    spec = spec_holder.model_spec
+    return _resolve(manager, spec_holder.model_spec)
+
+
+def _resolve(manager, spec):
     if not spec.name:
         raise ServingError(Code.INVALID_ARGUMENT, "ModelSpec has no name specified.")
     choice = spec.WhichOneof("version_choice")
@@ -48,7 +76,7 @@ def _resolve_spec(manager, spec_holder):
     return manager.resolve(spec.name, version, label)
 
 
-def _predict_feeds(signature, request) -> dict:
+def _predict_feeds(signature, request, budget: limits.Budget) -> dict:
     sent = set(request.inputs)
     wanted = set(signature.inputs)
     if len(sent) != len(wanted):
@@ -69,7 +97,9 @@ def _predict_feeds(signature, request) -> dict:
                 f"request {{{','.join(sorted(sent))}}}, or default input alias set: ",
             )
         try:
-            feeds[alias] = from_tensor_proto(request.inputs[alias])
+            feeds[alias] = from_tensor_proto(request.inputs[alias], alias, budget)
+        except ServingError:
+            raise
         except Exception:
             raise ServingError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}") from None
     return feeds
@@ -92,26 +122,170 @@ def _output_filter(signature, request) -> tuple:
     return tuple(seen)
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict, Classify, Regress and GetModelMetadata (grpc.aio, on the server loop)."""
+def checked_examples(request_input, budget: limits.Budget):
+    """`serialize_input` after charging the examples (and context copies) to `budget`."""
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        examples, context_bytes = request_input.example_list.examples, 0
+    elif kind == "example_list_with_context":
+        examples = request_input.example_list_with_context.examples
+        context_bytes = request_input.example_list_with_context.context.ByteSize()
+    else:
+        examples, context_bytes = (), 0
+    limits.charge_examples(
+        budget, len(examples), context_bytes, sum(e.ByteSize() for e in examples)
+    )
+    return serialize_input(request_input)
 
-    def __init__(self, manager, scheduler, metrics, request_logger=None):
+
+def _classify_result(results, into) -> None:
+    for classes in results:
+        item = into.classifications.add()
+        for label, score in classes:
+            item.classes.add(
+                label=label.decode("utf-8", "replace") if isinstance(label, bytes) else label,
+                score=score,
+            )
+
+
+# -- MultiInference (tensorflow_serving/servables/tensorflow/multi_inference.cc) ----
+
+
+def multi_inference_plan(servable, request):
+    """Checks a MultiInferenceRequest's tasks as TF Serving does.
+
+    Returns:
+      (tasks, signature): `tasks` is [(ModelSpec, method, Signature)] in
+      request order; `signature` is one synthetic signature that feeds the
+      examples to every task's input tensor and fetches the union of their
+      outputs (one session run, as upstream).
+
+    Raises:
+      ServingError: with upstream's code and message.
+    """
+    model_name = ""
+    names = set()
+    tasks = []
+    for task in request.tasks:
+        spec = task.model_spec
+        if not spec.name:
+            raise invalid("Found ModelSpec with an empty model name.")
+        if not model_name:
+            model_name = spec.name
+        elif spec.name != model_name:
+            raise invalid(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+            )
+        key = spec.signature_name or DEFAULT_SIGNATURE
+        if key in names:
+            raise invalid(f"Duplicate evaluation of signature: {key}")
+        names.add(key)
+        if key not in servable.signatures:
+            raise invalid(f"Requested signature not found in model graph: {key}")
+        if task.method_name == _CLASSIFY:
+            signature = inference.classify_signature(servable, key)
+        elif task.method_name == _REGRESS:
+            signature = inference.regress_signature(servable, key)
+        else:
+            raise ServingError(
+                Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}"
+            )
+        tasks.append((spec, task.method_name, signature))
+    definition = meta_graph_pb2.SignatureDef()
+    for _, _, signature in tasks:
+        for spec in signature.inputs.values():
+            definition.inputs[spec.tensor_name].CopyFrom(signature.definition.inputs[spec.alias])
+        for spec in signature.outputs.values():
+            definition.outputs[spec.tensor_name].CopyFrom(
+                signature.definition.outputs[spec.alias]
+            )
+    key = _MULTI_SIGNATURE_PREFIX + ",".join(sorted(names))
+    return tasks, Signature(key, definition)
+
+
+def multi_inference_response(servable, tasks, outputs: dict, batch: int):
+    """Builds the MultiInferenceResponse from the union run's outputs (by tensor name)."""
+    response = inference_pb2.MultiInferenceResponse()
+    for spec, method, signature in tasks:
+        mine = {a: outputs[s.tensor_name] for a, s in signature.outputs.items()}
+        result = response.results.add()
+        if method == _CLASSIFY:
+            results = inference.classification_results(mine, batch)
+            _classify_result(results, result.classification_result)
+        else:
+            values = inference.regression_results(mine, batch)
+            for value in values:
+                result.regression_result.regressions.add(value=value)
+        result.model_spec.CopyFrom(
+            model_info.model_spec(spec.name, servable.version, signature.key)
+        )
+    return response
+
+
+class PredictionServicer:
+    """Predict, Classify, Regress, MultiInference and GetModelMetadata (grpc.aio).
+
+    Args:
+      manager: the ModelManager.
+      scheduler: the batching Scheduler.
+      metrics: ServingMetrics.
+      request_logger: RequestLogger or None.
+      request_limits: caps on each request's decoded tensors.
+      executor: where big messages are parsed, decoded and serialized.
+    """
+
+    def __init__(
+        self,
+        manager,
+        scheduler,
+        metrics,
+        request_logger=None,
+        request_limits: limits.RequestLimits = limits.UNLIMITED,
+        executor=None,
+    ):
         self.manager = manager
         self.scheduler = scheduler
         self.metrics = metrics
         self.request_logger = request_logger
+        self.limits = request_limits
+        self.executor = executor
 
-    async def _call(self, api: str, request, context, body):
+    async def _offload(self, big: bool, fn, *args):
+        if not big or self.executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def _call(self, api: str, raw: bytes, context, request_class, body):
+        """Parses, runs `body(request, big)` and serializes; errors end the call.
+
+        No reference to the request, its tensors or a traceback outlives a
+        failed call: the error is stripped of its traceback before aborting.
+        """
         started = time.perf_counter()
-        model = request.model_spec.name if request.HasField("model_spec") else ""
+        big = len(raw) > OFFLOAD_BYTES
         try:
-            response, version, examples = await body()
+            request = await self._offload(big, _parse, request_class, raw)
+        except _Undecodable:
+            request = None
+        if request is None:
+            return _fail(context, grpc.StatusCode.INTERNAL, "")
+        del raw
+        model = _model_name(request)
+        error = None
+        try:
+            response, version, examples = await body(request, big)
+            del request
+            payload = await self._offload(
+                response.ByteSize() > OFFLOAD_BYTES, response.SerializeToString
+            )
         except ServingError as e:
-            self.metrics.record_request(model, None, api, "GRPC", e.code.name)
-            await context.abort(e.grpc_code, e.grpc_details())
+            error = _detached(e)
+        if error is not None:
+            self.metrics.record_request(model, None, api, "GRPC", error.code.name)
+            return _fail(context, error.grpc_code, error.grpc_details())
         latency = (time.perf_counter() - started) * 1e6
         self.metrics.record_request(model, version, api, "GRPC", "OK", latency, examples)
-        return response
+        return payload
 
     async def _run(self, servable, signature, feeds):
         loop = asyncio.get_running_loop()
@@ -127,19 +301,22 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.scheduler.submit(servable, signature, feeds, done, loop)
         return await future
 
-    async def Predict(self, request, context):
-        async def body():
+    async def Predict(self, raw, context):
+        async def body(request, big):
             servable = _resolve_spec(self.manager, request)
             signature = inference.predict_signature_grpc(
                 servable, request.model_spec.signature_name
             )
-            feeds = _predict_feeds(signature, request)
+            feeds = await self._offload(
+                big, _predict_feeds, signature, request, self.limits.budget()
+            )
             fetch = _output_filter(signature, request)
             outputs = await self._run(servable, signature, feeds)
             spec = model_info.model_spec(servable.name, servable.version, signature.key)
-            response = predict_pb2.PredictResponse(model_spec=spec)
-            for alias in fetch:
-                response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias]))
+            elements = sum(outputs[a].size for a in fetch)
+            response = await self._offload(
+                elements > _OFFLOAD_ELEMENTS, _predict_response, spec, outputs, fetch
+            )
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
                 logger.log_predict(
@@ -152,37 +329,35 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             rows = [v.shape[0] for v in feeds.values() if v.ndim]
             return response, servable.version, rows[0] if rows else 0
 
-        return await self._call("Predict", request, context, body)
+        return await self._call("Predict", raw, context, predict_pb2.PredictRequest, body)
 
-    async def Classify(self, request, context):
-        async def body():
+    async def Classify(self, raw, context):
+        async def body(request, big):
             servable = _resolve_spec(self.manager, request)
-            examples = serialize_input(request.input)
+            examples = await self._offload(
+                big, checked_examples, request.input, self.limits.budget()
+            )
             signature = inference.classify_signature(servable, request.model_spec.signature_name)
             outputs = await self._run(servable, signature, {"inputs": examples})
             results = inference.classification_results(outputs, len(examples))
             spec = model_info.model_spec(servable.name, servable.version, signature.key)
             response = classification_pb2.ClassificationResponse(model_spec=spec)
-            for classes in results:
-                item = response.result.classifications.add()
-                for label, score in classes:
-                    item.classes.add(
-                        label=label.decode("utf-8", "replace")
-                        if isinstance(label, bytes)
-                        else label,
-                        score=score,
-                    )
+            _classify_result(results, response.result)
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
                 logger.log_classify(servable, signature.key, request.input, results)
             return response, servable.version, len(examples)
 
-        return await self._call("Classify", request, context, body)
+        return await self._call(
+            "Classify", raw, context, classification_pb2.ClassificationRequest, body
+        )
 
-    async def Regress(self, request, context):
-        async def body():
+    async def Regress(self, raw, context):
+        async def body(request, big):
             servable = _resolve_spec(self.manager, request)
-            examples = serialize_input(request.input)
+            examples = await self._offload(
+                big, checked_examples, request.input, self.limits.budget()
+            )
             signature = inference.regress_signature(servable, request.model_spec.signature_name)
             outputs = await self._run(servable, signature, {"inputs": examples})
             values = inference.regression_results(outputs, len(examples))
@@ -195,28 +370,109 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 logger.log_regress(servable, signature.key, request.input, values)
             return response, servable.version, len(examples)
 
-        return await self._call("Regress", request, context, body)
+        return await self._call("Regress", raw, context, regression_pb2.RegressionRequest, body)
 
-    async def GetModelMetadata(self, request, context):
-        async def body():
+    async def MultiInference(self, raw, context):
+        """Classify/regress tasks of one model over one input, in one session run."""
+
+        async def body(request, big):
+            spec = request.tasks[0].model_spec if request.tasks else None
+            if spec is None or not spec.name:
+                # upstream resolves ModelSpec::default_instance() (no name).
+                raise ServingError(Code.INVALID_ARGUMENT, "ModelSpec has no name specified.")
+            servable = _resolve(self.manager, spec)
+            tasks, signature = multi_inference_plan(servable, request)
+            examples = await self._offload(
+                big, checked_examples, request.input, self.limits.budget()
+            )
+            feeds = {alias: examples for alias in signature.inputs}
+            outputs = await self._run(servable, signature, feeds)
+            response = multi_inference_response(servable, tasks, outputs, len(examples))
+            return response, servable.version, len(examples)
+
+        return await self._call(
+            "MultiInference", raw, context, inference_pb2.MultiInferenceRequest, body
+        )
+
+    async def GetModelMetadata(self, raw, context):
+        async def body(request, big):
             servable = _resolve_spec(self.manager, request)
             model_info.check_metadata_fields(list(request.metadata_field))
             return model_info.metadata_response(servable), servable.version, 0
 
-        return await self._call("GetModelMetadata", request, context, body)
+        return await self._call(
+            "GetModelMetadata", raw, context, get_model_metadata_pb2.GetModelMetadataRequest, body
+        )
 
-    async def MultiInference(self, request, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported")
+
+def _fail(context, code: grpc.StatusCode, details: str) -> bytes:
+    """Ends the call with `code` without raising.
+
+    `context.abort` raises an exception whose traceback holds the handler
+    frames (and so the request bytes) in a cycle with the call state; a
+    status set on the context frees them as soon as the call ends.
+    """
+    context.set_code(code)
+    context.set_details(details)
+    return b""
 
 
-class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus and HandleReloadConfigRequest."""
+def _detached(error: ServingError) -> ServingError:
+    """A copy of `error` without traceback or context.
+
+    The original's traceback reaches the frames that held the request's
+    tensors, through a cycle (the awaited future holds the error) that only
+    a full garbage collection would free; dropping it frees them at once.
+    """
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return ServingError(error.code, error.message)
+
+
+def _parse(request_class, raw: bytes):
+    try:
+        return request_class.FromString(raw)
+    except Exception:  # protobuf DecodeError (or a bad UTF-8 string field)
+        raise _Undecodable() from None
+
+
+def _model_name(request) -> str:
+    if isinstance(request, inference_pb2.MultiInferenceRequest):
+        return request.tasks[0].model_spec.name if request.tasks else ""
+    return request.model_spec.name if request.HasField("model_spec") else ""
+
+
+def _predict_response(spec, outputs: dict, fetch: tuple):
+    response = predict_pb2.PredictResponse(model_spec=spec)
+    for alias in fetch:
+        response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias]))
+    return response
+
+
+class ModelServicer:
+    """GetModelStatus and HandleReloadConfigRequest.
+
+    Args:
+      manager: the ModelManager.
+      reload_config: `fn(ModelServerConfig)` applying a config, or None when
+        config reload over gRPC is off (`--enable_grpc_config_reload=false`,
+        the default): then every reload answers UNIMPLEMENTED and is logged
+        with the caller's address.
+    """
 
     def __init__(self, manager, reload_config=None):
         self.manager = manager
         self._reload_config = reload_config
 
-    async def GetModelStatus(self, request, context):
+    async def GetModelStatus(self, raw, context):
+        try:
+            request = _parse(get_model_status_pb2.GetModelStatusRequest, raw)
+        except _Undecodable:
+            request = None
+        if request is None:
+            return _fail(context, grpc.StatusCode.INTERNAL, "")
+        error = None
         try:
             if not request.HasField("model_spec"):
                 raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
@@ -224,39 +480,104 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             version = spec.version.value if spec.HasField("version") else None
             entries = self.manager.version_states(spec.name, version)
         except ServingError as e:
-            await context.abort(e.grpc_code, e.grpc_details())
-        return model_info.status_response(entries)
+            error = _detached(e)
+        if error is not None:
+            return _fail(context, error.grpc_code, error.grpc_details())
+        return model_info.status_response(entries).SerializeToString()
 
-    async def HandleReloadConfigRequest(self, request, context):
-        """Applies the config and waits for new models (off the event loop)."""
-        response = model_management_pb2.ReloadConfigResponse()
+    async def HandleReloadConfigRequest(self, raw, context):
+        """Applies the config and waits for new models (off the event loop).
+
+        As upstream, a failed reload answers its error code (the response's
+        `status` carries the same error for clients that read it).
+        """
         try:
-            if self._reload_config is None:
-                raise ServingError(Code.UNIMPLEMENTED, "Config reload is not enabled")
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self._reload_config, request.config)
-        except ServingError as e:
-            response.status.error_code = int(e.code)
-            response.status.error_message = e.message
-        return response
+            request = _parse(model_management_pb2.ReloadConfigRequest, raw)
+        except _Undecodable:
+            request = None
+        if request is None:
+            return _fail(context, grpc.StatusCode.INTERNAL, "")
+        peer = context.peer()
+        error = None
+        if self._reload_config is None:
+            log.warning(
+                "Refused HandleReloadConfigRequest from %s: config reload over gRPC is "
+                "disabled (--enable_grpc_config_reload=false)",
+                peer,
+            )
+            error = ServingError(
+                Code.UNIMPLEMENTED,
+                "Config reload over gRPC is disabled; start the server with "
+                "--enable_grpc_config_reload=true to allow it",
+            )
+        else:
+            log.info(
+                "HandleReloadConfigRequest from %s: %s",
+                peer,
+                text_format.MessageToString(request.config, as_one_line=True),
+            )
+            try:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self._reload_config, request.config)
+            except ServingError as e:
+                error = _detached(e)
+                log.error("ReloadConfig failed: %s", e.message)
+        if error is not None:
+            return _fail(context, error.grpc_code, error.grpc_details())
+        return model_management_pb2.ReloadConfigResponse().SerializeToString()
+
+
+def _raw_handlers(service: str, servicer, methods: tuple):
+    return grpc.method_handlers_generic_handler(
+        service,
+        {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name)) for name in methods},
+    )
 
 
 async def start_grpc_server(
-    host: str, port: int, manager, scheduler, metrics, request_logger=None, reload_config=None
+    host: str,
+    port: int,
+    manager,
+    scheduler,
+    metrics,
+    request_logger=None,
+    reload_config=None,
+    max_request_bytes: int = 2**31 - 1,
+    request_limits: limits.RequestLimits = limits.UNLIMITED,
 ):
-    """Starts the grpc.aio server on the running loop; returns (server, bound_port)."""
+    """Starts the grpc.aio server on the running loop; returns (server, bound_port).
+
+    Args:
+      reload_config: `fn(ModelServerConfig)` for HandleReloadConfigRequest, or
+        None to refuse config reloads over gRPC.
+      max_request_bytes: the largest request message accepted (bigger ones
+        answer RESOURCE_EXHAUSTED before they are read).
+      request_limits: caps on each request's decoded tensors.
+    """
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.max_send_message_length", 2**31 - 1),
             ("grpc.so_reuseport", 0),
         ],
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(manager, scheduler, metrics, request_logger), server
+    executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="grpc-codec")
+    predictions = PredictionServicer(
+        manager, scheduler, metrics, request_logger, request_limits, executor
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(manager, reload_config), server
+    server.add_generic_rpc_handlers(
+        (
+            _raw_handlers(
+                _PREDICTION_SERVICE,
+                predictions,
+                ("Predict", "Classify", "Regress", "MultiInference", "GetModelMetadata"),
+            ),
+            _raw_handlers(
+                _MODEL_SERVICE,
+                ModelServicer(manager, reload_config),
+                ("GetModelStatus", "HandleReloadConfigRequest"),
+            ),
+        )
     )
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

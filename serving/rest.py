@@ -12,7 +12,7 @@ import urllib.parse
 
 from tensorflow_serving.apis import input_pb2
 
-from serving import inference, json_codec, json_response, model_info
+from serving import inference, json_codec, json_response, limits, model_info
 from serving.errors import Code, ServingError
 from serving.json_dialect import parse_json_object
 
@@ -69,6 +69,8 @@ class RestApi:
       request_logger: RequestLogger or None.
       monitoring_path: Prometheus path, or None when monitoring is off.
       enable_cors: add TF Serving's CORS headers.
+      timeout_ms: `--rest_api_timeout_in_ms` (0: no deadline).
+      request_limits: caps on each request's decoded tensors.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class RestApi:
         monitoring_path=None,
         enable_cors=False,
         timeout_ms: int = 30000,
+        request_limits: limits.RequestLimits = limits.UNLIMITED,
     ):
         self.manager = manager
         self.scheduler = scheduler
@@ -88,6 +91,7 @@ class RestApi:
         self.monitoring_path = monitoring_path
         self._extra = _CORS if enable_cors else ()
         self._timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
+        self.limits = request_limits
         self.loop = None
 
     # -- entry ----------------------------------------------------------------
@@ -176,6 +180,7 @@ class RestApi:
             servable = self.manager.resolve(model, version, label)
             signature = inference.predict_signature_rest(servable, signature_name)
             feeds, row = json_codec.decode_predict_inputs(doc, signature.input_dtypes, request.body)
+            limits.charge_arrays(self.limits.budget(), feeds)
             finish = self._finish_predict(
                 request,
                 servable,
@@ -193,6 +198,12 @@ class RestApi:
             else:
                 signature = inference.regress_signature(servable, signature_name)
             prefix = context.SerializeToString() if context is not None else b""
+            limits.charge_examples(
+                self.limits.budget(),
+                len(examples),
+                len(prefix),
+                sum(e.ByteSize() for e in examples),
+            )
             serialized = [prefix + e.SerializeToString() for e in examples]
             feeds = {"inputs": inference.examples_array(serialized)}
             finish = self._finish_examples(

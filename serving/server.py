@@ -21,6 +21,7 @@ from serving.batching import Scheduler, parse_batching_parameters  # noqa: E402
 from serving.errors import ServingError  # noqa: E402
 from serving.grpc_server import start_grpc_server  # noqa: E402
 from serving.http import start_http_server  # noqa: E402
+from serving.limits import RequestLimits  # noqa: E402
 from serving.metrics import ServingMetrics  # noqa: E402
 from serving.model_manager import ManagerOptions, ModelManager  # noqa: E402
 from serving.request_log import RequestLogger  # noqa: E402
@@ -69,6 +70,9 @@ class ModelServer:
     def __init__(self, args):
         self.args = args
         self.metrics = ServingMetrics()
+        self.request_limits = RequestLimits.from_flags(
+            args.max_request_bytes, args.max_request_tensor_elements, args.max_decoded_request_bytes
+        )
         self.scheduler = _scheduler(args, self.metrics)
         self.request_logger = RequestLogger(
             args.request_log_max_file_bytes, args.request_log_max_files, self.metrics
@@ -147,7 +151,9 @@ class ModelServer:
             self.scheduler,
             self.metrics,
             self.request_logger,
-            self.reload_config,
+            self.reload_config if args.enable_grpc_config_reload else None,
+            args.max_request_bytes,
+            self.request_limits,
         )
         log.info("Running gRPC ModelServer at %s:%d ...", args.bind_address, self.grpc_port)
         if args.rest_api_port and args.rest_api_port != args.port:
@@ -159,6 +165,7 @@ class ModelServer:
                 flags.monitoring_path(args.monitoring_config_file),
                 args.rest_api_enable_cors_support,
                 args.rest_api_timeout_in_ms,
+                self.request_limits,
             )
             api.loop = asyncio.get_running_loop()
             self._http = await start_http_server(

@@ -8,6 +8,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from serving.limits import POINTER_BYTES, Budget, element_count
+
 _TYPED = {
     np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
     np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
@@ -50,14 +52,38 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
 _FIELDS = {dtype: (field, np_dtype) for np_dtype, (dtype, field) in _TYPED.items()}
 
 
-def from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
+def _decoded_bytes(proto: tensor_pb2.TensorProto, elements: int) -> int:
+    """Bytes `proto` decodes to: elements x item size (strings: pointers + payload)."""
+    if proto.dtype == types_pb2.DT_STRING:
+        return elements * POINTER_BYTES + sum(len(v) for v in proto.string_val)
+    try:
+        itemsize = tf.dtypes.as_dtype(proto.dtype).size
+    except TypeError:
+        raise ValueError(f"unsupported dtype {proto.dtype}") from None
+    return elements * itemsize
+
+
+def from_tensor_proto(
+    proto: tensor_pb2.TensorProto, name: str = "tensor", budget: Budget = None
+) -> np.ndarray:
     """Converts a TensorProto (typed fields or tensor_content) into an ndarray.
 
     Common dtypes are decoded with numpy directly (a single value fills the
     whole shape, as in TF); anything else goes through `tf.make_ndarray`.
+    The declared shape is charged to `budget` before anything is allocated.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT when the tensor passes the budget's caps.
+      ValueError: a negative dimension or unknown rank, or an unsupported dtype.
     """
+    if proto.tensor_shape.unknown_rank:
+        raise ValueError("unknown rank")
     shape = tuple(d.size for d in proto.tensor_shape.dim)
-    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if any(d < 0 for d in shape):
+        raise ValueError(f"negative dimension in shape {list(shape)}")
+    size = element_count(shape)
+    if budget is not None:
+        budget.charge(name, shape, size, _decoded_bytes(proto, size))
     if proto.dtype == types_pb2.DT_STRING:
         values = list(proto.string_val)
         if len(values) == size:

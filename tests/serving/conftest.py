@@ -70,7 +70,7 @@ def free_port() -> int:
 class ServerProcess:
     """A `serving.server` subprocess on free loopback ports."""
 
-    def __init__(self, args: list, log_path: str):
+    def __init__(self, args: list, log_path: str, preexec_fn=None):
         self.grpc_port = free_port()
         self.rest_port = free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
@@ -93,6 +93,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=env,
             cwd=REPO_ROOT,
+            preexec_fn=preexec_fn,
         )
 
     def wait_ready(self, model: str, timeout: float = 90) -> None:
@@ -127,11 +128,11 @@ class ServerProcess:
 
 @pytest.fixture
 def start_server(tmp_path):
-    """Factory: start_server(args, ready_model) -> ServerProcess (always stopped)."""
+    """Factory: start_server(args, ready_model, preexec_fn) -> ServerProcess (always stopped)."""
     started = []
 
-    def start(args, ready_model=None):
-        server = ServerProcess(args, str(tmp_path / f"server{len(started)}.log"))
+    def start(args, ready_model=None, preexec_fn=None):
+        server = ServerProcess(args, str(tmp_path / f"server{len(started)}.log"), preexec_fn)
         started.append(server)
         if ready_model:
             server.wait_ready(ready_model)
