@@ -196,9 +196,7 @@ def multi_inference_plan(servable, request):
         for spec in signature.inputs.values():
             definition.inputs[spec.tensor_name].CopyFrom(signature.definition.inputs[spec.alias])
         for spec in signature.outputs.values():
-            definition.outputs[spec.tensor_name].CopyFrom(
-                signature.definition.outputs[spec.alias]
-            )
+            definition.outputs[spec.tensor_name].CopyFrom(signature.definition.outputs[spec.alias])
     key = _MULTI_SIGNATURE_PREFIX + ",".join(sorted(names))
     return tasks, Signature(key, definition)
 

@@ -7,6 +7,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -138,3 +139,96 @@ def test_model_status(stubs):
     with pytest.raises(grpc.RpcError) as error:
         stubs[1].GetModelStatus(request, 10)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def multi_request(*tasks, xs=(1.0, 2.0)):
+    """A MultiInferenceRequest: tasks are (model, signature_name, method) triples."""
+    request = inference_pb2.MultiInferenceRequest()
+    for model, signature, method in tasks:
+        task = request.tasks.add(method_name=f"tensorflow/serving/{method}")
+        task.model_spec.name = model
+        task.model_spec.signature_name = signature
+        task.model_spec.version.value = 123
+    return _examples(request, xs)
+
+
+def test_multi_inference_classify_and_regress_in_one_call(stubs):
+    request = multi_request(
+        ("half_plus_two", "classify_x_to_y", "classify"),
+        ("half_plus_two", "regress_x_to_y", "regress"),
+    )
+    response = stubs[0].MultiInference(request, 10)
+    assert len(response.results) == 2
+    classify, regress = response.results
+    assert [
+        [c.score for c in item.classes] for item in classify.classification_result.classifications
+    ] == [[2.5], [3.0]]
+    assert [r.value for r in regress.regression_result.regressions] == [2.5, 3.0]
+    assert classify.model_spec.name == "half_plus_two"
+    assert classify.model_spec.version.value == 123
+    assert classify.model_spec.signature_name == "classify_x_to_y"
+    assert regress.model_spec.signature_name == "regress_x_to_y"
+
+
+@pytest.mark.parametrize(
+    "tasks, xs, code, message",
+    [
+        (
+            [("half_plus_two", "classify_x_to_y", "classify"), ("multi", "x", "regress")],
+            (1.0,),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "All ModelSpecs in a MultiInferenceRequest must access the same model name.",
+        ),
+        (
+            [("half_plus_two", "classify_x_to_y", "classify"), ("", "regress_x_to_y", "regress")],
+            (1.0,),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Found ModelSpec with an empty model name.",
+        ),
+        (
+            [
+                ("half_plus_two", "regress_x_to_y", "regress"),
+                ("half_plus_two", "regress_x_to_y", "classify"),
+            ],
+            (1.0,),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Duplicate evaluation of signature: regress_x_to_y",
+        ),
+        (
+            [("half_plus_two", "nope", "classify")],
+            (1.0,),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Requested signature not found in model graph: nope",
+        ),
+        (
+            [("half_plus_two", "serving_default", "predict")],
+            (1.0,),
+            grpc.StatusCode.UNIMPLEMENTED,
+            "Unsupported signature method_name: tensorflow/serving/predict",
+        ),
+        (
+            [("half_plus_two", "", "regress")],
+            (1.0,),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "No regression inputs found in SignatureDef: ",
+        ),
+        (
+            [("half_plus_two", "classify_x_to_y", "classify")],
+            (),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Input is empty.",
+        ),
+        ([], (1.0,), grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified."),
+        (
+            [("intentionally_missing_model", "classify_x_to_y", "classify")],
+            (1.0,),
+            grpc.StatusCode.NOT_FOUND,
+            "Servable not found for request: Specific(intentionally_missing_model, 123)",
+        ),
+    ],
+)
+def test_multi_inference_errors(stubs, tasks, xs, code, message):
+    with pytest.raises(grpc.RpcError) as error:
+        stubs[0].MultiInference(multi_request(*tasks, xs=xs), 10)
+    assert error.value.code() == code
+    assert error.value.details().startswith(message)

@@ -283,6 +283,7 @@ def test_rest_timeout_gives_504(tmp_path, start_server):
     assert time.monotonic() - started < 2.5
 
 
+@pytest.mark.slow
 def test_grpc_reload_config(tmp_path, start_server):
     import grpc
     from google.protobuf import text_format
@@ -292,7 +293,12 @@ def test_grpc_reload_config(tmp_path, start_server):
         os.makedirs(tmp_path / name)
         push(str(tmp_path / name), 1, b=b)
     server = start_server(
-        ["--model_name=a", f"--model_base_path={tmp_path / 'a'}"], ready_model="a"
+        [
+            "--model_name=a",
+            f"--model_base_path={tmp_path / 'a'}",
+            "--enable_grpc_config_reload=true",
+        ],
+        ready_model="a",
     )
     request = model_management_pb2.ReloadConfigRequest()
     text_format.Parse(
@@ -307,6 +313,8 @@ def test_grpc_reload_config(tmp_path, start_server):
         assert predict(server.url, 2.0, model="b").json() == {"predictions": [[6.0]]}
         assert predict(server.url, 2.0, model="a").status_code == 404
         request.config.model_config_list.config[0].base_path = "relative/path"
-        response = stub.HandleReloadConfigRequest(request, 60)
-        assert response.status.error_code == 3
-        assert "to have an absolute path or URI" in response.status.error_message
+        with pytest.raises(grpc.RpcError) as error:  # upstream: the error is the call's status
+            stub.HandleReloadConfigRequest(request, 60)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "to have an absolute path or URI" in error.value.details()
+    assert "HandleReloadConfigRequest from ipv4:127.0.0.1:" in server.read_log()
