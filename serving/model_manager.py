@@ -9,7 +9,11 @@ Mirrors TF Serving's file-system source plus AvailabilityPreserving manager:
   and old versions are unloaded only once an aspired version is AVAILABLE.
   So a corrupt or half-written version ends in END (with its error) and never
   takes the served version down; failed loads are retried
-  `max_num_load_retries` times, `load_retry_interval` apart.
+  `max_num_load_retries` times, `load_retry_interval` apart, and again
+  whenever the version's files change.
+* Under a `latest` policy a version that failed to load does not count: the
+  newest loadable versions stand in for it (also at startup, which then
+  completes with the stand-in instead of waiting out the retries).
 * Labels may only point at AVAILABLE versions (unless
   `allow_version_labels_for_unavailable_models` and the label is new).
 * Version states are never forgotten, so status lists unloaded versions as END.
@@ -69,7 +73,7 @@ class _Model:
         self.latest = None  # highest AVAILABLE Servable
         self.states: dict = {}  # version -> VersionState
         self.labels: dict = {}  # label -> version
-        self.failures: dict = {}  # version -> (attempts, next_retry_time)
+        self.failures: dict = {}  # version -> (attempts, next_retry_time, file fingerprint)
         self.initial_target = None  # highest aspired version at first sight
 
 
@@ -83,6 +87,49 @@ def _compact_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def _with_stand_ins(model: "_Model", policy, on_disk: dict, aspired: set) -> set:
+    """The aspired versions, with loadable stand-ins for broken ones.
+
+    Under a `latest {N}` policy (the default), a version whose last load
+    failed does not count towards N: the next older loadable versions are
+    served instead, while the broken ones stay aspired (they are retried,
+    and replace the stand-ins once they load). `all` and `specific`
+    policies are applied as they are.
+    """
+    choice = policy.WhichOneof("policy_choice") if policy is not None else None
+    if choice not in (None, "latest"):
+        return aspired
+    broken = {v for v in on_disk if _failed(model, v)}
+    healthy = [v for v in sorted(on_disk, reverse=True) if v not in broken][: len(aspired)]
+    return set(healthy) | (aspired & broken)
+
+
+def _failed(model: "_Model", version: int) -> bool:
+    """The version's last load failed (END with an error) and it is not loaded."""
+    state = model.states.get(version)
+    return (
+        state is not None
+        and state.state == "END"
+        and state.error_code != Code.OK
+        and version not in model.loaded
+    )
+
+
+def _fingerprint(path: str) -> tuple:
+    """(name, size, mtime) of a version's SavedModel files, to notice a rewrite."""
+    entries = []
+    for directory in (path, os.path.join(path, "variables")):
+        try:
+            with os.scandir(directory) as items:
+                for item in items:
+                    if item.is_file():
+                        stat = item.stat()
+                        entries.append((item.path, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            continue
+    return tuple(sorted(entries))
 
 
 def list_versions(base_path: str) -> dict:
@@ -270,21 +317,35 @@ class ModelManager:
                         name,
                         config.base_path,
                     )
-            wanted = aspired_versions(config.model_version_policy, on_disk, name)
-            if model.initial_target is None and wanted:
-                model.initial_target = max(wanted)
-        for version in sorted(wanted - set(model.loaded), reverse=True):
-            if self._stop.is_set():
-                return
-            if self._may_attempt(model, version):
-                self._load(name, model, version, on_disk[version])
+            aspired = aspired_versions(config.model_version_policy, on_disk, name)
+            if model.initial_target is None and aspired:
+                model.initial_target = max(aspired)
+            # Each pass may find a broken version and let an older one stand in.
+            for _ in range(len(on_disk) + 1):
+                wanted = _with_stand_ins(model, config.model_version_policy, on_disk, aspired)
+                todo = [
+                    v
+                    for v in sorted(wanted - set(model.loaded), reverse=True)
+                    if self._may_attempt(model, v, on_disk[v])
+                ]
+                if not todo:
+                    break
+                for version in todo:
+                    if self._stop.is_set():
+                        return
+                    self._load(name, model, version, on_disk[version])
         if wanted & set(model.loaded) or not wanted:
             for version in sorted(set(model.loaded) - wanted):
                 self._unload(name, model, version)
 
-    def _may_attempt(self, model: _Model, version: int) -> bool:
-        attempts, next_time = model.failures.get(version, (0, 0.0))
+    def _may_attempt(self, model: _Model, version: int, path: str) -> bool:
+        """A first load, a due retry, or a failed version whose files changed."""
+        attempts, next_time, files = model.failures.get(version, (0, 0.0, None))
         if attempts == 0:
+            return True
+        if files != _fingerprint(path):
+            log.info("Files of failed version %d under %s changed; loading it again", version, path)
+            model.failures.pop(version)
             return True
         return attempts <= self.options.max_num_load_retries and time.monotonic() >= next_time
 
@@ -326,10 +387,11 @@ class ModelManager:
             tf_code = getattr(error, "error_code", None)
             code = Code(tf_code) if isinstance(tf_code, int) and 0 < tf_code < 17 else Code.UNKNOWN
         message = getattr(error, "message", None) or str(error)
-        attempts = model.failures.get(version, (0, 0.0))[0] + 1
+        attempts = model.failures.get(version, (0, 0.0, None))[0] + 1
         model.failures[version] = (
             attempts,
             time.monotonic() + self.options.load_retry_interval_seconds,
+            _fingerprint(path),
         )
         model.states[version] = VersionState("END", code, message)
         log.error(
@@ -381,7 +443,9 @@ class ModelManager:
             state = model.states.get(target)
             if state is not None and state.state == "AVAILABLE":
                 continue
-            attempts = model.failures.get(target, (0, 0))[0]
+            if model.loaded and _failed(model, target):
+                continue  # an older version stands in; the failure is in the status
+            attempts = model.failures.get(target, (0, 0, None))[0]
             if (
                 state is not None
                 and state.state == "END"

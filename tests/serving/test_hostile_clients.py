@@ -5,7 +5,6 @@ request that makes the server allocate what it declares fails the test
 instead of exhausting the test machine.
 """
 
-import os
 import resource
 
 import grpc
@@ -224,4 +223,26 @@ def test_max_request_bytes_applies_to_grpc(tmp_path, start_server):
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         response = _predict(stub, _broadcast([100_000, 1]))
         assert len(response.outputs["y"].float_val) == 100_000
-    assert os.path.exists(server.log_path)
+
+
+def test_element_cap_flag_applies_to_rest_and_grpc(tmp_path, start_server):
+    base = tmp_path / "m"
+    model_factory.save_half_plus_two(str(base / "1"))
+    server = start_server(
+        ["--model_name=m", f"--model_base_path={base}", "--max_request_tensor_elements=3"],
+        ready_model="m",
+        preexec_fn=_limit_memory,
+    )
+    url = f"{server.url}/v1/models/m:predict"
+    response = requests.post(url, json={"instances": [[1.0]] * 4}, timeout=60)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("Tensor x (shape [4,1], 4 elements)")
+    response = requests.post(url, json={"inputs": {"x": [[1.0]] * 3}}, timeout=60)
+    assert response.json() == {"outputs": [[2.5]] * 3}
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            _predict(stub, tf.make_tensor_proto([[1.0]] * 4, dtype=tf.float32))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details().startswith("Tensor x (shape [4,1], 4 elements)")
+        assert len(_predict(stub, _broadcast([3, 1])).outputs["y"].float_val) == 3

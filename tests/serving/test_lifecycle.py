@@ -4,6 +4,7 @@ batching, request logs, metrics and clean shutdown (each on its own server)."""
 import concurrent.futures
 import glob
 import os
+import shutil
 import threading
 import time
 
@@ -318,3 +319,42 @@ def test_grpc_reload_config(tmp_path, start_server):
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "to have an absolute path or URI" in error.value.details()
     assert "HandleReloadConfigRequest from ipv4:127.0.0.1:" in server.read_log()
+
+
+@pytest.mark.slow
+def test_restart_with_a_corrupt_newest_version(tmp_path, start_server):
+    """kill -9 mid-push left version 3 truncated: serve 2 at once, report 3, pick up a fix."""
+    base = str(tmp_path / "m")
+    os.makedirs(base)
+    push(base, 1, b=1.0)
+    push(base, 2, b=2.0)
+    push(base, 3, b=3.0)
+    saved_model = os.path.join(base, "3", "saved_model.pb")
+    with open(saved_model, "rb") as f:
+        data = f.read()
+    with open(saved_model, "wb") as f:
+        f.write(data[: len(data) // 2])
+    # Default retry flags (5 retries, 60 s apart): waiting them out kept the ports closed ~5 min.
+    server = start_server(["--model_name=m", f"--model_base_path={base}"], ready_model="m")
+    assert predict(server.url, 2.0).json() == {"predictions": [[3.0]]}
+    states = requests.get(f"{server.url}/v1/models/m", timeout=10).json()["model_version_status"]
+    by_version = {s["version"]: s for s in states}
+    assert by_version["2"]["state"] == "AVAILABLE"
+    assert by_version["3"]["state"] == "END"
+    assert by_version["3"]["status"]["error_code"] != "OK"
+    assert by_version["3"]["status"]["error_message"]
+    assert "1" not in by_version
+    tmp = os.path.join(base, ".fixed-3")
+    model_factory.save_half_plus_two(tmp, b=3.0)
+    for name in ("saved_model.pb", "variables"):  # rewrite version 3 in place
+        target = os.path.join(base, "3", name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        os.rename(os.path.join(tmp, name), target)
+    assert wait_for(lambda: predict(server.url, 2.0).json() == {"predictions": [[4.0]]})
+
+    def states():
+        body = requests.get(f"{server.url}/v1/models/m", timeout=10).json()
+        return {s["version"]: s["state"] for s in body["model_version_status"]}
+
+    assert wait_for(lambda: states() == {"3": "AVAILABLE", "2": "END"})

@@ -167,3 +167,58 @@ def test_canary_routing_is_off_by_default(tmp_path):
     )
     assert manager.resolve("m").version == 2
     manager.stop()
+
+
+def _truncate_saved_model(version_dir) -> None:
+    """Cuts saved_model.pb in half, as a kill -9 during a copy leaves it."""
+    path = version_dir / "saved_model.pb"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_corrupt_newest_version_is_replaced_by_the_newest_loadable(tmp_path):
+    base = tmp_path / "m"
+    for version, b in ((1, 1.0), (2, 2.0), (3, 3.0)):
+        model_factory.save_half_plus_two(str(base / str(version)), b=b)
+    _truncate_saved_model(base / "3")
+    manager = ModelManager(ManagerOptions(max_num_load_retries=5, load_retry_interval_seconds=600))
+    manager.apply_config(
+        config(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+            f"model_platform: 'tensorflow' }} }}"
+        )
+    )
+    manager.poll()  # one pass: 3 fails, 2 stands in
+    assert manager.resolve("m").version == 2
+    assert manager.pending_initial_loads() == []
+    states = dict(manager.version_states("m"))
+    assert states[3].state == "END" and states[3].error_code != Code.OK
+    assert states[3].error_message
+    assert 1 not in states  # only the stand-in is loaded, not every older version
+    manager.poll()  # the retry is not due (600 s) and the files did not change
+    assert dict(manager.version_states("m"))[3].state == "END"
+    # The version is rewritten: the next poll loads it and drops the stand-in.
+    model_factory.save_half_plus_two(str(base / "3"), b=3.0)
+    manager.poll()
+    assert manager.resolve("m").version == 3
+    assert [v for v, s in manager.version_states("m") if s.state == "AVAILABLE"] == [3]
+    manager.stop()
+
+
+def test_specific_policy_gets_no_stand_in(tmp_path):
+    base = tmp_path / "m"
+    for version in (1, 2):
+        model_factory.save_half_plus_two(str(base / str(version)))
+    _truncate_saved_model(base / "2")
+    manager = ModelManager(ManagerOptions(max_num_load_retries=0))
+    manager.apply_config(
+        config(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+            "model_platform: 'tensorflow' model_version_policy { specific { versions: 2 } } } }"
+        )
+    )
+    manager.poll()
+    with pytest.raises(ServingError):
+        manager.resolve("m")
+    assert [name for name, error in manager.pending_initial_loads() if error] == ["m"]
+    manager.stop()
