@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_request_tensor_elements",
         type=int,
         default=0,
-        help="elements of all tensors of one request (0 = --max_request_bytes)",
+        help="elements of all tensors of one request (0 = --max_request_bytes / 4)",
     )
     add(
         "--max_decoded_request_bytes",

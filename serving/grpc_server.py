@@ -278,6 +278,12 @@ class PredictionServicer:
             )
         except ServingError as e:
             error = _detached(e)
+        except MemoryError:
+            error = ServingError(
+                Code.RESOURCE_EXHAUSTED,
+                "Out of memory while processing the request; lower "
+                "--max_request_tensor_elements / --max_decoded_request_bytes",
+            )
         if error is not None:
             self.metrics.record_request(model, None, api, "GRPC", error.code.name)
             return _fail(context, error.grpc_code, error.grpc_details())

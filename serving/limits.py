@@ -8,9 +8,13 @@ size are computed from its declared shape (exact Python integers, no int64
 wrap-around) and charged to a per-request `Budget` before numpy or protobuf
 allocates them; going over answers INVALID_ARGUMENT naming the tensor.
 
-Defaults are tied to `--max_request_bytes`: one element per request byte
-(no request without broadcasting has more) and eight decoded bytes per
-request byte (an int64 sent as a one-byte varint decodes to 8 bytes).
+Defaults are tied to `--max_request_bytes` (64 MiB): one element per 4
+request bytes (a packed float32's wire size; 16 Mi elements) and eight
+decoded bytes per request byte (an int64 sent as a one-byte varint decodes
+to 8 bytes; 512 MiB). Under a 1.5 GB memory limit the server answers a
+broadcast [16 Mi, 1] float request (output included) in ~6 s on the dev VM;
+[50 M, 1], within a one-element-per-byte cap, crashed it in the response
+encoding.
 """
 
 import dataclasses
@@ -18,6 +22,7 @@ import math
 
 from serving.errors import invalid
 
+REQUEST_BYTES_PER_ELEMENT = 4
 DECODED_BYTES_PER_REQUEST_BYTE = 8
 POINTER_BYTES = 8  # one object-array slot per string element
 
@@ -39,7 +44,7 @@ class RequestLimits:
     def from_flags(cls, max_request_bytes: int, max_elements: int = 0, max_decoded: int = 0):
         """Limits from the flags; 0 means "derive from `max_request_bytes`"."""
         return cls(
-            max_elements=max_elements or max_request_bytes,
+            max_elements=max_elements or max_request_bytes // REQUEST_BYTES_PER_ELEMENT,
             max_decoded_bytes=max_decoded or DECODED_BYTES_PER_REQUEST_BYTE * max_request_bytes,
         )
 

@@ -33,22 +33,31 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
             dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape]
         )
     )
+    flat = array.ravel()
     if array.dtype.kind in "OSU":
         proto.dtype = types_pb2.DT_STRING
-        proto.string_val.extend(
-            v if isinstance(v, bytes) else str(v).encode() for v in array.ravel().tolist()
-        )
+        for chunk in _chunks(flat):
+            proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in chunk)
         return proto
     if array.dtype == np.float16:
-        proto.dtype = types_pb2.DT_HALF
-        proto.half_val.extend(array.ravel().view(np.uint16).tolist())
-        return proto
-    dtype, field = _TYPED[array.dtype]
-    proto.dtype = dtype
-    getattr(proto, field).extend(array.ravel().tolist())
+        proto.dtype, field = types_pb2.DT_HALF, proto.half_val
+        flat = flat.view(np.uint16)
+    else:
+        proto.dtype, name = _TYPED[array.dtype]
+        field = getattr(proto, name)
+    for chunk in _chunks(flat):
+        field.extend(chunk)
     return proto
 
 
+def _chunks(flat: np.ndarray):
+    """Python lists of at most `_CHUNK` values (a whole big tensor as Python
+    objects would take ~8x its own size)."""
+    for start in range(0, flat.size, _CHUNK):
+        yield flat[start : start + _CHUNK].tolist()
+
+
+_CHUNK = 1 << 16
 _FIELDS = {dtype: (field, np_dtype) for np_dtype, (dtype, field) in _TYPED.items()}
 
 

@@ -143,6 +143,24 @@ def start_server(tmp_path):
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def start_module_server(tmp_path_factory):
+    """start_server for servers shared by one module's tests (always stopped)."""
+    started = []
+    root = tmp_path_factory.mktemp("module-server")
+
+    def start(args, ready_model=None, preexec_fn=None):
+        server = ServerProcess(args, str(root / f"server{len(started)}.log"), preexec_fn)
+        started.append(server)
+        if ready_model:
+            server.wait_ready(ready_model)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def monitoring_config(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("mon") / "monitoring.config"

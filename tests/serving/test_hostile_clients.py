@@ -29,11 +29,12 @@ def _limit_memory():
     resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-@pytest.fixture
-def limited_server(tmp_path, start_server):
-    base = tmp_path / "m"
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory, start_module_server):
+    """One server for the module; no test changes what it serves."""
+    base = tmp_path_factory.mktemp("limited") / "m"
     model_factory.save_half_plus_two(str(base / "1"))
-    return start_server(
+    return start_module_server(
         ["--model_name=m", f"--model_base_path={base}"],
         ready_model="m",
         preexec_fn=_limit_memory,
@@ -68,7 +69,7 @@ def _still_serving(server) -> None:
     "shape",
     [
         [4_000_000_000, 1],  # the 35-byte request that got the server OOM-killed
-        [70_000_000, 1],  # over the default of one element per --max_request_bytes byte
+        [50_000_000, 1],  # 200 MB decoded, crashed the server in the response encoding
         [2**62, 2**62],  # the element count wraps around in int64 arithmetic
     ],
 )
@@ -217,12 +218,12 @@ def test_max_request_bytes_applies_to_grpc(tmp_path, start_server):
         with pytest.raises(grpc.RpcError) as error:
             _predict(stub, tf.make_tensor_proto(tf.zeros([50_000, 1]), dtype=tf.float32))
         assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        # Elements default to one per request byte: 100,001 broadcast elements are refused.
+        # Elements default to one per 4 request bytes: 25,001 broadcast elements are refused.
         with pytest.raises(grpc.RpcError) as error:
-            _predict(stub, _broadcast([100_001, 1]))
+            _predict(stub, _broadcast([25_001, 1]))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        response = _predict(stub, _broadcast([100_000, 1]))
-        assert len(response.outputs["y"].float_val) == 100_000
+        response = _predict(stub, _broadcast([25_000, 1]))
+        assert len(response.outputs["y"].float_val) == 25_000
 
 
 def test_element_cap_flag_applies_to_rest_and_grpc(tmp_path, start_server):

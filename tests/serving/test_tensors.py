@@ -84,7 +84,7 @@ def test_decoded_bytes_count_item_size_and_string_payloads():
 
 
 def test_defaults_follow_max_request_bytes():
-    assert limits.RequestLimits.from_flags(1000) == limits.RequestLimits(1000, 8000)
+    assert limits.RequestLimits.from_flags(1000) == limits.RequestLimits(250, 8000)
     assert limits.RequestLimits.from_flags(1000, 5, 7) == limits.RequestLimits(5, 7)
 
 
