@@ -9,8 +9,10 @@ Methods are registered on raw bytes, so the server controls decoding:
   Serving's grpc++ server does (`GenericDeserialize` fails before the
   handler runs and sends `Status(INTERNAL, InitializationErrorString())`,
   which is empty for proto3 messages);
-* requests and responses over `OFFLOAD_BYTES` are parsed, decoded into
-  tensors and serialized on a worker thread, not on the event loop;
+* requests and responses over `OFFLOAD_BYTES` (or tensors of more than
+  `_OFFLOAD_ELEMENTS` elements, e.g. a small request declaring a big
+  broadcast shape) are parsed, decoded and serialized on a worker thread,
+  not on the event loop;
 * every tensor and example list is charged to the request's
   `serving.limits.Budget` before it is allocated.
 """
@@ -41,7 +43,7 @@ from serving.tensors import from_tensor_proto, to_tensor_proto
 log = logging.getLogger(__name__)
 
 OFFLOAD_BYTES = 1 << 20  # bigger messages are (de)serialized off the event loop
-_OFFLOAD_ELEMENTS = 1 << 18  # responses with more output elements are built off the loop
+_OFFLOAD_ELEMENTS = 1 << 18  # tensors with more elements are built off the loop
 _PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 _MODEL_SERVICE = "tensorflow.serving.ModelService"
 _CLASSIFY = "tensorflow/serving/classify"
@@ -311,8 +313,16 @@ class PredictionServicer:
             signature = inference.predict_signature_grpc(
                 servable, request.model_spec.signature_name
             )
+            declared = sum(
+                limits.element_count(d.size for d in t.tensor_shape.dim)
+                for t in request.inputs.values()
+            )
             feeds = await self._offload(
-                big, _predict_feeds, signature, request, self.limits.budget()
+                big or declared > _OFFLOAD_ELEMENTS,
+                _predict_feeds,
+                signature,
+                request,
+                self.limits.budget(),
             )
             fetch = _output_filter(signature, request)
             outputs = await self._run(servable, signature, feeds)
