@@ -578,6 +578,7 @@ def run_window(args) -> int:
         "records": window.records,
         "rows": len(window.rows),
         "malformed records": window.malformed,
+        "skipped damaged bytes": window.skipped_bytes,
         "versions": dict(window.versions),
     }
     exit_code = EXIT_OK

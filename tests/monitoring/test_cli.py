@@ -81,6 +81,23 @@ def test_malformed_records_counted_and_exit_2(
     assert _run(log_prefix, tmp_path / "out2", "--max-malformed-fraction", "0.5") == cli.EXIT_OK
 
 
+def test_damaged_log_bytes_are_skipped_and_reported(
+    tmp_path, write_log, log_prefix, make_rows, make_log, capsys
+):
+    records = [make_log(make_rows(10, seed=i), 2000 + i) for i in range(20)]
+    path = write_log(records)
+    damaged = 16 * 5 + sum(len(r) for r in records[:5]) + 12 + 3  # inside record 5's payload
+    with open(path, "r+b") as f:
+        f.seek(damaged)
+        byte = f.read(1)[0]
+        f.seek(damaged)
+        f.write(bytes([byte ^ 0x01]))
+    assert _run(log_prefix, tmp_path / "out", "--max-malformed-fraction", "0.1") == cli.EXIT_OK
+    summary = json.loads((tmp_path / "out" / "window-1500-2500" / "summary.json").read_text())
+    assert summary["counts"]["malformed"] == 1 and summary["rows"] == 190
+    assert summary["skipped damaged bytes"] == 16 + len(records[5])
+
+
 def test_bad_arguments(tmp_path, log_prefix, capsys):
     assert (
         cli.main(
