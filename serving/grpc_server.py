@@ -24,7 +24,6 @@ import time
 
 import grpc
 from google.protobuf import text_format
-from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -36,8 +35,8 @@ from tensorflow_serving.apis import (
 )
 
 from serving import inference, limits, model_info
-from serving.errors import Code, ServingError, invalid
-from serving.servable import DEFAULT_SIGNATURE, Signature, serialize_input
+from serving.errors import Code, ServingError
+from serving.servable import serialize_input
 from serving.tensors import from_tensor_proto, to_tensor_proto
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,6 @@ OFFLOAD_BYTES = 1 << 20  # bigger messages are (de)serialized off the event loop
 _OFFLOAD_ELEMENTS = 1 << 18  # tensors with more elements are built off the loop
 _PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 _MODEL_SERVICE = "tensorflow.serving.ModelService"
-_CLASSIFY = "tensorflow/serving/classify"
-_REGRESS = "tensorflow/serving/regress"
-_MULTI_SIGNATURE_PREFIX = "\x00multi_inference:"
 
 
 class _Undecodable(Exception):
@@ -138,88 +134,6 @@ def checked_examples(request_input, budget: limits.Budget):
         budget, len(examples), context_bytes, sum(e.ByteSize() for e in examples)
     )
     return serialize_input(request_input)
-
-
-def _classify_result(results, into) -> None:
-    for classes in results:
-        item = into.classifications.add()
-        for label, score in classes:
-            item.classes.add(
-                label=label.decode("utf-8", "replace") if isinstance(label, bytes) else label,
-                score=score,
-            )
-
-
-# -- MultiInference (tensorflow_serving/servables/tensorflow/multi_inference.cc) ----
-
-
-def multi_inference_plan(servable, request):
-    """Checks a MultiInferenceRequest's tasks as TF Serving does.
-
-    Returns:
-      (tasks, signature): `tasks` is [(ModelSpec, method, Signature)] in
-      request order; `signature` is one synthetic signature that feeds the
-      examples to every task's input tensor and fetches the union of their
-      outputs (one session run, as upstream).
-
-    Raises:
-      ServingError: with upstream's code and message.
-    """
-    model_name = ""
-    names = set()
-    tasks = []
-    for task in request.tasks:
-        spec = task.model_spec
-        if not spec.name:
-            raise invalid("Found ModelSpec with an empty model name.")
-        if not model_name:
-            model_name = spec.name
-        elif spec.name != model_name:
-            raise invalid(
-                "All ModelSpecs in a MultiInferenceRequest must access the same model name."
-            )
-        key = spec.signature_name or DEFAULT_SIGNATURE
-        if key in names:
-            raise invalid(f"Duplicate evaluation of signature: {key}")
-        names.add(key)
-        if key not in servable.signatures:
-            raise invalid(f"Requested signature not found in model graph: {key}")
-        if task.method_name == _CLASSIFY:
-            signature = inference.classify_signature(servable, key)
-        elif task.method_name == _REGRESS:
-            signature = inference.regress_signature(servable, key)
-        else:
-            raise ServingError(
-                Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}"
-            )
-        tasks.append((spec, task.method_name, signature))
-    definition = meta_graph_pb2.SignatureDef()
-    for _, _, signature in tasks:
-        for spec in signature.inputs.values():
-            definition.inputs[spec.tensor_name].CopyFrom(signature.definition.inputs[spec.alias])
-        for spec in signature.outputs.values():
-            definition.outputs[spec.tensor_name].CopyFrom(signature.definition.outputs[spec.alias])
-    key = _MULTI_SIGNATURE_PREFIX + ",".join(sorted(names))
-    return tasks, Signature(key, definition)
-
-
-def multi_inference_response(servable, tasks, outputs: dict, batch: int):
-    """Builds the MultiInferenceResponse from the union run's outputs (by tensor name)."""
-    response = inference_pb2.MultiInferenceResponse()
-    for spec, method, signature in tasks:
-        mine = {a: outputs[s.tensor_name] for a, s in signature.outputs.items()}
-        result = response.results.add()
-        if method == _CLASSIFY:
-            results = inference.classification_results(mine, batch)
-            _classify_result(results, result.classification_result)
-        else:
-            values = inference.regression_results(mine, batch)
-            for value in values:
-                result.regression_result.regressions.add(value=value)
-        result.model_spec.CopyFrom(
-            model_info.model_spec(spec.name, servable.version, signature.key)
-        )
-    return response
 
 
 class PredictionServicer:
@@ -356,7 +270,7 @@ class PredictionServicer:
             results = inference.classification_results(outputs, len(examples))
             spec = model_info.model_spec(servable.name, servable.version, signature.key)
             response = classification_pb2.ClassificationResponse(model_spec=spec)
-            _classify_result(results, response.result)
+            inference.fill_classifications(results, response.result)
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
                 logger.log_classify(servable, signature.key, request.input, results)
@@ -395,13 +309,13 @@ class PredictionServicer:
                 # upstream resolves ModelSpec::default_instance() (no name).
                 raise ServingError(Code.INVALID_ARGUMENT, "ModelSpec has no name specified.")
             servable = _resolve(self.manager, spec)
-            tasks, signature = multi_inference_plan(servable, request)
+            tasks, signature = inference.multi_inference_plan(servable, request)
             examples = await self._offload(
                 big, checked_examples, request.input, self.limits.budget()
             )
             feeds = {alias: examples for alias in signature.inputs}
             outputs = await self._run(servable, signature, feeds)
-            response = multi_inference_response(servable, tasks, outputs, len(examples))
+            response = inference.multi_inference_response(servable, tasks, outputs, len(examples))
             return response, servable.version, len(examples)
 
         return await self._call(

@@ -4,11 +4,16 @@ Predict accepts any signature; Classify and Regress require TF Serving's
 classification/regression signature shape (one `inputs` string input and
 `classes`/`scores` or `outputs` outputs; the method name is not checked, as
 with upstream's default `--enable_signature_method_name_check=false`).
+MultiInference runs several classify/regress signatures over one input in
+one session call, with upstream's checks.
 """
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import inference_pb2
 
+from serving import model_info
 from serving.dtypes import enum_name
 from serving.errors import Code, ServingError, invalid
 from serving.servable import DEFAULT_SIGNATURE, Servable, Signature
@@ -148,3 +153,93 @@ def examples_array(serialized: list) -> np.ndarray:
     array = np.empty(len(serialized), dtype=object)
     array[:] = serialized
     return array
+
+
+def fill_classifications(results: list, into) -> None:
+    """Adds `classification_results` to a `ClassificationResult` proto."""
+    for classes in results:
+        item = into.classifications.add()
+        for label, score in classes:
+            item.classes.add(
+                label=label.decode("utf-8", "replace") if isinstance(label, bytes) else label,
+                score=score,
+            )
+
+
+_CLASSIFY = "tensorflow/serving/classify"
+_REGRESS = "tensorflow/serving/regress"
+_MULTI_SIGNATURE_PREFIX = "\x00multi_inference:"
+
+
+# ---------------------------------------------------------------------------
+# MultiInference (tensorflow_serving/servables/tensorflow/multi_inference.cc)
+# ---------------------------------------------------------------------------
+
+
+def multi_inference_plan(servable, request):
+    """Checks a MultiInferenceRequest's tasks as TF Serving does.
+
+    Returns:
+      (tasks, signature): `tasks` is [(ModelSpec, method, Signature)] in
+      request order; `signature` is one synthetic signature that feeds the
+      examples to every task's input tensor and fetches the union of their
+      outputs (one session run, as upstream).
+
+    Raises:
+      ServingError: with upstream's code and message.
+    """
+    model_name = ""
+    names = set()
+    tasks = []
+    for task in request.tasks:
+        spec = task.model_spec
+        if not spec.name:
+            raise invalid("Found ModelSpec with an empty model name.")
+        if not model_name:
+            model_name = spec.name
+        elif spec.name != model_name:
+            raise invalid(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+            )
+        key = spec.signature_name or DEFAULT_SIGNATURE
+        if key in names:
+            raise invalid(f"Duplicate evaluation of signature: {key}")
+        names.add(key)
+        if key not in servable.signatures:
+            raise invalid(f"Requested signature not found in model graph: {key}")
+        if task.method_name == _CLASSIFY:
+            signature = classify_signature(servable, key)
+        elif task.method_name == _REGRESS:
+            signature = regress_signature(servable, key)
+        else:
+            raise ServingError(
+                Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}"
+            )
+        tasks.append((spec, task.method_name, signature))
+    definition = meta_graph_pb2.SignatureDef()
+    for _, _, signature in tasks:
+        for spec in signature.inputs.values():
+            definition.inputs[spec.tensor_name].CopyFrom(signature.definition.inputs[spec.alias])
+        for spec in signature.outputs.values():
+            definition.outputs[spec.tensor_name].CopyFrom(signature.definition.outputs[spec.alias])
+    key = _MULTI_SIGNATURE_PREFIX + ",".join(sorted(names))
+    return tasks, Signature(key, definition)
+
+
+def multi_inference_response(servable, tasks, outputs: dict, batch: int):
+    """Builds the MultiInferenceResponse from the union run's outputs (by tensor name)."""
+    response = inference_pb2.MultiInferenceResponse()
+    for spec, method, signature in tasks:
+        mine = {a: outputs[s.tensor_name] for a, s in signature.outputs.items()}
+        result = response.results.add()
+        if method == _CLASSIFY:
+            results = classification_results(mine, batch)
+            fill_classifications(results, result.classification_result)
+        else:
+            values = regression_results(mine, batch)
+            for value in values:
+                result.regression_result.regressions.add(value=value)
+        result.model_spec.CopyFrom(
+            model_info.model_spec(spec.name, servable.version, signature.key)
+        )
+    return response

@@ -211,6 +211,13 @@ def _replay(servable: Servable, entry) -> None:
         examples = serialize_input(request.input)
         alias = next(iter(signature.inputs))
         servable.run(signature, {alias: examples})
+    elif kind == "multi_inference_log":
+        from serving import inference
+
+        request = entry.multi_inference_log.request
+        _, signature = inference.multi_inference_plan(servable, request)
+        examples = serialize_input(request.input)
+        servable.run(signature, {alias: examples for alias in signature.inputs})
     else:
         raise ServingError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {kind}")
 

@@ -222,3 +222,48 @@ def test_specific_policy_gets_no_stand_in(tmp_path):
         manager.resolve("m")
     assert [name for name, error in manager.pending_initial_loads() if error] == ["m"]
     manager.stop()
+
+
+def _write_warmup(version_dir, *logs) -> None:
+    import tensorflow as tf
+
+    extra = version_dir / "assets.extra"
+    extra.mkdir()
+    with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+
+
+def _multi_inference_log(signature: str):
+    from tensorflow_serving.apis import inference_pb2, prediction_log_pb2
+
+    request = inference_pb2.MultiInferenceRequest()
+    for name, method in ((signature, "classify"), ("regress_x_to_y", "regress")):
+        task = request.tasks.add(method_name=f"tensorflow/serving/{method}")
+        task.model_spec.name, task.model_spec.signature_name = "m", name
+    example = request.input.example_list.examples.add()
+    example.features.feature["x"].float_list.value.append(1.0)
+    return prediction_log_pb2.PredictionLog(
+        multi_inference_log=prediction_log_pb2.MultiInferenceLog(request=request)
+    )
+
+
+@pytest.mark.parametrize("signature, available", [("classify_x_to_y", True), ("nope", False)])
+def test_multi_inference_warmup_records_are_replayed(tmp_path, signature, available):
+    """TF Serving's warmup accepts multi_inference_log records; a bad one fails the load."""
+    base = tmp_path / "m"
+    model_factory.save_half_plus_two(str(base / "1"))
+    _write_warmup(base / "1", _multi_inference_log(signature))
+    manager = ModelManager(ManagerOptions(max_num_load_retries=0))
+    manager.apply_config(
+        config(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' "
+            f"model_platform: 'tensorflow' }} }}"
+        )
+    )
+    manager.poll()
+    state = dict(manager.version_states("m"))[1]
+    assert (state.state == "AVAILABLE") == available
+    if not available:
+        assert state.error_message == "Requested signature not found in model graph: nope"
+    manager.stop()
