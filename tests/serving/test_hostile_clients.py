@@ -159,9 +159,9 @@ def test_failed_requests_release_their_tensors(limited_server):
         for _ in range(8):
             fail()
         grown = _vm_rss(limited_server.proc.pid) - before
-    # Kept requests would add 8 x 32 MiB or more (measured: +490 MiB before the
-    # fix); freed ones leave only allocator noise (measured: 20-76 MiB).
-    assert grown < 4 * size, f"RSS grew by {grown >> 20} MiB over 8 failed requests"
+    # Kept requests would add 8 x 32 MiB or more (measured: +490-550 MiB before
+    # the fix); freed ones leave only allocator noise (measured: 20-76 MiB).
+    assert grown < 5 * size, f"RSS grew by {grown >> 20} MiB over 8 failed requests"
     _still_serving(limited_server)
 
 
