@@ -377,6 +377,15 @@ class ModelManager:
             model.failures.pop(version, None)
         _compact_heap()
         log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
+        broken = sorted(v for v in model.states if v > version and _failed(model, v))
+        if broken:
+            log.warning(
+                "Servable %s version %d stands in for version(s) %s, which failed to load "
+                "(see the model status); they are loaded again when their files change",
+                name,
+                version,
+                ",".join(map(str, broken)),
+            )
         if self._metrics is not None:
             self._metrics.load_attempts.inc((path, "success"))
             self._metrics.record_version_event(name, version, "load_ok")

@@ -344,6 +344,7 @@ def test_restart_with_a_corrupt_newest_version(tmp_path, start_server):
     assert by_version["3"]["status"]["error_code"] != "OK"
     assert by_version["3"]["status"]["error_message"]
     assert "1" not in by_version
+    assert "Servable m version 2 stands in for version(s) 3" in server.read_log()
     tmp = os.path.join(base, ".fixed-3")
     model_factory.save_half_plus_two(tmp, b=3.0)
     for name in ("saved_model.pb", "variables"):  # rewrite version 3 in place
