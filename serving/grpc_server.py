@@ -47,10 +47,6 @@ _PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 _MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 
-class _Undecodable(Exception):
-    """The request bytes are not a message of the method's type."""
-
-
 def _request_id(request, context) -> bytes:
     """`x-request-id` call metadata, else the request's `client_id`."""
     for key, value in context.invocation_metadata() or ():
@@ -173,14 +169,12 @@ class PredictionServicer:
         """Parses, runs `body(request, big)` and serializes; errors end the call.
 
         No reference to the request, its tensors or a traceback outlives a
-        failed call: the error is stripped of its traceback before aborting.
+        failed call: the error loses its traceback and the status is set on
+        the context (`_fail`) instead of raised.
         """
         started = time.perf_counter()
         big = len(raw) > OFFLOAD_BYTES
-        try:
-            request = await self._offload(big, _parse, request_class, raw)
-        except _Undecodable:
-            request = None
+        request = await self._offload(big, _parse, request_class, raw)
         if request is None:
             return _fail(context, grpc.StatusCode.INTERNAL, "")
         del raw
@@ -359,10 +353,11 @@ def _detached(error: ServingError) -> ServingError:
 
 
 def _parse(request_class, raw: bytes):
+    """The message, or None when `raw` does not decode as `request_class`."""
     try:
         return request_class.FromString(raw)
-    except Exception:  # protobuf DecodeError (or a bad UTF-8 string field)
-        raise _Undecodable() from None
+    except Exception:  # protobuf DecodeError (also for bad UTF-8 in a string field)
+        return None
 
 
 def _model_name(request) -> str:
@@ -394,10 +389,7 @@ class ModelServicer:
         self._reload_config = reload_config
 
     async def GetModelStatus(self, raw, context):
-        try:
-            request = _parse(get_model_status_pb2.GetModelStatusRequest, raw)
-        except _Undecodable:
-            request = None
+        request = _parse(get_model_status_pb2.GetModelStatusRequest, raw)
         if request is None:
             return _fail(context, grpc.StatusCode.INTERNAL, "")
         error = None
@@ -419,10 +411,7 @@ class ModelServicer:
         As upstream, a failed reload answers its error code (the response's
         `status` carries the same error for clients that read it).
         """
-        try:
-            request = _parse(model_management_pb2.ReloadConfigRequest, raw)
-        except _Undecodable:
-            request = None
+        request = _parse(model_management_pb2.ReloadConfigRequest, raw)
         if request is None:
             return _fail(context, grpc.StatusCode.INTERNAL, "")
         peer = context.peer()
