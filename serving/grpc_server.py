@@ -408,8 +408,8 @@ class ModelServicer:
     async def HandleReloadConfigRequest(self, raw, context):
         """Applies the config and waits for new models (off the event loop).
 
-        As upstream, a failed reload answers its error code (the response's
-        `status` carries the same error for clients that read it).
+        As upstream, a failed reload answers its error as the call's status
+        (grpc++ sends no response message with a non-OK status).
         """
         request = _parse(model_management_pb2.ReloadConfigRequest, raw)
         if request is None:
