@@ -1,12 +1,14 @@
 """Per-request caps on decoded tensors, checked before anything is allocated.
 
 A request's wire size says little about what decoding it costs: a 35-byte
-TensorProto can declare shape `[4000000000, 1]` with one `float_val` (TF
+Predict can declare shape `[4000000000, 1]` with one `float_val` (TF
 broadcasts the value to the whole shape), and a classify request's context
 is copied into every example. So every tensor's element count and decoded
 size are computed from its declared shape (exact Python integers, no int64
 wrap-around) and charged to a per-request `Budget` before numpy or protobuf
 allocates them; going over answers INVALID_ARGUMENT naming the tensor.
+(REST JSON tensors, whose size the body already bounds, are charged right
+after decoding: `charge_arrays`.)
 
 Defaults are tied to `--max_request_bytes` (64 MiB): one element per 4
 request bytes (a packed float32's wire size; 16 Mi elements) and eight
