@@ -93,13 +93,18 @@ class Damage:
     records: int
 
 
+def _header_ok(data, pos: int) -> bool:
+    """The length field at `pos` matches its masked CRC."""
+    return _masked_crc(data[pos : pos + 8]) == _HEADER.unpack_from(data, pos)[1]
+
+
 def _record_at(data, pos: int, size: int):
     """The payload of a whole valid record at `pos`, else None."""
     if pos + _HEADER.size > size:
         return None
-    length, length_crc = _HEADER.unpack_from(data, pos)
-    if _masked_crc(data[pos : pos + 8]) != length_crc:
+    if not _header_ok(data, pos):
         return None
+    length = _HEADER.unpack_from(data, pos)[0]
     end = pos + _HEADER.size + length
     if end + _FOOTER.size > size:
         return None
@@ -107,6 +112,33 @@ def _record_at(data, pos: int, size: int):
     if _masked_crc(payload) != _FOOTER.unpack_from(data, end)[0]:
         return None
     return payload
+
+
+_SCAN_CHUNK = 1 << 20
+
+
+def _resync(data, pos: int, size: int) -> tuple[int, int]:
+    """The next offset >= `pos` holding a whole valid record (else `size`).
+
+    Also returns how many record headers (length + its CRC) were passed on
+    the way. Only offsets whose length field is below 2**40 (bytes 5-7 zero,
+    found with numpy) get their CRCs checked, so random bytes scan fast.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    headers = 0
+    last = size - _HEADER.size - _FOOTER.size  # the last offset an empty record fits at
+    while pos <= last:
+        stop = min(last, pos + _SCAN_CHUNK - 1)
+        high = buf[pos + 5 : stop + 8]
+        candidates = np.flatnonzero((high[:-2] == 0) & (high[1:-1] == 0) & (high[2:] == 0))
+        for offset in (pos + int(i) for i in candidates):
+            if not _header_ok(data, offset):
+                continue
+            if _record_at(data, offset, size) is not None:
+                return offset, headers
+            headers += 1
+        pos = stop + 1
+    return size, headers
 
 
 def iter_records(path: str):
@@ -128,17 +160,10 @@ def iter_records(path: str):
                     yield payload
                     pos += _HEADER.size + len(payload) + _FOOTER.size
                     continue
-                start, headers = pos, 0
-                while pos < size:
-                    if (
-                        pos + 12 <= size
-                        and _masked_crc(data[pos : pos + 8]) == (_HEADER.unpack_from(data, pos)[1])
-                    ):
-                        if _record_at(data, pos, size) is not None:
-                            break
-                        headers += 1
-                    pos += 1
-                yield Damage(start, pos - start, max(1, headers))
+                start = pos
+                pos, headers = _resync(data, pos + 1, size)
+                own = pos - start >= _HEADER.size and _header_ok(data, start)
+                yield Damage(start, pos - start, max(1, headers + own))
 
 
 def _scalar(value):

@@ -92,3 +92,15 @@ def test_garbage_between_records_is_skipped(write_log, log_prefix, make_rows, ma
 def test_missing_logs_give_an_empty_window(log_prefix):
     window = request_logs.read_window(log_prefix, 0, 1000)
     assert window.files == [] and window.rows == [] and window.served_version is None
+
+
+def test_adjacent_damaged_records_count_each(write_log, log_prefix, make_rows, make_log):
+    records = [make_log(make_rows(1), 100 + i) for i in range(20)]
+    path = write_log(records)
+    starts = _record_offsets(records)
+    _flip(path, [starts[10] + 12 + 5, starts[11] + 12 + 5])  # payloads; headers intact
+    window = request_logs.read_window(log_prefix, 0, 1000)
+    assert window.records == 18 and window.malformed == 2
+    assert window.problems == [
+        f"{path} bytes {starts[10]}-{starts[12]}: damaged or truncated, skipped 2 record(s)"
+    ]
