@@ -137,3 +137,13 @@ def test_undecodable_message_is_internal_with_no_message(call):
         "",
         [],
     )
+
+
+def test_out_of_memory_answers_resource_exhausted(call, monkeypatch):
+    def exhausted(*args):
+        raise MemoryError()
+
+    monkeypatch.setattr(grpc_server, "_predict_response", exhausted)
+    payload, context, _ = call(_request(tf.make_tensor_proto([[1.0]], dtype=tf.float32)))
+    assert payload == b"" and context.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "--max_request_tensor_elements" in context.details
