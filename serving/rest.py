@@ -43,20 +43,25 @@ _ORIGIN = re.compile(rb"https?://")
 
 
 def _decode(text: str) -> str:
-    if "%" not in text:
+    """Percent-decodes one URL segment (the URL arrives latin-1 decoded)."""
+    if "%" not in text and text.isascii():
         return text
-    return urllib.parse.unquote_to_bytes(text).decode("utf-8", "surrogateescape")
+    try:
+        return urllib.parse.unquote_to_bytes(text.encode("latin-1")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"URL segment '{text}' is not valid UTF-8"
+        ) from None
 
 
 def _version(text: str):
     if text is None:
         return None
-    value = int(text)
-    if value > _INT64_MAX:
+    if len(text) > 19 or int(text) > _INT64_MAX:  # int() refuses > 4,300 digits
         raise ServingError(
             Code.INVALID_ARGUMENT, f"Failed to convert version: {text} to numeric.", empty_body=True
         )
-    return value
+    return int(text)
 
 
 class RestApi:
