@@ -59,7 +59,8 @@ _DONE = 3  # failed or shutting down: nothing more is parsed
 
 _HEAD_SLICE = 4096  # header bytes fed per parser call (bounds the overcount of the header cap)
 _BODY_SLICE = 65536
-_LINGER_SECONDS = 2.0  # after an error, read and drop what the client still sends
+_LINGER_SECONDS = 2.0  # after an error, read and drop what the client still sends ...
+_LINGER_BYTES = 1 << 20  # ... for this long, and at most this much
 
 
 def default_max_connections() -> int:
@@ -196,6 +197,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False  # the transport's buffer is over max_unsent_bytes
         self._feeding = False
         self._eof = False
+        self._discarded = 0
         self.phase = _IDLE
         self.since = time.monotonic()  # when the current phase began
         self._reset()
@@ -241,8 +243,11 @@ class _Connection(asyncio.Protocol):
         return self._busy()  # True keeps the transport open to write the responses
 
     def data_received(self, data: bytes):
-        if self.phase == _DONE:
-            return  # failed: drop what the client still sends (lingering close)
+        if self.phase == _DONE:  # failed: drop what the client still sends (lingering close)
+            self._discarded += len(data)
+            if self._discarded > _LINGER_BYTES:
+                self.close()
+            return
         if self._stash or self._feeding:
             self._stash += data
             return
