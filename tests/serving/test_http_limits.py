@@ -351,15 +351,24 @@ def test_connection_cap_answers_503_when_nothing_is_idle(echo_server):
 
 @pytest.mark.parametrize("requests_sent", [1, 3])
 def test_half_closed_client_gets_its_responses(echo_server, requests_sent):
+    """shutdown(SHUT_WR) after sending; the answers come later (as from a model)."""
     server = echo_server()
+    assert server.get("/hold")[0] == 200
     with server.connect() as sock:
         for i in range(requests_sent):
             body = b'{"instances": [%d]}' % i
             sock.sendall(b"POST /echo/%d HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (i, len(body)))
             sock.sendall(body)
         sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + DEADLINE
+        while server.get("/count")[1]["handled"] < requests_sent:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.2)  # let the server see the EOF before the answers exist
+        assert server.get("/release")[1]["released"] == requests_sent
         reader = Reader(sock)
         for i in range(requests_sent):
-            status, _, answer = reader.response()
-            assert status == 200 and json.loads(answer)["url"] == f"/echo/{i}"
+            response = reader.response()
+            assert response is not None, "closed without answering"
+            assert response[0] == 200 and json.loads(response[2])["url"] == f"/echo/{i}"
         assert reader.at_eof()
