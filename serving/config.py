@@ -3,7 +3,9 @@
 Flags use TF Serving's spelling (`--model_name=x`, `--enable_batching=true`).
 Differences from `tensorflow_model_server`: `--rest_api_port` defaults to
 8501 (the Docker image's value), `--bind_address` (default 127.0.0.1) chooses
-the listening interface, and `--max_request_bytes` caps request bodies (413).
+the listening interface, `--max_request_bytes` caps request bodies (413, also
+after gunzip), and the `--rest_api_max_*`/`*_timeout_seconds` flags bound what
+one REST client may cost (serving/http.py).
 """
 
 import argparse
