@@ -235,9 +235,12 @@ def test_pipelining_without_reading_is_back_pressured(echo_server):
     burst = b"".join(request % i for i in range(count))
     sender = threading.Thread(target=lambda: sock.sendall(burst), daemon=True)
     sender.start()
-    # Wait until the server stops taking requests from the connection.
-    handled, stable_since = -1, time.monotonic()
+    # Wait until the server has taken 64 requests, then until it stops taking more.
     deadline = time.monotonic() + DEADLINE
+    while server.get("/count")[1]["handled"] < 64:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    handled, stable_since = -1, time.monotonic()
     while time.monotonic() < deadline:
         now_handled = server.get("/count")[1]["handled"]
         if now_handled != handled:
@@ -337,7 +340,10 @@ def test_connection_cap_answers_503_when_nothing_is_idle(echo_server):
     server = echo_server("--rest_api_max_connections=3")
     busy = [server.connect() for _ in range(3)]
     for sock in busy:
-        sock.sendall(b"GET / HTTP/1.1\r\n")  # mid-request: not idle, not evictable
+        # One answered request, then one cut mid-headers, in one segment: once the
+        # answer is here, the server has parsed the rest too (not idle, not evictable).
+        sock.sendall(b"GET /echo HTTP/1.1\r\n\r\nGET /slow HTTP/1.1\r\nX-Slow: 1\r\n")
+        assert read_response(sock)[0] == 200
     with server.connect() as sock:
         sock.sendall(b"GET /echo HTTP/1.1\r\n\r\n")
         status, _, body = read_response(sock)
