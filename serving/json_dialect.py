@@ -82,6 +82,9 @@ _LITERALS = (
     ("-Infinity", -math.inf),
 )
 _KEEP_DEPTH = 300
+_SPACE = " \t\n\r"
+_SPACE_AFTER_OPEN = tuple("[" + c for c in _SPACE)
+_SPACE_AFTER_CLOSE = tuple("]" + c for c in _SPACE)
 _OPEN_RUN = re.compile(r"[\[ \t\n\r]+")
 _CLOSE_RUN = re.compile(r"[\] \t\n\r]+")
 _ESCAPE = re.compile(r"\\(?:u([dD][89a-fA-F][0-9a-fA-F]{2})|.)", re.S)
@@ -216,24 +219,33 @@ class _Deep:
 
     def parse(self, pos: int):
         """Parses the value at `pos` (stops when done, like rapidjson)."""
-        text, keys = self.text, self.keys
+        text, stack, keys, objects = self.text, self.stack, self.keys, self.objects
         size = len(text)
+        skip = _WS.match
         want_value = True
         while True:
+            if pos < size and text[pos] in _SPACE:
+                pos = skip(text, pos).end()
+            char = text[pos] if pos < size else ""
             if want_value:
-                pos = _WS.match(text, pos).end()
-                char = text[pos] if pos < size else ""
                 if char == "[":
-                    run = _OPEN_RUN.match(text, pos)
-                    self._open_arrays(run.group(0).count("["))
-                    pos = run.end()
+                    if text.startswith("[", pos + 1) or text.startswith(_SPACE_AFTER_OPEN, pos):
+                        run = _OPEN_RUN.match(text, pos)
+                        self._open_arrays(run.group(0).count("["))
+                        pos = run.end()
+                    else:  # one array: the common case, inlined
+                        container = [] if len(stack) < _KEEP_DEPTH else None
+                        self._attach(container)
+                        stack.append(container)
+                        keys.append(None)
+                        pos += 1
                     if text.startswith("]", pos):
                         self._close()
                         pos += 1
                         want_value = False
                 elif char == "{":
                     self._open_object()
-                    pos = _WS.match(text, pos + 1).end()
+                    pos = skip(text, pos + 1).end()
                     if text.startswith("}", pos):
                         self._close()
                         pos += 1
@@ -247,25 +259,29 @@ class _Deep:
                 continue
             if not keys:
                 return self.root
-            pos = _WS.match(text, pos).end()
-            char = text[pos] if pos < size else ""
-            if keys[-1] is None:
-                if char == ",":
+            if char == ",":
+                if keys[-1] is None:
                     pos += 1
-                    want_value = True
-                elif char == "]":
+                else:
+                    pos = self._member_name(pos + 1)
+                want_value = True
+            elif keys[-1] is None:
+                if char != "]":
+                    raise _parse_error("Missing a comma or ']' after an array element.", pos)
+                if text.startswith("]", pos + 1) or text.startswith(_SPACE_AFTER_CLOSE, pos):
                     run = _CLOSE_RUN.match(text, pos).group(0)
-                    arrays = len(keys) - (self.objects[-1] + 1 if self.objects else 0)
+                    arrays = len(keys) - (objects[-1] + 1 if objects else 0)
                     count = min(run.count("]"), arrays)
                     self._close(count)
                     pos += _past_nth_close(run, count)
                 else:
-                    raise _parse_error("Missing a comma or ']' after an array element.", pos)
-            elif char == ",":
-                pos = self._member_name(pos + 1)
-                want_value = True
+                    stack.pop()
+                    keys.pop()
+                    pos += 1
             elif char == "}":
-                self._close()
+                stack.pop()
+                keys.pop()
+                objects.pop()
                 pos += 1
             else:
                 raise _parse_error("Missing a comma or '}' after an object member.", pos)
