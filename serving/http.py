@@ -199,7 +199,7 @@ class _Connection(asyncio.Protocol):
         self._eof = False
         self._discarded = 0
         self.phase = _IDLE
-        self.since = time.monotonic()  # when the current phase began
+        self.since = server.now  # when the current phase began (sweep-granular clock)
         self._reset()
 
     def _reset(self):
@@ -255,14 +255,12 @@ class _Connection(asyncio.Protocol):
 
     # -- parsing ------------------------------------------------------------------
 
-    def _blocked(self) -> bool:
-        return len(self._pending) >= self._limits.max_pipelined_requests or self._write_paused
-
     def _feed(self, data: bytes) -> None:
         self._feeding = True
         try:
+            limit = self._limits.max_pipelined_requests
             while data and self.phase != _DONE:
-                if self._blocked():
+                if len(self._pending) >= limit or self._write_paused:
                     self._stash = data
                     self._pause()
                     return
@@ -316,10 +314,7 @@ class _Connection(asyncio.Protocol):
     def _resume_feed(self, stash: bytes) -> None:
         if self._transport is None:
             return
-        self._stash = stash + self._stash
-        if self._stash:
-            stash, self._stash = self._stash, b""
-            self._feed(stash)
+        self._feed(stash)  # may pause again
         if not self._paused and not self._eof and self._transport is not None:
             self._transport.resume_reading()
 
@@ -330,7 +325,7 @@ class _Connection(asyncio.Protocol):
             return
         self._reset()
         self.phase = _HEAD
-        self.since = time.monotonic()
+        self.since = self.server.now
 
     def on_url(self, url: bytes):
         if self.phase == _DONE:
@@ -354,7 +349,7 @@ class _Connection(asyncio.Protocol):
         if self.phase == _DONE:
             return
         self.phase = _BODY
-        self.since = time.monotonic()
+        self.since = self.server.now
         limit = self._limits.max_body_bytes
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
@@ -390,7 +385,7 @@ class _Connection(asyncio.Protocol):
         if self.phase == _DONE:
             return
         self.phase = _IDLE
-        self.since = time.monotonic()
+        self.since = self.server.now
         if self._inflater is not None and not self._inflater.eof:
             self._fail(400, "Invalid gzip request body: truncated")
             return
@@ -429,9 +424,11 @@ class _Connection(asyncio.Protocol):
                 self._linger()
                 return
         if not pending:
-            self.since = time.monotonic()
-        self._maybe_resume()
-        self._close_if_done()
+            self.since = self.server.now
+        if self._paused:
+            self._maybe_resume()
+        if self._eof or self.server.draining:
+            self._close_if_done()
 
     def _busy(self) -> bool:
         return bool(self._pending) or bool(self._stash)
@@ -513,6 +510,7 @@ class HttpServer:
             limits = dataclasses.replace(limits, max_connections=default_max_connections())
         self.limits = limits
         self.draining = False
+        self.now = time.monotonic()  # updated by the sweep: phases are timed to its interval
         self.connections: dict = {}  # insertion-ordered: oldest first
         self._server = None
         self._sweeper = None
@@ -542,7 +540,7 @@ class HttpServer:
         self._sweeper = loop.call_later(interval, self._sweep, interval)
 
     def _sweep(self, interval: float) -> None:
-        now = time.monotonic()
+        self.now = now = time.monotonic()
         for conn in list(self.connections):
             conn.check(now)
         self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep, interval)
