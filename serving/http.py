@@ -61,6 +61,7 @@ _HEAD_SLICE = 4096  # header bytes fed per parser call (bounds the overcount of 
 _BODY_SLICE = 65536
 _LINGER_SECONDS = 2.0  # after an error, read and drop what the client still sends ...
 _LINGER_BYTES = 1 << 20  # ... for this long, and at most this much
+_MAX_REFUSED = 64  # connections over the cap that may linger after their 503
 
 
 def default_max_connections() -> int:
@@ -477,11 +478,14 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def refuse(self, response: bytes) -> None:
+    def refuse(self, response: bytes, linger: bool) -> None:
         """Answers before reading anything (connection limit) and closes."""
         self.phase = _DONE
         self._transport.write(response)
-        self._linger()
+        if linger:
+            self._linger()  # the client can read the answer before the close
+        else:
+            self._transport.close()
 
     def check(self, now: float) -> None:
         """Applies the timeouts (called by the server's periodic sweep)."""
@@ -550,8 +554,13 @@ class HttpServer:
             victim = next((c for c in self.connections if c.idle), None)
             self._warn_limit(victim is not None)
             if victim is None:
+                # Refused connections linger like failed ones, but only a few at a
+                # time: under a flood, closing at once frees descriptors first.
+                lingering = len(self.connections) - self.limits.max_connections
                 self.connections[conn] = None
-                conn.refuse(_raw_response(503, "Too many open connections"))
+                conn.refuse(
+                    _raw_response(503, "Too many open connections"), lingering < _MAX_REFUSED
+                )
                 return
             victim.close()
             self.connections.pop(victim, None)
