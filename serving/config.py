@@ -3,9 +3,7 @@
 Flags use TF Serving's spelling (`--model_name=x`, `--enable_batching=true`).
 Differences from `tensorflow_model_server`: `--rest_api_port` defaults to
 8501 (the Docker image's value), `--bind_address` (default 127.0.0.1) chooses
-the listening interface, `--max_request_bytes` caps request bodies (413, also
-after gunzip), and the `--rest_api_max_*`/`*_timeout_seconds` flags bound what
-one REST client may cost (serving/http.py).
+the listening interface, and `--max_request_bytes` caps request bodies (413).
 """
 
 import argparse
@@ -45,7 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rest_api_timeout_in_ms", type=int, default=30000)
     flag("--rest_api_enable_cors_support", False)
     add("--max_request_bytes", type=int, default=64 << 20)
-    add_http_limit_flags(p)
     add("--model_name", default="default")
     add("--model_base_path", default="")
     add("--model_config_file", default="")
@@ -74,11 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--request_log_max_files", type=int, default=10)
     flag("--enable_signature_method_name_check", False)
     add("--log_level", default="INFO")
+    add_http_limit_flags(p)
     return p
 
 
 def add_http_limit_flags(p: argparse.ArgumentParser) -> None:
-    """The REST server's defences (ours; TF Serving's libevent server has fixed limits)."""
+    """The REST server's limits and timeouts (ours: serving/http.py, serving/README.md)."""
     add = p.add_argument
     add(
         "--rest_api_max_header_bytes",
