@@ -5,6 +5,7 @@ page can never leak); the Prometheus path is served when monitoring is on;
 every other path gets libevent's HTML 404, as upstream.
 """
 
+import concurrent.futures
 import logging
 import re
 import time
@@ -40,6 +41,7 @@ _CORS = (
     (b"Access-Control-Allow-Headers", b"Content-Type"),
 )
 _ORIGIN = re.compile(rb"https?://")
+_PARSE_OFF_LOOP_BYTES = 256 << 10  # bigger bodies are parsed on a worker thread
 
 
 def _decode(text: str) -> str:
@@ -94,6 +96,7 @@ class RestApi:
         self._extra = _CORS if enable_cors else ()
         self._timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
         self.loop = None
+        self._parse_pool = None
 
     # -- entry ----------------------------------------------------------------
 
@@ -132,7 +135,11 @@ class RestApi:
                 model = _decode(match.group(1))
                 version = _version(match.group(2))
                 label = _decode(match.group(3)) if match.group(3) is not None else None
-                self._post(request, match.group(4), model, version, label, started)
+                post = (request, match.group(4), model, version, label, started)
+                if len(request.body) >= _PARSE_OFF_LOOP_BYTES and self.loop is not None:
+                    self._parse_off_loop(post)
+                else:
+                    self._post(*post, parse_json_object(request.body))
             elif method == "GET":
                 match = _GET.fullmatch(request.url)
                 if match is None:
@@ -174,8 +181,25 @@ class RestApi:
 
     # -- inference ----------------------------------------------------------------
 
-    def _post(self, request, verb, model, version, label, started) -> None:
-        doc = parse_json_object(request.body)
+    def _parse_off_loop(self, post: tuple) -> None:
+        """Parses a big body on a worker thread (the event loop keeps serving), then posts."""
+        if self._parse_pool is None:
+            self._parse_pool = concurrent.futures.ThreadPoolExecutor(1, "rest-parse")
+        request, model = post[0], post[2]
+        future = self.loop.run_in_executor(self._parse_pool, parse_json_object, request.body)
+
+        def parsed(done) -> None:
+            try:
+                self._post(*post, done.result())
+            except ServingError as e:
+                self._error(request, model, e)
+            except Exception:
+                log.exception("Unhandled error for %s %s", request.method, request.url)
+                request.respond(500, json_response.encode_error("Internal error"))
+
+        future.add_done_callback(parsed)
+
+    def _post(self, request, verb, model, version, label, started, doc: dict) -> None:
         signature_name = json_codec.read_signature_name(doc)
         if verb == "predict":
             servable = self.manager.resolve(model, version, label)
