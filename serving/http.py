@@ -20,6 +20,7 @@ import asyncio
 import collections
 import dataclasses
 import email.utils
+import json
 import logging
 import resource
 import time
@@ -120,7 +121,7 @@ class _Clock:
 
 
 def _error_body(message: str) -> bytes:
-    return b'{\n    "error": "%s"\n}' % message.encode()
+    return b'{\n    "error": %s\n}' % json.dumps(message).encode()
 
 
 def _raw_response(status: int, message: str) -> bytes:

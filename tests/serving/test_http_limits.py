@@ -148,6 +148,7 @@ def test_header_url_and_count_limits(echo_server):
         (b"GET /ok HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431, "limit 100"),
         (b"GET /" + b"u" * 8000 + b" HTTP/1.1\r\n\r\n", 200, None),
         (b"GET /" + b"u" * 9000 + b" HTTP/1.1\r\n\r\n", 414, "limit 8192 bytes"),
+        (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400, "Malformed HTTP request"),
     ]
     for raw, status, fragment in cases:
         with server.connect() as sock:
