@@ -6,6 +6,7 @@ Prints `PORT <n>` once listening. Paths:
   /hold     -> later /echo requests are held unanswered until /release
   /release  -> answers the held requests (in order) and stops holding
   anything else -> {"method", "url", "body_bytes", "crc32"} of the request
+                   (`?pad=N` adds N bytes to the response)
 """
 
 import asyncio
@@ -54,6 +55,8 @@ class EchoApp:
             "body_bytes": len(request.body),
             "crc32": zlib.crc32(request.body),
         }
+        if "?pad=" in request.url:
+            body["pad"] = "x" * int(request.url.split("?pad=", 1)[1])
         request.respond(200, json.dumps(body).encode())
 
 
