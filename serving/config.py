@@ -92,7 +92,43 @@ def build_parser() -> argparse.ArgumentParser:
     add("--request_log_max_files", type=int, default=10)
     flag("--enable_signature_method_name_check", False)
     add("--log_level", default="INFO")
+    add_http_limit_flags(p)
     return p
+
+
+def add_http_limit_flags(p: argparse.ArgumentParser) -> None:
+    """The REST server's limits and timeouts (ours: serving/http.py, serving/README.md)."""
+    add = p.add_argument
+    add(
+        "--rest_api_max_header_bytes",
+        type=int,
+        default=64 << 10,
+        help="request line + headers (431)",
+    )
+    add("--rest_api_max_header_count", type=int, default=100, help="header fields (431)")
+    add("--rest_api_max_url_bytes", type=int, default=8 << 10, help="URL length (414)")
+    add(
+        "--rest_api_max_pipelined_requests",
+        type=int,
+        default=64,
+        help="unanswered requests per connection before it is no longer read",
+    )
+    add(
+        "--rest_api_max_unsent_response_bytes",
+        type=int,
+        default=256 << 10,
+        help="response bytes a client has not read before its connection is no longer read",
+    )
+    add("--rest_api_header_timeout_seconds", type=float, default=15, help="408 and close")
+    add("--rest_api_body_timeout_seconds", type=float, default=60, help="408 and close")
+    add("--rest_api_idle_timeout_seconds", type=float, default=75, help="keep-alive idle close")
+    add(
+        "--rest_api_max_connections",
+        type=int,
+        default=0,
+        help="open REST connections (0 = 3/4 of the soft open-files limit); at the cap the "
+        "oldest idle connection is closed, else the new one gets 503",
+    )
 
 
 def parse_flags(argv=None) -> argparse.Namespace:

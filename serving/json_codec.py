@@ -29,6 +29,7 @@ _INT_RANGES = {
     types_pb2.DT_UINT32: _UINT32,
     types_pb2.DT_UINT64: _UINT64,
 }
+MAX_RANK = 32  # numpy's (and so our tensors') dimension limit
 _FLOATS = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64}
 _INT_NUMPY = {
     types_pb2.DT_INT32: np.int32,
@@ -83,7 +84,7 @@ def _scalar(value, dtype: int):
 
 def _dense_shape(value) -> list:
     shape = []
-    while type(value) is list:
+    while type(value) is list and len(shape) <= MAX_RANK:
         shape.append(len(value))
         if not value:
             break
@@ -127,9 +128,21 @@ def _to_numpy(flat: list, shape: list, dtype: int) -> np.ndarray:
     return array.reshape(shape)
 
 
-def _exact_tensor(value, dtype: int):
-    """Converts one JSON value to (ndarray, shape) with upstream's checks."""
+def _check_rank(rank: int) -> None:
+    if rank > MAX_RANK:
+        raise invalid(
+            f"JSON value nested more than {MAX_RANK} levels deep: "
+            f"tensors have at most {MAX_RANK} dimensions"
+        )
+
+
+def _exact_tensor(value, dtype: int, batched: bool = False):
+    """Converts one JSON value to (ndarray, shape) with upstream's checks.
+
+    `batched`: the value is one row of a batch, so it may have one dimension less.
+    """
     shape = _dense_shape(value)
+    _check_rank(len(shape) + batched)
     flat: list = []
     _fill(value, 0, shape, dtype, flat)
     return _to_numpy(flat, shape, dtype), shape
@@ -208,7 +221,7 @@ def _rows_exact(instances: list, inputs: dict) -> dict:
     def add(item, name):
         if name not in inputs:
             raise invalid(f"JSON object: does not have named input: {name}")
-        array, shape = _exact_tensor(item, inputs[name])
+        array, shape = _exact_tensor(item, inputs[name], batched=True)
         if name not in sizes:
             sizes[name], shapes[name] = array.size, shape
         elif sizes[name] != array.size:

@@ -37,6 +37,12 @@ _PY_TO_RAPIDJSON = (
 _INF_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?)Inf(?:inity)?\b', re.S)
 
 
+class _NumberTooBig(ValueError):
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+
 def _first_key_wins(pairs):
     obj = {}
     for key, value in pairs:
@@ -45,17 +51,43 @@ def _first_key_wins(pairs):
 
 
 def _parse_int(text: str):
-    value = int(text)
-    if _INT64[0] <= value <= _UINT64[1]:
-        return value
-    return float(value)  # rapidjson stores out-of-range integers as double
+    if len(text) <= 20:
+        value = int(text)
+        if _INT64[0] <= value <= _UINT64[1]:
+            return value
+    return _parse_float(text)  # rapidjson stores out-of-range integers as double
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)  # no digit limit, unlike int()
+    if math.isinf(value):
+        raise _NumberTooBig(text)
+    return value
 
 
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_first_key_wins,
     parse_int=_parse_int,
+    parse_float=_parse_float,
     parse_constant=float,
 )
+_WS = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(\.\d+)?([eE][-+]?\d+)?")
+_LITERALS = (
+    ("true", True),
+    ("false", False),
+    ("null", None),
+    ("NaN", math.nan),
+    ("Infinity", math.inf),
+    ("-Infinity", -math.inf),
+)
+_KEEP_DEPTH = 300
+_SPACE = " \t\n\r"
+_SPACE_AFTER_OPEN = tuple("[" + c for c in _SPACE)
+_SPACE_AFTER_CLOSE = tuple("]" + c for c in _SPACE)
+_OPEN_RUN = re.compile(r"[\[ \t\n\r]+")
+_CLOSE_RUN = re.compile(r"[\] \t\n\r]+")
+_ESCAPE = re.compile(r"\\(?:u([dD][89a-fA-F][0-9a-fA-F]{2})|.)", re.S)
 
 
 def _normalize_inf(text: str) -> str:
@@ -96,22 +128,215 @@ def _rapidjson_message(error: json.JSONDecodeError, text: str) -> str:
     return "Invalid value."
 
 
+def _parse_error(message: str, offset: int):
+    return invalid(f"JSON Parse error: {message} at offset: {offset}")
+
+
+class _Deep:
+    """An iterative parser for documents nested deeper than orjson/json allow.
+
+    Same dialect and messages as the recursive path. Runs of brackets are
+    opened and closed in one step, so TF Serving's 500,000-level test
+    documents cost milliseconds per 100k levels. Values below `_KEEP_DEPTH`
+    levels are checked but not built (their container stays empty): nothing
+    reads that deep (tensors have at most 32 dimensions, error messages show
+    at most 256 characters).
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.stack: list = []  # open containers, innermost last (None: not built)
+        self.keys: list = []  # per open container: member name, None for arrays
+        self.objects: list = []  # stack indices of open objects
+        self.root = None
+
+    def _attach(self, value) -> None:
+        if not self.stack:
+            self.root = value
+        elif self.keys[-1] is None:
+            if self.stack[-1] is not None:
+                self.stack[-1].append(value)
+        elif self.stack[-1] is not None:
+            self.stack[-1].setdefault(self.keys[-1], value)  # rapidjson: first key wins
+
+    def _open_arrays(self, count: int) -> None:
+        depth = len(self.stack)
+        built = [[] for _ in range(max(0, min(count, _KEEP_DEPTH - depth)))]
+        for outer, inner in zip(built, built[1:], strict=False):
+            outer.append(inner)
+        if built:
+            self._attach(built[0])
+        self.stack.extend(built)
+        self.stack.extend([None] * (count - len(built)))
+        self.keys.extend([None] * count)
+
+    def _open_object(self) -> None:
+        container = {} if len(self.stack) < _KEEP_DEPTH else None
+        self._attach(container)
+        self.objects.append(len(self.stack))
+        self.stack.append(container)
+        self.keys.append("")
+
+    def _close(self, count: int = 1) -> None:
+        depth = len(self.stack) - count
+        del self.stack[depth:]
+        del self.keys[depth:]
+        if self.objects and self.objects[-1] >= depth:
+            self.objects.pop()
+
+    def _string(self, pos: int):
+        try:
+            return json.decoder.scanstring(self.text, pos + 1, True)
+        except json.JSONDecodeError as e:
+            raise _parse_error(_rapidjson_message(e, self.text), e.pos) from None
+
+    def _member_name(self, pos: int) -> int:
+        text = self.text
+        pos = _WS.match(text, pos).end()
+        if not text.startswith('"', pos):
+            raise _parse_error("Missing a name for object member.", pos)
+        name, pos = self._string(pos)
+        pos = _WS.match(text, pos).end()
+        if not text.startswith(":", pos):
+            raise _parse_error("Missing a colon after a name of object member.", pos)
+        self.keys[-1] = name
+        return pos + 1
+
+    def _scalar(self, pos: int):
+        text = self.text
+        if text.startswith('"', pos):
+            return self._string(pos)
+        match = _NUMBER.match(text, pos)
+        if match:
+            token = match.group(0)
+            if match.group(2) or match.group(3):
+                return _parse_float(token), match.end()
+            return _parse_int(token), match.end()
+        for token, value in _LITERALS:
+            if text.startswith(token, pos):
+                return value, pos + len(token)
+        raise _parse_error("Invalid value.", pos)
+
+    def parse(self, pos: int):
+        """Parses the value at `pos` (stops when done, like rapidjson)."""
+        text, stack, keys, objects = self.text, self.stack, self.keys, self.objects
+        size = len(text)
+        skip = _WS.match
+        want_value = True
+        while True:
+            if pos < size and text[pos] in _SPACE:
+                pos = skip(text, pos).end()
+            char = text[pos] if pos < size else ""
+            if want_value:
+                if char == "[":
+                    if text.startswith("[", pos + 1) or text.startswith(_SPACE_AFTER_OPEN, pos):
+                        run = _OPEN_RUN.match(text, pos)
+                        self._open_arrays(run.group(0).count("["))
+                        pos = run.end()
+                    else:  # one array: the common case, inlined
+                        container = [] if len(stack) < _KEEP_DEPTH else None
+                        self._attach(container)
+                        stack.append(container)
+                        keys.append(None)
+                        pos += 1
+                    if text.startswith("]", pos):
+                        self._close()
+                        pos += 1
+                        want_value = False
+                elif char == "{":
+                    self._open_object()
+                    pos = skip(text, pos + 1).end()
+                    if text.startswith("}", pos):
+                        self._close()
+                        pos += 1
+                        want_value = False
+                    else:
+                        pos = self._member_name(pos)
+                else:
+                    value, pos = self._scalar(pos)
+                    self._attach(value)
+                    want_value = False
+                continue
+            if not keys:
+                return self.root
+            if char == ",":
+                if keys[-1] is None:
+                    pos += 1
+                else:
+                    pos = self._member_name(pos + 1)
+                want_value = True
+            elif keys[-1] is None:
+                if char != "]":
+                    raise _parse_error("Missing a comma or ']' after an array element.", pos)
+                if text.startswith("]", pos + 1) or text.startswith(_SPACE_AFTER_CLOSE, pos):
+                    run = _CLOSE_RUN.match(text, pos).group(0)
+                    arrays = len(keys) - (objects[-1] + 1 if objects else 0)
+                    count = min(run.count("]"), arrays)
+                    self._close(count)
+                    pos += _past_nth_close(run, count)
+                else:
+                    stack.pop()
+                    keys.pop()
+                    pos += 1
+            elif char == "}":
+                stack.pop()
+                keys.pop()
+                objects.pop()
+                pos += 1
+            else:
+                raise _parse_error("Missing a comma or '}' after an object member.", pos)
+
+
+def _past_nth_close(run: str, count: int) -> int:
+    """Length of the prefix of a `]` run that holds its first `count` brackets."""
+    if len(run) == run.count("]"):
+        return count
+    seen = 0
+    for i, char in enumerate(run):
+        seen += char == "]"
+        if seen == count:
+            return i + 1
+    return len(run)
+
+
+def _check_surrogates(text: str) -> None:
+    """rapidjson rejects `\\uD800`-style escapes that do not form a pair."""
+    high_end = -1
+    for match in _ESCAPE.finditer(text):
+        unit = match.group(1)
+        if high_end >= 0:
+            if match.start() != high_end or unit is None or unit[1] not in "cdefCDEF":
+                raise _parse_error("The surrogate pair in string is invalid.", high_end)
+            high_end = -1
+        elif unit is not None:
+            if unit[1] in "cdefCDEF":
+                raise _parse_error("The surrogate pair in string is invalid.", match.start())
+            high_end = match.end()
+    if high_end >= 0:
+        raise _parse_error("The surrogate pair in string is invalid.", high_end)
+
+
 def _slow_parse(body: bytes):
-    text = body.decode("utf-8", "surrogateescape")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _parse_error("Invalid encoding in string.", e.start) from None
     start = len(text) - len(text.lstrip(" \t\r\n"))
     if start == len(text):
-        raise invalid(f"JSON Parse error: The document is empty. at offset: {start}")
+        raise _parse_error("The document is empty.", start)
     text = _normalize_inf(text)
+    if "\\u" in text:
+        _check_surrogates(text)
     try:
-        value, _ = _DECODER.raw_decode(text, start)
-    except json.JSONDecodeError as e:
-        raise invalid(
-            f"JSON Parse error: {_rapidjson_message(e, text)} at offset: {e.pos}"
-        ) from None
-    except RecursionError:
-        raise invalid(
-            "JSON Parse error: Terminate parsing due to Handler error. at offset: 0"
-        ) from None
+        try:
+            value, _ = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError as e:
+            raise _parse_error(_rapidjson_message(e, text), e.pos) from None
+        except RecursionError:
+            value = _Deep(text).parse(start)
+    except _NumberTooBig as e:
+        offset = max(text.find(e.text), 0)
+        raise _parse_error("Number too big to be stored in double.", offset) from None
     return value
 
 
@@ -125,6 +350,11 @@ def _may_repeat_keys(body: bytes, doc: dict) -> bool:
 
 def parse_json_object(body: bytes) -> dict:
     """Parses a request body the way TF Serving's rapidjson setup does.
+
+    Beyond what rapidjson checks by default, invalid UTF-8 is rejected
+    ("Invalid encoding in string."), so every string is valid Unicode.
+    Nesting depth is unlimited (rapidjson's iterative mode): documents
+    deeper than the recursive parsers allow take an iterative path.
 
     Args:
       body: the raw HTTP body.
@@ -192,6 +422,7 @@ def _render(value, indent: int, out: list, size: list) -> None:
         piece = _quote(value)
     elif isinstance(value, list):
         out.append("[")
+        size[0] += 1  # counting openers bounds the recursion by the cap
         for i, item in enumerate(value):
             if i:
                 out.append(", ")
@@ -203,6 +434,7 @@ def _render(value, indent: int, out: list, size: list) -> None:
         else:
             pad = "    " * (indent + 1)
             out.append("{\n")
+            size[0] += 2
             for i, (key, item) in enumerate(value.items()):
                 out.append((",\n" if i else "") + pad + _quote(key) + ": ")
                 size[0] += len(pad) + len(key)

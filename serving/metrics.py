@@ -8,6 +8,10 @@ format exactly; the output parses with `prometheus_client.parser`.
 
 Metrics TF Serving does not have (per-version request counts, model load and
 unload events, per-version availability) live under the `:serving:` prefix.
+
+Request metrics of models that were never configured are counted under the
+model name `__unknown__` (TF Serving adds one series per name a client sends,
+so a client could grow the page without bound).
 """
 
 import bisect
@@ -15,6 +19,7 @@ import threading
 
 _LATENCY_BUCKETS = tuple(10 * 1.8**k for k in range(33))
 _EXAMPLE_BUCKETS = tuple(float(2**k) for k in range(15))
+UNKNOWN_MODEL = "__unknown__"
 
 
 def _format_number(value: float) -> str:
@@ -24,7 +29,10 @@ def _format_number(value: float) -> str:
 
 
 def _escape(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    value = str(value)
+    if not value.isascii():  # lone surrogates (undecodable file names) become U+FFFD
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 class _Metric:
@@ -115,6 +123,7 @@ class ServingMetrics:
     """All metrics the server records, plus the text exposition."""
 
     def __init__(self):
+        self.known_models = None  # None: every name is a label (until models are configured)
         self.request_count = Counter(":tensorflow:serving:request_count", ("model_name", "status"))
         self.request_latency = Histogram(
             ":tensorflow:serving:request_latency",
@@ -175,6 +184,10 @@ class ServingMetrics:
             self.version_available,
         ]
 
+    def add_model_names(self, names) -> None:
+        """Names that get their own request labels (configured models)."""
+        self.known_models = frozenset(names) | (self.known_models or frozenset())
+
     def record_request(
         self,
         model: str,
@@ -186,6 +199,8 @@ class ServingMetrics:
         examples: int = 0,
     ) -> None:
         """Records one API call; latency only on success, like upstream."""
+        if self.known_models is not None and model not in self.known_models:
+            model = UNKNOWN_MODEL
         self.request_count.inc((model, status))
         if version is not None:
             self.version_requests.inc((model, str(version), api, entrypoint, status))

@@ -257,6 +257,8 @@ class ModelManager:
                     )
             new_labels = {c.name: self._checked_labels(c) for c in configs}
             names = {c.name for c in configs}
+            if self._metrics is not None:
+                self._metrics.add_model_names(names)
             for name, model in self._models.items():
                 if name not in names and model.config is not None:
                     model.config = None

@@ -5,6 +5,7 @@ page can never leak); the Prometheus path is served when monitoring is on;
 every other path gets libevent's HTML 404, as upstream.
 """
 
+import concurrent.futures
 import logging
 import re
 import time
@@ -40,23 +41,29 @@ _CORS = (
     (b"Access-Control-Allow-Headers", b"Content-Type"),
 )
 _ORIGIN = re.compile(rb"https?://")
+_PARSE_OFF_LOOP_BYTES = 256 << 10  # bigger bodies are parsed on a worker thread
 
 
 def _decode(text: str) -> str:
-    if "%" not in text:
+    """Percent-decodes one URL segment (the URL arrives latin-1 decoded)."""
+    if "%" not in text and text.isascii():
         return text
-    return urllib.parse.unquote_to_bytes(text).decode("utf-8", "surrogateescape")
+    try:
+        return urllib.parse.unquote_to_bytes(text.encode("latin-1")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"URL segment '{text}' is not valid UTF-8"
+        ) from None
 
 
 def _version(text: str):
     if text is None:
         return None
-    value = int(text)
-    if value > _INT64_MAX:
+    if len(text) > 19 or int(text) > _INT64_MAX:  # int() refuses > 4,300 digits
         raise ServingError(
             Code.INVALID_ARGUMENT, f"Failed to convert version: {text} to numeric.", empty_body=True
         )
-    return value
+    return int(text)
 
 
 class RestApi:
@@ -93,6 +100,7 @@ class RestApi:
         self._timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
         self.limits = request_limits
         self.loop = None
+        self._parse_pool = None
 
     # -- entry ----------------------------------------------------------------
 
@@ -131,7 +139,11 @@ class RestApi:
                 model = _decode(match.group(1))
                 version = _version(match.group(2))
                 label = _decode(match.group(3)) if match.group(3) is not None else None
-                self._post(request, match.group(4), model, version, label, started)
+                post = (request, match.group(4), model, version, label, started)
+                if len(request.body) >= _PARSE_OFF_LOOP_BYTES and self.loop is not None:
+                    self._parse_off_loop(post)
+                else:
+                    self._post(*post, parse_json_object(request.body))
             elif method == "GET":
                 match = _GET.fullmatch(request.url)
                 if match is None:
@@ -173,8 +185,25 @@ class RestApi:
 
     # -- inference ----------------------------------------------------------------
 
-    def _post(self, request, verb, model, version, label, started) -> None:
-        doc = parse_json_object(request.body)
+    def _parse_off_loop(self, post: tuple) -> None:
+        """Parses a big body on a worker thread (the event loop keeps serving), then posts."""
+        if self._parse_pool is None:
+            self._parse_pool = concurrent.futures.ThreadPoolExecutor(1, "rest-parse")
+        request, model = post[0], post[2]
+        future = self.loop.run_in_executor(self._parse_pool, parse_json_object, request.body)
+
+        def parsed(done) -> None:
+            try:
+                self._post(*post, done.result())
+            except ServingError as e:
+                self._error(request, model, e)
+            except Exception:
+                log.exception("Unhandled error for %s %s", request.method, request.url)
+                request.respond(500, json_response.encode_error("Internal error"))
+
+        future.add_done_callback(parsed)
+
+    def _post(self, request, verb, model, version, label, started, doc: dict) -> None:
         signature_name = json_codec.read_signature_name(doc)
         if verb == "predict":
             servable = self.manager.resolve(model, version, label)

@@ -20,7 +20,7 @@ from serving import config as flags  # noqa: E402
 from serving.batching import Scheduler, parse_batching_parameters  # noqa: E402
 from serving.errors import ServingError  # noqa: E402
 from serving.grpc_server import start_grpc_server  # noqa: E402
-from serving.http import start_http_server  # noqa: E402
+from serving.http import limits_from_flags, start_http_server  # noqa: E402
 from serving.limits import RequestLimits  # noqa: E402
 from serving.metrics import ServingMetrics  # noqa: E402
 from serving.model_manager import ManagerOptions, ModelManager  # noqa: E402
@@ -169,9 +169,9 @@ class ModelServer:
             )
             api.loop = asyncio.get_running_loop()
             self._http = await start_http_server(
-                api, args.bind_address, args.rest_api_port, args.max_request_bytes
+                api, args.bind_address, args.rest_api_port, limits_from_flags(args)
             )
-            self.rest_port = self._http.sockets[0].getsockname()[1]
+            self.rest_port = self._http.port
             log.info("Exporting HTTP/REST API at:%s:%d ...", args.bind_address, self.rest_port)
         self.manager.start(args.file_system_poll_wait_seconds)
         if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
@@ -180,9 +180,13 @@ class ModelServer:
             )
 
     async def stop(self) -> None:
-        """Stops accepting, drains in-flight work, unloads models."""
+        """Stops accepting, drains in-flight work, unloads models.
+
+        From here until the process exits, REST requests get 503 "The server
+        is shutting down" (never 404 for a model that was unloaded).
+        """
         if self._http is not None:
-            self._http.close()
+            await self._http.shutdown(grace=5)
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=5)
         await asyncio.sleep(0.05)
