@@ -1,6 +1,7 @@
 """Client library and CLI against the contract server."""
 
 import json
+import math
 
 import pytest
 
@@ -9,13 +10,46 @@ from serving.client import ServingClient, ServingClientError, build_instance
 
 
 def test_build_instance_coerces_csv_cells():
-    dtypes = {"age": "DT_INT64", "name": "DT_STRING", "score": "DT_FLOAT"}
-    assert build_instance({"age": "3", "name": "a", "score": "1"}, dtypes) == {
+    dtypes = {"age": "DT_INT64", "name": "DT_STRING", "score": "DT_FLOAT", "tract": "DT_DOUBLE"}
+    row = {"age": "3", "name": "a", "score": "1", "tract": "17031081500"}
+    assert build_instance(row, dtypes) == {
         "age": 3,
         "name": "a",
         "score": 1.0,
+        "tract": 17031081500.0,
     }
-    assert build_instance({"name": "a"}, dtypes) == {"age": 0, "name": "a", "score": 0.0}
+    assert build_instance({**row, "age": "3.0"}, dtypes)["age"] == 3
+
+
+@pytest.mark.parametrize("cell", ["", "  ", None, float("nan")])
+def test_missing_cells_are_nan_or_empty_never_zero(cell):
+    dtypes = {"name": "DT_STRING", "score": "DT_FLOAT", "tract": "DT_DOUBLE"}
+    instance = build_instance({"name": cell, "score": cell, "tract": cell}, dtypes)
+    assert instance["name"] == ""
+    assert math.isnan(instance["score"]) and math.isnan(instance["tract"])
+    assert math.isnan(build_instance({}, dtypes)["tract"])
+    # JSON as TF Serving reads it: the NaN literal.
+    assert client_lib.json_body({"instances": [instance]}) == (
+        b'{"instances": [{"name": "", "score": NaN, "tract": NaN}]}'
+    )
+
+
+def test_integer_inputs_cannot_be_missing_or_fractional():
+    with pytest.raises(client_lib.MissingValueError, match="age is missing, but .* DT_INT64"):
+        build_instance({"age": ""}, {"age": "DT_INT64"})
+    with pytest.raises(ValueError, match="age: '1.5' is not an integer"):
+        build_instance({"age": "1.5"}, {"age": "DT_INT64"})
+
+
+def test_instance_columns_keep_nan_as_float64():
+    dtypes = {"name": "DT_STRING", "tract": "DT_DOUBLE"}
+    columns = client_lib.instance_columns(
+        [build_instance({"name": "x", "tract": "17031081500"}, dtypes), build_instance({}, dtypes)],
+        dtypes,
+    )
+    assert columns["name"].tolist() == [b"x", b""]
+    assert columns["tract"].dtype == "float64"
+    assert columns["tract"][0] == 17031081500 and math.isnan(columns["tract"][1])
 
 
 def test_example_to_row_skips_empty_features():
