@@ -136,6 +136,30 @@ def test_raw_features_and_examples_agree(exported, raw_rows, transform_output, s
     np.testing.assert_allclose(raw, examples["probabilities"].numpy()[:, 0], rtol=0, atol=1e-6)
 
 
+def test_behavioral_predict_fn_sends_gaps_as_missing(
+    exported, raw_rows, transform_output, serialize_example
+):
+    """BehavioralChecks' predict function = serving_examples, gaps included (not zero-filled)."""
+    from components.behavioral.checks import load_predict_fn
+
+    raw_spec = transform_output[0].raw_feature_spec()
+    rows = [r for r in raw_rows[:100] if not r["dropoff_census_tract"]][:10]
+    assert len(rows) == 10
+    plain = [
+        {
+            k: (v[0].decode() if isinstance(v[0], bytes) else v[0]) if v else None
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+    got = load_predict_fn(exported["dir"])(plain)
+    loaded = tf.saved_model.load(exported["dir"])
+    expected = loaded.signatures["serving_examples"](
+        examples=tf.constant([serialize_example(row, raw_spec) for row in rows])
+    )["probabilities"].numpy()[:, 0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
 def test_classify_and_regress(exported, raw_rows, transform_output, serialize_example):
     raw_spec = transform_output[0].raw_feature_spec()
     loaded = tf.saved_model.load(exported["dir"])
