@@ -309,13 +309,9 @@ def _serving_dtype(raw_dtype: tf.DType) -> tf.DType:
     return tf.float64 if raw_dtype.is_integer else raw_dtype
 
 
-def _first_failure(key: str, value: tf.Tensor, ok: tf.Tensor, problem: str) -> tf.Operation:
-    """An assertion that ``ok`` holds on every row, naming the first bad row otherwise.
-
-    The failure is an INVALID_ARGUMENT whose message names the input, the row
-    and its value, e.g. ``input trip_start_hour, row 2: 1.5 is not an integer``.
-    """
-    # The first False row; with a sentinel row so an empty or all-good batch has one.
+def _failure_message(key: str, value: tf.Tensor, ok: tf.Tensor, problem: str) -> tf.Tensor:
+    """``input <key>, row <i>: <value> <problem>`` for the first row where ``ok`` is False."""
+    # A sentinel row so that an empty or all-good batch has one too.
     row = tf.argmin(tf.concat([tf.cast(ok, tf.int32), [0]], 0), output_type=tf.int64)
     shown = (
         "the empty string"  # the only string a check refuses
@@ -326,10 +322,27 @@ def _first_failure(key: str, value: tf.Tensor, ok: tf.Tensor, problem: str) -> t
             shortest=True,
         )
     )
-    message = tf.strings.join(
+    return tf.strings.join(
         [f"input {key}, row ", tf.strings.as_string(row), ": ", shown, " " + problem]
     )
-    return tf.debugging.Assert(tf.reduce_all(ok), [message], name=f"check_{key}")
+
+
+def _check_inputs(checks: list) -> tf.Operation:
+    """One assertion over ``checks`` ((key, value, ok, problem) per check).
+
+    The failure is an INVALID_ARGUMENT naming the input, the row and the
+    value of the first failing check, e.g. ``input trip_start_hour, row 2:
+    1.5 is not an integer ...``. The message is built only on failure (a
+    ``tf.cond``), so a good request pays for one reduction.
+    """
+    passed = tf.stack([tf.reduce_all(ok) for _, _, ok, _ in checks])
+
+    def report():
+        messages = tf.stack([_failure_message(*check) for check in checks])
+        first = tf.argmin(tf.cast(passed, tf.int32))
+        return tf.debugging.Assert(False, [tf.gather(messages, first)])
+
+    return tf.cond(tf.reduce_all(passed), tf.no_op, report, name="check_inputs")
 
 
 def _to_raw_features(inputs: dict, tf_transform_output: tft.TFTransformOutput) -> dict:
@@ -357,7 +370,7 @@ def _to_raw_features(inputs: dict, tf_transform_output: tft.TFTransformOutput) -
                 tf.equal(value, tf.math.floor(value)), tf.abs(value) < MAX_EXACT_INTEGER
             )
             checks.append(
-                _first_failure(
+                (
                     key,
                     value,
                     tf.logical_or(exact, tf.logical_not(present)),
@@ -366,9 +379,7 @@ def _to_raw_features(inputs: dict, tf_transform_output: tft.TFTransformOutput) -
             )
             value = tf.cast(tf.where(present, value, tf.zeros_like(value)), spec.dtype)
         if isinstance(spec, tf.io.FixedLenFeature):
-            checks.append(
-                _first_failure(key, inputs[key], present, f"means missing, but {key} is required")
-            )
+            checks.append((key, inputs[key], present, f"means missing, but {key} is required"))
             raw[key] = tf.reshape(value, [-1, 1])
             continue
         rows = tf.where(present)
@@ -377,7 +388,7 @@ def _to_raw_features(inputs: dict, tf_transform_output: tft.TFTransformOutput) -
             values=tf.boolean_mask(value, present),
             dense_shape=tf.stack([tf.shape(value, out_type=tf.int64)[0], 1]),
         )
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies([_check_inputs(checks)]):
         return {
             key: tf.identity(v)
             if isinstance(v, tf.Tensor)
