@@ -214,9 +214,7 @@ def check_parity(
         ("parity_rest_predict", lambda b: client.predict(model_name, b)["predictions"]),
         (
             "parity_grpc_predict",
-            lambda b: next(
-                iter(client.predict_grpc(model_name, instance_columns(b, dtypes)).values())
-            ),
+            lambda b: client.predict_grpc(model_name, instance_columns(b, dtypes))["probabilities"],
         ),
     ):
         try:
