@@ -132,3 +132,13 @@ def test_cli_csv_and_json(rest_url, grpc_target, tmp_path, capsys):
     )
     assert json.loads(capsys.readouterr().out) == {"results": [[["", 12.0]]]}
     assert client_lib.main(["status", "--url", rest_url, "--model", "missing"]) == 1
+
+
+def test_cli_refuses_an_empty_cell_for_an_int64_input(rest_url, tmp_path):
+    """`multi` takes age as DT_INT64 (as taxi versions pushed before NaN inputs did)."""
+    csv_path = tmp_path / "rows.csv"
+    csv_path.write_text("name,age,score\nann,30,0.5\nbob,,1\n")
+    argv = ["predict", "--url", rest_url, "--model", "multi", "--csv", str(csv_path)]
+    with pytest.raises(SystemExit) as error:
+        client_lib.main(argv)
+    assert str(error.value).startswith(f"{csv_path}: row 1: age is missing, but the signature")
