@@ -189,3 +189,17 @@ def test_bad_values_are_invalid_argument_naming_input_row_and_value(
     with pytest.raises(ServingClientError) as grpc_error:
         client.predict_grpc("taxi", client_lib.instance_columns(instances, dtypes))
     assert grpc_error.value.status == "INVALID_ARGUMENT" and message in grpc_error.value.message
+
+
+def test_the_pipeline_canary_checked_parity_before_the_push(taxi_serving_dir):
+    output_dir = os.path.dirname(os.path.dirname(taxi_serving_dir))
+    reports = glob.glob(
+        os.path.join(output_dir, "pipeline", "InfraCanary", "blessing", "*", "canary_report.json")
+    )
+    assert reports, "no InfraCanary report in the run"
+    with open(max(reports, key=os.path.getmtime)) as f:
+        report = json.load(f)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["passed"] and report["reason"] == ""
+    for name in ("parity_rest_predict", "parity_grpc_predict"):
+        assert checks[name]["ok"] and " 0 above 1e-06" in checks[name]["detail"], checks[name]
