@@ -11,8 +11,10 @@ The exported SavedModel carries the Transform graph, so every signature takes
 raw data:
 
 * ``serving_default``: raw named features (one tensor per column), so a REST
-  client sends plain JSON values; floats that are NaN and empty strings mean
-  "missing".
+  client sends plain JSON values: integer features as float64 (exact
+  integers), float features as float32, strings; NaN and "" mean "missing",
+  so every row gets the prediction ``serving_examples`` gives the same row
+  (``_to_raw_features``).
 * ``serving_examples``: serialized ``tf.Example`` -> probabilities (used by the
   Evaluator).
 * ``classification`` / ``regression``: serialized ``tf.Example`` under the key

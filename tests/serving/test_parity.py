@@ -4,7 +4,7 @@ The reference is the pushed model's own `serving_examples` signature run in
 this process on the pipeline's tf.Examples (what the Evaluator scored and
 blessed). Every row of the eval and test splits is then sent to a server on
 the same model through REST `:predict` (row and columnar format), gRPC
-Predict, REST `:classify` (JSON tf.Examples) and `serving-client predict --csv`
+Predict, REST `:classify` and `:regress` (JSON tf.Examples) and `serving-client predict --csv`
 (REST and `--grpc`); each answer must match within 1e-6. Gaps (empty CSV
 cells) travel as NaN / "" (see serving/client.py), never as zeros.
 
@@ -131,13 +131,19 @@ def test_grpc_predict_matches_serving_examples(server, split_examples, offline):
     _assert_parity(np.concatenate(served), offline, "gRPC Predict")
 
 
-def test_rest_classify_with_examples_matches_serving_examples(server, split_examples, offline):
+def test_rest_classify_and_regress_with_examples_match_serving_examples(
+    server, split_examples, offline
+):
     client = ServingClient(server.url, timeout=60)
     rows = [example_to_row(e) for e in split_examples]
     results = [
         r for b in _batches(rows) for r in client.classify("taxi", b, "classification")["results"]
     ]
     _assert_parity([dict(r)["1"] for r in results], offline, "REST :classify")
+    results = [
+        r for b in _batches(rows) for r in client.regress("taxi", b, "regression")["results"]
+    ]
+    _assert_parity(results, offline, "REST :regress")
 
 
 def _write_csv(path, examples):
