@@ -4,8 +4,9 @@ The reference is the pushed model's own `serving_examples` signature run in
 this process on the pipeline's tf.Examples (what the Evaluator scored and
 blessed). Every row of the eval and test splits is then sent to a server on
 the same model through REST `:predict` (row and columnar format), gRPC
-Predict, REST `:classify` and `:regress` (JSON tf.Examples) and `serving-client predict --csv`
-(REST and `--grpc`); each answer must match within 1e-6. Gaps (empty CSV
+Predict, gRPC Classify (tf.Examples), REST `:classify` and `:regress` (JSON
+tf.Examples) and `serving-client predict --csv` (REST and `--grpc`); each
+answer must match within 1e-6. Gaps (empty CSV
 cells) travel as NaN / "" (see serving/client.py), never as zeros.
 
 Uses `TAXI_SERVING_MODEL_DIR=<output_dir>/serving/taxi` (examples from
@@ -144,6 +145,25 @@ def test_rest_classify_and_regress_with_examples_match_serving_examples(
         r for b in _batches(rows) for r in client.regress("taxi", b, "regression")["results"]
     ]
     _assert_parity(results, offline, "REST :regress")
+
+
+def test_grpc_classify_with_tf_examples_matches_serving_examples(server, split_examples, offline):
+    import grpc
+    from tensorflow_serving.apis import classification_pb2, prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        scores = []
+        for batch in _batches(split_examples):
+            request = classification_pb2.ClassificationRequest()
+            request.model_spec.name = "taxi"
+            request.model_spec.signature_name = "classification"
+            request.input.example_list.examples.extend(batch)
+            result = stub.Classify(request, timeout=60).result
+            scores += [
+                {c.label: c.score for c in item.classes}["1"] for item in result.classifications
+            ]
+    _assert_parity(scores, offline, "gRPC Classify")
 
 
 def _write_csv(path, examples):
