@@ -75,7 +75,9 @@ def coerce_value(value, dtype: str, alias: str = "value"):
 
     Missing values (``is_missing``) become NaN for float inputs (the taxi
     model takes its integer features as DT_DOUBLE for this reason) and ""
-    for string inputs, which the model reads as "missing".
+    for string inputs, which the model reads as "missing". Integers for a
+    DT_DOUBLE input stay integers (JSON integers: exact, and also accepted by
+    a version of the model that still takes int64).
 
     Raises:
       MissingValueError: a missing value for an integer or bool input (such a
@@ -95,13 +97,26 @@ def coerce_value(value, dtype: str, alias: str = "value"):
     if isinstance(value, str):
         if dtype in _INT_TYPES:
             return _exact_int(value.strip(), alias)
+        if dtype == "DT_DOUBLE" and _is_int_literal(value.strip()):
+            # Sent as a JSON integer: exact as a double, and still valid for an
+            # int64 version of the model (e.g. the other side of a canary split).
+            return int(value)
         if dtype in _FLOAT_TYPES:
             return float(value)
         if dtype == "DT_BOOL":
             return value.strip().lower() in ("1", "true")
-    if dtype in _FLOAT_TYPES and isinstance(value, int) and not isinstance(value, bool):
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and dtype in _FLOAT_TYPES and dtype != "DT_DOUBLE":
         return float(value)
     return value
+
+
+def _is_int_literal(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _exact_int(text: str, alias: str) -> int:

@@ -19,6 +19,11 @@ def test_build_instance_coerces_csv_cells():
         "tract": 17031081500.0,
     }
     assert build_instance({**row, "age": "3.0"}, dtypes)["age"] == 3
+    # Integers in a DT_DOUBLE input stay JSON integers (valid for an int64 version too).
+    assert client_lib.json_body(build_instance(row, dtypes)) == (
+        b'{"age": 3, "name": "a", "score": 1.0, "tract": 17031081500}'
+    )
+    assert build_instance({**row, "tract": "2.5"}, dtypes)["tract"] == 2.5
 
 
 @pytest.mark.parametrize("cell", ["", "  ", None, float("nan")])
