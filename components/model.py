@@ -11,8 +11,10 @@ The exported SavedModel carries the Transform graph, so every signature takes
 raw data:
 
 * ``serving_default``: raw named features (one tensor per column), so a REST
-  client sends plain JSON values; floats that are NaN and empty strings mean
-  "missing".
+  client sends plain JSON values: integer features as float64 (exact
+  integers), float features as float32, strings; NaN and "" mean "missing",
+  so every row gets the prediction ``serving_examples`` gives the same row
+  (``_to_raw_features``).
 * ``serving_examples``: serialized ``tf.Example`` -> probabilities (used by the
   Evaluator).
 * ``classification`` / ``regression``: serialized ``tf.Example`` under the key
@@ -287,40 +289,114 @@ def _input_fn(
     return stream.batch(batch_size, drop_remainder=True)
 
 
+# Integer features travel as float64 in ``serving_default`` (so NaN can say
+# "missing" in plain JSON); every integer of magnitude below 2**53 is exact.
+MAX_EXACT_INTEGER = 2**53
+
+
 def raw_serving_specs(tf_transform_output: tft.TFTransformOutput) -> dict:
-    """One dense [batch] input per raw model feature, typed as in the schema."""
+    """One dense [batch] input per raw model feature of ``serving_default``.
+
+    Integer features are float64, float features float32, string features
+    string: each type can say "missing" (NaN, NaN, "") in plain JSON.
+    """
     raw_spec = tf_transform_output.raw_feature_spec()
     return {
-        key: tf.TensorSpec([None], raw_spec[key].dtype, name=key)
+        key: tf.TensorSpec([None], _serving_dtype(raw_spec[key].dtype), name=key)
         for key in features.model_feature_keys()
     }
+
+
+def _serving_dtype(raw_dtype: tf.DType) -> tf.DType:
+    return tf.float64 if raw_dtype.is_integer else raw_dtype
+
+
+def _failure_message(key: str, value: tf.Tensor, ok: tf.Tensor, problem: str) -> tf.Tensor:
+    """``input <key>, row <i>: <value> <problem>`` for the first row where ``ok`` is False."""
+    # A sentinel row so that an empty or all-good batch has one too.
+    row = tf.argmin(tf.concat([tf.cast(ok, tf.int32), [0]], 0), output_type=tf.int64)
+    shown = (
+        "the empty string"  # the only string a check refuses
+        if value.dtype == tf.string
+        else tf.strings.as_string(
+            tf.gather(tf.concat([value, tf.zeros([1], value.dtype)], 0), row),
+            precision=17,
+            shortest=True,
+        )
+    )
+    return tf.strings.join(
+        [f"input {key}, row ", tf.strings.as_string(row), ": ", shown, " " + problem]
+    )
+
+
+def _check_inputs(checks: list) -> tf.Operation:
+    """One assertion over ``checks`` ((key, value, ok, problem) per check).
+
+    The failure is an INVALID_ARGUMENT naming the input, the row and the
+    value of the first failing check, e.g. ``input trip_start_hour, row 2:
+    1.5 is not an integer ...``. The message is built only on failure (a
+    ``tf.cond``), so a good request pays for one reduction.
+    """
+    passed = tf.stack([tf.reduce_all(ok) for _, _, ok, _ in checks])
+
+    def report():
+        messages = tf.stack([_failure_message(*check) for check in checks])
+        first = tf.argmin(tf.cast(passed, tf.int32))
+        return tf.debugging.Assert(False, [tf.gather(messages, first)])
+
+    return tf.cond(tf.reduce_all(passed), tf.no_op, report, name="check_inputs")
 
 
 def _to_raw_features(inputs: dict, tf_transform_output: tft.TFTransformOutput) -> dict:
     """Dense [batch] request tensors -> the sparse/dense layout Transform expects.
 
-    For optional columns (VarLen in the schema), NaN floats and empty strings
-    become missing entries.
+    NaN (integer and float features) and "" (string features) mean missing:
+    optional columns (VarLen in the schema) get no entry, as a tf.Example
+    without the feature would; a missing required column (FixedLen) fails
+    with INVALID_ARGUMENT, as ``serving_examples`` refuses such an example.
+    Integer features must hold exact integers of magnitude below 2**53
+    (1.5, 2**53 or infinity fail with INVALID_ARGUMENT naming input, row and
+    value) and are cast to the schema's int64.
     """
     raw_spec = tf_transform_output.raw_feature_spec()
-    raw = {}
+    raw, checks = {}, []
     for key, value in inputs.items():
-        if isinstance(raw_spec[key], tf.io.FixedLenFeature):
+        spec = raw_spec[key]
+        present = (
+            tf.not_equal(value, "")
+            if value.dtype == tf.string
+            else tf.logical_not(tf.math.is_nan(value))
+        )
+        if spec.dtype.is_integer:
+            exact = tf.logical_and(
+                tf.equal(value, tf.math.floor(value)), tf.abs(value) < MAX_EXACT_INTEGER
+            )
+            checks.append(
+                (
+                    key,
+                    value,
+                    tf.logical_or(exact, tf.logical_not(present)),
+                    "is not an integer of magnitude below 2**53 (NaN = missing)",
+                )
+            )
+            value = tf.cast(tf.where(present, value, tf.zeros_like(value)), spec.dtype)
+        if isinstance(spec, tf.io.FixedLenFeature):
+            checks.append((key, inputs[key], present, f"means missing, but {key} is required"))
             raw[key] = tf.reshape(value, [-1, 1])
             continue
-        if value.dtype == tf.string:
-            present = tf.not_equal(value, "")
-        elif value.dtype.is_floating:
-            present = tf.logical_not(tf.math.is_nan(value))
-        else:
-            present = tf.ones_like(value, dtype=tf.bool)
         rows = tf.where(present)
         raw[key] = tf.SparseTensor(
             indices=tf.concat([rows, tf.zeros_like(rows)], axis=1),
             values=tf.boolean_mask(value, present),
             dense_shape=tf.stack([tf.shape(value, out_type=tf.int64)[0], 1]),
         )
-    return raw
+    with tf.control_dependencies([_check_inputs(checks)]):
+        return {
+            key: tf.identity(v)
+            if isinstance(v, tf.Tensor)
+            else tf.sparse.map_values(tf.identity, v)
+            for key, v in raw.items()
+        }
 
 
 def _raw_input_signature(raw_spec: dict) -> dict:

@@ -10,9 +10,9 @@ Data (all written under the work dir; data/ is only read):
 
 * history: `span-2013`, `span-2014` (copies) are in the pipeline's data dir
   from the start; version 1 trains on them;
-* live period, 2015: the span's complete rows (every served feature present
-  but `company`), shuffled with a fixed seed and split into three disjoint
-  parts: A normal traffic, B drifted traffic (the drift window), C drifted
+* live period, 2015: the span's rows, gaps included (empty cells are sent
+  as missing: NaN / "", see serving/client.py), shuffled with a fixed seed
+  and split into three disjoint parts: A normal traffic, B drifted traffic (the drift window), C drifted
   traffic sent while the canary runs;
 * the drifted labelled span that arrives after the drift: `span-2016`, the
   2016 rows plus the 2015 rows not sent as traffic, with the same drift,
@@ -66,11 +66,6 @@ from monitoring import canary, cli, rollback
 from serving.process import ServerProcess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVED = (
-    "fare trip_miles trip_seconds trip_start_hour trip_start_day trip_start_month "
-    "pickup_latitude pickup_longitude dropoff_latitude dropoff_longitude "
-    "pickup_community_area dropoff_community_area dropoff_census_tract payment_type"
-).split()
 MODEL = "taxi"
 
 
@@ -183,16 +178,16 @@ def prepare_data(work: str, settings: Settings, source: str) -> dict:
             rows = rng.sample(rows, min(settings.history_rows, len(rows)))
         write_rows(os.path.join(data, f"span-{span}", "data.csv"), rows)
     rows_2015 = read_rows(os.path.join(source, "span-2015", "data.csv"))
-    complete = [i for i, r in enumerate(rows_2015) if all(r.get(k, "") != "" for k in SERVED)]
-    rng.shuffle(complete)
+    order = list(range(len(rows_2015)))
+    rng.shuffle(order)
     a, b = settings.normal_rows, settings.normal_rows + settings.drift_rows
     c = b + settings.canary_rows
-    if len(complete) < c:
-        raise ScenarioError(f"span-2015 has {len(complete)} complete rows, {c} needed")
-    live = [rows_2015[i] for i in complete[:c]]
+    if len(order) < c:
+        raise ScenarioError(f"span-2015 has {len(order)} rows, {c} needed")
+    live = [rows_2015[i] for i in order[:c]]
     # The labelled data of the drifted period: the 2016 rows and the 2015 rows not
-    # sent as traffic (incomplete ones included), all with the drift.
-    traffic = set(complete[:c])
+    # sent as traffic, all with the drift.
+    traffic = set(order[:c])
     unused = [r for i, r in enumerate(rows_2015) if i not in traffic]
     new_span = inject_drift(
         read_rows(os.path.join(source, "span-2016", "data.csv")) + unused, seed=8
@@ -251,7 +246,7 @@ class Server:
 
 def send(url: str, rows: list[dict], dtypes: dict, prefix: str) -> dict:
     """One predict request per row, id `<prefix>-<i>`; returns counts and (id, label) pairs."""
-    from serving.client import build_instance
+    from serving.client import build_instance, json_body
 
     result = {"sent": 0, "errors": 0, "labels": []}
     with requests.Session() as session:
@@ -259,8 +254,8 @@ def send(url: str, rows: list[dict], dtypes: dict, prefix: str) -> dict:
             request_id = f"{prefix}-{i}"
             response = session.post(
                 f"{url}/v1/models/{MODEL}:predict",
-                json={"instances": [build_instance(row, dtypes)]},
-                headers={"x-request-id": request_id},
+                data=json_body({"instances": [build_instance(row, dtypes)]}),
+                headers={"x-request-id": request_id, "Content-Type": "application/json"},
                 timeout=30,
             )
             result["sent"] += 1

@@ -61,6 +61,8 @@ class Summary:
     model_card: str | None = None
     # ModelSelection's cv_result.json (folds, per-family summaries, decision), if it ran.
     selection: dict | None = None
+    # Why InfraCanary did not bless the candidate (its blessing's ``reason``).
+    infra_reason: str = ""
 
 
 def _latest(graph: lineage.Graph, node: str, since: float) -> int | None:
@@ -180,11 +182,12 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
                 blessed = lineage._prop(graph.artifacts[a], "blessed") == 1
             if graph.type_of(a) == "ModelEvaluation":
                 reasons = blessing_reasons(graph.artifacts[a].uri)
-    infra_blessed = None
+    infra_blessed, infra_reason = None, ""
     canary = _latest(graph, "InfraCanary", since)
     if canary is not None:
         for a in graph.linked([canary], graph.outputs, "InfraBlessing"):
             infra_blessed = lineage._prop(graph.artifacts[a], "blessed") == 1
+            infra_reason = lineage._prop(graph.artifacts[a], "reason") or ""
     pusher = _latest(graph, "Pusher", since)
     if pusher is not None:
         for a in graph.outputs.get(pusher, ()):
@@ -227,6 +230,7 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
         behavioral,
         tuned,
         selection=selection,
+        infra_reason=infra_reason,
     )
 
 
@@ -275,7 +279,9 @@ def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds:
             lines += [f"    - {line}" for line in format_report(summary.behavioral)]
     if summary.infra_blessed is not None:
         verdict = "passed" if summary.infra_blessed else "FAILED (see the InfraCanary report)"
-        lines.append(f"  serving canary (REST + gRPC on the candidate): {verdict}")
+        lines.append(f"  serving canary (REST + gRPC on the candidate, parity): {verdict}")
+        if summary.infra_reason:
+            lines.append(f"    - {summary.infra_reason}")
     if summary.pushed_version:
         lines.append(f"  pushed: version {summary.pushed_version} -> {summary.pushed_to}")
     else:

@@ -321,11 +321,31 @@ class Scheduler:
                 results = self._run_merged(servable, signature, batch)
             errors = [None] * len(batch)
         except ServingError as e:
-            results, errors = [None] * len(batch), [_detached(e)] * len(batch)
+            if e.code == Code.INVALID_ARGUMENT and len(batch) > 1:
+                # One request's bad input (a value the graph refuses) must not
+                # fail the others merged with it, nor name a row of the merged
+                # batch: each request runs again on its own.
+                results, errors = self._run_each(servable, signature, batch)
+            else:
+                results, errors = [None] * len(batch), [_detached(e)] * len(batch)
         except Exception as e:  # never let a worker die
             error = _detached(ServingError(Code.INTERNAL, str(e)))
             results, errors = [None] * len(batch), [error] * len(batch)
         self._deliver(batch, results, errors)
+
+    def _run_each(self, servable, signature, batch: list) -> tuple[list, list]:
+        results, errors = [], []
+        for task in batch:
+            try:
+                results.append(self._run_merged(servable, signature, [task])[0])
+                errors.append(None)
+            except ServingError as e:
+                results.append(None)
+                errors.append(_detached(e))
+            except Exception as e:  # never let a worker die
+                results.append(None)
+                errors.append(_detached(ServingError(Code.INTERNAL, str(e))))
+        return results, errors
 
     def _run_merged(self, servable, signature, batch: list) -> list:
         rows = sum(t.rows for t in batch)

@@ -14,6 +14,9 @@ CLI (`serving-client`):
 
 CSV rows are converted with the signature's input dtypes (read from the
 model's metadata), so string cells become ints/floats where the model wants.
+An empty cell is "missing": NaN for float inputs (JSON `NaN`, which TF
+Serving accepts), "" for strings; an integer input (DT_INT64) cannot say
+"missing", so an empty cell for one is an error, not a silent 0.
 """
 
 import os
@@ -24,6 +27,7 @@ import argparse  # noqa: E402
 import base64  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 
 import requests  # noqa: E402
@@ -53,32 +57,117 @@ def model_path(model: str, version: int = None, label: str = None) -> str:
     return path
 
 
-def coerce_value(value, dtype: str):
-    """Converts a CSV cell (string) to the JSON value a signature dtype needs."""
+class MissingValueError(ValueError):
+    """A row lacks a value for an input whose dtype cannot say "missing"."""
+
+
+def is_missing(value) -> bool:
+    """True for what a row uses to say "missing": None, an empty cell, NaN."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, float) and math.isnan(value)
+
+
+def coerce_value(value, dtype: str, alias: str = "value"):
+    """Converts a CSV cell (string) or JSON value to what a signature dtype needs.
+
+    Missing values (``is_missing``) become NaN for float inputs (the taxi
+    model takes its integer features as DT_DOUBLE for this reason) and ""
+    for string inputs, which the model reads as "missing". Integers for a
+    DT_DOUBLE input stay integers (JSON integers: exact, and also accepted by
+    a version of the model that still takes int64).
+
+    Raises:
+      MissingValueError: a missing value for an integer or bool input (such a
+        signature cannot say "missing"; zero would be a different answer).
+      ValueError: a cell that does not parse as the dtype (for integer
+        inputs: not an exact integer).
+    """
+    if is_missing(value):
+        if dtype in _FLOAT_TYPES:
+            return math.nan
+        if dtype == "DT_STRING":
+            return ""
+        raise MissingValueError(
+            f"{alias} is missing, but the signature takes it as {dtype}, which cannot say "
+            "missing (models exported before integer inputs became DT_DOUBLE)"
+        )
     if isinstance(value, str):
         if dtype in _INT_TYPES:
-            return int(float(value)) if value.strip() else 0
+            return _exact_int(value.strip(), alias)
+        if dtype == "DT_DOUBLE" and _is_int_literal(value.strip()):
+            # Sent as a JSON integer: exact as a double, and still valid for an
+            # int64 version of the model (e.g. the other side of a canary split).
+            return int(value)
         if dtype in _FLOAT_TYPES:
-            return float(value) if value.strip() else 0.0
+            return float(value)
         if dtype == "DT_BOOL":
             return value.strip().lower() in ("1", "true")
-    if dtype in _FLOAT_TYPES and isinstance(value, int) and not isinstance(value, bool):
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and dtype in _FLOAT_TYPES and dtype != "DT_DOUBLE":
         return float(value)
     return value
+
+
+def _is_int_literal(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _exact_int(text: str, alias: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)  # "3.0" is 3; "1.5" is an error
+        if not number.is_integer():
+            raise ValueError(f"{alias}: {text!r} is not an integer") from None
+        return int(number)
 
 
 def build_instance(row: dict, input_dtypes: dict) -> dict:
     """Builds one named `instances` element from a row, per signature dtypes.
 
-    Missing features get the dtype's zero value ("" for strings).
+    An absent, None, empty or NaN value is "missing": NaN for float inputs,
+    "" for strings (see ``coerce_value``).
     """
-    instance = {}
+    return {
+        alias: coerce_value(row.get(alias), dtype, alias) for alias, dtype in input_dtypes.items()
+    }
+
+
+def instance_columns(instances: list, input_dtypes: dict) -> dict:
+    """Instances (from ``build_instance``) -> one numpy array per input, typed by dtype."""
+    import numpy as np
+
+    numpy_types = {
+        "DT_STRING": object,
+        "DT_FLOAT": np.float32,
+        "DT_DOUBLE": np.float64,
+        "DT_INT64": np.int64,
+        "DT_INT32": np.int32,
+        "DT_BOOL": np.bool_,
+    }
+    columns = {}
     for alias, dtype in input_dtypes.items():
-        if alias in row and row[alias] is not None:
-            instance[alias] = coerce_value(row[alias], dtype)
-        else:
-            instance[alias] = "" if dtype == "DT_STRING" else coerce_value("", dtype)
-    return instance
+        values = [i[alias] for i in instances]
+        if dtype == "DT_STRING":
+            values = [v.encode() if isinstance(v, str) else v for v in values]
+        columns[alias] = np.array(values, dtype=numpy_types.get(dtype))
+    return columns
+
+
+def json_body(body) -> bytes:
+    """Serializes a request body as TF Serving's JSON: NaN and Infinity as literals.
+
+    TF Serving (rapidjson) accepts ``NaN``/``Infinity``; ``requests``' own
+    ``json=`` refuses them, so request bodies are encoded here.
+    """
+    return json.dumps(body, allow_nan=True).encode()
 
 
 def example_to_row(example) -> dict:
@@ -124,7 +213,13 @@ class ServingClient:
     # -- REST ---------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: dict = None) -> dict:
-        response = self._session.request(method, self.url + path, json=body, timeout=self.timeout)
+        response = self._session.request(
+            method,
+            self.url + path,
+            data=None if body is None else json_body(body),
+            headers=None if body is None else {"Content-Type": "application/json"},
+            timeout=self.timeout,
+        )
         if response.status_code != 200:
             try:
                 message = response.json().get("error", response.text)
@@ -262,26 +357,6 @@ def _load_json(text: str):
     return json.loads(text)
 
 
-def _grpc_inputs(instances: list, dtypes: dict) -> dict:
-    import numpy as np
-
-    numpy_types = {
-        "DT_STRING": object,
-        "DT_FLOAT": np.float32,
-        "DT_DOUBLE": np.float64,
-        "DT_INT64": np.int64,
-        "DT_INT32": np.int32,
-        "DT_BOOL": np.bool_,
-    }
-    columns = {}
-    for alias, dtype in dtypes.items():
-        values = [i[alias] for i in instances]
-        if dtype == "DT_STRING":
-            values = [v.encode() if isinstance(v, str) else v for v in values]
-        columns[alias] = np.array(values, dtype=numpy_types.get(dtype))
-    return columns
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(
@@ -336,10 +411,16 @@ def run(args) -> dict:
     rows = _read_rows(args.csv, args.row)
     if args.command == "predict":
         dtypes = client.input_dtypes(args.model, args.signature_name, **spec)
-        instances = [build_instance(r, dtypes) for r in rows]
+        instances = []
+        for index, row in enumerate(rows):
+            try:
+                instances.append(build_instance(row, dtypes))
+            except ValueError as e:
+                number = index if args.row is None else args.row
+                raise SystemExit(f"{args.csv}: row {number}: {e}") from None
         if args.grpc:
             outputs = client.predict_grpc(
-                args.model, _grpc_inputs(instances, dtypes), args.signature_name, **spec
+                args.model, instance_columns(instances, dtypes), args.signature_name, **spec
             )
             return {"outputs": {k: _jsonable(v.tolist()) for k, v in outputs.items()}}
         return client.predict(args.model, instances, signature_name=args.signature_name, **spec)

@@ -10,7 +10,7 @@ Behavioral Testing of NLP Models with CheckList", 2020):
   least ``min_delta``.
 
 A predict function maps a list of raw rows (feature name -> value; a missing
-feature is NaN for floats, "" for strings) to one probability per row.
+feature is absent, None, NaN or "", for every type) to one probability per row.
 """
 
 from __future__ import annotations
@@ -130,6 +130,10 @@ def default_cases() -> list[Case]:
                 "pickup_longitude": math.nan,
                 "dropoff_latitude": math.nan,
                 "dropoff_longitude": math.nan,
+                "pickup_community_area": None,
+                "dropoff_community_area": None,
+                "dropoff_census_tract": math.nan,
+                "trip_seconds": None,
             },
         ),
         Directional(
@@ -193,25 +197,26 @@ def format_report(report: dict) -> list[str]:
 def load_predict_fn(saved_model_dir: str, signature: str = "serving_default") -> PredictFn:
     """Predict function over a SavedModel's raw-feature signature.
 
-    Every input of the signature is fed as a [batch] tensor; a feature a row
-    lacks is NaN (floats) or "" (strings), i.e. missing.
+    Every input of the signature is fed as a [batch] tensor, encoded exactly
+    as `serving-client` encodes a request (``serving.client.build_instance``):
+    a feature a row lacks is NaN (float inputs, including the taxi model's
+    float64 integers) or "" (strings), i.e. missing.
     """
     import numpy as np
     import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+
+    from serving.client import build_instance, instance_columns
 
     fn = tf.saved_model.load(saved_model_dir).signatures[signature]
     specs = fn.structured_input_signature[1]
+    dtypes = {
+        key: types_pb2.DataType.Name(spec.dtype.as_datatype_enum) for key, spec in specs.items()
+    }
 
     def predict(rows: list[Row]) -> list[float]:
-        inputs = {}
-        for key, spec in specs.items():
-            if spec.dtype == tf.string:
-                values = [str(row.get(key, "")).encode() for row in rows]
-                inputs[key] = tf.constant(values, tf.string)
-            else:
-                missing = math.nan if spec.dtype.is_floating else 0
-                values = np.array([row.get(key, missing) for row in rows])
-                inputs[key] = tf.constant(values, spec.dtype)
+        columns = instance_columns([build_instance(row, dtypes) for row in rows], dtypes)
+        inputs = {key: tf.constant(columns[key], specs[key].dtype) for key in specs}
         output = fn(**inputs)["probabilities"]
         return [float(p) for p in np.reshape(output.numpy(), [-1])]
 

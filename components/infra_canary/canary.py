@@ -7,6 +7,13 @@ reads gzipped TFRecord tf.Examples, `run_canary` serves it with
 from the serving_default signature's inputs), REST classify (when the model
 has a classification-style signature) and gRPC Predict requests and checks
 every answer.
+
+`check_parity` compares what the server answers with what the model itself
+computes offline: every sample example goes through REST :predict and gRPC
+Predict on `serving_default` (built by `serving.client.build_instance`, missing
+cells as NaN / "") and through the `serving_examples` signature loaded in this
+process (the tf.Example path the Evaluator scored and blessed); any
+probability further apart than `PARITY_TOLERANCE` fails the canary.
 """
 
 import dataclasses
@@ -19,10 +26,19 @@ import numpy as np
 import requests
 import tensorflow as tf
 
-from serving.client import ServingClient, ServingClientError, build_instance, example_to_row
+from serving.client import (
+    ServingClient,
+    ServingClientError,
+    build_instance,
+    example_to_row,
+    instance_columns,
+)
 from serving.process import ServerProcess
 
 DEFAULT_SIGNATURE = "serving_default"
+EXAMPLES_SIGNATURE = "serving_examples"
+PARITY_TOLERANCE = 1e-6
+PARITY_BATCH = 64  # rows per parity request
 
 
 @dataclasses.dataclass
@@ -96,7 +112,11 @@ def probe(
     classify_key = _classify_signature(signatures)
     for i in range(num_requests):
         batch = [rows[(i + j) % len(rows)] for j in range(1 + i % 4)]
-        instances = [build_instance(r, dtypes) for r in batch]
+        try:
+            instances = [build_instance(r, dtypes) for r in batch]
+        except ValueError as e:  # e.g. a missing value an int64 input cannot carry
+            result.add(f"request_{i}", False, str(e))
+            continue
         try:
             answer = client.predict(model_name, instances)
             outputs = _rows_to_columns(answer["predictions"])
@@ -136,20 +156,74 @@ def _rows_to_columns(predictions: list) -> dict:
     return {"output": np.array(predictions)}
 
 
-_NUMPY = {
-    "DT_FLOAT": np.float32,
-    "DT_DOUBLE": np.float64,
-    "DT_INT64": np.int64,
-    "DT_INT32": np.int32,
-    "DT_BOOL": np.bool_,
-}
-
-
 def _column(instances: list, alias: str, dtype: str) -> np.ndarray:
-    values = [i[alias] for i in instances]
-    if dtype == "DT_STRING":
-        return np.array([v.encode() if isinstance(v, str) else v for v in values], dtype=object)
-    return np.array(values, dtype=_NUMPY.get(dtype))
+    return instance_columns(instances, {alias: dtype})[alias]
+
+
+def offline_probabilities(saved_model_dir: str, examples: list) -> np.ndarray:
+    """The model's own [n] probabilities from its `serving_examples` signature."""
+    signatures = tf.saved_model.load(saved_model_dir).signatures
+    if EXAMPLES_SIGNATURE not in signatures:
+        raise ValueError(f"the model has no {EXAMPLES_SIGNATURE} signature to compare with")
+    serialized = tf.constant([e.SerializeToString() for e in examples])
+    outputs = signatures[EXAMPLES_SIGNATURE](examples=serialized)
+    return np.reshape(outputs["probabilities"].numpy(), [-1]).astype(np.float64)
+
+
+def compare(name: str, served: np.ndarray, expected: np.ndarray, tolerance: float):
+    """(name, ok, detail) of one parity comparison over the sample."""
+    served = np.reshape(np.asarray(served, np.float64), [-1])
+    if served.shape != expected.shape:
+        return name, False, f"{served.size} predictions for {expected.size} rows"
+    diff = np.abs(served - expected)
+    worst = int(np.nanargmax(diff)) if diff.size and not np.all(np.isnan(diff)) else 0
+    bad = int(np.sum(~(diff <= tolerance)))  # NaN counts as bad
+    detail = (
+        f"max |served - serving_examples| {float(np.max(diff)) if diff.size else 0.0:.3g} "
+        f"over {diff.size} rows, {bad} above {tolerance:g}"
+    )
+    if bad:
+        detail += f" (row {worst}: served {served[worst]:.6f}, offline {expected[worst]:.6f})"
+    return name, bad == 0, detail
+
+
+def check_parity(
+    url: str,
+    grpc_target: str,
+    model_name: str,
+    examples: list,
+    expected: np.ndarray,
+    tolerance: float = PARITY_TOLERANCE,
+) -> CanaryResult:
+    """REST :predict and gRPC Predict of every example agree with `expected`.
+
+    Each example becomes a `serving_default` instance as `serving-client`
+    builds it (missing features: NaN / ""), sent `PARITY_BATCH` rows per
+    request. A request that fails counts as a failed comparison.
+    """
+    result = CanaryResult()
+    client = ServingClient(url, grpc_target, timeout=60)
+    try:
+        dtypes = client.input_dtypes(model_name)
+        instances = [build_instance(example_to_row(e), dtypes) for e in examples]
+    except (ServingClientError, requests.RequestException, KeyError, ValueError) as e:
+        result.add("parity", False, f"cannot build requests: {e}")
+        return result
+    batches = [instances[i : i + PARITY_BATCH] for i in range(0, len(instances), PARITY_BATCH)]
+    for name, send in (
+        ("parity_rest_predict", lambda b: client.predict(model_name, b)["predictions"]),
+        (
+            "parity_grpc_predict",
+            lambda b: client.predict_grpc(model_name, instance_columns(b, dtypes))["probabilities"],
+        ),
+    ):
+        try:
+            served = np.concatenate([np.reshape(send(b), [-1]) for b in batches])
+        except (ServingClientError, requests.RequestException, KeyError, ValueError) as e:
+            result.add(name, False, f"request failed: {e}")
+            continue
+        result.add(*compare(name, served, expected, tolerance))
+    return result
 
 
 def run_canary(
@@ -159,11 +233,21 @@ def run_canary(
     model_name: str = "canary",
     num_requests: int = 10,
     timeout_seconds: float = 120.0,
+    parity_tolerance: float = PARITY_TOLERANCE,
 ) -> CanaryResult:
-    """Stages the model, serves it in a subprocess, probes it, always stops it."""
+    """Stages the model, serves it in a subprocess, probes it, always stops it.
+
+    `examples` feed the probes and the parity check (`check_parity`, every
+    example, REST and gRPC, against the model's own `serving_examples`).
+    """
     result = CanaryResult()
     if not examples:
         result.add("examples", False, "no examples to build requests from")
+        return result
+    try:
+        expected = offline_probabilities(saved_model_dir, examples)
+    except (ValueError, OSError, tf.errors.OpError) as e:
+        result.add("parity", False, f"no offline reference: {e}")
         return result
     base = stage_model(saved_model_dir, work_dir, model_name)
     args = [
@@ -178,4 +262,8 @@ def run_canary(
         if not problem:
             probed = probe(server.url, server.grpc_target, model_name, examples, num_requests)
             result.checks.extend(probed.checks)
+            parity = check_parity(
+                server.url, server.grpc_target, model_name, examples, expected, parity_tolerance
+            )
+            result.checks.extend(parity.checks)
     return result

@@ -13,6 +13,8 @@ BLESSING_KEY = "blessing"
 SPLIT_KEY = "split"
 NUM_REQUESTS_KEY = "num_requests"
 TIMEOUT_SECONDS_KEY = "timeout_seconds"
+PARITY_ROWS_KEY = "parity_rows"
+PARITY_TOLERANCE_KEY = "parity_tolerance"
 
 
 class InfraCanarySpec(ComponentSpec):
@@ -22,6 +24,8 @@ class InfraCanarySpec(ComponentSpec):
         SPLIT_KEY: ExecutionParameter(type=str),
         NUM_REQUESTS_KEY: ExecutionParameter(type=int),
         TIMEOUT_SECONDS_KEY: ExecutionParameter(type=int),
+        PARITY_ROWS_KEY: ExecutionParameter(type=int),
+        PARITY_TOLERANCE_KEY: ExecutionParameter(type=float),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -43,6 +47,13 @@ class InfraCanary(base_component.BaseComponent):
     `INFRA_NOT_BLESSED` file, custom property `blessed` = 1/0), so Pusher's
     `infra_blessing` input works unchanged.
 
+    It also checks training/serving parity: the first `parity_rows` examples
+    of the split, sent through REST :predict and gRPC Predict as
+    `serving-client` encodes them, must get the probability the model's own
+    `serving_examples` signature (what the Evaluator scored) gives, within
+    `parity_tolerance`; otherwise the model is not blessed. The blessing's
+    `reason` property and `canary_report.json` say which check failed.
+
     Example:
         canary = InfraCanary(model=trainer.outputs["model"],
                              examples=example_gen.outputs["examples"])
@@ -62,6 +73,8 @@ class InfraCanary(base_component.BaseComponent):
         split: str = "eval",
         num_requests: int = 10,
         timeout_seconds: int = 180,
+        parity_rows: int = 256,
+        parity_tolerance: float = 1e-6,
         blessing: types.BaseChannel | None = None,
     ):
         """Builds the component.
@@ -73,6 +86,9 @@ class InfraCanary(base_component.BaseComponent):
           num_requests: request rounds (each: REST predict, gRPC Predict, and
             REST classify when the model has a classification signature).
           timeout_seconds: how long the model may take to become AVAILABLE.
+          parity_rows: examples of `split` checked for parity (REST and gRPC
+            against `serving_examples`).
+          parity_tolerance: largest allowed |served - offline| probability.
           blessing: optional output channel override.
         """
         spec = InfraCanarySpec(
@@ -81,6 +97,8 @@ class InfraCanary(base_component.BaseComponent):
             split=split,
             num_requests=num_requests,
             timeout_seconds=timeout_seconds,
+            parity_rows=parity_rows,
+            parity_tolerance=parity_tolerance,
             blessing=blessing or types.Channel(type=standard_artifacts.InfraBlessing),
         )
         super().__init__(spec=spec)

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import types
 
 import numpy as np
@@ -93,37 +94,70 @@ def test_signatures_and_method_names(exported):
 
 
 def _raw_request(row, spec):
-    """One raw row as the dense [1] tensors a REST client's JSON becomes."""
+    """One raw row as the dense [1] tensors a REST client's JSON becomes.
+
+    Missing cells are NaN (integer and float features) or "" (strings).
+    """
     request = {}
     for key, tensor_spec in spec.items():
         value = row[key][0] if row[key] else None
         if value is None:
-            value = (
-                float("nan")
-                if tensor_spec.dtype.is_floating
-                else ("" if tensor_spec.dtype == tf.string else -1)
-            )
+            value = "" if tensor_spec.dtype == tf.string else float("nan")
         request[key] = tf.constant([value], dtype=tensor_spec.dtype)
     return request
 
 
+def test_serving_default_takes_integers_as_float64(exported):
+    loaded = tf.saved_model.load(exported["dir"])
+    spec = loaded.signatures["serving_default"].structured_input_signature[1]
+    dtypes = {key: s.dtype for key, s in spec.items()}
+    assert dtypes["trip_start_hour"] == dtypes["dropoff_census_tract"] == tf.float64
+    assert dtypes["fare"] == dtypes["pickup_latitude"] == tf.float32
+    assert dtypes["company"] == tf.string
+
+
 def test_raw_features_and_examples_agree(exported, raw_rows, transform_output, serialize_example):
+    """Every row, gaps included, gets serving_examples' exact probability."""
     raw_spec = transform_output[0].raw_feature_spec()
     loaded = tf.saved_model.load(exported["dir"])
     serve = loaded.signatures["serving_default"]
     spec = serve.structured_input_signature[1]
-    rows = [
-        r
-        for r in raw_rows[:40]
-        if all(r[k] for k in ("dropoff_community_area", "pickup_community_area"))
-    ][:10]
-    for row in rows:
-        raw = float(serve(**_raw_request(row, spec))["probabilities"][0, 0])
-        examples = loaded.signatures["serving_examples"](
-            examples=tf.constant([serialize_example(row, raw_spec)])
-        )
-        assert 0.0 <= raw <= 1.0
-        assert math.isclose(raw, float(examples["probabilities"][0, 0]), abs_tol=1e-5)
+    rows = raw_rows[:100]
+    # The sample has gaps in the integer columns, where zero-filling used to differ.
+    assert sum(not r["dropoff_census_tract"] for r in rows) >= 10
+    assert sum(not r["dropoff_community_area"] for r in rows) >= 1
+    requests = [_raw_request(row, spec) for row in rows]
+    batch = {k: tf.concat([r[k] for r in requests], axis=0) for k in spec}
+    raw = serve(**batch)["probabilities"].numpy()[:, 0]
+    examples = loaded.signatures["serving_examples"](
+        examples=tf.constant([serialize_example(row, raw_spec) for row in rows])
+    )
+    assert np.all((raw >= 0.0) & (raw <= 1.0))
+    np.testing.assert_allclose(raw, examples["probabilities"].numpy()[:, 0], rtol=0, atol=1e-6)
+
+
+def test_behavioral_predict_fn_sends_gaps_as_missing(
+    exported, raw_rows, transform_output, serialize_example
+):
+    """BehavioralChecks' predict function = serving_examples, gaps included (not zero-filled)."""
+    from components.behavioral.checks import load_predict_fn
+
+    raw_spec = transform_output[0].raw_feature_spec()
+    rows = [r for r in raw_rows[:100] if not r["dropoff_census_tract"]][:10]
+    assert len(rows) == 10
+    plain = [
+        {
+            k: (v[0].decode() if isinstance(v[0], bytes) else v[0]) if v else None
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+    got = load_predict_fn(exported["dir"])(plain)
+    loaded = tf.saved_model.load(exported["dir"])
+    expected = loaded.signatures["serving_examples"](
+        examples=tf.constant([serialize_example(row, raw_spec) for row in rows])
+    )["probabilities"].numpy()[:, 0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
 def test_classify_and_regress(exported, raw_rows, transform_output, serialize_example):
@@ -142,9 +176,54 @@ def test_missing_values_are_accepted(exported, raw_rows):
     serve = loaded.signatures["serving_default"]
     request = _raw_request(raw_rows[0], serve.structured_input_signature[1])
     request["dropoff_latitude"] = tf.constant([float("nan")])
+    request["pickup_community_area"] = tf.constant([float("nan")], tf.float64)
     request["company"] = tf.constant([""])
     p = float(serve(**request)["probabilities"][0, 0])
     assert 0.0 <= p <= 1.0
+
+
+@pytest.mark.parametrize(
+    "key, values, message",
+    [
+        ("trip_start_hour", [3.0, 1.5], "input trip_start_hour, row 1: 1.5 is not an integer"),
+        (
+            "dropoff_census_tract",
+            [2.0**53, 1.0],
+            "input dropoff_census_tract, row 0: 9007199254740992 is not",
+        ),
+        (
+            "pickup_community_area",
+            [1.0, -math.inf],
+            "input pickup_community_area, row 1: -inf is not",
+        ),
+        (
+            "trip_start_day",
+            [2.0, math.nan],
+            "input trip_start_day, row 1: nan means missing, but trip_start_day is required",
+        ),
+        ("fare", [math.nan, 3.0], "input fare, row 0: nan means missing, but fare is required"),
+        (
+            "payment_type",
+            ["Cash", ""],
+            "input payment_type, row 1: the empty string means missing, but payment_type is required",
+        ),
+    ],
+)
+def test_bad_values_name_input_row_and_value(exported, raw_rows, key, values, message):
+    loaded = tf.saved_model.load(exported["dir"])
+    serve = loaded.signatures["serving_default"]
+    spec = serve.structured_input_signature[1]
+    requests = [_raw_request(raw_rows[0], spec), _raw_request(raw_rows[0], spec)]
+    batch = {k: tf.concat([r[k] for r in requests], axis=0) for k in spec}
+    batch[key] = tf.constant(values, dtype=spec[key].dtype)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        serve(**batch)
+    empty = {k: tf.zeros([0], spec[k].dtype) for k in spec}
+    assert serve(**empty)["probabilities"].shape == (0, 1)
+    # The largest exact integers are fine.
+    if key == "dropoff_census_tract":
+        batch[key] = tf.constant([2.0**53 - 1, -(2.0**53 - 1)], tf.float64)
+        assert serve(**batch)["probabilities"].shape == (2, 1)
 
 
 def test_input_files_follow_pattern_order_not_uris(tmp_path):

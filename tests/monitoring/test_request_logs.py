@@ -104,3 +104,35 @@ def test_adjacent_damaged_records_count_each(write_log, log_prefix, make_rows, m
     assert window.problems == [
         f"{path} bytes {starts[10]}-{starts[12]}: damaged or truncated, skipped 2 record(s)"
     ]
+
+
+def test_integer_features_logged_as_float64_with_nan_are_missing(write_log, log_prefix):
+    """Requests to serving_default send integers as float64, NaN = missing, "" = missing."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    from monitoring import drift
+    from monitoring.cli import DEFAULT_SCHEMA
+
+    schema = drift.load_schema(DEFAULT_SCHEMA)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "taxi"
+    tracts = np.array([17031081500.0, np.nan, 17031320100.0, np.nan], np.float64)
+    request.inputs["dropoff_census_tract"].CopyFrom(tf.make_tensor_proto(tracts))
+    request.inputs["company"].CopyFrom(
+        tf.make_tensor_proto(np.array([b"Flash Cab", b"", b"", b"Flash Cab"], dtype=object))
+    )
+    entry = prediction_log_pb2.PredictionLog()
+    entry.predict_log.request.CopyFrom(request)
+    entry.log_metadata.model_spec.CopyFrom(request.model_spec)
+    entry.log_metadata.timestamp_secs = 100
+    write_log([entry.SerializeToString()])
+    window = request_logs.read_window(log_prefix, 0, 200)
+    assert [r["dropoff_census_tract"] for r in window.rows][::2] == [17031081500, 17031320100]
+    stats = drift.statistics_from_rows(window.rows, schema)
+    by_name = {f.path.step[0]: f for f in stats.datasets[0].features}
+    tract = by_name["dropoff_census_tract"]
+    assert tract.num_stats.common_stats.num_missing == 2  # not two zeros
+    assert tract.num_stats.min == 17031081500
+    assert by_name["company"].string_stats.common_stats.num_missing == 2

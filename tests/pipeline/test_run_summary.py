@@ -80,3 +80,14 @@ def test_summary_shows_the_model_selection_evidence():
     assert "wide_deep  AUC 0.8100 +- 0.0250" in text
     assert "why: wide_deep - logistic ...: the win is not significant" in text
     assert "model selection" not in run_summary.format_summary(_summary(), "/o", "/s", 1.0)
+
+
+def test_summary_says_why_the_serving_canary_failed():
+    reason = (
+        "parity_rest_predict: max |served - serving_examples| 0.039 over 256 rows, 55 above 1e-06"
+    )
+    text = run_summary.format_summary(
+        _summary(infra_blessed=False, infra_reason=reason), "/out", "/serve", 1.0
+    )
+    assert "serving canary (REST + gRPC on the candidate, parity): FAILED" in text
+    assert f"    - {reason}" in text

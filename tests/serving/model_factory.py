@@ -119,10 +119,16 @@ TAXI_STRING = ("payment_type", "company")
 
 
 class _TaxiLike(tf.Module):
-    """Raw taxi-style features -> tip probability, plus tf.Example signatures."""
+    """Raw taxi-style features -> tip probability, plus tf.Example signatures.
 
-    def __init__(self):
+    ``miles_scale`` != 1 skews ``serving_default`` against the tf.Example
+    signatures (its ``trip_miles`` is scaled, as a kilometre/mile mix-up in
+    the serving code would), for parity checks that must catch it.
+    """
+
+    def __init__(self, miles_scale: float = 1.0):
         super().__init__()
+        self.miles_scale = miles_scale
         n = len(TAXI_FLOAT) + len(TAXI_INT) + 2 * len(TAXI_STRING)
         self.w = tf.Variable(tf.linspace(-0.5, 0.5, n)[:, None] / 10.0)
         self.b = tf.Variable([0.1])
@@ -145,13 +151,23 @@ class _TaxiLike(tf.Module):
         ]
     )
     def serve(self, feats):
+        if self.miles_scale != 1.0:
+            feats = {**feats, "trip_miles": feats["trip_miles"] * self.miles_scale}
         return {"probabilities": self._score(feats)}
 
     def _parse(self, serialized):
         spec = {k: tf.io.FixedLenFeature([], tf.float32, 0.0) for k in TAXI_FLOAT}
         spec.update({k: tf.io.FixedLenFeature([], tf.int64, 0) for k in TAXI_INT})
-        spec.update({k: tf.io.FixedLenFeature([], tf.string, "") for k in TAXI_STRING})
-        return tf.io.parse_example(serialized, spec)
+        # Strings may be absent or present without a value (an empty CSV cell).
+        spec.update({k: tf.io.VarLenFeature(tf.string) for k in TAXI_STRING})
+        parsed = tf.io.parse_example(serialized, spec)
+        for key in TAXI_STRING:
+            sparse = parsed[key]
+            shape = tf.stack([sparse.dense_shape[0], 1])
+            parsed[key] = tf.sparse.to_dense(
+                tf.SparseTensor(sparse.indices, sparse.values, shape), default_value=""
+            )[:, 0]
+        return parsed
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(self, inputs):
@@ -166,10 +182,18 @@ class _TaxiLike(tf.Module):
     def regress(self, inputs):
         return {"outputs": self._score(self._parse(inputs))}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        return {"probabilities": self._score(self._parse(examples))}
 
-def save_taxi_like(export_dir: str) -> str:
-    """Saves a stand-in for the pipeline's taxi model (same signature layout)."""
-    module = _TaxiLike()
+
+def save_taxi_like(export_dir: str, miles_scale: float = 1.0) -> str:
+    """Saves a stand-in for the pipeline's taxi model (same signature layout).
+
+    ``miles_scale`` != 1 makes ``serving_default`` disagree with
+    ``serving_examples`` (a training/serving skew).
+    """
+    module = _TaxiLike(miles_scale)
     serve = module.serve.get_concrete_function()
     tf.saved_model.save(
         module,
@@ -178,6 +202,7 @@ def save_taxi_like(export_dir: str) -> str:
             "serving_default": serve,
             "classification": module.classify,
             "regression": module.regress,
+            "serving_examples": module.serve_examples,
         },
     )
     return export_dir

@@ -90,6 +90,35 @@ def test_requests_are_merged_and_split_back():
     scheduler.stop()
 
 
+class RefusesNegatives(FakeServable):
+    """Like the taxi model's input checks: a bad row fails the call, naming the row."""
+
+    def run(self, signature, feeds):
+        bad = np.flatnonzero(feeds["x"][:, 0] < 0)
+        if bad.size:
+            self.calls.append(feeds["x"].shape[0])
+            raise ServingError(Code.INVALID_ARGUMENT, f"input x, row {bad[0]}: negative")
+        return super().run(signature, feeds)
+
+
+def test_a_bad_request_fails_alone_and_names_its_own_row():
+    gate = threading.Event()
+    servable = RefusesNegatives(gate)
+    scheduler = Scheduler(BatchingParameters(max_batch_size=16, num_batch_threads=1))
+    arrays = [np.full((2, 1), 1, np.float32), np.array([[1.0], [-1.0]], np.float32)]
+    arrays.append(np.full((3, 1), 3, np.float32))
+    first = np.zeros((1, 1), np.float32)
+    blocker = threading.Thread(target=scheduler.run, args=(servable, FakeSignature(), {"x": first}))
+    blocker.start()  # occupies the only worker until the gate opens
+    threading.Timer(0.3, gate.set).start()
+    (good, _), (_, error), (other, _) = submit_all(scheduler, servable, arrays)
+    blocker.join()
+    assert good["y"].tolist() == [[2.0]] * 2 and other["y"].tolist() == [[6.0]] * 3
+    assert error.code == Code.INVALID_ARGUMENT and error.message == "input x, row 1: negative"
+    assert servable.inflight == 0
+    scheduler.stop()
+
+
 def test_padding_to_allowed_batch_sizes():
     servable = FakeServable()
     scheduler = Scheduler(

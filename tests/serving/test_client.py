@@ -1,6 +1,7 @@
 """Client library and CLI against the contract server."""
 
 import json
+import math
 
 import pytest
 
@@ -9,13 +10,51 @@ from serving.client import ServingClient, ServingClientError, build_instance
 
 
 def test_build_instance_coerces_csv_cells():
-    dtypes = {"age": "DT_INT64", "name": "DT_STRING", "score": "DT_FLOAT"}
-    assert build_instance({"age": "3", "name": "a", "score": "1"}, dtypes) == {
+    dtypes = {"age": "DT_INT64", "name": "DT_STRING", "score": "DT_FLOAT", "tract": "DT_DOUBLE"}
+    row = {"age": "3", "name": "a", "score": "1", "tract": "17031081500"}
+    assert build_instance(row, dtypes) == {
         "age": 3,
         "name": "a",
         "score": 1.0,
+        "tract": 17031081500.0,
     }
-    assert build_instance({"name": "a"}, dtypes) == {"age": 0, "name": "a", "score": 0.0}
+    assert build_instance({**row, "age": "3.0"}, dtypes)["age"] == 3
+    # Integers in a DT_DOUBLE input stay JSON integers (valid for an int64 version too).
+    assert client_lib.json_body(build_instance(row, dtypes)) == (
+        b'{"age": 3, "name": "a", "score": 1.0, "tract": 17031081500}'
+    )
+    assert build_instance({**row, "tract": "2.5"}, dtypes)["tract"] == 2.5
+
+
+@pytest.mark.parametrize("cell", ["", "  ", None, float("nan")])
+def test_missing_cells_are_nan_or_empty_never_zero(cell):
+    dtypes = {"name": "DT_STRING", "score": "DT_FLOAT", "tract": "DT_DOUBLE"}
+    instance = build_instance({"name": cell, "score": cell, "tract": cell}, dtypes)
+    assert instance["name"] == ""
+    assert math.isnan(instance["score"]) and math.isnan(instance["tract"])
+    assert math.isnan(build_instance({}, dtypes)["tract"])
+    # JSON as TF Serving reads it: the NaN literal.
+    assert client_lib.json_body({"instances": [instance]}) == (
+        b'{"instances": [{"name": "", "score": NaN, "tract": NaN}]}'
+    )
+
+
+def test_integer_inputs_cannot_be_missing_or_fractional():
+    with pytest.raises(client_lib.MissingValueError, match="age is missing, but .* DT_INT64"):
+        build_instance({"age": ""}, {"age": "DT_INT64"})
+    with pytest.raises(ValueError, match="age: '1.5' is not an integer"):
+        build_instance({"age": "1.5"}, {"age": "DT_INT64"})
+
+
+def test_instance_columns_keep_nan_as_float64():
+    dtypes = {"name": "DT_STRING", "tract": "DT_DOUBLE"}
+    columns = client_lib.instance_columns(
+        [build_instance({"name": "x", "tract": "17031081500"}, dtypes), build_instance({}, dtypes)],
+        dtypes,
+    )
+    assert columns["name"].tolist() == [b"x", b""]
+    assert columns["tract"].dtype == "float64"
+    assert columns["tract"][0] == 17031081500 and math.isnan(columns["tract"][1])
 
 
 def test_example_to_row_skips_empty_features():
@@ -98,3 +137,13 @@ def test_cli_csv_and_json(rest_url, grpc_target, tmp_path, capsys):
     )
     assert json.loads(capsys.readouterr().out) == {"results": [[["", 12.0]]]}
     assert client_lib.main(["status", "--url", rest_url, "--model", "missing"]) == 1
+
+
+def test_cli_refuses_an_empty_cell_for_an_int64_input(rest_url, tmp_path):
+    """`multi` takes age as DT_INT64 (as taxi versions pushed before NaN inputs did)."""
+    csv_path = tmp_path / "rows.csv"
+    csv_path.write_text("name,age,score\nann,30,0.5\nbob,,1\n")
+    argv = ["predict", "--url", rest_url, "--model", "multi", "--csv", str(csv_path)]
+    with pytest.raises(SystemExit) as error:
+        client_lib.main(argv)
+    assert str(error.value).startswith(f"{csv_path}: row 1: age is missing, but the signature")

@@ -1,7 +1,10 @@
 """InfraCanary component: construction and executor runs on tiny artifacts."""
 
+import functools
 import gzip
+import json
 import os
+import re
 
 import model_factory
 import pytest
@@ -64,8 +67,30 @@ def test_blesses_a_working_model(tmp_path):
     blessing = _run(tmp_path, model_factory.save_taxi_like)
     assert os.path.exists(os.path.join(blessing.uri, "INFRA_BLESSED"))
     assert blessing.get_int_custom_property("blessed") == 1
-    report = open(os.path.join(blessing.uri, "canary_report.json")).read()
-    assert "rest_classify_0" in report and "grpc_predict_2" in report
+    report = json.loads(open(os.path.join(blessing.uri, "canary_report.json")).read())
+    checks = {c["name"]: c for c in report["checks"]}
+    assert "rest_classify_0" in checks and "grpc_predict_2" in checks
+    for name in ("parity_rest_predict", "parity_grpc_predict"):
+        assert checks[name]["ok"], checks[name]
+        assert "over 8 rows, 0 above 1e-06" in checks[name]["detail"]
+    assert report["reason"] == ""
+
+
+@pytest.mark.slow
+def test_refuses_a_model_whose_serving_default_is_skewed(tmp_path):
+    """trip_miles scaled by 1.609 in serving_default only: every probe answers, parity fails."""
+    blessing = _run(tmp_path, functools.partial(model_factory.save_taxi_like, miles_scale=1.609))
+    assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
+    assert blessing.get_int_custom_property("blessed") == 0
+    report = json.loads(open(os.path.join(blessing.uri, "canary_report.json")).read())
+    failed = {c["name"] for c in report["checks"] if not c["ok"]}
+    assert failed == {"parity_rest_predict", "parity_grpc_predict"}
+    reason = blessing.get_string_custom_property("reason")
+    assert reason == report["reason"]
+    assert re.match(
+        r"parity_rest_predict: max \|served - serving_examples\| [0-9.e-]+ over 8 rows, 8 above 1e-06 \(row \d+",
+        reason,
+    ), reason
 
 
 @pytest.mark.slow

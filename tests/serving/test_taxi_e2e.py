@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from serving.client import ServingClient, build_instance
+from serving.client import ServingClient, build_instance, instance_columns
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -64,17 +64,8 @@ def test_taxi_model_rest_and_grpc(start_server, taxi_model_dir):
     assert all(0.0 <= p[0] <= 1.0 for p in predictions)
     columnar = client.predict("taxi", inputs={k: [i[k] for i in instances] for k in dtypes})
     assert [round(v[0], 5) for v in columnar["outputs"]] == [round(p[0], 5) for p in predictions]
-    grpc_out = client.predict_grpc(
-        "taxi",
-        {
-            k: (
-                [i[k].encode() for i in instances]
-                if dtypes[k] == "DT_STRING"
-                else [i[k] for i in instances]
-            )
-            for k in dtypes
-        },
-    )
+    # Typed by the signature: the integer features are DT_DOUBLE (NaN = missing).
+    grpc_out = client.predict_grpc("taxi", instance_columns(instances, dtypes))
     import numpy as np
 
     grpc_values = next(iter(grpc_out.values())).reshape(-1)
