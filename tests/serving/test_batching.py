@@ -20,6 +20,7 @@ class FakeServable:
         self.calls = []
         self.gate = gate
         self.inflight = 0
+        self.running = threading.Event()  # set once a batch is inside run()
 
     def enter(self):
         self.inflight += 1
@@ -28,13 +29,15 @@ class FakeServable:
         self.inflight -= 1
 
     def run(self, signature, feeds):
+        self.running.set()
         if self.gate is not None:
-            self.gate.wait(5)
+            assert self.gate.wait(60)
         self.calls.append(feeds["x"].shape[0])
         return {"y": feeds["x"] * 2}
 
 
-def submit_all(scheduler, servable, arrays):
+def submit_all(scheduler, servable, arrays, release=None):
+    """Submits every array, then calls ``release`` (if any), then waits for all answers."""
     results = [None] * len(arrays)
     remaining = [len(arrays)]
     lock, done = threading.Lock(), threading.Event()
@@ -51,7 +54,9 @@ def submit_all(scheduler, servable, arrays):
 
     for i, array in enumerate(arrays):
         scheduler.submit(servable, FakeSignature(), {"x": array}, callback(i))
-    assert done.wait(10)
+    if release is not None:
+        release()
+    assert done.wait(60)
     return results
 
 
@@ -78,8 +83,9 @@ def test_requests_are_merged_and_split_back():
     first = np.zeros((1, 1), np.float32)
     blocker = threading.Thread(target=scheduler.run, args=(servable, FakeSignature(), {"x": first}))
     blocker.start()  # occupies the only worker until the gate opens
-    threading.Timer(0.3, gate.set).start()
-    results = submit_all(scheduler, servable, arrays)
+    assert servable.running.wait(60)
+    # The six requests queue behind it; only then does the worker go on.
+    results = submit_all(scheduler, servable, arrays, release=gate.set)
     blocker.join()
     for i, (outputs, error) in enumerate(results):
         assert error is None
@@ -110,9 +116,12 @@ def test_a_bad_request_fails_alone_and_names_its_own_row():
     first = np.zeros((1, 1), np.float32)
     blocker = threading.Thread(target=scheduler.run, args=(servable, FakeSignature(), {"x": first}))
     blocker.start()  # occupies the only worker until the gate opens
-    threading.Timer(0.3, gate.set).start()
-    (good, _), (_, error), (other, _) = submit_all(scheduler, servable, arrays)
+    assert servable.running.wait(60)
+    results = submit_all(scheduler, servable, arrays, release=gate.set)
+    (good, _), (_, error), (other, _) = results
     blocker.join()
+    # The three were merged (7 rows refused), then each ran alone.
+    assert servable.calls == [1, 7, 2, 2, 3]
     assert good["y"].tolist() == [[2.0]] * 2 and other["y"].tolist() == [[6.0]] * 3
     assert error.code == Code.INVALID_ARGUMENT and error.message == "input x, row 1: negative"
     assert servable.inflight == 0
