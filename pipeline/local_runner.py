@@ -30,7 +30,7 @@ import warnings
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline import configs  # noqa: E402
+from pipeline import code_digest, configs  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXIT_OK, EXIT_FAILED, EXIT_BAD_DATA = 0, 1, 2
@@ -174,36 +174,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-CODE_MODULES = {
-    "transform": ("features.py", "preprocessing.py"),
-    "trainer": ("features.py", "preprocessing.py", "model.py"),
-    "tuner": ("features.py", "preprocessing.py", "model.py", "tuning.py"),
-    "selection": (
-        "features.py",
-        "preprocessing.py",
-        "model.py",
-        "model_selection/cv.py",
-        "model_selection/component.py",
-        "model_selection/artifact.py",
-    ),
-}
-
-
 def code_fingerprints() -> dict[str, str]:
     """Digest of the code each of Transform, Trainer, Tuner and ModelSelection runs.
 
     The module code is referenced by dotted path (no module-file packaging),
-    so these digests are what makes a code change invalidate the cache.
+    so these digests are what makes a code change invalidate the cache. Each
+    covers every project module its node's code imports, directly or not
+    (see pipeline/code_digest.py).
     """
-    root = os.path.join(REPO_ROOT, "components")
-    result = {}
-    for component, names in CODE_MODULES.items():
-        digest = hashlib.sha256()
-        for name in names:
-            with open(os.path.join(root, name), "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read())
-        result[component] = digest.hexdigest()[:16]
-    return result
+    return code_digest.node_fingerprints(REPO_ROOT)
 
 
 def source_digest() -> str:
