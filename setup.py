@@ -10,6 +10,7 @@ setup(
     packages=find_packages(
         include=["pipeline*", "components*", "serving*", "reporting*", "monitoring*"]
     ),
+    package_data={"monitoring": ["drift_null.json"]},
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",

@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--end", type=parse_time, required=True)
     w.add_argument("--version", help="served version (default: newest in the window)")
     w.add_argument(
+        "--null-table",
+        help="null distances by window size (default: the bundled monitoring/drift_null.json, "
+        "see monitoring/drift_thresholds.py): thresholds are max(--linf/--jsd, null quantile "
+        "at the window's size); '' = fixed --linf/--jsd",
+    )
+    w.add_argument(
         "--max-malformed-fraction",
         type=float,
         default=0.0,
@@ -558,6 +564,19 @@ def _write_outputs(
         gauges.write_textfile(args.textfile, registry)
 
 
+def _window_schema(args, window_rows: int, previous_rows: int):
+    """The comparator schema of a window: thresholds for its size unless --null-table ''."""
+    from monitoring import drift, drift_thresholds
+
+    schema = drift.load_schema(args.schema)
+    if args.null_table == "":
+        return drift.comparator_schema(schema, args.linf, args.jsd)
+    table = drift_thresholds.read_table(args.null_table or drift_thresholds.NULL_TABLE)
+    return drift_thresholds.window_comparator_schema(
+        schema, window_rows, previous_rows, args.linf, args.jsd, table
+    )
+
+
 def run_window(args) -> int:
     from monitoring import artifacts, baselines, drift, request_logs
     from pipeline import lineage
@@ -612,11 +631,11 @@ def run_window(args) -> int:
         _print_problems(problems)
         return EXIT_BAD_INPUT
 
-    schema = drift.comparator_schema(drift.load_schema(args.schema), args.linf, args.jsd)
-    current = drift.statistics_from_rows(window.rows, schema)
-    artifacts.write_statistics(os.path.join(directory, "statistics"), "serving", current)
     length = args.end - args.start
     before = request_logs.read_window(args.logs, args.start - length, args.start)
+    schema = _window_schema(args, len(window.rows), len(before.rows))
+    current = drift.statistics_from_rows(window.rows, schema)
+    artifacts.write_statistics(os.path.join(directory, "statistics"), "serving", current)
     previous = drift.statistics_from_rows(before.rows, schema) if before.rows else None
     facts["previous window rows"] = len(before.rows)
     training = None

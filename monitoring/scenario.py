@@ -31,9 +31,10 @@ The injected drift (`inject_drift`), a broken upstream feed:
   domain, so ingestion's schema gate still passes.
 
 Why it must be detected: against the previous window of normal traffic,
-`fare` and `trip_miles` move far beyond the Jensen-Shannon threshold (0.1)
-and the Cash share of `payment_type` rises by about 0.2 (L-infinity
-threshold 0.1). It also hurts the served model: trained when Cash trips
+`fare` moves beyond its Jensen-Shannon threshold and the Cash share of
+`payment_type` rises by about 0.2 (L-infinity); the thresholds follow the
+window size (monitoring/drift_thresholds.py). `trip_miles` x 1.609 moves the
+divergence of a 400-row window by less than sampling noise does. It also hurts the served model: trained when Cash trips
 almost never tipped, it now predicts "no big tip" for card trips recorded
 as Cash, so live accuracy drops.
 

@@ -23,14 +23,16 @@ import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline import configs  # noqa: E402
+from pipeline import code_digest, configs  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXIT_OK, EXIT_FAILED, EXIT_BAD_DATA = 0, 1, 2
@@ -174,36 +176,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-CODE_MODULES = {
-    "transform": ("features.py", "preprocessing.py"),
-    "trainer": ("features.py", "preprocessing.py", "model.py"),
-    "tuner": ("features.py", "preprocessing.py", "model.py", "tuning.py"),
-    "selection": (
-        "features.py",
-        "preprocessing.py",
-        "model.py",
-        "model_selection/cv.py",
-        "model_selection/component.py",
-        "model_selection/artifact.py",
-    ),
-}
-
-
 def code_fingerprints() -> dict[str, str]:
     """Digest of the code each of Transform, Trainer, Tuner and ModelSelection runs.
 
     The module code is referenced by dotted path (no module-file packaging),
-    so these digests are what makes a code change invalidate the cache.
+    so these digests are what makes a code change invalidate the cache. Each
+    covers every project module its node's code imports, directly or not
+    (see pipeline/code_digest.py).
     """
-    root = os.path.join(REPO_ROOT, "components")
-    result = {}
-    for component, names in CODE_MODULES.items():
-        digest = hashlib.sha256()
-        for name in names:
-            with open(os.path.join(root, name), "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read())
-        result[component] = digest.hexdigest()[:16]
-    return result
+    return code_digest.node_fingerprints(REPO_ROOT)
 
 
 def source_digest() -> str:
@@ -230,20 +211,73 @@ DEPENDENCY_FLAGS = (
 )
 
 
-def beam_args(mode: str, extra: list[str]) -> list[str]:
+DIRECT_RUNNERS = ("DirectRunner", "direct", "BundleBasedDirectRunner")
+
+
+def runner_name(extra: list[str]) -> str:
+    """The ``--runner`` of the Beam args (the last one wins, as in Beam), default DirectRunner."""
+    runner = "DirectRunner"
+    for arg in extra:
+        if arg.startswith("--runner="):
+            runner = arg.split("=", 1)[1]
+    return runner
+
+
+def is_direct(extra: list[str]) -> bool:
+    """Whether the Beam args run on the local DirectRunner (in this process or its workers)."""
+    return runner_name(extra) in DIRECT_RUNNERS
+
+
+def build_package(directory: str) -> str:
+    """This project's sdist, built once into ``directory`` (reused while the source is the same).
+
+    A runner other than the DirectRunner (Beam's portable job service, Flink,
+    Spark, Dataflow) runs the executors' code on its workers, so the code must
+    be staged. Naming ``setup.py`` as ``--setup_file`` would make every Beam
+    executor build its own sdist in the checkout -- side by side when
+    components run in parallel, which races on the egg-info files.
+    """
+    target = os.path.join(directory, f"taxi_mlops-{source_digest()}.tar.gz")
+    if os.path.exists(target):
+        return target
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        subprocess.run(
+            [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", tmp],
+            cwd=REPO_ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        (built,) = os.listdir(tmp)
+        os.replace(os.path.join(tmp, built), target)
+    return target
+
+
+def beam_args(mode: str, extra: list[str], package_dir: str | None = None) -> list[str]:
     """Beam flags for ``mode`` ("in_memory" or "multi_processing") plus ``extra``.
 
-    Unless ``extra`` already says how workers get the code, this project's
-    ``setup.py`` is named as the ``--setup_file``: that is what a remote
-    runner needs (the executors import ``components.*`` by dotted path), and
-    it stops every TFX Beam executor from copying the installed ``tfx``
-    package and building a throw-away sdist of it (1.5-2 s per executor, about
-    a dozen executors in a cold run) -- work the local DirectRunner never uses.
+    Unless ``extra`` already says how workers get the code: on the
+    DirectRunner this project's ``setup.py`` is named as the
+    ``--setup_file``, which stops every TFX Beam executor from copying the
+    installed ``tfx`` package and building a throw-away sdist of it (1.5-2 s
+    per executor, about a dozen executors in a cold run) -- work the local
+    DirectRunner never uses. On any other runner the sdist is built once
+    (``build_package`` into ``package_dir``) and staged as ``--extra_package``;
+    the DirectRunner-only flags of ``mode`` are left out.
     """
     base = configs.BEAM_ARGS_IN_MEMORY if mode == "in_memory" else configs.BEAM_ARGS_MULTI_PROCESS
+    direct = is_direct(extra)
+    if not direct:
+        base = [a for a in base if not a.startswith("--direct_")]
     args = [*base, *extra]
     if not any(a.split("=", 1)[0] in DEPENDENCY_FLAGS for a in args):
-        args.append(f"--setup_file={os.path.join(REPO_ROOT, 'setup.py')}")
+        if direct:
+            args.append(f"--setup_file={os.path.join(REPO_ROOT, 'setup.py')}")
+        else:
+            if package_dir is None:
+                raise ValueError(f"runner {runner_name(extra)} needs a package_dir for the sdist")
+            args.append(f"--extra_package={build_package(package_dir)}")
     return args
 
 
@@ -378,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         metadata_path=metadata_path,
         num_spans=args.num_spans,
         code_fingerprints=code,
-        beam_pipeline_args=beam_args(args.beam_mode, args.beam_arg),
+        beam_pipeline_args=beam_args(
+            args.beam_mode, args.beam_arg, os.path.join(output_dir, "beam-packages")
+        ),
         enable_cache=not args.no_cache,
         analyzer_cache=args.analyzer_cache,
         **training_settings(args),
@@ -387,6 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     memory.freeze_imports()  # before forking workers (see pipeline.memory)
     newest = max(spans)
     processes = worker_processes(args.processes, args.parallel)
+    if processes and not is_direct(args.beam_arg):
+        # The runner has workers of its own; executors stay in this process.
+        print(f"Beam runner {runner_name(args.beam_arg)}: no worker processes of ours")
+        processes = 0
     runs = []
     try:
         with (

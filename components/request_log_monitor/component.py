@@ -8,8 +8,9 @@ so monitoring results are artifacts in ML Metadata with lineage:
   data, e.g. StatisticsGen's artifact re-used through an Importer);
 * exec properties: `log_prefix` (the server's request-log `filename_prefix` or
   directory), `start`, `end` (unix seconds, window `[start, end)`),
-  `training_split` ("train"), `linf`/`jsd` (thresholds for features without a
-  comparator in the schema), `max_malformed_fraction` (0);
+  `training_split` ("train"), `linf`/`jsd` (floors of the thresholds of
+  features without a comparator in the schema; the thresholds follow the
+  window's size, see monitoring/drift_thresholds.py), `max_malformed_fraction` (0);
 * outputs, in StatisticsGen's / ExampleValidator's layout (split `serving`):
   `statistics` (`Split-serving/FeatureStats.pb`) and `anomalies`
   (`Split-serving/SchemaDiff.pb`: schema anomalies, skew against the training
@@ -57,7 +58,7 @@ def monitor_window(
 
     import tensorflow_data_validation as tfdv
 
-    from monitoring import artifacts, drift, request_logs
+    from monitoring import artifacts, drift, drift_thresholds, request_logs
 
     if end <= start:
         raise MonitoringInputError(f"end ({end}) must be after start ({start})")
@@ -75,14 +76,18 @@ def monitor_window(
             f"missing window: no logged requests in [{start}, {end}) ({total} records read, "
             f"{window.outside} outside the window)"
         )
-    schema = drift.comparator_schema(
-        tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt")), linf, jsd
+    before = request_logs.read_window(log_prefix, start - (end - start), start)
+    schema = drift_thresholds.window_comparator_schema(
+        tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt")),
+        len(window.rows),
+        len(before.rows),
+        linf,
+        jsd,
     )
     training = tfdv.load_stats_binary(
         os.path.join(training_statistics_uri, f"Split-{training_split}", artifacts.STATS_FILE)
     )
     current = drift.statistics_from_rows(window.rows, schema)
-    before = request_logs.read_window(log_prefix, start - (end - start), start)
     previous = drift.statistics_from_rows(before.rows, schema) if before.rows else None
     validation = drift.validate(current, schema, training=training, previous=previous)
     artifacts.write_statistics(statistics_uri, SPLIT, current)

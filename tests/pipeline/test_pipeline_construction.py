@@ -182,3 +182,21 @@ def test_tuner_values_are_an_input_of_model_selection(args):
     assert "Tuner" in _upstream(nodes["ModelSelection"])
     assert nodes["ModelSelection"].inputs["hyperparameters"].producer_component_id == "Tuner"
     assert nodes["Trainer"].inputs["hyperparameters"].producer_component_id == "ModelSelection"
+
+
+def test_each_code_running_node_carries_its_own_code_fingerprint(args):
+    # A changed fingerprint changes the node's exec properties, which is what makes
+    # TFX's cache re-run it after an edit (pipeline/code_digest.py computes them).
+    from pipeline.local_runner import code_fingerprints
+
+    code = code_fingerprints()
+    assert len(set(code.values())) == 4
+    nodes = _nodes(create_pipeline(**args, span=2016, code_fingerprints=code))
+    custom = {
+        node: json.loads(nodes[name].exec_properties["custom_config"])["code_fingerprint"]
+        for node, name in (("transform", "Transform"), ("trainer", "Trainer"))
+    }
+    assert custom == {"transform": code["transform"], "trainer": code["trainer"]}
+    assert nodes["ModelSelection"].exec_properties["code_fingerprint"] == code["selection"]
+    tuner_config = json.loads(nodes["Tuner"].exec_properties["custom_config"])
+    assert tuner_config["code_fingerprint"] == code["tuner"]
