@@ -26,7 +26,9 @@ of a window: accuracy and AUC per model version (see monitoring/quality.py).
 rollback.
 
 `canary deploy|promote|abort` moves the stable/canary labels in the server's
-model config file, recorded in MLMD (see monitoring/canary.py).
+model config file, recorded in MLMD (see monitoring/canary.py); with
+`--k8s-manifest` it rewrites the Kubernetes HTTPRoute and version pins
+instead (`route` changes the weight / mirror share; monitoring/k8s_route.py).
 
 `watch` runs the pipeline when a new span arrives or a drift/skew incident is
 open, and deploys a newly pushed version as the canary; while a canary is
@@ -170,9 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model-name", default="taxi")
     b.add_argument("--report-dir", help="write report.md/.json/.html (A/B report) here")
     c = sub.add_parser("canary", help="deploy a canary, promote it or abort it")
-    c.add_argument("action", choices=["deploy", "promote", "abort"])
+    c.add_argument("action", choices=["deploy", "route", "promote", "abort"])
     c.add_argument("--metadata", required=True, help="MLMD SQLite file (the action is recorded)")
-    c.add_argument("--model-config", required=True, help="the server's --model_config_file")
+    c.add_argument("--model-config", help="the server's --model_config_file")
+    c.add_argument(
+        "--k8s-manifest",
+        help="instead: the Kubernetes route manifest to rewrite (monitoring/k8s_route.py)",
+    )
+    c.add_argument("--weight", type=int, help="k8s: canary's percent of requests (deploy: 10)")
+    c.add_argument("--mirror-percent", type=int, help="k8s: percent mirrored to the canary")
     c.add_argument("--model-name", default="taxi")
     c.add_argument("--candidate", type=int, help="deploy: the blessed version to canary")
     c.add_argument("--server", help="deploy: server REST URL, to wait for the versions")
@@ -359,7 +367,11 @@ def run_ab(args) -> int:
 def run_canary(args) -> int:
     from monitoring import canary
 
+    if args.k8s_manifest:
+        return _run_k8s_canary(args)
     try:
+        if not args.model_config or args.action == "route":
+            raise canary.CanaryError("needs --model-config (route: --k8s-manifest)")
         if args.action == "deploy":
             if args.candidate is None or not args.server:
                 raise canary.CanaryError("deploy needs --candidate and --server")
@@ -386,6 +398,28 @@ def run_canary(args) -> int:
         print(f"error: canary {args.action} not done: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"canary {args.action} of {args.model_name}: {json.dumps(result)}")
+    return EXIT_OK
+
+
+def _run_k8s_canary(args) -> int:
+    from monitoring import canary, k8s_route
+
+    try:
+        result = k8s_route.act(
+            args.action,
+            args.k8s_manifest,
+            args.metadata,
+            args.model_name,
+            args.reason,
+            args.requested_by,
+            args.candidate,
+            args.weight,
+            args.mirror_percent,
+        )
+    except (k8s_route.RouteError, canary.CanaryError) as e:
+        print(f"error: canary {args.action} not done: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"canary {args.action} of {args.model_name} in {args.k8s_manifest}: {json.dumps(result)}")
     return EXIT_OK
 
 
