@@ -19,7 +19,7 @@ import ml_metadata as mlmd
 from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import lineage
+from pipeline import lineage, metadata_store
 from serving import config as serving_config
 from serving.model_manager import list_versions
 
@@ -32,13 +32,13 @@ class RollbackError(ValueError):
 
 
 def writable_store(metadata_path: str) -> mlmd.MetadataStore:
-    """A read-write store over an existing MLMD SQLite file."""
-    if not os.path.exists(metadata_path):
+    """A read-write store: an existing MLMD SQLite file or a `mysql://` URL."""
+    if not metadata_store.exists(metadata_path):
         raise RollbackError(f"metadata not found: {metadata_path}")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    return mlmd.MetadataStore(config)
+    try:
+        return metadata_store.open_store(metadata_path)
+    except metadata_store.MetadataError as e:
+        raise RollbackError(str(e)) from None
 
 
 def read_config(path: str):

@@ -14,11 +14,13 @@ What changes:
 * a node starts as soon as all its upstream nodes have finished, on a pool of
   ``max_workers`` threads (TF, Beam's in-memory runner and our executors are
   thread-safe; each node has its own Beam pipeline);
-* ML Metadata access is serialized: all launchers of the process (also those
-  of pipeline runs started at the same time from other threads) share one lock
-  around their MLMD sessions, because SQLite rejects concurrent writers
-  instead of waiting. A launcher only holds its session while preparing and
-  publishing an execution, never while the executor runs;
+* on SQLite, ML Metadata access is serialized: all launchers of the process
+  (also those of pipeline runs started at the same time from other threads)
+  share one lock around their MLMD sessions, because SQLite rejects concurrent
+  writers instead of waiting. A launcher only holds its session while
+  preparing and publishing an execution, never while the executor runs. On
+  MySQL/MariaDB (a server that lets writers wait for each other's row locks)
+  there is no lock: each launcher has its own connection;
 * with a ``worker_pool`` (``pipeline.worker_processes``), Beam components'
   executors run in its worker processes, so they also use several cores;
 * after each node, cyclic garbage is collected and free heap returned to
@@ -72,6 +74,14 @@ class _SerializedMetadata(metadata.Metadata):
             self._session_lock.release()
 
 
+def mlmd_connection(connection) -> metadata.Metadata:
+    """A launcher's MLMD connection: behind the process-wide lock for SQLite only."""
+    connection_config = getattr(connection, connection.WhichOneof("connection_config"))
+    if connection_config.WhichOneof("config") == "mysql":
+        return metadata.Metadata(connection_config)
+    return _SerializedMetadata(connection_config, _MLMD_LOCK)
+
+
 def ready_nodes(upstream: dict[str, set[str]], done: set[str], started: set[str]) -> list[str]:
     """Nodes not started yet whose upstream nodes are all done, in ``upstream``'s order."""
     return [n for n, deps in upstream.items() if n not in started and deps <= done]
@@ -100,7 +110,6 @@ class ConcurrentLocalDagRunner(LocalDagRunner):
         )
         deployment_config = runner_utils.extract_local_deployment_config(pipeline)
         connection = deployment_config.metadata_connection_config
-        connection_config = getattr(connection, connection.WhichOneof("connection_config"))
 
         nodes = {}
         upstream: dict[str, set[str]] = {}
@@ -118,7 +127,7 @@ class ConcurrentLocalDagRunner(LocalDagRunner):
             pipeline_node = nodes[node_id]
             launcher.Launcher(
                 pipeline_node=pipeline_node,
-                mlmd_connection=_SerializedMetadata(connection_config, _MLMD_LOCK),
+                mlmd_connection=mlmd_connection(connection),
                 pipeline_info=pipeline.pipeline_info,
                 pipeline_runtime_spec=pipeline.runtime_spec,
                 executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),
