@@ -107,11 +107,12 @@ def write_atomically(path: str, text: str) -> None:
 
 def record_execution(store: mlmd.MetadataStore, type_name: str, values: dict, version: int) -> int:
     """Records a COMPLETE execution of `type_name` with string `values` as
-    properties and version `version`'s PushedModel as input; returns its id."""
+    properties and version `version`'s PushedModel as input; returns its id.
+    On MySQL, a write that lost a deadlock (rolled back) is retried."""
     execution_type = metadata_store_pb2.ExecutionType(name=type_name)
     for name in values:
         execution_type.properties[name] = metadata_store_pb2.STRING
-    type_id = store.put_execution_type(execution_type, can_add_fields=True)
+    type_id = metadata_store.retry(store.put_execution_type, execution_type, can_add_fields=True)
     execution = metadata_store_pb2.Execution(
         type_id=type_id, last_known_state=metadata_store_pb2.Execution.COMPLETE
     )
@@ -123,7 +124,7 @@ def record_execution(store: mlmd.MetadataStore, type_name: str, values: dict, ve
     if pushed is not None:
         event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)
         events.append((graph.artifacts[pushed], event))
-    execution_id, _, _ = store.put_execution(execution, events, [])
+    execution_id, _, _ = metadata_store.retry(store.put_execution, execution, events, [])
     return execution_id
 
 

@@ -42,8 +42,6 @@ TRANSIENT = (
     "concurrent connection",
     "Please retry",
     "Duplicate entry",
-    "Lost connection to",
-    "server has gone away",
 )
 
 
