@@ -20,7 +20,8 @@ What changes:
   writers instead of waiting. A launcher only holds its session while
   preparing and publishing an execution, never while the executor runs. On
   MySQL/MariaDB (a server that lets writers wait for each other's row locks)
-  there is no lock: each launcher has its own connection;
+  there is no lock: each launcher has its own connection, and a call that
+  MySQL rolled back after a deadlock with another writer is repeated;
 * with a ``worker_pool`` (``pipeline.worker_processes``), Beam components'
   executors run in its worker processes, so they also use several cores;
 * after each node, cyclic garbage is collected and free heap returned to
@@ -45,7 +46,7 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import launcher, runtime_parameter_utils
 from tfx.proto.orchestration import pipeline_pb2
 
-from pipeline import memory
+from pipeline import memory, metadata_store
 from pipeline.worker_processes import WorkerPool
 
 # One lock per process: every MLMD session opened by these runners takes it.
@@ -74,11 +75,23 @@ class _SerializedMetadata(metadata.Metadata):
             self._session_lock.release()
 
 
+class _RetryingMetadata(metadata.Metadata):
+    """An MLMD connection to MySQL whose calls are repeated when MySQL rolled them
+    back (a deadlock with another writer; see metadata_store.RetryingStore)."""
+
+    def __enter__(self):
+        super().__enter__()
+        if not isinstance(self._store, metadata_store.RetryingStore):
+            self._store = metadata_store.RetryingStore(self._store)
+        return self
+
+
 def mlmd_connection(connection) -> metadata.Metadata:
-    """A launcher's MLMD connection: behind the process-wide lock for SQLite only."""
+    """A launcher's MLMD connection: behind the process-wide lock for SQLite,
+    on its own (retrying rolled-back calls) for MySQL."""
     connection_config = getattr(connection, connection.WhichOneof("connection_config"))
     if connection_config.WhichOneof("config") == "mysql":
-        return metadata.Metadata(connection_config)
+        return _RetryingMetadata(connection_config)
     return _SerializedMetadata(connection_config, _MLMD_LOCK)
 
 

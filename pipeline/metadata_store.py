@@ -12,7 +12,9 @@ A metadata *target* is what `--metadata` (or `$TAXI_METADATA`) names:
 Opening a store on MySQL retries what a concurrent writer can cause and a
 retry cures (MLMD's own schema creation racing on an empty database, InnoDB
 deadlocks and lock wait timeouts, a duplicate insert), with backoff up to a
-deadline; `retry` does the same for a write. An unreachable server or a
+deadline; `retry` does the same for a write, and `RetryingStore` repeats any
+call that MySQL rolled back (what the pipeline's TFX launchers use). An
+unreachable server or a
 refused login is a `MetadataError` whose one-line message names the server
 (password hidden), never a retry loop or a C++ crash: the config is checked
 before MLMD sees it (MLMD aborts the process on an invalid one).
@@ -43,6 +45,8 @@ TRANSIENT = (
     "Please retry",
     "Duplicate entry",
 )
+# Errors after which MySQL has rolled the transaction back.
+ROLLED_BACK = ("Deadlock found", "Lock wait timeout")
 
 
 class MetadataError(ValueError):
@@ -152,18 +156,43 @@ def _backoff(attempt: int) -> float:
     return min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
 
 
-def retry(call, *args, deadline: float = OPEN_DEADLINE, **kwargs):
-    """`call(*args, **kwargs)`, retried on transient MLMD/MySQL errors until `deadline` s."""
+def rolled_back(error: Exception) -> bool:
+    """MySQL gave up the call's transaction (it changed nothing): safe to repeat."""
+    return any(marker in str(error) for marker in ROLLED_BACK)
+
+
+def retry(call, *args, deadline: float = OPEN_DEADLINE, when=is_transient, **kwargs):
+    """`call(*args, **kwargs)`, retried while `when(error)` holds, until `deadline` s."""
     stop = time.monotonic() + deadline
     attempt = 0
     while True:
         try:
             return call(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - only transient errors are retried
-            if not is_transient(e) or time.monotonic() >= stop:
+        except Exception as e:  # noqa: BLE001 - only what `when` accepts is retried
+            if not when(e) or time.monotonic() >= stop:
                 raise
         time.sleep(_backoff(attempt))
         attempt += 1
+
+
+class RetryingStore:
+    """A MetadataStore whose calls MySQL rolled back (deadlock, lock wait timeout)
+    are repeated. Other errors, AlreadyExists included, reach the caller as
+    they are (TFX handles those itself)."""
+
+    def __init__(self, store: mlmd.MetadataStore, deadline: float = OPEN_DEADLINE):
+        self._store = store
+        self._deadline = deadline
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            return retry(attribute, *args, deadline=self._deadline, when=rolled_back, **kwargs)
+
+        return call
 
 
 def open_store(
