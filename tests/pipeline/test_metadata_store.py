@@ -1,6 +1,7 @@
 """ML Metadata on SQLite or MySQL/MariaDB: targets, errors, and concurrent writers
 against a real MariaDB server (started by the `mariadb` fixture)."""
 
+import json
 import multiprocessing
 import os
 import re
@@ -12,7 +13,7 @@ import pytest
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import metadata_store
+from pipeline import lineage, metadata_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WRITERS, EXECUTIONS = 4, 40
@@ -237,8 +238,6 @@ SUMMARY_LINE = re.compile(r"^  (\S+)\s+(complete|cached)\s+[\d.]+s$")
 
 def _run_nodes(store, pipeline_name):
     """{run context name: [node id of each execution]} of one pipeline in MLMD."""
-    from pipeline import lineage
-
     graph = lineage.Graph.load(store)
     pipeline = next(c for c in store.get_contexts_by_type("pipeline") if c.name == pipeline_name)
     runs = {}
@@ -309,3 +308,29 @@ def test_pipeline_and_watch_write_one_store_at_once(mariadb, tmp_path):
     assert list(watch_runs.values()) == [nodes]  # same flags: the same nodes
     assert {"Trainer", "Evaluator", "Pusher", "SpanResolver"} <= set(nodes)
     assert len(store.get_executions()) == 2 * len(nodes)  # nothing else written
+    # The readers work unchanged on the shared store.
+    pushed = sorted(lineage.pushed_versions(lineage.Graph.load(store)))
+    versions = subprocess.run(
+        [sys.executable, "-m", "pipeline.lineage_cli", "--metadata", url, "--json", "versions"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert versions.returncode == 0, versions.stderr
+    assert json.loads(versions.stdout) == {"versions": pushed}
+    spans = subprocess.run(
+        [
+            *(sys.executable, "-m", "monitoring.cli", "spans", "--metadata", url),
+            *("--out", str(tmp_path / "monitor")),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert spans.returncode in (0, 1), spans.stderr
+    with open(tmp_path / "monitor" / "spans" / "summary.json") as f:
+        assert json.load(f)["spans"] == [2013, 2015]
