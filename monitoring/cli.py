@@ -398,8 +398,12 @@ def run_canary(args) -> int:
     if args.k8s_manifest:
         return _run_k8s_canary(args)
     try:
-        if not args.model_config or args.action == "route":
-            raise canary.CanaryError("needs --model-config (route: --k8s-manifest)")
+        if args.action == "route":
+            raise canary.CanaryError(
+                "route needs --k8s-manifest (our server's share is its --canary_traffic_share)"
+            )
+        if not args.model_config:
+            raise canary.CanaryError("needs --model-config (the server's) or --k8s-manifest")
         if args.action == "deploy":
             if args.candidate is None or not args.server:
                 raise canary.CanaryError("deploy needs --candidate and --server")

@@ -123,6 +123,7 @@ def connection_config(target: str, readonly: bool = False) -> metadata_store_pb2
 
 
 def is_transient(error: Exception) -> bool:
+    """An error of opening or writing that a concurrent writer causes and a retry cures."""
     if isinstance(error, (mlmd_errors.AbortedError, mlmd_errors.AlreadyExistsError)):
         return True
     return isinstance(error, (RuntimeError, mlmd_errors.StatusError)) and any(

@@ -34,6 +34,7 @@ SERVICES = {
     8501: ["taxi-serving-stable:8501", "taxi-serving-canary:8501"],
     9090: ["taxi-prometheus:9090"],
     9093: ["taxi-alertmanager:9093"],
+    9095: ["taxi-monitor-alert-receiver:9095"],
     9108: ["taxi-monitor-exporter:9108"],
 }
 LOOPBACK = re.compile(r"\b(?:127\.0\.0\.1|localhost):(\d+)")
