@@ -370,10 +370,10 @@ def act(
 
     docs = load(manifest)
     current = state(docs, model_name)
+    store = rollback.writable_store(metadata_path)
     if action == "deploy":
         if candidate is None:
             raise RouteError("deploy needs --candidate")
-        store = rollback.writable_store(metadata_path)
         blessed = {int(v) for v in lineage.pushed_versions(lineage.Graph.load(store))}
         if candidate not in blessed:
             raise RouteError(f"version {candidate} is not a blessed (pushed) version in MLMD")
@@ -393,7 +393,6 @@ def act(
     else:
         raise RouteError(f"unknown action {action!r}")
     rendered = render(docs, model_name, target)
-    store = rollback.writable_store(metadata_path)
     rollback.write_atomically(manifest, dump(rendered))
     changed = target.canary if action == "deploy" else current.canary
     figures = {

@@ -184,6 +184,15 @@ def test_unreachable_server_is_one_clear_line_and_exit_2(command, closed_port, t
     assert "mysql://taxi:***@" in lines[0]
 
 
+@pytest.mark.slow
+def test_refused_login_is_a_clear_error(mariadb):
+    url = mariadb.url().replace(":taxi-pw@", ":wrong-pw@")
+    with pytest.raises(metadata_store.MetadataError) as error:
+        metadata_store.open_store(url)
+    assert "the MySQL server refused ML Metadata mysql://taxi:***@127.0.0.1:" in str(error.value)
+    assert "wrong-pw" not in str(error.value)
+
+
 def _writer(url: str, writer: int, barrier) -> None:
     """One process: opens the (fresh) store at the same moment as the others, then
     records EXECUTIONS executions through the product's write path."""
