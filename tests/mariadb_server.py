@@ -21,7 +21,7 @@ import time
 import uuid
 
 USER, PASSWORD = "taxi", "taxi-pw"
-START_TIMEOUT = 120
+START_TIMEOUT = 300
 
 
 def binaries() -> tuple[str, str] | None:

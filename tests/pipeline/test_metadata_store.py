@@ -198,7 +198,7 @@ def _writer(url: str, writer: int, barrier) -> None:
     records EXECUTIONS executions through the product's write path."""
     from monitoring import rollback
 
-    barrier.wait(timeout=300)
+    barrier.wait(timeout=900)
     store = metadata_store.open_store(url)
     for index in range(EXECUTIONS):
         rollback.record_execution(
@@ -226,7 +226,7 @@ def test_concurrent_writers_lose_and_duplicate_nothing(mariadb, via_socket):
     for process in processes:
         process.start()
     for process in processes:
-        process.join(timeout=600)
+        process.join(timeout=1500)
     codes = [process.exitcode for process in processes]
     for process in processes:
         if process.is_alive():
