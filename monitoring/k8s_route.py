@@ -179,7 +179,12 @@ def state(docs: list[dict], model_name: str) -> RouteState:
     mirrors = _mirror_filters(rule)
     mirror = None
     if mirrors:
-        mirror = int(mirrors[0]["requestMirror"].get("percent", 100))
+        spec = mirrors[0]["requestMirror"]
+        fraction = spec.get("fraction")
+        if fraction:  # numerator/denominator (denominator defaults to 100)
+            mirror = round(100 * fraction["numerator"] / fraction.get("denominator", 100))
+        else:
+            mirror = int(spec.get("percent", 100))
     return RouteState(
         stable=pinned(_find(docs, "ConfigMap", f"{STABLE_BACKEND}-config"), model_name),
         canary=pinned(_find(docs, "ConfigMap", f"{CANARY_BACKEND}-config"), model_name),

@@ -145,6 +145,17 @@ def test_shadow_mirrors_without_weight_then_abort(manifest, metadata):
     assert k8s_route.check_route(_route_doc(manifest)) == []
 
 
+def test_state_reads_a_mirror_fraction(manifest):
+    docs = k8s_route.render(k8s_route.load(manifest), "taxi", k8s_route.RouteState(1, 2, 0, 100))
+    mirror = _route_doc_of(docs)["spec"]["rules"][0]["filters"][0]["requestMirror"]
+    mirror["fraction"] = {"numerator": 1, "denominator": 8}
+    assert k8s_route.state(docs, "taxi").mirror_percent == 12
+
+
+def _route_doc_of(docs):
+    return next(d for d in docs if d["kind"] == "HTTPRoute")
+
+
 def test_rendered_file_round_trips_to_itself(manifest):
     docs = k8s_route.load(manifest)
     target = k8s_route.RouteState(1, 2, 10, 50)
