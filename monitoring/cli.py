@@ -26,7 +26,9 @@ of a window: accuracy and AUC per model version (see monitoring/quality.py).
 rollback.
 
 `canary deploy|promote|abort` moves the stable/canary labels in the server's
-model config file, recorded in MLMD (see monitoring/canary.py).
+model config file, recorded in MLMD (see monitoring/canary.py); with
+`--k8s-manifest` it rewrites the Kubernetes HTTPRoute and version pins
+instead (`route` changes the weight / mirror share; monitoring/k8s_route.py).
 
 `watch` runs the pipeline when a new span arrives or a drift/skew incident is
 open, and deploys a newly pushed version as the canary; while a canary is
@@ -65,6 +67,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
+METADATA_HELP = ": SQLite file or mysql://USER:PASSWORD@HOST:PORT/DB (default: $TAXI_METADATA)"
 DEFAULT_SCHEMA = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "schema", "schema.pbtxt"
 )
@@ -88,11 +91,16 @@ def parse_time(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    metadata_default = os.environ.get("TAXI_METADATA")
     p = argparse.ArgumentParser(prog="monitor", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--schema", default=DEFAULT_SCHEMA, help="curated schema (pbtxt)")
-    common.add_argument("--metadata", help="MLMD SQLite file of the pipeline run")
+    common.add_argument(
+        "--metadata",
+        default=metadata_default,
+        help=f"ML Metadata of the pipeline run{METADATA_HELP}",
+    )
     common.add_argument("--out", required=True, help="output directory")
     common.add_argument("--textfile", help="also write the gauges here (node exporter)")
     common.add_argument(
@@ -132,10 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--logs", required=True, help="request log filename_prefix or directory")
     mp.add_argument("--start", type=parse_time, required=True)
     mp.add_argument("--end", type=parse_time, required=True)
-    mp.add_argument("--metadata", required=True, help="the training pipeline's MLMD file")
+    mp.add_argument(
+        "--metadata",
+        default=metadata_default,
+        required=not metadata_default,
+        help=f"the training pipeline's ML Metadata{METADATA_HELP}",
+    )
     mp.add_argument("--schema", default=DEFAULT_SCHEMA, help="curated schema (pbtxt)")
     mp.add_argument("--version", help="served version (default: newest in the window)")
-    mp.add_argument("--pipeline-root", help="default: <metadata dir>/monitoring_pipeline")
+    mp.add_argument(
+        "--pipeline-root", help="default: <metadata dir>/monitoring_pipeline (MySQL: required)"
+    )
     mp.add_argument("--pipeline-name", default="taxi-monitoring")
     mp.add_argument("--linf", type=float, default=0.1)
     mp.add_argument("--jsd", type=float, default=0.1)
@@ -176,9 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model-name", default="taxi")
     b.add_argument("--report-dir", help="write report.md/.json/.html (A/B report) here")
     c = sub.add_parser("canary", help="deploy a canary, promote it or abort it")
-    c.add_argument("action", choices=["deploy", "promote", "abort"])
-    c.add_argument("--metadata", required=True, help="MLMD SQLite file (the action is recorded)")
-    c.add_argument("--model-config", required=True, help="the server's --model_config_file")
+    c.add_argument("action", choices=["deploy", "route", "promote", "abort"])
+    c.add_argument(
+        "--metadata",
+        default=metadata_default,
+        required=not metadata_default,
+        help=f"ML Metadata (the action is recorded){METADATA_HELP}",
+    )
+    c.add_argument("--model-config", help="the server's --model_config_file")
+    c.add_argument(
+        "--k8s-manifest",
+        help="instead: the Kubernetes route manifest to rewrite (monitoring/k8s_route.py)",
+    )
+    c.add_argument("--weight", type=int, help="k8s: canary's percent of requests (deploy: 10)")
+    c.add_argument("--mirror-percent", type=int, help="k8s: percent mirrored to the canary")
     c.add_argument("--model-name", default="taxi")
     c.add_argument("--candidate", type=int, help="deploy: the blessed version to canary")
     c.add_argument("--server", help="deploy: server REST URL, to wait for the versions")
@@ -188,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     wa = sub.add_parser("watch", help="new span or drift incident -> pipeline -> canary")
     wa.add_argument("--data-dir", required=True, help="folder of span-<N>/ data")
     wa.add_argument("--output-dir", required=True, help="pipeline output dir (metadata.sqlite)")
+    wa.add_argument(
+        "--metadata",
+        help="ML Metadata for watch and the pipeline it runs: SQLite file or mysql://... "
+        "(default: $TAXI_METADATA, else <output-dir>/metadata.sqlite)",
+    )
     wa.add_argument("--alert-state", help="state file of `monitor alert` (drift incidents)")
     wa.add_argument("--server", help="server REST URL: deploy a new version as canary")
     wa.add_argument("--model-config", help="the server's --model_config_file")
@@ -228,7 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--train-steps", type=int, help="override the train steps")
     sc.add_argument("--source", help="span-<year>/data.csv folder (default: data/taxi)")
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
-    r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
+    r.add_argument(
+        "--metadata",
+        default=metadata_default,
+        required=not metadata_default,
+        help=f"ML Metadata (the rollback is recorded){METADATA_HELP}",
+    )
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
     r.add_argument("--model-name", default="taxi")
     r.add_argument("--to", type=int, help="version to serve (default: previous blessed)")
@@ -365,7 +401,15 @@ def run_ab(args) -> int:
 def run_canary(args) -> int:
     from monitoring import canary
 
+    if args.k8s_manifest:
+        return _run_k8s_canary(args)
     try:
+        if args.action == "route":
+            raise canary.CanaryError(
+                "route needs --k8s-manifest (our server's share is its --canary_traffic_share)"
+            )
+        if not args.model_config:
+            raise canary.CanaryError("needs --model-config (the server's) or --k8s-manifest")
         if args.action == "deploy":
             if args.candidate is None or not args.server:
                 raise canary.CanaryError("deploy needs --candidate and --server")
@@ -395,6 +439,28 @@ def run_canary(args) -> int:
     return EXIT_OK
 
 
+def _run_k8s_canary(args) -> int:
+    from monitoring import canary, k8s_route
+
+    try:
+        result = k8s_route.act(
+            args.action,
+            args.k8s_manifest,
+            args.metadata,
+            args.model_name,
+            args.reason,
+            args.requested_by,
+            args.candidate,
+            args.weight,
+            args.mirror_percent,
+        )
+    except (k8s_route.RouteError, canary.CanaryError) as e:
+        print(f"error: canary {args.action} not done: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"canary {args.action} of {args.model_name} in {args.k8s_manifest}: {json.dumps(result)}")
+    return EXIT_OK
+
+
 def pipeline_command(args) -> list:
     return [
         sys.executable,
@@ -404,6 +470,7 @@ def pipeline_command(args) -> list:
         args.output_dir,
         "--data-dir",
         args.data_dir,
+        *(["--metadata", args.metadata] if args.metadata else []),
         *args.pipeline_arg,
     ]
 
@@ -412,8 +479,9 @@ def run_watch(args) -> int:
     import time
 
     from monitoring import watch
+    from pipeline import metadata_store
 
-    metadata = os.path.join(args.output_dir, "metadata.sqlite")
+    metadata = metadata_store.resolve(args.metadata, args.output_dir)
     exit_code = EXIT_OK
     for index in range(max(1, args.max_checks)):
         if index:
@@ -579,7 +647,7 @@ def _window_schema(args, window_rows: int, previous_rows: int):
 
 def run_window(args) -> int:
     from monitoring import artifacts, baselines, drift, request_logs
-    from pipeline import lineage
+    from pipeline import lineage, metadata_store
 
     if args.end <= args.start:
         print(f"error: --end ({args.end}) must be after --start ({args.start})", file=sys.stderr)
@@ -645,7 +713,7 @@ def run_window(args) -> int:
         problems.append("no --metadata: skew against training statistics not computed")
     else:
         try:
-            if not os.path.exists(args.metadata):
+            if not metadata_store.exists(args.metadata):
                 raise OSError(f"metadata not found: {args.metadata}")
             span, training = baselines.training_statistics(
                 lineage.open_store(args.metadata), str(version)
@@ -685,13 +753,16 @@ def monitor_executions(metadata_path: str) -> list:
 def run_monitor_pipeline(args) -> int:
     """`window` as a TFX pipeline run recorded in the training pipeline's MLMD."""
     from monitoring import baselines, request_logs
-    from pipeline import lineage
+    from pipeline import lineage, metadata_store
 
     if args.end <= args.start:
         print(f"error: --end ({args.end}) must be after --start ({args.start})", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if not os.path.exists(args.metadata):
+    if not metadata_store.exists(args.metadata):
         print(f"error: metadata not found: {args.metadata}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if metadata_store.is_mysql(args.metadata) and not args.pipeline_root:
+        print("error: --pipeline-root is required with a MySQL --metadata", file=sys.stderr)
         return EXIT_BAD_INPUT
     version = args.version
     if version is None:
@@ -773,10 +844,10 @@ def run_monitor_pipeline(args) -> int:
 
 def run_spans(args) -> int:
     from monitoring import artifacts, baselines, drift
-    from pipeline import lineage
+    from pipeline import lineage, metadata_store
 
     directory = os.path.join(args.out, "spans")
-    if not args.metadata or not os.path.exists(args.metadata):
+    if not args.metadata or not metadata_store.exists(args.metadata):
         print(f"error: metadata not found: {args.metadata!r}", file=sys.stderr)
         return EXIT_BAD_INPUT
     stats = baselines.span_statistics(lineage.open_store(args.metadata))

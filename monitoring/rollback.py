@@ -19,7 +19,7 @@ import ml_metadata as mlmd
 from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import lineage
+from pipeline import lineage, metadata_store
 from serving import config as serving_config
 from serving.model_manager import list_versions
 
@@ -32,13 +32,13 @@ class RollbackError(ValueError):
 
 
 def writable_store(metadata_path: str) -> mlmd.MetadataStore:
-    """A read-write store over an existing MLMD SQLite file."""
-    if not os.path.exists(metadata_path):
+    """A read-write store: an existing MLMD SQLite file or a `mysql://` URL."""
+    if not metadata_store.exists(metadata_path):
         raise RollbackError(f"metadata not found: {metadata_path}")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    return mlmd.MetadataStore(config)
+    try:
+        return metadata_store.open_store(metadata_path)
+    except metadata_store.MetadataError as e:
+        raise RollbackError(str(e)) from None
 
 
 def read_config(path: str):
@@ -107,11 +107,12 @@ def write_atomically(path: str, text: str) -> None:
 
 def record_execution(store: mlmd.MetadataStore, type_name: str, values: dict, version: int) -> int:
     """Records a COMPLETE execution of `type_name` with string `values` as
-    properties and version `version`'s PushedModel as input; returns its id."""
+    properties and version `version`'s PushedModel as input; returns its id.
+    On MySQL, a write that lost a deadlock (rolled back) is retried."""
     execution_type = metadata_store_pb2.ExecutionType(name=type_name)
     for name in values:
         execution_type.properties[name] = metadata_store_pb2.STRING
-    type_id = store.put_execution_type(execution_type, can_add_fields=True)
+    type_id = metadata_store.retry(store.put_execution_type, execution_type, can_add_fields=True)
     execution = metadata_store_pb2.Execution(
         type_id=type_id, last_known_state=metadata_store_pb2.Execution.COMPLETE
     )
@@ -123,7 +124,7 @@ def record_execution(store: mlmd.MetadataStore, type_name: str, values: dict, ve
     if pushed is not None:
         event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)
         events.append((graph.artifacts[pushed], event))
-    execution_id, _, _ = store.put_execution(execution, events, [])
+    execution_id, _, _ = metadata_store.retry(store.put_execution, execution, events, [])
     return execution_id
 
 

@@ -30,7 +30,7 @@ import subprocess
 
 from monitoring import alerts, canary, decide, server_metrics
 from monitoring.baselines import _raw_examples_by_span
-from pipeline import lineage
+from pipeline import lineage, metadata_store
 
 TRIGGER_RULES = ("serving drift", "training-serving skew")
 
@@ -58,7 +58,7 @@ def data_spans(data_dir: str) -> list[int]:
 
 
 def _graph(metadata_path: str):
-    if not os.path.exists(metadata_path):
+    if not metadata_store.exists(metadata_path):
         return None
     return lineage.Graph.load(lineage.open_store(metadata_path))
 

@@ -14,11 +14,14 @@ What changes:
 * a node starts as soon as all its upstream nodes have finished, on a pool of
   ``max_workers`` threads (TF, Beam's in-memory runner and our executors are
   thread-safe; each node has its own Beam pipeline);
-* ML Metadata access is serialized: all launchers of the process (also those
-  of pipeline runs started at the same time from other threads) share one lock
-  around their MLMD sessions, because SQLite rejects concurrent writers
-  instead of waiting. A launcher only holds its session while preparing and
-  publishing an execution, never while the executor runs;
+* on SQLite, ML Metadata access is serialized: all launchers of the process
+  (also those of pipeline runs started at the same time from other threads)
+  share one lock around their MLMD sessions, because SQLite rejects concurrent
+  writers instead of waiting. A launcher only holds its session while
+  preparing and publishing an execution, never while the executor runs. On
+  MySQL/MariaDB (a server that lets writers wait for each other's row locks)
+  there is no lock: each launcher has its own connection, and a call that
+  MySQL rolled back after a deadlock with another writer is repeated;
 * with a ``worker_pool`` (``pipeline.worker_processes``), Beam components'
   executors run in its worker processes, so they also use several cores;
 * after each node, cyclic garbage is collected and free heap returned to
@@ -43,7 +46,7 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import launcher, runtime_parameter_utils
 from tfx.proto.orchestration import pipeline_pb2
 
-from pipeline import memory
+from pipeline import memory, metadata_store
 from pipeline.worker_processes import WorkerPool
 
 # One lock per process: every MLMD session opened by these runners takes it.
@@ -70,6 +73,26 @@ class _SerializedMetadata(metadata.Metadata):
             return super().__exit__(*exc_info)
         finally:
             self._session_lock.release()
+
+
+class _RetryingMetadata(metadata.Metadata):
+    """An MLMD connection to MySQL whose calls are repeated when MySQL rolled them
+    back (a deadlock with another writer; see metadata_store.RetryingStore)."""
+
+    def __enter__(self):
+        super().__enter__()
+        if not isinstance(self._store, metadata_store.RetryingStore):
+            self._store = metadata_store.RetryingStore(self._store)
+        return self
+
+
+def mlmd_connection(connection) -> metadata.Metadata:
+    """A launcher's MLMD connection: behind the process-wide lock for SQLite,
+    on its own (retrying rolled-back calls) for MySQL."""
+    connection_config = getattr(connection, connection.WhichOneof("connection_config"))
+    if connection_config.WhichOneof("config") == "mysql":
+        return _RetryingMetadata(connection_config)
+    return _SerializedMetadata(connection_config, _MLMD_LOCK)
 
 
 def ready_nodes(upstream: dict[str, set[str]], done: set[str], started: set[str]) -> list[str]:
@@ -100,7 +123,6 @@ class ConcurrentLocalDagRunner(LocalDagRunner):
         )
         deployment_config = runner_utils.extract_local_deployment_config(pipeline)
         connection = deployment_config.metadata_connection_config
-        connection_config = getattr(connection, connection.WhichOneof("connection_config"))
 
         nodes = {}
         upstream: dict[str, set[str]] = {}
@@ -118,7 +140,7 @@ class ConcurrentLocalDagRunner(LocalDagRunner):
             pipeline_node = nodes[node_id]
             launcher.Launcher(
                 pipeline_node=pipeline_node,
-                mlmd_connection=_SerializedMetadata(connection_config, _MLMD_LOCK),
+                mlmd_connection=mlmd_connection(connection),
                 pipeline_info=pipeline.pipeline_info,
                 pipeline_runtime_spec=pipeline.runtime_spec,
                 executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),

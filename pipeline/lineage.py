@@ -13,6 +13,8 @@ import dataclasses
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import metadata_store
+
 INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
@@ -22,11 +24,9 @@ class LineageError(LookupError):
 
 
 def open_store(metadata_path: str) -> mlmd.MetadataStore:
-    """Read-only store over the SQLite MLMD file of a run directory."""
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return mlmd.MetadataStore(config)
+    """The store of a metadata target: an SQLite file opened read-only, or a
+    `mysql://` URL (see pipeline/metadata_store.py)."""
+    return metadata_store.open_store(metadata_path, readonly=True)
 
 
 @dataclasses.dataclass

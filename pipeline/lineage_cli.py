@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from pipeline import lineage
+from pipeline import lineage, metadata_store
 
 
 def _print_version(info: dict) -> None:
@@ -57,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output-dir", default="tfx_runs", help="the pipeline run's output dir")
     parser.add_argument(
-        "--metadata", help="MLMD SQLite file (default: <output-dir>/metadata.sqlite)"
+        "--metadata",
+        help="ML Metadata: SQLite file or mysql://USER:PASSWORD@HOST:PORT/DB "
+        "(default: $TAXI_METADATA, else <output-dir>/metadata.sqlite)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     sub = parser.add_subparsers(dest="question", required=True)
@@ -68,11 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     span.add_argument("span", type=int)
     args = parser.parse_args(argv)
 
-    path = args.metadata or os.path.join(args.output_dir, "metadata.sqlite")
-    if not os.path.isfile(path):
+    path = metadata_store.resolve(args.metadata, args.output_dir)
+    if not metadata_store.exists(path):
         print(f"ERROR: no ML Metadata store at {path}", file=sys.stderr)
         return 2
-    store = lineage.open_store(path)
+    try:
+        store = lineage.open_store(path)
+    except metadata_store.MetadataError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 2
     try:
         if args.question == "versions":
             info = {"versions": sorted(lineage.pushed_versions(lineage.Graph.load(store)))}

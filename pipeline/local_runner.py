@@ -12,8 +12,10 @@ Examples::
 Every run backfills spans that were never ingested (ingestion + validation
 only, up to ``--parallel`` spans at once, the newest among them), then
 ingests and validates the newest span (a cache hit if it was just backfilled)
-and trains on the newest ``--num-spans`` spans. Exit codes: 0 done (pushed or not blessed, see the
-summary), 2 bad input data or anomalies, 1 any other failure.
+and trains on the newest ``--num-spans`` spans. ML Metadata is ``--metadata``
+(an SQLite file or a shared ``mysql://`` store, see pipeline/metadata_store.py).
+Exit codes: 0 done (pushed or not blessed, see the summary), 2 bad input data,
+anomalies or an ML Metadata store that cannot be opened, 1 any other failure.
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--output-dir", default="tfx_runs", help="pipeline root, MLMD and serving dir live here"
+    )
+    parser.add_argument(
+        "--metadata",
+        help="ML Metadata: SQLite file or mysql://USER:PASSWORD@HOST:PORT/DB "
+        "(default: $TAXI_METADATA, else <output-dir>/metadata.sqlite)",
     )
     parser.add_argument(
         "--data-dir",
@@ -351,17 +358,23 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet()
     # Only light imports until the run-level cache has been consulted.
-    from pipeline import data_check, run_cache, run_summary
+    from pipeline import data_check, metadata_store, run_cache, run_summary
 
     started = time.time()
     output_dir = os.path.abspath(args.output_dir)
     serving_dir = os.path.abspath(
         args.serving_dir or os.path.join(output_dir, "serving", args.model_name)
     )
-    metadata_path = os.path.join(output_dir, "metadata.sqlite")
+    metadata_path = metadata_store.resolve(args.metadata, output_dir)
     pipeline_root = os.path.join(output_dir, "pipeline")
     data_root = os.path.abspath(args.data_dir)
     os.makedirs(output_dir, exist_ok=True)
+    if metadata_store.is_mysql(metadata_path):
+        try:  # creates the database and MLMD's tables once, before TFX's launchers connect
+            metadata_store.open_store(metadata_path)
+        except metadata_store.MetadataError as e:
+            print(f"ERROR: {e}", file=sys.stderr)
+            return EXIT_BAD_DATA
 
     try:
         schema_path = stage_schema(args.schema_dir, output_dir)
@@ -465,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     if summary.pushed_version:
         card = _write_model_card(output_dir, summary.pushed_version)
         summary.model_card = card
-    text = run_summary.format_summary(summary, output_dir, serving_dir, time.time() - started)
+    text = run_summary.format_summary(
+        summary, output_dir, serving_dir, time.time() - started, metadata_path
+    )
     print(text)
     run_cache.save(
         output_dir,

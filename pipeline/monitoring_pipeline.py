@@ -20,12 +20,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen  # noqa: E402
 from tfx.dsl.components.common.importer import Importer  # noqa: E402
-from tfx.orchestration import metadata  # noqa: E402
 from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
 from tfx.types.standard_artifacts import ExampleStatistics  # noqa: E402
 
 from components.request_log_monitor.component import RequestLogMonitor  # noqa: E402
-from pipeline import configs  # noqa: E402
+from pipeline import configs, metadata_store  # noqa: E402
 
 MONITOR_ID = "RequestLogMonitor"
 
@@ -79,6 +78,6 @@ def create_monitoring_pipeline(
         pipeline_root=pipeline_root,
         components=[schema, training, monitor],
         enable_cache=False,  # a window's log files may still grow
-        metadata_connection_config=metadata.sqlite_metadata_connection_config(metadata_path),
+        metadata_connection_config=metadata_store.connection_config(metadata_path),
         beam_pipeline_args=list(beam_pipeline_args or configs.BEAM_ARGS_IN_MEMORY),
     )

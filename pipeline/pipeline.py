@@ -41,7 +41,6 @@ from tfx.dsl.components.common.resolver import Resolver  # noqa: E402
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (  # noqa: E402
     LatestBlessedModelStrategy,
 )
-from tfx.orchestration import metadata  # noqa: E402
 from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
 from tfx.proto import (  # noqa: E402
     example_gen_pb2,
@@ -61,7 +60,7 @@ from components.model_selection import ModelSelection  # noqa: E402
 from components.pusher import AtomicPusher  # noqa: E402
 from components.span_order import Trainer, Transform, Tuner  # noqa: E402
 from components.spans import LatestValidatedSpansStrategy  # noqa: E402
-from pipeline import configs  # noqa: E402
+from pipeline import configs, metadata_store  # noqa: E402
 
 INGEST_NODES = (
     "CsvExampleGen",
@@ -181,7 +180,7 @@ def create_pipeline(
       data_root: folder holding ``span-<N>/*.csv`` spans.
       schema_path: folder holding the curated ``schema.pbtxt``.
       serving_dir: models are pushed to ``serving_dir/<version>``.
-      metadata_path: SQLite file for ML Metadata.
+      metadata_path: ML Metadata: an SQLite file or a mysql:// URL (pipeline/metadata_store.py).
       span: span to ingest; None means the newest span in ``data_root``.
       num_spans: train on the newest ``num_spans`` ingested spans; 0 means all.
       train_steps / eval_steps: Trainer steps.
@@ -295,7 +294,7 @@ def create_pipeline(
         enable_cache=enable_cache,
         metadata_connection_config=None
         if portable
-        else metadata.sqlite_metadata_connection_config(metadata_path),
+        else metadata_store.connection_config(metadata_path),
         beam_pipeline_args=list(beam_pipeline_args or configs.BEAM_ARGS_IN_MEMORY),
     )
 

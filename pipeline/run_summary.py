@@ -8,7 +8,7 @@ import os
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import lineage
+from pipeline import lineage, metadata_store
 
 
 def load_schema(schema_dir: str):
@@ -23,7 +23,7 @@ def load_schema(schema_dir: str):
 
 def ingested_spans(metadata_path: str, pipeline_name: str) -> set[int]:
     """Spans whose ingestion passed the anomalies gate in an earlier run."""
-    if not os.path.exists(metadata_path):
+    if not metadata_store.exists(metadata_path):
         return set()
     graph = lineage.Graph.load(lineage.open_store(metadata_path))
     spans = set()
@@ -234,7 +234,9 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
     )
 
 
-def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds: float) -> str:
+def format_summary(
+    summary: Summary, output_dir: str, serving_dir: str, seconds: float, metadata: str = ""
+) -> str:
     lines = ["", "=== run summary ==="]
     for node in summary.nodes:
         lines.append(f"  {node.node_id:<24} {node.state.lower():<9} {node.seconds:6.1f}s")
@@ -290,6 +292,8 @@ def format_summary(summary: Summary, output_dir: str, serving_dir: str, seconds:
     if summary.model_card:
         lines.append(f"  model card: {summary.model_card}")
     lines.append(f"  serving dir: {serving_dir}")
-    lines.append(f"  metadata: {os.path.join(output_dir, 'metadata.sqlite')}")
+    lines.append(
+        f"  metadata: {metadata_store.redact(metadata or os.path.join(output_dir, 'metadata.sqlite'))}"
+    )
     lines.append(f"  total: {seconds:.1f}s")
     return "\n".join(lines)

@@ -18,13 +18,12 @@ import os
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import lineage
+from pipeline import lineage, metadata_store
 
 RUN_DIR_ENV = "TAXI_RUN_DIR"
 RUN_ID_ENV = "TAXI_RUN_ID"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_RUN_DIR = os.path.join(REPO_ROOT, "tfx_runs")
-METADATA_FILE = "metadata.sqlite"
 RUN_CONTEXT_TYPE = "pipeline_run"
 
 _STATE_NAMES = {value: name.lower() for name, value in metadata_store_pb2.Execution.State.items()}
@@ -103,12 +102,13 @@ class Run:
 
 
 class RunStore:
-    """Read-only view of the runs recorded in ``<run_dir>/metadata.sqlite``."""
+    """Read-only view of the runs recorded in ML Metadata: ``metadata`` (an SQLite
+    file or a ``mysql://`` URL), else ``$TAXI_METADATA``, else ``<run_dir>/metadata.sqlite``."""
 
-    def __init__(self, run_dir: str | None = None):
+    def __init__(self, run_dir: str | None = None, metadata: str | None = None):
         self.run_dir = run_dir_from_env(run_dir) if run_dir is None else os.path.abspath(run_dir)
-        self.metadata_path = os.path.join(self.run_dir, METADATA_FILE)
-        if not os.path.exists(self.metadata_path):
+        self.metadata_path = metadata_store.resolve(metadata, self.run_dir)
+        if not metadata_store.exists(self.metadata_path):
             raise RunNotFoundError(
                 f"no ML Metadata at {self.metadata_path}; run the pipeline first "
                 f"(taxi-pipeline --output-dir {self.run_dir}) or set ${RUN_DIR_ENV}"

@@ -3,7 +3,8 @@
 # installs the locked stack, then this package in editable mode.
 #
 #   scripts/setup.sh           # runtime + dev/test tools
-#   scripts/setup.sh --browser # also Debian's chromium (HTML report tests)
+#   scripts/setup.sh --browser # also Debian's chromium (HTML report tests) and
+#                              # mariadb-server (shared ML Metadata tests start their own)
 #
 # Installs from requirements/lock.txt with --no-deps: every package is pinned
 # there, so pip resolves nothing (no backtracking) and the stack is exactly the
@@ -47,6 +48,17 @@ if [[ "${1:-}" == "--browser" ]] && ! command -v chromium >/dev/null 2>&1; then
       || echo "setup: WARNING: could not install chromium; the screenshot test will be skipped" >&2
   else
     echo "setup: WARNING: no apt-get; install Chromium yourself for the screenshot test" >&2
+  fi
+fi
+
+if [[ "${1:-}" == "--browser" ]] && [[ ! -x /usr/sbin/mariadbd ]] && ! command -v mariadbd >/dev/null 2>&1; then
+  echo "setup: installing Debian's mariadb-server (the ML Metadata on MySQL tests start their own server)"
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq mariadb-server >/dev/null \
+      || echo "setup: WARNING: could not install mariadb-server; the MySQL metadata tests will be skipped" >&2
+  else
+    echo "setup: WARNING: no apt-get; install MariaDB yourself for the MySQL metadata tests" >&2
   fi
 fi
 

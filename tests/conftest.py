@@ -44,3 +44,16 @@ def copy_of(tmp_path):
         return target
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    """A MariaDB server for the session (tests/mariadb_server.py); each test uses its own
+    database (`mariadb.url()`). Skipped where MariaDB is not installed."""
+    from mariadb_server import MariaDB, binaries
+
+    if binaries() is None:
+        pytest.skip("MariaDB is not installed (scripts/setup.sh --browser installs it)")
+    server = MariaDB().start()
+    yield server
+    server.stop()
