@@ -68,7 +68,9 @@ def _raw_examples(output_dir: str) -> dict:
     for artifact in store.get_artifacts_by_type("Examples"):
         if "/CsvExampleGen/" not in artifact.uri:
             continue
-        span = artifact.properties["span"].int_value
+        # The runner ingests each span as its own ExampleGen run: the span is a
+        # custom property (TFX's own `span` property stays 0).
+        span = artifact.custom_properties["span"].int_value
         for folder in sorted(glob.glob(os.path.join(artifact.uri, "Split-*"))):
             digests = []
             for path in sorted(glob.glob(os.path.join(folder, "*.gz"))):
