@@ -3,7 +3,8 @@
 # installs the locked stack, then this package in editable mode.
 #
 #   scripts/setup.sh           # runtime + dev/test tools
-#   scripts/setup.sh --browser # also Debian's chromium (HTML report tests)
+#   scripts/setup.sh --browser # also Debian's chromium (HTML report tests) and
+#                              # prometheus + prometheus-alertmanager (alerting tests)
 #
 # Installs from requirements/lock.txt with --no-deps: every package is pinned
 # there, so pip resolves nothing (no backtracking) and the stack is exactly the
@@ -47,6 +48,20 @@ if [[ "${1:-}" == "--browser" ]] && ! command -v chromium >/dev/null 2>&1; then
       || echo "setup: WARNING: could not install chromium; the screenshot test will be skipped" >&2
   else
     echo "setup: WARNING: no apt-get; install Chromium yourself for the screenshot test" >&2
+  fi
+fi
+
+# Prometheus, promtool, Alertmanager and amtool for the alerting tests
+# (tests/monitoring/prometheus). Under CI a failed install fails the set-up.
+if [[ "${1:-}" == "--browser" ]] && ! { command -v promtool && command -v prometheus-alertmanager; } >/dev/null 2>&1; then
+  echo "setup: installing Debian's prometheus and prometheus-alertmanager (alerting tests)"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  if ! { command -v apt-get >/dev/null 2>&1 && $SUDO apt-get update -qq >/dev/null \
+         && $SUDO apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; }; then
+    if [[ "${CI:-}" == "true" ]]; then
+      echo "setup: ERROR: could not install prometheus/prometheus-alertmanager" >&2; exit 1
+    fi
+    echo "setup: WARNING: prometheus/prometheus-alertmanager not installed; the alerting tests will be skipped" >&2
   fi
 fi
 
