@@ -1,6 +1,10 @@
 """`taxi-monitor exporter`: the checks' textfiles, version roles and baseline over HTTP."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import requests
@@ -172,3 +176,48 @@ def test_http_scrape(textfile_dir):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.slow
+def test_cli_serves_until_sigterm(textfile_dir, tmp_path):
+    repo = os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    )
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+    out = tmp_path / "exporter.out"
+    argv = [
+        "exporter",
+        "--textfile-dir",
+        str(textfile_dir),
+        "--baseline-accuracy",
+        "0.8",
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    with open(out, "w") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitoring.cli", *argv],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=repo,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        url = None
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            lines = [
+                x for x in out.read_text().splitlines() if x.startswith("exporter listening on ")
+            ]
+            url = lines[0].split()[-1] if lines else None
+            time.sleep(0.2)
+        assert url, out.read_text()[-3000:]
+        got = _samples(requests.get(url, timeout=10).text)
+        assert got[("taxi_monitor_baseline_accuracy", (("model_name", "taxi"),))] == 0.8
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
