@@ -21,7 +21,9 @@ only after the alert resolved.
 The MLMD record is also the memory of what was done: the execution's
 `requested_by` is `alertmanager:<alertname>/<fingerprint>@<startsAt>`, and an
 episode already recorded is not acted on again (also after a restart of the
-receiver). Actions run one at a time.
+receiver). Actions run one at a time. If the store fails after the model
+config was changed (answer 503, Alertmanager retries), the episode counts as
+done in this process, so the retry does not roll back a second version.
 
 Answers: 200 done (or nothing to do); 400 not a webhook payload; 422 the
 action was refused (e.g. no older blessed version; Alertmanager does not
@@ -108,6 +110,7 @@ class Receiver:
         self.model_config = model_config
         self.log_file = log_file
         self._lock = threading.Lock()
+        self._done: set[str] = set()  # episodes acted on by this process
 
     def handle(self, alerts: list[dict]) -> list[dict]:
         """Acts on and logs `alerts`; returns one log record per alert.
@@ -148,37 +151,57 @@ class Receiver:
             raise ActionRefused(f"{labels.get('alertname')}: no model_name label")
         requested_by = REQUESTER_PREFIX + episode(alert)
         reason = f"{labels.get('alertname')}: {(alert.get('annotations') or {}).get('summary', '')}"
+        execution_type = rollback.EXECUTION_TYPE if action == "rollback" else canary.EXECUTION_TYPE
         try:
             store = rollback.writable_store(self.metadata)
-            if action == "rollback":
-                if requested_by in recorded_requesters(store, rollback.EXECUTION_TYPE):
-                    return "already done for this episode"
-                result = rollback.rollback(
-                    self.metadata, self.model_config, model_name, reason, requested_by
-                )
-                return (
-                    f"rolled back {model_name} {result['from_version']} -> "
-                    f"{result['to_version']} (MLMD execution {result['execution_id']})"
-                )
-            if requested_by in recorded_requesters(store, canary.EXECUTION_TYPE):
+            if requested_by in self._done or requested_by in recorded_requesters(
+                store, execution_type
+            ):
                 return "already done for this episode"
-            entry = rollback.model_entry(rollback.read_config(self.model_config), model_name)
-            live = entry.version_labels.get("canary")
-            if not live:
-                return "no canary is live: nothing to abort"
-            if labels.get("version") and labels["version"] != str(live):
-                return f"stale: the live canary is {live}, not {labels['version']}"
-            result = canary.finish(
-                self.metadata, self.model_config, model_name, "abort", reason, requested_by
-            )
-            return (
-                f"aborted canary {result['candidate']} of {model_name}, stable "
-                f"{result['stable']} (MLMD execution {result['execution_id']})"
-            )
+            before = _read(self.model_config)
+            try:
+                if action == "rollback":
+                    result = rollback.rollback(
+                        self.metadata, self.model_config, model_name, reason, requested_by
+                    )
+                    acted, done = (
+                        True,
+                        (
+                            f"rolled back {model_name} {result['from_version']} -> "
+                            f"{result['to_version']} (MLMD execution {result['execution_id']})"
+                        ),
+                    )
+                else:
+                    acted, done = self._abort_canary(labels, model_name, reason, requested_by)
+            except mlmd_errors.StatusError:
+                # The config may already be changed with the record missing: the
+                # retry must not act a second time.
+                if _read(self.model_config) != before:
+                    self._done.add(requested_by)
+                raise
+            if acted:
+                self._done.add(requested_by)
+            return done
         except rollback.RollbackError as e:
             raise ActionRefused(f"{action} of {model_name}: {e}") from None
         except (OSError, ValueError) as e:  # an unreadable config file: nothing changed
             raise ActionRefused(f"{action} of {model_name}: {e}") from None
+
+    def _abort_canary(self, labels: dict, model_name: str, reason: str, requested_by: str):
+        """(aborted?, what happened)."""
+        entry = rollback.model_entry(rollback.read_config(self.model_config), model_name)
+        live = entry.version_labels.get("canary")
+        if not live:
+            return False, "no canary is live: nothing to abort"
+        if labels.get("version") and labels["version"] != str(live):
+            return False, f"stale: the live canary is {live}, not {labels['version']}"
+        result = canary.finish(
+            self.metadata, self.model_config, model_name, "abort", reason, requested_by
+        )
+        return True, (
+            f"aborted canary {result['candidate']} of {model_name}, stable "
+            f"{result['stable']} (MLMD execution {result['execution_id']})"
+        )
 
     def _log(self, record: dict) -> None:
         line = json.dumps(record, sort_keys=True)
@@ -186,6 +209,14 @@ class Receiver:
         if self.log_file:
             with open(self.log_file, "a") as f:
                 f.write(line + "\n")
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def make_handler(receiver: Receiver):

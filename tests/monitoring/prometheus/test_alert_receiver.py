@@ -5,6 +5,7 @@ import threading
 
 import pytest
 import requests
+from ml_metadata import errors as mlmd_errors
 
 from monitoring import alert_receiver, canary, cli, rollback
 
@@ -122,6 +123,45 @@ def test_rollback_once_per_episode(served, tmp_path):
         ("TaxiServingDrift", "firing"),
         ("TaxiModelHighErrorRate", "firing"),
     ]
+
+
+def test_store_failure_after_the_config_changed_does_not_roll_back_twice(served, monkeypatch):
+    metadata, config, _ = served
+    receiver = alert_receiver.Receiver(metadata, config)
+    real_record = rollback.record
+
+    def locked(*args, **kwargs):
+        raise mlmd_errors.AbortedError("database is locked")
+
+    monkeypatch.setattr(rollback, "record", locked)
+    payload = _payload(_alert(action="rollback"))
+    with pytest.raises(mlmd_errors.StatusError):
+        receiver.handle(alert_receiver.parse_payload(payload))
+    monkeypatch.setattr(rollback, "record", real_record)
+    (retry,) = receiver.handle(alert_receiver.parse_payload(payload))  # Alertmanager retries
+    assert retry["handled"] == "already done for this episode"
+    entry = rollback.model_entry(rollback.read_config(config), "taxi")
+    assert list(entry.model_version_policy.specific.versions) == [2]  # not 1
+
+
+def test_store_failure_before_any_change_is_retried(served, monkeypatch):
+    metadata, config, _ = served
+    receiver = alert_receiver.Receiver(metadata, config)
+    real_store = rollback.writable_store
+    calls = []
+
+    def flaky(path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise mlmd_errors.AbortedError("database is locked")
+        return real_store(path)
+
+    monkeypatch.setattr(rollback, "writable_store", flaky)
+    payload = _payload(_alert(action="rollback"))
+    with pytest.raises(mlmd_errors.StatusError):
+        receiver.handle(alert_receiver.parse_payload(payload))
+    (retry,) = receiver.handle(alert_receiver.parse_payload(payload))
+    assert retry["handled"].startswith("rolled back taxi 3 -> 2")
 
 
 def test_canary_abort_checks_the_live_canary(tmp_path, fake_store):
