@@ -161,16 +161,7 @@ class Receiver:
             before = _read(self.model_config)
             try:
                 if action == "rollback":
-                    result = rollback.rollback(
-                        self.metadata, self.model_config, model_name, reason, requested_by
-                    )
-                    acted, done = (
-                        True,
-                        (
-                            f"rolled back {model_name} {result['from_version']} -> "
-                            f"{result['to_version']} (MLMD execution {result['execution_id']})"
-                        ),
-                    )
+                    acted, done = self._rollback(model_name, reason, requested_by)
                 else:
                     acted, done = self._abort_canary(labels, model_name, reason, requested_by)
             except mlmd_errors.StatusError:
@@ -186,6 +177,16 @@ class Receiver:
             raise ActionRefused(f"{action} of {model_name}: {e}") from None
         except (OSError, ValueError) as e:  # an unreadable config file: nothing changed
             raise ActionRefused(f"{action} of {model_name}: {e}") from None
+
+    def _rollback(self, model_name: str, reason: str, requested_by: str):
+        """(True, what happened); RollbackError when refused."""
+        result = rollback.rollback(
+            self.metadata, self.model_config, model_name, reason, requested_by
+        )
+        return True, (
+            f"rolled back {model_name} {result['from_version']} -> "
+            f"{result['to_version']} (MLMD execution {result['execution_id']})"
+        )
 
     def _abort_canary(self, labels: dict, model_name: str, reason: str, requested_by: str):
         """(aborted?, what happened)."""
