@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 DEPLOY = os.path.join(REPO_ROOT, "deploy")
-DEADLINE_S = 150
+DEADLINE_S = 240  # typically done in 15-20 s; generous for a loaded machine
 
 
 def save_faulty_model(export_dir: str) -> None:
