@@ -8,6 +8,8 @@ Read from a monitoring output folder (`taxi-monitor window|quality|ab|watch
   counts and the anomalous features of the window;
 * `quality-<start>-<end>/summary.json`: live accuracy and AUC per version;
   shown on the page of every window it overlaps;
+* `shadow.json` of `taxi-monitor shadow` (shadow verdicts per version pair:
+  agreement, differences, error rate): shown on every window it overlaps;
 * `report.json` of an A/B test (canary verdicts), and alerts: shown on the
   page of the window during which, or in the window's length after whose
   end, they were created (a check runs after its window closes).
@@ -44,6 +46,7 @@ class Window:
     quality: list[dict]
     alerts: list[dict]
     verdicts: list[dict]
+    shadows: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -121,6 +124,13 @@ def collect(monitoring_dir: str, alert_logs: list[str] = ()) -> list[Window]:
             windows.append(Window(float(match[1]), float(match[2]), _load_json(path), [], [], []))
         elif match := QUALITY_DIR.match(folder):
             qualities.append(dict(_load_json(path), start=float(match[1]), end=float(match[2])))
+    shadows = []
+    for path in sorted(
+        glob.glob(os.path.join(monitoring_dir, "**", "shadow.json"), recursive=True)
+    ):
+        report = _load_json(path)
+        if isinstance(report, dict) and isinstance(report.get("pairs"), dict):
+            shadows.append(report)
     for path in glob.glob(os.path.join(monitoring_dir, "**", "report.json"), recursive=True):
         report = _load_json(path)
         if isinstance(report, dict) and "verdict" in report and "versions" in report:
@@ -140,6 +150,11 @@ def collect(monitoring_dir: str, alert_logs: list[str] = ()) -> list[Window]:
             ),
             key=lambda a: a["time"],
         )
+        window.shadows = [
+            r
+            for r in shadows
+            if float(r.get("start", 0)) < window.end and float(r.get("end", 0)) > window.start
+        ]
         window.verdicts = [
             v for v in verdicts if window.start <= float(v.get("created", -1)) < window.end + length
         ]
@@ -292,6 +307,8 @@ Anomalous features (TFDV, SERVING environment): {{ s.get("anomalous_features")|j
 {{ alerts_html if w.alerts else Markup('<p class="muted">No alerts.</p>') }}
 <h2>Canary verdicts</h2>
 {{ verdicts_html if w.verdicts else Markup('<p class="muted">No canary decision.</p>') }}
+<h2>Shadow verdicts</h2>
+{{ shadows_html if w.shadows else Markup('<p class="muted">No shadow comparison.</p>') }}
 </body></html>""",
     autoescape=True,
 )
@@ -334,6 +351,24 @@ def render_window(window: Window) -> str:
             for v in window.verdicts
         ]
     )
+    shadows = pd.DataFrame(
+        [
+            {
+                "mirrored": f"{_time(r.get('start'))} .. {_time(r.get('end'))}",
+                "stable": e.get("stable_version"),
+                "shadow": e.get("shadow_version"),
+                "rows": e.get("rows"),
+                "agreement": e.get("agreement"),
+                "mean |diff|": e.get("mean_abs_diff"),
+                "max |diff|": e.get("max_abs_diff"),
+                "shadow error rate": e.get("shadow_error_rate"),
+                "verdict": e.get("verdict", ""),
+                "why": e.get("why", ""),
+            }
+            for r in window.shadows
+            for e in r["pairs"].values()
+        ]
+    )
     return WINDOW_PAGE.render(
         w=window,
         s=window.summary,
@@ -350,6 +385,7 @@ def render_window(window: Window) -> str:
         quality_html=Markup(table_html(quality_table(window.quality), index=False)),
         alerts_html=Markup(table_html(alerts, index=False, left=True)),
         verdicts_html=Markup(table_html(verdicts, index=False, left=True)),
+        shadows_html=Markup(table_html(shadows, index=False, left=True)),
     )
 
 

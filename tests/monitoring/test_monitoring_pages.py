@@ -73,6 +73,26 @@ def monitoring_out(tmp_path, write_log, log_prefix, make_rows, make_log):
     )
     report["created"] = 3550.0
     ab_report.write(str(out / "ab-3550-abort"), report)
+    shadow = {  # `taxi-monitor shadow --out` (shadow.json)
+        "start": 2600.0,
+        "end": 3400.0,
+        "pairs": {
+            "1->2": {
+                "stable_version": 1,
+                "shadow_version": 2,
+                "rows": 180,
+                "agreement": 0.9,
+                "mean_abs_diff": 0.04,
+                "max_abs_diff": 0.31,
+                "shadow_error_rate": 0.0,
+                "verdict": "reject",
+                "why": "shadow accuracy 0.6000 < stable 0.8000 - 0.05",
+            }
+        },
+        "problems": [],
+    }
+    (out / "shadow-2600-3400").mkdir()
+    (out / "shadow-2600-3400" / "shadow.json").write_text(json.dumps(shadow))
     return out, log
 
 
@@ -119,6 +139,8 @@ def test_pages(monitoring_out, tmp_path):
         and "rolled back taxi 2 -&gt; 1" in page
     )
     assert "<td>rollback</td>" in page and "<td>abort</td>" in page
+    assert "<td>reject</td>" in page and "shadow accuracy 0.6000 &lt; stable 0.8000" in page
+    assert "No shadow comparison." in calm
     assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
 
 
