@@ -272,7 +272,7 @@ def add_parser(sub) -> None:
     r = sub.add_parser(
         "alert-receiver", help="Alertmanager webhook: log alerts, roll back / abort a canary"
     )
-    r.add_argument("--metadata", required=True, help="MLMD SQLite file (actions are recorded)")
+    r.add_argument("--metadata", required=True, help="ML Metadata store (actions are recorded)")
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
     r.add_argument("--log-file", help="append every received alert here (JSON lines)")
     r.add_argument(
@@ -285,10 +285,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    for flag, path in (("--metadata", args.metadata), ("--model-config", args.model_config)):
-        if not os.path.isfile(path):
-            print(f"error: {flag} {path} not found", file=sys.stderr)
-            return 2
+    if not os.path.isfile(args.model_config):
+        print(f"error: --model-config {args.model_config} not found", file=sys.stderr)
+        return 2
+    try:
+        rollback.writable_store(args.metadata)  # fail now, not at the first alert
+    except rollback.RollbackError as e:
+        print(f"error: --metadata: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     host, port = args.listen
     server = serve(Receiver(args.metadata, args.model_config, args.log_file), host, port)
