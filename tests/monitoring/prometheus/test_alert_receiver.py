@@ -219,16 +219,14 @@ def test_refused_action_is_logged_and_raised(tmp_path, fake_store):
     assert rollback.history(rollback.writable_store(metadata)) == []
 
 
-def test_cli_refuses_missing_files(tmp_path, capsys):
-    argv = [
-        "alert-receiver",
-        "--metadata",
-        str(tmp_path / "m.sqlite"),
-        "--model-config",
-        str(tmp_path / "c"),
-    ]
+def test_cli_refuses_missing_files(served, tmp_path, capsys):
+    metadata, config, _ = served
+    argv = ["alert-receiver", "--metadata", metadata, "--model-config", str(tmp_path / "none")]
     assert cli.main(argv) == 2
-    assert "--metadata" in capsys.readouterr().err
+    assert "--model-config" in capsys.readouterr().err
+    argv = ["alert-receiver", "--metadata", str(tmp_path / "m.sqlite"), "--model-config", config]
+    assert cli.main(argv) == 2
+    assert "--metadata: metadata not found" in capsys.readouterr().err
 
 
 @pytest.mark.slow
