@@ -296,8 +296,8 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     host, port = args.listen
     server = serve(Receiver(args.metadata, args.model_config, args.log_file), host, port)
-    print(f"alert receiver listening on http://{host}:{server.server_port}/alerts", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"alert receiver listening on http://{host}:{server.server_port}/alerts", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

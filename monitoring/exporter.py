@@ -212,9 +212,9 @@ def run(args) -> int:
     )
     host, port = args.listen
     server, _ = serve(collector, host, port)
-    print(f"exporter listening on http://{host}:{server.server_port}/metrics", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"exporter listening on http://{host}:{server.server_port}/metrics", flush=True)
     try:
         stop.wait()
     except KeyboardInterrupt:
