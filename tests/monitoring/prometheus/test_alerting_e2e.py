@@ -10,7 +10,8 @@ test's loopback ports. TaxiModelHighErrorRate fires, reaches
 `taxi-monitor alert-receiver`, which rolls back: exactly one `Rollback`
 execution in MLMD (3 -> 2; a receiver acting on every repeat would go on
 to 1) although Alertmanager repeats the alert, and version 2 answers every
-request after.
+request after. The monitor's exporter serves a skewed window's gauges, and
+TaxiTrainingServingSkew reaches the receiver as well (logged, no action).
 """
 
 import json
@@ -24,7 +25,8 @@ import pytest
 import requests
 import yaml
 
-from monitoring import exporter, rollback
+from monitoring import exporter, gauges, rollback
+from monitoring.drift import Finding
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -159,8 +161,15 @@ def start_receiver(tmp_path):
 
 @pytest.fixture
 def monitor_exporter(tmp_path):
+    """The exporter on a textfile as `taxi-monitor window --textfile` writes it: fare skewed."""
     textfiles = tmp_path / "textfiles"
     textfiles.mkdir()
+    findings = [
+        Finding("skew", "fare", "jsd", 0.4, 0.1),
+        Finding("skew", "company", "linf", 0.02, 0.1),
+    ]
+    registry = gauges.registry_for("window", findings, [], {"ok": 100}, time.time())
+    gauges.write_textfile(str(textfiles / "window.prom"), registry)
     server, _ = exporter.serve(exporter.MonitorCollector(str(textfiles), "taxi"), "127.0.0.1", 0)
     yield f"127.0.0.1:{server.server_port}"
     server.shutdown()
@@ -304,6 +313,18 @@ def test_error_alert_rolls_back_once(
         assert records[0]["handled"].startswith("rolled back taxi 3 -> 2")
         assert {r["handled"] for r in records[1:]} == {"already done for this episode"}
         assert len(rollback.history(rollback.writable_store(metadata))) == 1
+
+        # The monitor's path: the skew gauge, scraped from the exporter, alerts too (logged only).
+        def skew_alerts():
+            return [
+                r
+                for r in _log_records(log_file)
+                if r["alertname"] == "TaxiTrainingServingSkew" and r["status"] == "firing"
+            ]
+
+        (skew, *_) = _poll("the skew alert", skew_alerts, deadline)
+        assert skew["labels"]["model_name"] == "taxi" and "handled" not in skew
+        assert skew["summary"] == "taxi: 1 feature(s) skewed against the training data"
     finally:
         stop.set()
         traffic.join(timeout=30)
