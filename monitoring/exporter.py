@@ -13,8 +13,13 @@ Every scrape of `/metrics` serves, read fresh:
 * `taxi_monitor_version_role{model_name, version, role}` = 1 for each version
   label (`stable`, `canary`) of the model in the server's model config file,
   which the canary alert rules join with the server's per-version series;
-* `taxi_monitor_baseline_accuracy{model_name}` (`--baseline-accuracy`), the
-  accuracy the live-accuracy-drop alert measures from;
+* `taxi_monitor_baseline_accuracy{model_name, version}`, the accuracy the
+  live-accuracy-drop alert measures from: with `--metadata`, for each version
+  the model config names (labels, `specific` versions; under `latest` the
+  newest pushed version), the overall `binary_accuracy` of the Evaluator run
+  that blessed it (found through MLMD lineage, read once per version); with
+  `--baseline-accuracy`, version `all` (compared with the live accuracy of all
+  versions together);
 * `taxi_monitor_textfile_mtime_seconds{file}`.
 
 The checks keep running from cron (or a Kubernetes CronJob) and writing
@@ -57,15 +62,19 @@ def version_roles(model_config_path: str, model_name: str) -> dict[str, str]:
       ValueError: the file does not parse or has no entry for `model_name`.
       OSError: the file cannot be read.
     """
+    entry = _entry(model_config_path, model_name)
+    return {
+        str(version): label for label, version in entry.version_labels.items() if label in ROLES
+    }
+
+
+def _entry(model_config_path: str, model_name: str):
+    """The model's entry in the server's model config file (OSError, ValueError)."""
     with open(model_config_path) as f:
         server_config = serving_config.parse_model_config(f.read())
     for entry in server_config.model_config_list.config:
         if entry.name == model_name:
-            return {
-                str(version): label
-                for label, version in entry.version_labels.items()
-                if label in ROLES
-            }
+            return entry
     raise ValueError(f"model {model_name!r} is not in {model_config_path}")
 
 
@@ -78,11 +87,14 @@ class MonitorCollector(Collector):
         model_name: str,
         model_config: str | None = None,
         baseline_accuracy: float | None = None,
+        metadata: str | None = None,
     ):
         self.textfile_dir = textfile_dir
         self.model_name = model_name
         self.model_config = model_config
         self.baseline_accuracy = baseline_accuracy
+        self.metadata = metadata
+        self._evaluated: dict[str, float | None] = {}  # version -> accuracy (immutable)
 
     def _labelled(self, family: Metric) -> Metric:
         family.samples = [
@@ -140,14 +152,56 @@ class MonitorCollector(Collector):
             except (OSError, ValueError) as e:
                 log.warning("model config %s: %s", self.model_config, e)
             yield role
+        baseline = GaugeMetricFamily(
+            f"{PREFIX}_baseline_accuracy",
+            "Accuracy the live accuracy drop is measured from (version all: --baseline-accuracy)",
+            labels=["model_name", "version"],
+        )
         if self.baseline_accuracy is not None:
-            baseline = GaugeMetricFamily(
-                f"{PREFIX}_baseline_accuracy",
-                "Accuracy the live accuracy drop is measured from",
-                labels=["model_name"],
-            )
-            baseline.add_metric([self.model_name], self.baseline_accuracy)
-            yield baseline
+            baseline.add_metric([self.model_name, "all"], self.baseline_accuracy)
+        if self.metadata and self.model_config:
+            for version in self._configured_versions():
+                accuracy = self._evaluation_accuracy(version)
+                if accuracy is not None:
+                    baseline.add_metric([self.model_name, version], accuracy)
+        yield baseline
+
+    def _configured_versions(self) -> list[str]:
+        """Versions the model config makes the server serve (see the module docstring)."""
+        try:
+            entry = _entry(self.model_config, self.model_name)
+            versions = {str(v) for v in entry.version_labels.values()}
+            policy = entry.model_version_policy
+            if policy.WhichOneof("policy_choice") == "specific":
+                versions |= {str(v) for v in policy.specific.versions}
+            elif not versions:
+                from pipeline import lineage
+
+                pushed = lineage.pushed_versions(
+                    lineage.Graph.load(lineage.open_store(self.metadata))
+                )
+                versions = {max(pushed, key=int)} if pushed else set()
+            return sorted(versions, key=int)
+        except Exception as e:  # noqa: BLE001 - a scrape must not fail on a bad config/store
+            log.warning("served versions of %s: %s", self.model_name, e)
+            return []
+
+    def _evaluation_accuracy(self, version: str) -> float | None:
+        """Overall binary_accuracy of the evaluation that blessed `version` (cached)."""
+        if version not in self._evaluated:
+            self._evaluated[version] = None
+            try:
+                from pipeline import lineage
+                from reporting import model_analysis
+
+                info = lineage.version_lineage(lineage.open_store(self.metadata), version)
+                table = model_analysis.sliced_metrics(
+                    model_analysis.load_metrics(info["evaluation"][0])
+                )
+                self._evaluated[version] = float(table.loc["Overall", "binary_accuracy"])
+            except Exception as e:  # noqa: BLE001 - logged; the other gauges are still served
+                log.warning("evaluation accuracy of version %s: %s", version, e)
+        return self._evaluated[version]
 
 
 def _mtime_or_zero(path: str) -> float:
@@ -177,7 +231,15 @@ def add_parser(sub) -> None:
     )
     e.add_argument("--model-name", default="taxi", help="added as label model_name")
     e.add_argument("--model-config", help="the server's --model_config_file (version roles)")
-    e.add_argument("--baseline-accuracy", type=float, help="served as the live-quality baseline")
+    e.add_argument(
+        "--baseline-accuracy",
+        type=float,
+        help="live-quality baseline of all versions together (version label 'all')",
+    )
+    e.add_argument(
+        "--metadata",
+        help="ML Metadata store: each configured version's evaluation accuracy as its baseline",
+    )
     e.add_argument(
         "--listen",
         type=parse_listen,
@@ -207,8 +269,11 @@ def run(args) -> int:
             print(f"error: --model-config: {e}", file=sys.stderr)
             return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.metadata and not args.model_config:
+        print("error: --metadata needs --model-config (which versions are served)", file=sys.stderr)
+        return 2
     collector = MonitorCollector(
-        args.textfile_dir, args.model_name, args.model_config, args.baseline_accuracy
+        args.textfile_dir, args.model_name, args.model_config, args.baseline_accuracy, args.metadata
     )
     host, port = args.listen
     server, _ = serve(collector, host, port)

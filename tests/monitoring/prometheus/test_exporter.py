@@ -107,7 +107,7 @@ def test_collector_serves_textfiles_roles_and_baseline(textfile_dir, tmp_path):
     assert value("taxi_monitor_live_labelled", model_name=m, version="1") == 250
     assert value("taxi_monitor_version_role", model_name=m, version="1", role="stable") == 1
     assert value("taxi_monitor_version_role", model_name=m, version="2", role="canary") == 1
-    assert value("taxi_monitor_baseline_accuracy", model_name=m) == 0.8
+    assert value("taxi_monitor_baseline_accuracy", model_name=m, version="all") == 0.8
     assert value("taxi_monitor_textfile_errors", file="broken.prom") == 1
     assert value("taxi_monitor_textfile_errors", file="window.prom") == 0
     assert not [k for k in got if k[0] == "taxi_monitor_x"]  # nothing of the broken file
@@ -214,10 +214,55 @@ def test_cli_serves_until_sigterm(textfile_dir, tmp_path):
             time.sleep(0.2)
         assert url, out.read_text()[-3000:]
         got = _samples(requests.get(url, timeout=10).text)
-        assert got[("taxi_monitor_baseline_accuracy", (("model_name", "taxi"),))] == 0.8
+        key = ("taxi_monitor_baseline_accuracy", (("model_name", "taxi"), ("version", "all")))
+        assert got[key] == 0.8
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_baseline_is_each_versions_evaluation_accuracy(taxi_run, tmp_path):
+    import tensorflow_model_analysis as tfma
+
+    from pipeline import lineage
+
+    store = lineage.open_store(taxi_run["metadata"])
+    version = max(lineage.pushed_versions(lineage.Graph.load(store)), key=int)
+    (evaluation,) = lineage.version_lineage(store, version)["evaluation"]
+    expected = None  # the overall slice's binary_accuracy, read with TFMA's own API
+    for slice_metrics in tfma.load_metrics(evaluation):
+        if not slice_metrics.slice_key.single_slice_keys:
+            for key_and_value in slice_metrics.metric_keys_and_values:
+                key = key_and_value.key
+                if (
+                    key.name == "binary_accuracy"
+                    and key.model_name in ("", "candidate")
+                    and not key.is_diff
+                ):
+                    expected = key_and_value.value.double_value.value
+    assert expected is not None
+    config = tmp_path / "models.config"
+    for policy in ("", f"model_version_policy {{ specific {{ versions: {version} }} }}"):
+        config.write_text(
+            f"model_config_list {{ config {{ name: 'taxi' base_path: '/m' "
+            f"model_platform: 'tensorflow' {policy} }} }}"
+        )
+        collector = exporter.MonitorCollector(
+            str(tmp_path), "taxi", str(config), metadata=taxi_run["metadata"]
+        )
+        got = _scrape(collector)
+        key = ("taxi_monitor_baseline_accuracy", (("model_name", "taxi"), ("version", version)))
+        assert got[key] == pytest.approx(expected, abs=1e-6), policy
+    config.write_text(
+        "model_config_list { config { name: 'taxi' base_path: '/m' model_platform: 'tensorflow' "
+        "model_version_policy { specific { versions: 12345 } } } }"
+    )
+    collector = exporter.MonitorCollector(
+        str(tmp_path), "taxi", str(config), metadata=taxi_run["metadata"]
+    )
+    assert not [k for k in _scrape(collector) if k[0] == "taxi_monitor_baseline_accuracy"]
