@@ -11,8 +11,9 @@ Read from a monitoring output folder (`taxi-monitor window|quality|ab|watch
 * `shadow.json` of `taxi-monitor shadow` (shadow verdicts per version pair:
   agreement, differences, error rate): shown on every window it overlaps;
 * `report.json` of an A/B test (canary verdicts), and alerts: shown on the
-  page of the window during which, or in the window's length after whose
-  end, they were created (a check runs after its window closes).
+  page of the newest window that had started when they were created (checks
+  run after their window closes, often several windows later; events older
+  than every window are not shown).
 
 Pages are self-contained (inline styles, plots as embedded PNGs, no
 JavaScript), like the run report.
@@ -20,6 +21,7 @@ JavaScript), like the run report.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime
 import glob
@@ -137,26 +139,27 @@ def collect(monitoring_dir: str, alert_logs: list[str] = ()) -> list[Window]:
             verdicts.append(dict(report, path=path))
     alerts = read_alerts(list(alert_logs))
     windows.sort(key=lambda w: (w.start, w.end))
+    starts = [w.start for w in windows]
+
+    def owner(moment) -> Window | None:
+        """The newest window that had started at `moment` (None: before the first)."""
+        index = bisect.bisect_right(starts, float(moment)) - 1 if moment is not None else -1
+        return windows[index] if index >= 0 else None
+
+    for alert in sorted(alerts, key=lambda a: a["time"] or 0.0):
+        if (window := owner(alert["time"])) is not None:
+            window.alerts.append(alert)
+    for verdict in verdicts:
+        if (window := owner(verdict.get("created"))) is not None:
+            window.verdicts.append(verdict)
     for window in windows:
-        length = window.end - window.start
         window.quality = [
             q for q in qualities if q["start"] < window.end and q["end"] > window.start
         ]
-        window.alerts = sorted(
-            (
-                a
-                for a in alerts
-                if a["time"] is not None and window.start <= a["time"] < window.end + length
-            ),
-            key=lambda a: a["time"],
-        )
         window.shadows = [
             r
             for r in shadows
             if float(r.get("start", 0)) < window.end and float(r.get("end", 0)) > window.start
-        ]
-        window.verdicts = [
-            v for v in verdicts if window.start <= float(v.get("created", -1)) < window.end + length
         ]
     return windows
 

@@ -44,8 +44,15 @@ def monitoring_out(tmp_path, write_log, log_prefix, make_rows, make_log):
     assert cli.main(argv + ["--out", str(out)]) == cli.EXIT_OK
     log = tmp_path / "alerts.jsonl"
     alerts.to_log(
-        str(log), [alerts.Alert("serving drift", "drift_features", 2, 0, "warning", "taxi", 3600.0)]
+        str(log),
+        [
+            alerts.Alert("serving drift", "drift_features", 2, 0, "warning", "taxi", 3600.0),
+            # checked much later: still the newest window's; before every window: no page
+            alerts.Alert("p99 latency", "p99_latency_ms", 300, 100, "warning", "taxi", 9999.0),
+            alerts.Alert("startup check", "error_rate", 0.5, 0.01, "critical", "taxi", 100.0),
+        ],
     )
+
     with open(log, "a") as f:
         record = {
             "received": "1970-01-01T00:58:20+00:00",  # 3500 s
@@ -139,6 +146,7 @@ def test_pages(monitoring_out, tmp_path):
         and "rolled back taxi 2 -&gt; 1" in page
     )
     assert "<td>rollback</td>" in page and "<td>abort</td>" in page
+    assert "p99 latency" in page and "startup check" not in page + calm
     assert "<td>reject</td>" in page and "shadow accuracy 0.6000 &lt; stable 0.8000" in page
     assert "No shadow comparison." in calm
     assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
@@ -149,7 +157,7 @@ def test_bad_input(monitoring_out, tmp_path, capsys):
     with open(log, "a") as f:
         f.write('{"nonsense": 1}\n')
     assert report_cli.main(["--monitoring", str(out), "--alerts", str(log)]) == 2
-    assert f"{log}:3: not an alert log record" in capsys.readouterr().err
+    assert f"{log}:5: not an alert log record" in capsys.readouterr().err
     assert report_cli.main(["--monitoring", str(tmp_path / "empty")]) == 2
     assert "no window-<start>-<end>/summary.json" in capsys.readouterr().err
 
