@@ -10,6 +10,11 @@ incident.
 Signals: `skew_features`, `drift_features` (features above their threshold,
 from a `monitor window` summary), `error_rate`, `p99_latency_ms` (server
 metrics), `live_accuracy_drop` (baseline minus live accuracy).
+
+This is the embedded alerting for a laptop or a cron job without Prometheus.
+Where Prometheus and Alertmanager run, deploy/prometheus/alert_rules.yml has
+the same rules and Alertmanager's grouping, inhibition and repeat interval
+replace this module's de-duplication and cooldown (monitoring/README.md).
 """
 
 from __future__ import annotations

@@ -46,6 +46,12 @@ retrain, canary and decision against a real server (see monitoring/scenario.py).
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
 (see monitoring/rollback.py).
 
+`exporter` serves the checks' gauges (their `--textfile` files) and the
+version roles over HTTP for Prometheus (see monitoring/exporter.py);
+`alert-receiver` is Alertmanager's webhook: it logs alerts and runs their
+rollback or canary abort once per alert episode (see monitoring/alert_receiver.py
+and deploy/prometheus, deploy/alertmanager).
+
 Exit codes: 0 nothing found / done; 1 something found (anomalies, skew or
 drift; an alert rule firing; an `ab` verdict of rollback); 2 bad input or an
 action not done (no log files, an empty window, malformed records above
@@ -275,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="who or what asked (default: $USER)",
     )
     r.add_argument("--history", action="store_true", help="only list recorded rollbacks")
+    from monitoring import alert_receiver, exporter  # their own parsers, `func` defaults
+
+    exporter.add_parser(sub)
+    alert_receiver.add_parser(sub)
     return p
 
 
@@ -996,6 +1006,8 @@ def _finish(directory, validation, problems, exit_code, anomalous=None) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "func"):  # subcommands registered by their own module
+            return args.func(args)
         if args.command == "window":
             return run_window(args)
         if args.command == "alert":

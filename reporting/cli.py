@@ -7,9 +7,14 @@ Examples::
     taxi-report --run-dir /tmp/run --run 42      # the run holding execution 42
     taxi-report --run-dir /tmp/run --all         # every run
     taxi-report --list                           # list runs, write nothing
+    taxi-report --monitoring monitoring_out --alerts alerts.jsonl --output-dir pages
+                                                 # one page per request-log window + index.html
 
 Reports go to <run dir>/reports/run-<run id>.html unless --output /
---output-dir say otherwise. Exit codes: 0 written, 1 no such run or no metadata.
+--output-dir say otherwise. Monitoring pages (`taxi-monitor window|quality|ab|watch`
+outputs, alert logs) go to <monitoring dir>/pages unless --output-dir says
+otherwise. Exit codes: 0 written, 1 no such run or no metadata, 2 no window
+or a bad alert log.
 """
 
 from __future__ import annotations
@@ -39,6 +44,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     which.add_argument("--all", action="store_true", help="one report per run")
     which.add_argument("--list", action="store_true", help="list the runs and exit")
+    which.add_argument(
+        "--monitoring", help="monitoring output folder: write its per-window pages instead"
+    )
+    parser.add_argument(
+        "--alerts",
+        action="append",
+        default=[],
+        help="alert log (JSON lines of taxi-monitor alert / alert-receiver); repeatable",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--output", help="report file (single run only)")
     where.add_argument("--output-dir", help="folder for the reports (default: <run dir>/reports)")
@@ -65,6 +79,17 @@ def main(argv=None) -> int:
         print("taxi-report: --output names one file; use --output-dir with --all", file=sys.stderr)
         return 2
     _quiet()
+    if args.monitoring:
+        from reporting import monitoring_pages
+
+        output_dir = args.output_dir or os.path.join(args.monitoring, "pages")
+        try:
+            paths = monitoring_pages.write_pages(args.monitoring, output_dir, args.alerts)
+        except (OSError, ValueError) as e:
+            print(f"taxi-report: {e}", file=sys.stderr)
+            return 2
+        print(f"{len(paths) - 1} window pages: {paths[0]}")
+        return 0
     from reporting import html_report
     from reporting import runs as runs_lib
 

@@ -16,7 +16,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from reporting import data_validation, lineage_view, model_analysis
+from reporting import data_validation, gates, lineage_view, model_analysis
 from reporting import runs as runs_lib
 
 
@@ -113,7 +113,7 @@ img.plot { max-width: 100%; border: 1px solid #dde3ee; }
 {% else %}<span class="badge neutral">{{ run.kind }}</span>{% endif %}
 <span class="muted">&nbsp; {{ run.kind }} run · span {{ dv.span if dv.span is not none else "–" }} · metadata {{ metadata_path }} · report generated {{ generated }}</span>
 </p>
-<nav><a href="#data">Data</a><a href="#anomalies">Anomalies</a><a href="#drift">Drift</a><a href="#model">Model</a><a href="#lineage">Lineage</a></nav>
+<nav><a href="#data">Data</a><a href="#anomalies">Anomalies</a><a href="#drift">Drift</a><a href="#model">Model</a><a href="#gates">Gates</a><a href="#lineage">Lineage</a></nav>
 
 <h2 id="data">Data summary</h2>
 {% if dv.statistics %}
@@ -147,6 +147,37 @@ Statistics: <code>{{ dv.statistics_uri }}</code></p>
 {{ sliced_html }}
 <p class="muted">Evaluation: <code>{{ analysis.evaluation_uri }}</code></p>
 {% else %}<p class="muted">{{ no_model_reason }}</p>{% endif %}
+
+<h2 id="gates">Gates: the evidence</h2>
+<h3>Tuner trials</h3>
+{% if g.tuner is not none %}<p>{{ g.tuner|length }} trial{{ "s" if g.tuner|length != 1 }} of KerasTuner (objective: validation AUC); the best one's hyperparameters are the wide &amp; deep candidate of model selection.</p>
+<img class="plot" alt="Tuner trials" src="{{ tuner_plot }}">
+{{ tuner_html }}
+{% else %}<p class="muted">No Tuner in this run.</p>{% endif %}
+<h3>Model selection (cross-validation)</h3>
+{% if g.selection %}{% set cv = g.selection %}
+<div class="box good">{{ cv.folds }}-fold cross-validation on the {{ cv.split }} split ({{ cv.rows }} rows, {{ cv.steps }} steps per fold) chose <b>{{ cv.chosen_family }}</b>: {{ cv.reason }}.</div>
+<img class="plot" alt="AUC per fold" src="{{ folds_plot }}">
+{{ selection_summary_html }}
+<p class="muted">Per fold:</p>
+{{ folds_html }}
+{{ comparison_html_cv }}
+<p class="muted">Rule: {{ cv.rule }}</p>
+{% else %}<p class="muted">No model selection in this run.</p>{% endif %}
+<h3>Held-out test split, by slice (TestEvaluator; reported, not a gate)</h3>
+{% if test_html %}<img class="plot" alt="Test AUC per slice" src="{{ test_plot }}">
+{{ test_html }}{% else %}<p class="muted">No test evaluation in this run.</p>{% endif %}
+<h3>Behavioral checks</h3>
+{% if g.behavioral %}<p><span class="badge {{ 'ok' if g.behavioral.passed else 'fail' }}">{{ "passed" if g.behavioral.passed else "failed: " ~ g.behavioral.failed }}</span>
+&nbsp;{{ g.behavioral.cases|length }} hand-written cases ({{ g.behavioral.cases|map(attribute="kind")|unique|join(", ") }}) on the trained model.</p>
+{{ behavioral_html }}
+{% else %}<p class="muted">No behavioral checks in this run.</p>{% endif %}
+<h3>Serving canary (InfraCanary)</h3>
+{% if g.canary %}<p><span class="badge {{ 'ok' if g.canary.passed else 'fail' }}">{{ "passed" if g.canary.passed else "failed" }}</span>
+&nbsp;the candidate served by the model server, probed over REST and gRPC before the push.</p>
+{{ canary_html }}
+{% if not g.canary.passed %}<pre class="muted">{{ g.canary.server_log_tail }}</pre>{% endif %}
+{% else %}<p class="muted">No serving canary in this run.</p>{% endif %}
 
 <h2 id="lineage">Lineage</h2>
 <table class="tbl facts">{% for label, value in facts %}<tr><th>{{ label }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
@@ -187,8 +218,11 @@ def render(store: runs_lib.RunStore, run: runs_lib.Run) -> str:
     if pushed:
         chain = lineage_view.version_chain(store, str(runs_lib.prop(pushed[-1], "pushed_version")))
         chain_html = table_html(lineage_view.chain_table(store, chain), index=False, left=True)
+    g = gates.for_run(store, run)
     markup = Markup
     return TEMPLATE.render(
+        g=g,
+        **_gate_fragments(g),
         run=run,
         dv=dv,
         counts=counts,
@@ -209,6 +243,34 @@ def render(store: runs_lib.RunStore, run: runs_lib.Run) -> str:
         facts=lineage_view.run_lineage_summary(store, run),
         chain_html=markup(chain_html),
     )
+
+
+def _gate_fragments(g: gates.Gates) -> dict:
+    """Tables (Markup) and plots (data URIs) of the gates section."""
+    out = {}
+    if g.tuner is not None:
+        out["tuner_plot"] = figure_to_data_uri(gates.plot_trials(g.tuner))
+        out["tuner_html"] = Markup(table_html(g.tuner))
+    if g.selection:
+        out["folds_plot"] = figure_to_data_uri(gates.plot_folds(g.selection))
+        out["selection_summary_html"] = Markup(table_html(gates.summary_table(g.selection)))
+        out["folds_html"] = Markup(table_html(gates.fold_table(g.selection)))
+        out["comparison_html_cv"] = Markup(
+            table_html(gates.comparison_table(g.selection), index=False, left=True)
+        )
+    if g.test is not None and not g.test.empty:
+        out["test_plot"] = figure_to_data_uri(model_analysis.plot_sliced_metric(g.test, "auc"))
+        out["test_html"] = Markup(table_html(model_analysis.sliced_metrics(g.test)))
+    if g.behavioral:
+        cases = pd.DataFrame(g.behavioral["cases"])
+        out["behavioral_html"] = Markup(
+            table_html(cases[["kind", "name", "passed", "expected", "got"]], index=False, left=True)
+        )
+    if g.canary:
+        out["canary_html"] = Markup(
+            table_html(gates.canary_table(g.canary), index=False, left=True)
+        )
+    return out
 
 
 def write_report(store: runs_lib.RunStore, run: runs_lib.Run, path: str) -> str:

@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh           # runtime + dev/test tools
 #   scripts/setup.sh --browser # also Debian's chromium (HTML report tests) and
-#                              # mariadb-server (shared ML Metadata tests start their own)
+#                              # mariadb-server (shared ML Metadata tests start their own),
+#                              # prometheus + prometheus-alertmanager (alerting tests)
 #
 # Installs from requirements/lock.txt with --no-deps: every package is pinned
 # there, so pip resolves nothing (no backtracking) and the stack is exactly the
@@ -53,12 +54,27 @@ fi
 
 if [[ "${1:-}" == "--browser" ]] && [[ ! -x /usr/sbin/mariadbd ]] && ! command -v mariadbd >/dev/null 2>&1; then
   echo "setup: installing Debian's mariadb-server (the ML Metadata on MySQL tests start their own server)"
-  if command -v apt-get >/dev/null 2>&1; then
-    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-    $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq mariadb-server >/dev/null \
-      || echo "setup: WARNING: could not install mariadb-server; the MySQL metadata tests will be skipped" >&2
-  else
-    echo "setup: WARNING: no apt-get; install MariaDB yourself for the MySQL metadata tests" >&2
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  if ! { command -v apt-get >/dev/null 2>&1 && $SUDO apt-get update -qq >/dev/null \
+         && $SUDO apt-get install -y -qq mariadb-server >/dev/null; }; then
+    if [[ "${CI:-}" == "true" ]]; then
+      echo "setup: ERROR: could not install mariadb-server" >&2; exit 1
+    fi
+    echo "setup: WARNING: mariadb-server not installed; the MySQL metadata tests will be skipped" >&2
+  fi
+fi
+
+# Prometheus, promtool, Alertmanager and amtool for the alerting tests
+# (tests/monitoring/prometheus). Under CI a failed install fails the set-up.
+if [[ "${1:-}" == "--browser" ]] && ! { command -v promtool && command -v prometheus-alertmanager; } >/dev/null 2>&1; then
+  echo "setup: installing Debian's prometheus and prometheus-alertmanager (alerting tests)"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  if ! { command -v apt-get >/dev/null 2>&1 && $SUDO apt-get update -qq >/dev/null \
+         && $SUDO apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; }; then
+    if [[ "${CI:-}" == "true" ]]; then
+      echo "setup: ERROR: could not install prometheus/prometheus-alertmanager" >&2; exit 1
+    fi
+    echo "setup: WARNING: prometheus/prometheus-alertmanager not installed; the alerting tests will be skipped" >&2
   fi
 fi
 

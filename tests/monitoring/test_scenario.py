@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -66,3 +67,17 @@ def test_scenario_end_to_end(tmp_path):
         assert decision["expected_version"] == retrain["candidate"]
     reports = os.listdir(tmp_path / "work" / "monitoring" / "ab")
     assert any(name.endswith(decision["action"]) for name in reports)
+    # The pages a person reads: both windows, the drift window with its alert and verdicts.
+    from reporting import monitoring_pages
+
+    work = tmp_path / "work"
+    paths = monitoring_pages.write_pages(
+        str(work / "monitoring"), str(tmp_path / "pages"), [str(work / "alerts.log")]
+    )
+    assert len(paths) == 3  # index, normal window, drift window
+    page = open(paths[-1], encoding="utf-8").read()
+    for feature in ("fare", "trip_miles", "payment_type"):
+        assert re.search(
+            rf"<td>{feature}</td>(?:(?!</tr>).)*<td>[a-z, ]*drift[a-z, ]*</td>", page, re.S
+        ), feature
+    assert "serving drift" in page and f"<td>{decision['action']}</td>" in page

@@ -153,6 +153,38 @@ def test_report_of_training_run(pipeline_runs, reports):
     assert "Pushed model back to its data" in html and "span 2013" in html
 
 
+def test_report_shows_each_gates_evidence(pipeline_runs, reports):
+    from reporting import gates, model_analysis
+    from reporting import runs as runs_lib
+
+    html = open(reports[pipeline_runs.good_run_id], encoding="utf-8").read()
+    store = runs_lib.RunStore(pipeline_runs.run_dir)
+    g = gates.for_run(store, store.get_run(pipeline_runs.good_run_id))
+    assert g.tuner is not None and g.selection and g.behavioral and g.canary
+    assert g.test is not None and not g.test.empty
+    section = html[html.index('<h2 id="gates">') : html.index('<h2 id="lineage">')]
+    for alt in ("Tuner trials", "AUC per fold", "Test AUC per slice"):
+        assert re.search(
+            rf'alt="{alt}" src="data:image/png;base64,[A-Za-z0-9+/=]{{1000,}}"', section
+        )
+    assert f"{len(g.tuner)} trial" in section
+    best = g.tuner.iloc[0]
+    assert f"<th>{best.name}</th>" in section and f"{best['score']:.4g}" in section
+    cv = g.selection
+    assert f"chose <b>{cv['chosen_family']}</b>" in section
+    for info in cv["families"].values():
+        auc = info["summary"]["auc"]
+        assert f"[{auc['ci_low']:.4f}, {auc['ci_high']:.4f}]" in section  # the CI
+        for fold in info["folds"]:
+            assert f"{fold['auc']:.4g}" in section  # each fold's AUC
+    overall_test_auc = model_analysis.sliced_metrics(g.test).loc["Overall", "auc"]
+    assert f"{overall_test_auc:.4g}" in section and "trip_start_hour:12" in section
+    for case in g.behavioral["cases"]:
+        assert case["name"] in section
+    probes = len(g.canary["checks"])
+    assert probes > 3 and "rest_predict" in section and "grpc_predict" in section
+
+
 def test_report_of_anomalous_run(pipeline_runs, reports):
     html = open(reports[pipeline_runs.bad_run_id], encoding="utf-8").read()
     _no_network_references(html)
@@ -164,6 +196,7 @@ def test_report_of_anomalous_run(pipeline_runs, reports):
         row
     )  # a third of the rows became Bitcoin
     assert "No model: the run stopped at AnomaliesGate before training." in html
+    assert "No Tuner in this run." in html and "No serving canary in this run." in html
 
 
 def test_report_cli_single_run_and_errors(pipeline_runs, tmp_path, capsys):

@@ -327,3 +327,87 @@ def test_missing_metadata_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert cli.main([]) == 1
     assert "no ML Metadata" in capsys.readouterr().err
     assert cli.main(["--all", "--output", "x.html"]) == 2
+
+
+CV_RESULT = {
+    "split": "train",
+    "rows": 900,
+    "folds": 2,
+    "steps": 10,
+    "chosen_family": "wide_deep",
+    "reason": "significantly better",
+    "rule": "simplest first",
+    "families": {
+        "logistic": {
+            "folds": [
+                {"fold": 0, "rows": 450, "auc": 0.90, "log_loss": 0.3},
+                {"fold": 1, "rows": 450, "auc": 0.92, "log_loss": 0.28},
+            ],
+            "summary": {
+                "auc": {"mean": 0.91, "ci_low": 0.8829, "ci_high": 0.9371},
+                "log_loss": {"mean": 0.29, "ci_low": 0.2, "ci_high": 0.38},
+            },
+        },
+        "wide_deep": {
+            "folds": [
+                {"fold": 0, "rows": 450, "auc": 0.95, "log_loss": 0.2},
+                {"fold": 1, "rows": 450, "auc": 0.96, "log_loss": 0.19},
+            ],
+            "summary": {
+                "auc": {"mean": 0.955, "ci_low": 0.9486, "ci_high": 0.9614},
+                "log_loss": {"mean": 0.195, "ci_low": 0.18, "ci_high": 0.21},
+            },
+        },
+    },
+    "comparisons": [
+        {
+            "candidate": "wide_deep",
+            "against": "logistic",
+            "differences": [0.05, 0.04],
+            "mean": 0.045,
+            "ci_low": 0.01,
+            "ci_high": 0.08,
+            "significant": True,
+        }
+    ],
+}
+
+
+def test_gate_tables():
+    from reporting import gates
+
+    trials = gates.tuner_trials(
+        [
+            {"trial_id": "0", "score": 0.91, "dropout": 0.1},
+            {"trial_id": "1", "score": 0.95, "dropout": 0.0},
+        ]
+    )
+    assert list(trials.index) == ["1", "0"]  # best first
+    folds = gates.fold_table(CV_RESULT)
+    assert folds.loc[("wide_deep", 1), "auc"] == 0.96 and len(folds) == 4
+    summary = gates.summary_table(CV_RESULT)
+    assert summary.loc["logistic", "auc 95% CI"] == "[0.8829, 0.9371]"
+    assert summary["chosen"].to_dict() == {"logistic": "", "wide_deep": "yes"}
+    (comparison,) = gates.comparison_table(CV_RESULT).to_dict("records")
+    assert comparison["per-fold differences"] == "+0.0500, +0.0400"
+    assert comparison["95% CI"] == "[+0.0100, +0.0800]" and comparison["significant"] == "yes"
+    checks = [
+        {"name": "available", "ok": True, "detail": ""},
+        {"name": "rest_predict_0", "ok": True, "detail": ""},
+        {"name": "rest_predict_1", "ok": False, "detail": "HTTP 500"},
+        {"name": "grpc_predict_0", "ok": True, "detail": ""},
+    ]
+    table = gates.canary_table({"checks": checks}).set_index("probe")
+    assert table.loc["rest_predict", ["probes", "passed", "failed"]].tolist() == [2, 1, 1]
+    assert table.loc["rest_predict", "first failure"] == "rest_predict_1: HTTP 500"
+    assert table.loc["grpc_predict", "failed"] == 0
+
+
+def test_gate_plots_are_figures():
+    from reporting import gates, html_report
+
+    trials = gates.tuner_trials(
+        [{"trial_id": "0", "score": 0.91}, {"trial_id": "1", "score": 0.95}]
+    )
+    for fig in (gates.plot_folds(CV_RESULT), gates.plot_trials(trials)):
+        assert html_report.figure_to_data_uri(fig).startswith("data:image/png;base64,")
