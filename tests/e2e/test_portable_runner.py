@@ -13,6 +13,7 @@ import time
 import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow.core.example import example_pb2
 from taxi_runs import REPO_ROOT, run_pipeline
 
 
@@ -80,12 +81,19 @@ def _raw_examples(output_dir: str) -> dict:
 
 
 def _records(path: str) -> list[str]:
-    """Digests of the records of one gzipped TFRecord file (length-prefixed framing)."""
+    """Digests of the tf.Examples of one gzipped TFRecord file (length-prefixed framing).
+
+    Each Example is re-serialized deterministically: the two runners write the
+    same Examples with their feature maps in different byte orders.
+    """
     digests = []
     with gzip.open(path, "rb") as f:
         while header := f.read(12):
             length = int.from_bytes(header[:8], "little")
-            digests.append(hashlib.sha256(f.read(length)).hexdigest())
+            example = example_pb2.Example.FromString(f.read(length))
+            digests.append(
+                hashlib.sha256(example.SerializeToString(deterministic=True)).hexdigest()
+            )
             f.read(4)  # data CRC
     return digests
 
