@@ -13,8 +13,8 @@ import time
 import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tensorflow.core.example import example_pb2
 from taxi_runs import REPO_ROOT, run_pipeline
+from tensorflow.core.example import example_pb2
 
 
 def _free_port() -> int:
