@@ -3,7 +3,9 @@
 Flags use TF Serving's spelling (`--model_name=x`, `--enable_batching=true`).
 Differences from `tensorflow_model_server`: `--rest_api_port` defaults to
 8501 (the Docker image's value), `--bind_address` (default 127.0.0.1) chooses
-the listening interface, and `--max_request_bytes` caps request bodies (413).
+the listening interface, `--max_request_bytes` caps request bodies (413), and
+the batching and TF thread flags default to None ("not given"): the server
+derives fast values for the machine from them (`serving/defaults.py`).
 """
 
 import argparse
@@ -50,15 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--file_system_poll_wait_seconds", type=float, default=1)
     add("--max_num_load_retries", type=int, default=5)
     add("--load_retry_interval_micros", type=int, default=60_000_000)
-    flag("--enable_batching", False)
+    flag("--enable_batching", None, help="unset: on, derived from the cores (serving/defaults.py)")
     add("--batching_parameters_file", default="")
     flag("--allow_version_labels_for_unavailable_models", False)
     add("--monitoring_config_file", default="")
     flag("--enable_model_warmup", True)
     add("--num_request_iterations_for_warmup", type=int, default=0)
     add("--saved_model_tags", default="serve")
-    add("--tensorflow_intra_op_parallelism", type=int, default=0)
-    add("--tensorflow_inter_op_parallelism", type=int, default=0)
+    add("--tensorflow_intra_op_parallelism", type=int, default=None, help="unset: 1")
+    add("--tensorflow_inter_op_parallelism", type=int, default=None, help="unset: -1")
     add("--tensorflow_session_parallelism", type=int, default=0)
     add(
         "--canary_traffic_share",

@@ -17,6 +17,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 from serving import config as flags  # noqa: E402
+from serving import defaults  # noqa: E402
 from serving.batching import Scheduler, parse_batching_parameters  # noqa: E402
 from serving.errors import ServingError  # noqa: E402
 from serving.grpc_server import start_grpc_server  # noqa: E402
@@ -44,14 +45,14 @@ def _session_config(args):
     )
 
 
-def _scheduler(args, metrics) -> Scheduler:
+def _scheduler(args, metrics, cores: int) -> Scheduler:
     if args.batching_parameters_file and not args.enable_batching:
         raise StartupError(
             "server_options.batching_parameters_file is set without setting "
             "server_options.enable_batching to true."
         )
-    params = None
-    if args.enable_batching:
+    params = getattr(args, "derived_batching", None)
+    if args.enable_batching and params is None:
         text = ""
         if args.batching_parameters_file:
             with open(args.batching_parameters_file) as f:
@@ -60,7 +61,7 @@ def _scheduler(args, metrics) -> Scheduler:
     on_batch = lambda servable, rows, padded: metrics.record_batch(  # noqa: E731
         servable.name, rows, padded
     )
-    return Scheduler(params, num_threads=max(2, os.cpu_count() or 1), on_batch=on_batch)
+    return Scheduler(params, num_threads=max(2, cores), on_batch=on_batch)
 
 
 class ModelServer:
@@ -68,8 +69,10 @@ class ModelServer:
 
     def __init__(self, args):
         self.args = args
+        self.cores = defaults.usable_cores()
+        log.info(defaults.describe(self.cores, defaults.apply(args, self.cores)))
         self.metrics = ServingMetrics()
-        self.scheduler = _scheduler(args, self.metrics)
+        self.scheduler = _scheduler(args, self.metrics, self.cores)
         self.request_logger = RequestLogger(
             args.request_log_max_file_bytes, args.request_log_max_files, self.metrics
         )
