@@ -119,3 +119,60 @@ def test_server_logs_rest_header_and_grpc_metadata_request_ids(tmp_path, start_s
     assert server.stop() == 0
     ids = sorted(r.predict_log.request.client_id for r in _records(prefix))
     assert ids == [b"grpc-1", b"grpc-2", b"rest-1"]
+
+
+def test_records_are_built_off_the_serving_thread_and_flushed_when_idle(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from serving import request_log
+
+    builders = []
+    real = request_log.to_tensor_proto
+
+    def recording(array):
+        builders.append(threading.current_thread().name)
+        return real(array)
+
+    monkeypatch.setattr(request_log, "to_tensor_proto", recording)
+    prefix = str(tmp_path / "m")
+    logger = RequestLogger()
+    logger.configure("m", _config(prefix, 1.0))
+    feeds, outputs = {"x": np.array([[1.0]], np.float32)}, {"y": np.array([[2.0]], np.float32)}
+    logger.log_predict(FakeServable(), "serving_default", feeds, outputs, b"r-1")
+    deadline = time.monotonic() + 60  # no close(): the idle writer flushes on its own
+    while time.monotonic() < deadline and not (glob.glob(prefix + ".*") and _records(prefix)):
+        time.sleep(0.05)
+    assert [r.predict_log.request.client_id for r in _records(prefix)] == [b"r-1"]
+    assert set(builders) == {"request-log"}  # never on the caller's (event loop) thread
+    logger.close()
+
+
+def test_a_full_queue_drops_and_counts(tmp_path, monkeypatch):
+    import threading
+
+    from serving import request_log
+    from serving.metrics import ServingMetrics
+
+    entered, release = threading.Event(), threading.Event()
+    real = request_log.to_tensor_proto
+
+    def blocking(array):
+        entered.set()
+        assert release.wait(60)
+        return real(array)
+
+    monkeypatch.setattr(request_log, "to_tensor_proto", blocking)
+    metrics = ServingMetrics()
+    logger = RequestLogger(metrics=metrics, queue_size=2)
+    logger.configure("m", _config(str(tmp_path / "m"), 1.0))
+    feeds, outputs = {"x": np.array([[1.0]], np.float32)}, {"y": np.array([[2.0]], np.float32)}
+    logger.log_predict(FakeServable(), "serving_default", feeds, outputs)
+    assert entered.wait(60)  # the writer holds the first record
+    for _ in range(9):
+        logger.log_predict(FakeServable(), "serving_default", feeds, outputs)
+    assert metrics.request_log_count.get("m", "DROPPED") == 7  # 2 fit in the queue
+    release.set()
+    logger.close()
+    assert metrics.request_log_count.get("m", "OK") == 3
+    assert len(_records(str(tmp_path / "m"))) == 3
