@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of unversioned requests routed to the 'canary' label (needs 'stable'); "
         "0 = off (TF Serving's behaviour)",
     )
+    add("--shadow_traffic_share", type=float, default=0.0, help="ours: predict calls mirrored")
+    add("--shadow_version", type=int, default=None, help="the shadow's version number")
+    add("--shadow_version_label", default=None, help="or: the shadow's version label")
+    add("--shadow_log_prefix", default="", help="default: <request-log dir>/shadow/<prefix>")
     add("--request_log_max_file_bytes", type=int, default=64 << 20)
     add("--request_log_max_files", type=int, default=10)
     flag("--enable_signature_method_name_check", False)

@@ -95,11 +95,12 @@ def _output_filter(signature, request) -> tuple:
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict, Classify, Regress and GetModelMetadata (grpc.aio, on the server loop)."""
 
-    def __init__(self, manager, scheduler, metrics, request_logger=None):
+    def __init__(self, manager, scheduler, metrics, request_logger=None, shadow=None):
         self.manager = manager
         self.scheduler = scheduler
         self.metrics = metrics
         self.request_logger = request_logger
+        self.shadow = shadow
 
     async def _call(self, api: str, request, context, body):
         started = time.perf_counter()
@@ -129,6 +130,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     async def Predict(self, request, context):
         async def body():
+            started = time.perf_counter()
             servable = _resolve_spec(self.manager, request)
             signature = inference.predict_signature_grpc(
                 servable, request.model_spec.signature_name
@@ -147,6 +149,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     signature.key,
                     feeds,
                     {a: outputs[a] for a in fetch},
+                    _request_id(request, context),
+                )
+            if self.shadow is not None:
+                self.shadow.offer(
+                    servable,
+                    signature.key,
+                    feeds,
+                    {a: outputs[a] for a in fetch},
+                    (time.perf_counter() - started) * 1e6,
                     _request_id(request, context),
                 )
             rows = [v.shape[0] for v in feeds.values() if v.ndim]
@@ -242,7 +253,14 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 async def start_grpc_server(
-    host: str, port: int, manager, scheduler, metrics, request_logger=None, reload_config=None
+    host: str,
+    port: int,
+    manager,
+    scheduler,
+    metrics,
+    request_logger=None,
+    reload_config=None,
+    shadow=None,
 ):
     """Starts the grpc.aio server on the running loop; returns (server, bound_port)."""
     server = grpc.aio.server(
@@ -253,7 +271,7 @@ async def start_grpc_server(
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(manager, scheduler, metrics, request_logger), server
+        PredictionServicer(manager, scheduler, metrics, request_logger, shadow), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelServicer(manager, reload_config), server

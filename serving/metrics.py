@@ -15,6 +15,7 @@ import threading
 
 _LATENCY_BUCKETS = tuple(10 * 1.8**k for k in range(33))
 _EXAMPLE_BUCKETS = tuple(float(2**k) for k in range(15))
+_DIFF_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def _format_number(value: float) -> str:
@@ -159,6 +160,15 @@ class ServingMetrics:
         self.version_available = Gauge(
             ":serving:model_version_available", ("model_name", "version")
         )
+        self.shadow_request_count = Counter(
+            ":serving:shadow_request_count", ("model_name", "version", "status")
+        )
+        self.shadow_latency = Histogram(
+            ":serving:shadow_latency", ("model_name", "version"), _LATENCY_BUCKETS
+        )
+        self.shadow_abs_diff = Histogram(
+            ":serving:shadow_abs_diff", ("model_name", "version"), _DIFF_BUCKETS
+        )
         self._all = [
             self.request_count,
             self.request_latency,
@@ -173,6 +183,9 @@ class ServingMetrics:
             self.version_latency,
             self.version_events,
             self.version_available,
+            self.shadow_request_count,
+            self.shadow_latency,
+            self.shadow_abs_diff,
         ]
 
     def record_request(

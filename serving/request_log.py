@@ -132,6 +132,11 @@ class RequestLogger:
             return
         self._configs[model_name] = (rate, prefix, config.sampling_config)
 
+    def prefix(self, model_name: str):
+        """The model's configured `filename_prefix`, or None."""
+        config = self._configs.get(model_name)
+        return config[1] if config is not None else None
+
     def sampled(self, model_name: str) -> bool:
         """Decides whether to log one request of `model_name`."""
         config = self._configs.get(model_name)

@@ -80,6 +80,7 @@ class RestApi:
         monitoring_path=None,
         enable_cors=False,
         timeout_ms: int = 30000,
+        shadow=None,
     ):
         self.manager = manager
         self.scheduler = scheduler
@@ -88,6 +89,7 @@ class RestApi:
         self.monitoring_path = monitoring_path
         self._extra = _CORS if enable_cors else ()
         self._timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
+        self.shadow = shadow  # a ShadowMirror: offered every answered predict call
         self.loop = None
 
     # -- entry ----------------------------------------------------------------
@@ -233,6 +235,8 @@ class RestApi:
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
                 logger.log_predict(servable, signature.key, feeds, outputs, request_id)
+            if self.shadow is not None:
+                self.shadow.offer(servable, signature.key, feeds, outputs, latency, request_id)
 
         return done
 

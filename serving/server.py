@@ -26,6 +26,7 @@ from serving.metrics import ServingMetrics  # noqa: E402
 from serving.model_manager import ManagerOptions, ModelManager  # noqa: E402
 from serving.request_log import RequestLogger  # noqa: E402
 from serving.rest import RestApi  # noqa: E402
+from serving.shadow import ShadowMirror  # noqa: E402
 
 log = logging.getLogger("serving")
 
@@ -91,6 +92,17 @@ class ModelServer:
         self.manager = ModelManager(
             options, self.scheduler, self.metrics, on_config=self.request_logger.configure
         )
+        self.shadow = ShadowMirror(
+            self.manager,
+            args.shadow_traffic_share,
+            args.shadow_version,
+            args.shadow_version_label,
+            self.request_logger,
+            args.shadow_log_prefix,
+            self.metrics,
+        )
+        if args.shadow_traffic_share > 0:
+            log.info(self.shadow.describe())
         self.grpc_server = None
         self.grpc_port = None
         self.rest_port = None
@@ -151,6 +163,7 @@ class ModelServer:
             self.metrics,
             self.request_logger,
             self.reload_config,
+            self.shadow,
         )
         log.info("Running gRPC ModelServer at %s:%d ...", args.bind_address, self.grpc_port)
         if args.rest_api_port and args.rest_api_port != args.port:
@@ -162,6 +175,7 @@ class ModelServer:
                 flags.monitoring_path(args.monitoring_config_file),
                 args.rest_api_enable_cors_support,
                 args.rest_api_timeout_in_ms,
+                shadow=self.shadow,
             )
             api.loop = asyncio.get_running_loop()
             self._http = await start_http_server(
@@ -183,6 +197,7 @@ class ModelServer:
             await self.grpc_server.stop(grace=5)
         await asyncio.sleep(0.05)
         self.scheduler.stop()
+        self.shadow.close()
         self.manager.stop()
         self.request_logger.close()
 

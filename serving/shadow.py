@@ -1,0 +1,305 @@
+"""Shadow traffic: a share of predict requests mirrored to a candidate version.
+
+With `--shadow_traffic_share=s` and `--shadow_version=N` (or
+`--shadow_version_label=L`), each predict call (REST or gRPC) that the server
+answered is, with probability `s`, copied to that version of the same model.
+The client's answer is already on its way when the copy is queued: the
+shadow never delays or changes it. On the serving thread a copy is only
+references (the decoded inputs, the stable outputs, the request id, the
+latency) put on a bounded queue; when the queue is full the copy is dropped
+and counted. One worker thread of its own takes whatever queued as a batch,
+merges copies with the same input shapes, runs the shadow version's session
+once per batch (in that thread: the derived inter-op setting runs ops in the
+calling thread, so it never queues behind the stable batch threads) and
+writes one record per batch. Errors and a missing shadow version are counted
+and recorded; nothing is raised to the serving path.
+
+Records are `PredictionLog` TFRecords written through the request logger (same
+rotation and limits) to `--shadow_log_prefix`, by default
+`<dir of the model's filename_prefix>/shadow/<its basename>` (a sub-directory,
+so readers of the request-log directory do not mix them in). A record holds
+one batch of N rows:
+
+* `log_metadata.model_spec`: the shadow version; `timestamp_secs`;
+  `sampling_config.sampling_rate`: the share;
+* `predict_log.request`: `model_spec` of the stable version that answered,
+  `inputs`: the rows' inputs;
+* `predict_log.response.outputs`: the shadow's outputs under their aliases
+  (none when it failed), the stable outputs as `_stable/<alias>`, and
+  `_request_ids` (string [N]: `request_logs.row_request_ids` of each request's
+  id), `_stable_latency_us` (double [N]: the server latency of the row's
+  request), `_shadow_latency_us` (double [N]: the batch's session run time),
+  `_shadow_error` (string scalar, "" when it succeeded).
+
+Read them with `taxi-monitor shadow` (monitoring/shadow.py). Metrics:
+`:serving:shadow_request_count{model_name,version,status}` (status OK,
+ERROR, DROPPED, NO_SHADOW, SAME_VERSION), `:serving:shadow_latency` (µs per
+batch) and `:serving:shadow_abs_diff` (per row: the largest absolute
+difference between the shadow's and the stable float outputs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import threading
+import time
+
+import numpy as np
+
+from serving.batching import _task_rows
+from serving.errors import ServingError, invalid
+from serving.model_info import model_spec
+from serving.tensors import to_tensor_proto
+
+log = logging.getLogger(__name__)
+
+STABLE_PREFIX = "_stable/"
+REQUEST_IDS = "_request_ids"
+STABLE_LATENCY = "_stable_latency_us"
+SHADOW_LATENCY = "_shadow_latency_us"
+SHADOW_ERROR = "_shadow_error"
+MAX_BATCH_ROWS = 128
+
+
+class _Copy:
+    __slots__ = ("servable", "signature_key", "feeds", "outputs", "latency_us", "request_id")
+
+    def __init__(self, servable, signature_key, feeds, outputs, latency_us, request_id):
+        self.servable = servable
+        self.signature_key = signature_key
+        self.feeds = feeds
+        self.outputs = outputs
+        self.latency_us = latency_us
+        self.request_id = request_id
+
+
+def shadow_prefix(filename_prefix: str) -> str:
+    """The default shadow log prefix next to a model's request-log `filename_prefix`."""
+    directory, base = os.path.split(filename_prefix)
+    return os.path.join(directory, "shadow", base)
+
+
+def _row_ids(request_id: bytes, rows: int) -> list:
+    text = request_id.decode("utf-8", "replace") if isinstance(request_id, bytes) else request_id
+    if not text:
+        return [b""] * rows
+    if rows == 1:
+        return [text.encode()]
+    return [f"{text}/{i}".encode() for i in range(rows)]
+
+
+class ShadowMirror:
+    """Mirrors predict calls to a shadow version on a thread of its own.
+
+    Args:
+      manager: the ModelManager (resolves the shadow version per batch).
+      share: probability that a predict call is mirrored (0 = off).
+      version: the shadow version number, or None.
+      label: the shadow version label, or None (exactly one of the two).
+      request_logger: the RequestLogger that writes the records (None: none).
+      log_prefix: where records go ("" = next to each model's request logs).
+      metrics: ServingMetrics or None.
+      queue_size: copies buffered before dropping.
+      random: the sampling source (tests pin it).
+    """
+
+    def __init__(
+        self,
+        manager,
+        share: float,
+        version: int | None = None,
+        label: str | None = None,
+        request_logger=None,
+        log_prefix: str = "",
+        metrics=None,
+        queue_size: int = 10000,
+        random=random.random,
+    ):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"--shadow_traffic_share must be in [0, 1], got {share}")
+        if share > 0 and (version is None) == (label is None):
+            raise ValueError(
+                "--shadow_traffic_share needs exactly one of --shadow_version and "
+                "--shadow_version_label"
+            )
+        self.share = share
+        self.version = version
+        self.label = label
+        self._manager = manager
+        self._logger = request_logger
+        self._log_prefix = log_prefix
+        self._metrics = metrics
+        self._random = random
+        self._queue = queue.Queue(maxsize=queue_size)
+        self._thread = None
+        if share > 0:
+            self._thread = threading.Thread(target=self._work, name="shadow", daemon=True)
+            self._thread.start()
+
+    def describe(self) -> str:
+        target = f"version {self.version}" if self.label is None else f"label {self.label!r}"
+        return f"shadow: {self.share:.0%} of predict calls mirrored to {target}"
+
+    # -- serving thread -------------------------------------------------------
+
+    def offer(self, servable, signature_key, feeds, outputs, latency_us, request_id=b"") -> None:
+        """Maybe queues a copy of an answered predict call (never blocks, never raises)."""
+        if self._thread is None or self._random() >= self.share:
+            return
+        try:
+            self._queue.put_nowait(
+                _Copy(servable, signature_key, feeds, outputs, latency_us, request_id)
+            )
+        except queue.Full:
+            self._count(servable.name, "", "DROPPED")
+
+    # -- shadow thread ----------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            copies = [self._queue.get()]
+            rows = 0
+            while copies[-1] is not None and rows < MAX_BATCH_ROWS:
+                rows += _rows(copies[-1].feeds)
+                try:
+                    copies.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = copies[-1] is None
+            groups: dict = {}
+            for copy in copies:
+                if copy is None:
+                    continue
+                try:
+                    key = _task_rows(copy.feeds)[1]
+                except ServingError:
+                    key = object()  # cannot be merged: runs alone
+                group_key = (copy.servable.name, copy.servable.version, copy.signature_key, key)
+                groups.setdefault(group_key, []).append(copy)
+            for group in groups.values():
+                try:
+                    self._run(group)
+                except Exception:  # never let the worker die
+                    log.exception("Shadow batch failed")
+                    self._count(group[0].servable.name, "", "ERROR", len(group))
+            if stop:
+                return
+
+    def _run(self, copies: list) -> None:
+        stable = copies[0].servable
+        try:
+            shadow = self._manager.resolve(stable.name, self.version, self.label)
+        except ServingError:
+            self._count(stable.name, "", "NO_SHADOW", len(copies))
+            return
+        if shadow is stable:
+            self._count(stable.name, str(shadow.version), "SAME_VERSION", len(copies))
+            return
+        feeds = _concat([c.feeds for c in copies])
+        error = ""
+        outputs = {}
+        started = time.perf_counter()
+        shadow.enter()
+        try:
+            signature = shadow.signatures.get(copies[0].signature_key)
+            if signature is None:
+                raise invalid(f'signature "{copies[0].signature_key}" not in the shadow version')
+            outputs = shadow.run(signature, feeds)
+        except Exception as e:
+            error = getattr(e, "message", None) or str(e) or type(e).__name__
+        finally:
+            shadow.exit()
+        latency_us = (time.perf_counter() - started) * 1e6
+        status = "ERROR" if error else "OK"
+        self._count(stable.name, str(shadow.version), status, len(copies))
+        stable_outputs = _concat([c.outputs for c in copies])
+        if self._metrics is not None:
+            self._metrics.shadow_latency.observe((stable.name, str(shadow.version)), latency_us)
+            if not error:
+                for diff in _row_abs_diff(outputs, stable_outputs):
+                    self._metrics.shadow_abs_diff.observe((stable.name, str(shadow.version)), diff)
+        self._write(copies, shadow, stable, feeds, outputs, stable_outputs, latency_us, error)
+
+    def _write(self, copies, shadow, stable, feeds, outputs, stable_outputs, latency_us, error):
+        prefix = self._log_prefix
+        if not prefix and self._logger is not None:
+            configured = self._logger.prefix(stable.name)
+            prefix = shadow_prefix(configured) if configured else ""
+        if not prefix or self._logger is None:
+            return
+        rows = [_rows(c.feeds) for c in copies]
+        ids = [i for c, n in zip(copies, rows, strict=True) for i in _row_ids(c.request_id, n)]
+        stable_latency = np.repeat([c.latency_us for c in copies], rows).astype(np.float64)
+        share, now = self.share, int(time.time())
+        signature_key = copies[0].signature_key
+
+        def build() -> bytes:
+            from tensorflow_serving.apis import logging_pb2, predict_pb2, prediction_log_pb2
+            from tensorflow_serving.config import logging_config_pb2
+
+            shadow_spec = model_spec(shadow.name, shadow.version, signature_key)
+            request = predict_pb2.PredictRequest(
+                model_spec=model_spec(stable.name, stable.version, signature_key)
+            )
+            for alias, array in feeds.items():
+                request.inputs[alias].CopyFrom(to_tensor_proto(array))
+            response = predict_pb2.PredictResponse(model_spec=shadow_spec)
+            extra = {
+                REQUEST_IDS: np.array(ids, dtype=object),
+                STABLE_LATENCY: stable_latency,
+                SHADOW_LATENCY: np.full(len(ids), latency_us, np.float64),
+                SHADOW_ERROR: np.array(error.encode(), dtype=object),
+            }
+            extra.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
+            for alias, array in {**outputs, **extra}.items():
+                response.outputs[alias].CopyFrom(to_tensor_proto(array))
+            entry = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request, response=response),
+                log_metadata=logging_pb2.LogMetadata(
+                    model_spec=shadow_spec,
+                    sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=share),
+                    saved_model_tags=["serve"],
+                    timestamp_secs=now,
+                ),
+            )
+            return entry.SerializeToString()
+
+        self._logger.write(prefix, stable.name, build)
+
+    def _count(self, model: str, version: str, status: str, amount: int = 1) -> None:
+        if self._metrics is not None:
+            self._metrics.shadow_request_count.inc((model, version, status), amount)
+
+    def close(self) -> None:
+        """Finishes the queued copies (bounded), then stops the worker."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+
+def _rows(feeds: dict) -> int:
+    for array in feeds.values():
+        return int(array.shape[0]) if np.ndim(array) else 1
+    return 0
+
+
+def _concat(parts: list) -> dict:
+    if len(parts) == 1:
+        return parts[0]
+    return {alias: np.concatenate([p[alias] for p in parts]) for alias in parts[0]}
+
+
+def _row_abs_diff(shadow: dict, stable: dict) -> list:
+    """Per row, the largest |shadow - stable| over the float outputs both have."""
+    worst = None
+    for alias, ours in shadow.items():
+        theirs = stable.get(alias)
+        if theirs is None or ours.shape != theirs.shape or ours.dtype.kind != "f" or not ours.ndim:
+            continue
+        diff = np.abs(ours.astype(np.float64) - theirs).reshape(ours.shape[0], -1).max(axis=1)
+        worst = diff if worst is None else np.maximum(worst, diff)
+    return [] if worst is None else worst.tolist()
