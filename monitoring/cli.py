@@ -40,6 +40,11 @@ the training pipeline's MLMD, linked to the training statistics.
 `scenario` replays the spans with an injected drift through detection, alert,
 retrain, canary and decision against a real server (see monitoring/scenario.py).
 
+`shadow` compares a shadow version with the stable one on the mirrored
+requests: agreement, |difference|, latency, and with late labels both
+accuracies and AUCs on the same requests (see monitoring/shadow.py); exit 1
+when the shadow is rejected.
+
 `rollback` pins the model in the server's model config file to the previous
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
 (see monitoring/rollback.py).
@@ -221,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--small", action="store_true", help="small samples, few train steps")
     sc.add_argument("--train-steps", type=int, help="override the train steps")
     sc.add_argument("--source", help="span-<year>/data.csv folder (default: data/taxi)")
+    sh = sub.add_parser("shadow", help="shadow vs stable on the same mirrored requests")
+    sh.add_argument("--logs", required=True, help="shadow log prefix or directory")
+    sh.add_argument("--labels", help="late labels: CSV request_id,label or a dir of them")
+    sh.add_argument("--start", type=parse_time, default=float("-inf"))
+    sh.add_argument("--end", type=parse_time, default=float("inf"))
+    sh.add_argument("--out", required=True, help="output directory")
+    sh.add_argument("--threshold", type=float, default=0.5, help="positive at this probability")
+    sh.add_argument("--min-rows", type=int, default=200)
+    sh.add_argument("--min-labelled", type=int, default=200)
+    sh.add_argument("--max-error-rate", type=float, default=0.01)
+    sh.add_argument("--max-accuracy-drop", type=float, default=0.02)
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
     r.add_argument("--metadata", required=True, help="MLMD SQLite file (the rollback is recorded)")
     r.add_argument("--model-config", required=True, help="the server's --model_config_file")
@@ -923,6 +939,10 @@ def main(argv=None) -> int:
             return run_monitor_pipeline(args)
         if args.command == "scenario":
             return run_scenario(args)
+        if args.command == "shadow":
+            from monitoring import shadow
+
+            return shadow.run_cli(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
