@@ -39,7 +39,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.model_info import model_spec
-from serving.tensors import to_tensor_proto
+from serving.tensors import fill_tensor_proto
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +250,10 @@ def _predict_entry(spec, feeds, outputs, request_id):
     if request_id and len(request_id) <= MAX_REQUEST_ID_BYTES:
         request.client_id = request_id
     for alias, array in feeds.items():
-        request.inputs[alias].CopyFrom(to_tensor_proto(array))
+        fill_tensor_proto(request.inputs[alias], array)
     response = predict_pb2.PredictResponse(model_spec=spec)
     for alias, array in outputs.items():
-        response.outputs[alias].CopyFrom(to_tensor_proto(array))
+        fill_tensor_proto(response.outputs[alias], array)
     return prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request, response=response)
     )

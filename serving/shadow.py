@@ -52,7 +52,7 @@ import numpy as np
 from serving.batching import _task_rows
 from serving.errors import ServingError, invalid
 from serving.model_info import model_spec
-from serving.tensors import to_tensor_proto
+from serving.tensors import fill_tensor_proto
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class ShadowMirror:
                 model_spec=model_spec(stable.name, stable.version, signature_key)
             )
             for alias, array in feeds.items():
-                request.inputs[alias].CopyFrom(to_tensor_proto(array))
+                fill_tensor_proto(request.inputs[alias], array)
             response = predict_pb2.PredictResponse(model_spec=shadow_spec)
             extra = {
                 REQUEST_IDS: np.array(ids, dtype=object),
@@ -255,7 +255,7 @@ class ShadowMirror:
             }
             extra.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
             for alias, array in {**outputs, **extra}.items():
-                response.outputs[alias].CopyFrom(to_tensor_proto(array))
+                fill_tensor_proto(response.outputs[alias], array)
             entry = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request, response=response),
                 log_metadata=logging_pb2.LogMetadata(

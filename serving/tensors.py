@@ -6,7 +6,7 @@ TF Serving fills `float_val`, `int64_val`, ... (`Tensor::AsProtoField`), not
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 _TYPED = {
     np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
@@ -25,26 +25,32 @@ _TYPED = {
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """Converts an ndarray into a TensorProto using typed value fields."""
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
+    return proto
+
+
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Writes `array` into an empty `proto` in place (e.g. a map entry: no copy)."""
     array = np.asarray(array)
-    proto = tensor_pb2.TensorProto(
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape]
-        )
-    )
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add(size=size)
     if array.dtype.kind in "OSU":
         proto.dtype = types_pb2.DT_STRING
-        proto.string_val.extend(
-            v if isinstance(v, bytes) else str(v).encode() for v in array.ravel().tolist()
-        )
-        return proto
+        values = array.ravel().tolist()
+        try:
+            proto.string_val.extend(values)
+        except TypeError:  # str or other objects
+            proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in values)
+        return
     if array.dtype == np.float16:
         proto.dtype = types_pb2.DT_HALF
         proto.half_val.extend(array.ravel().view(np.uint16).tolist())
-        return proto
+        return
     dtype, field = _TYPED[array.dtype]
     proto.dtype = dtype
     getattr(proto, field).extend(array.ravel().tolist())
-    return proto
 
 
 _FIELDS = {dtype: (field, np_dtype) for np_dtype, (dtype, field) in _TYPED.items()}

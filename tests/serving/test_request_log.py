@@ -128,13 +128,13 @@ def test_records_are_built_off_the_serving_thread_and_flushed_when_idle(tmp_path
     from serving import request_log
 
     builders = []
-    real = request_log.to_tensor_proto
+    real = request_log.fill_tensor_proto
 
-    def recording(array):
+    def recording(proto, array):
         builders.append(threading.current_thread().name)
-        return real(array)
+        return real(proto, array)
 
-    monkeypatch.setattr(request_log, "to_tensor_proto", recording)
+    monkeypatch.setattr(request_log, "fill_tensor_proto", recording)
     prefix = str(tmp_path / "m")
     logger = RequestLogger()
     logger.configure("m", _config(prefix, 1.0))
@@ -155,14 +155,14 @@ def test_a_full_queue_drops_and_counts(tmp_path, monkeypatch):
     from serving.metrics import ServingMetrics
 
     entered, release = threading.Event(), threading.Event()
-    real = request_log.to_tensor_proto
+    real = request_log.fill_tensor_proto
 
-    def blocking(array):
+    def blocking(proto, array):
         entered.set()
         assert release.wait(60)
-        return real(array)
+        return real(proto, array)
 
-    monkeypatch.setattr(request_log, "to_tensor_proto", blocking)
+    monkeypatch.setattr(request_log, "fill_tensor_proto", blocking)
     metrics = ServingMetrics()
     logger = RequestLogger(metrics=metrics, queue_size=2)
     logger.configure("m", _config(str(tmp_path / "m"), 1.0))
