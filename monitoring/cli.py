@@ -217,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=3 * 3600,
         help="seconds after the deploy before aborting for insufficient evidence",
     )
+    wa.add_argument(
+        "--shadow-first",
+        action="store_true",
+        help="deploy a new version as the shadow first (server: --shadow_version_label=shadow)",
+    )
+    wa.add_argument("--shadow-logs", help="shadow log prefix or dir (shadow decisions)")
+    wa.add_argument("--shadow-min-rows", type=int, default=200, help="mirrored rows needed")
     wa.add_argument("--requested-by", default="monitor watch")
     sc = sub.add_parser(
         "scenario",
@@ -447,11 +454,20 @@ def run_watch(args) -> int:
                 max_seconds=args.canary_max_seconds,
             ),
             report_dir=args.report_dir,
+            shadow_first=args.shadow_first,
+            shadow_logs=args.shadow_logs,
+            shadow_policy=_shadow_policy(args),
         )
         if not check.reasons:
             print("watch: nothing new")
             continue
-        if check.decision is not None:
+        if check.shadow is not None and "verdict" in check.shadow:
+            s = check.shadow
+            print(
+                f"watch: {'; '.join(check.reasons)} -> shadow {s['verdict']} (MLMD execution "
+                f"{s['execution_id']}): {s['why']}; canary {json.dumps(s['canary'])}"
+            )
+        elif check.decision is not None:
             d = check.decision
             print(
                 f"watch: {'; '.join(check.reasons)} -> {d.action} "
@@ -468,7 +484,7 @@ def run_watch(args) -> int:
             print(
                 f"watch: {'; '.join(check.reasons)} -> {pinned}pipeline exit "
                 f"{check.returncode}, new versions {check.new_versions}, "
-                f"canary {json.dumps(check.deployed)}"
+                f"canary {json.dumps(check.deployed)}, shadow {json.dumps(check.shadow)}"
             )
         else:
             print(f"watch: {'; '.join(check.reasons)}")
@@ -476,6 +492,12 @@ def run_watch(args) -> int:
         if check.problems:
             exit_code = EXIT_BAD_INPUT
     return exit_code
+
+
+def _shadow_policy(args):
+    from monitoring import shadow
+
+    return shadow.Policy(min_rows=args.shadow_min_rows, min_labelled=args.min_samples)
 
 
 def _version_serving_metrics(args) -> dict | None:

@@ -8,7 +8,8 @@ ids and latencies, the batch's error). Per (stable, shadow) version pair:
 * rows mirrored, shadow errors (rows of failed batches) and their rate;
 * on the rows both versions answered: agreement (both on the same side of
   `threshold`), mean and max absolute difference of the positive-class
-  probability (last column of `probabilities`/`scores`/`outputs`);
+  probability (last column of `probabilities`/`scores`/`outputs`, else of
+  the model's only float output);
 * latency p50/p99 of each: the stable figure is the server latency of the
   row's request (what the client saw), the shadow figure its batch's
   session run time;
@@ -25,6 +26,7 @@ import dataclasses
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from monitoring import quality
@@ -47,11 +49,21 @@ class ShadowRows:
 
 
 def _positive(outputs, prefix: str = "") -> list | None:
-    for alias in PROBABILITY_ALIASES:
-        if prefix + alias in outputs:
-            array = tf.make_ndarray(outputs[prefix + alias])
-            return array.reshape(array.shape[0], -1)[:, -1].astype(float).tolist()
-    return None
+    """Last column of the first of PROBABILITY_ALIASES, else of the only float output."""
+    names = [prefix + a for a in PROBABILITY_ALIASES if prefix + a in outputs]
+    if not names:
+        floats = [
+            a
+            for a, t in outputs.items()
+            if a.startswith(prefix)
+            and not a[len(prefix) :].startswith("_")
+            and t.dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
+        ]
+        names = floats if len(floats) == 1 else []
+    if not names:
+        return None
+    array = tf.make_ndarray(outputs[names[0]])
+    return array.reshape(array.shape[0], -1)[:, -1].astype(float).tolist()
 
 
 def parse(record: bytes) -> tuple[float, list[dict]]:

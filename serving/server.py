@@ -88,6 +88,7 @@ class ModelServer:
                 args.allow_version_labels_for_unavailable_models
             ),
             canary_traffic_share=args.canary_traffic_share,
+            route_to_stable=args.shadow_traffic_share > 0,
         )
         self.manager = ModelManager(
             options, self.scheduler, self.metrics, on_config=self.request_logger.configure
