@@ -4,6 +4,7 @@
 #
 #   scripts/setup.sh           # runtime + dev/test tools
 #   scripts/setup.sh --browser # also Debian's chromium (HTML report tests)
+#   scripts/setup.sh --bench   # also Debian's wrk (bench/bench_serving.py)
 #
 # Installs from requirements/lock.txt with --no-deps: every package is pinned
 # there, so pip resolves nothing (no backtracking) and the stack is exactly the
@@ -48,6 +49,13 @@ if [[ "${1:-}" == "--browser" ]] && ! command -v chromium >/dev/null 2>&1; then
   else
     echo "setup: WARNING: no apt-get; install Chromium yourself for the screenshot test" >&2
   fi
+fi
+
+if [[ "${1:-}" == "--bench" ]] && ! command -v wrk >/dev/null 2>&1; then
+  echo "setup: installing Debian's wrk (for bench/bench_serving.py)"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  { $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq wrk >/dev/null; } \
+    || echo "setup: WARNING: could not install wrk; bench/bench_serving.py needs it" >&2
 fi
 
 STAMP="$VENV/.lock-sha256"
