@@ -226,6 +226,7 @@ class RequestLogger:
                     writer.write(record)
                     dirty.add(writer)
                     self._count(model, "OK")
+                    time.sleep(0)  # hands the GIL to a waiting serving thread between records
                 except Exception:
                     log.exception("Request log write failed")
                     self._count(model, "ERROR")

@@ -62,8 +62,8 @@ REQUEST_IDS = "_request_ids"
 STABLE_LATENCY = "_stable_latency_us"
 SHADOW_LATENCY = "_shadow_latency_us"
 SHADOW_ERROR = "_shadow_error"
-MAX_BATCH_ROWS = 128
-PASS_SECONDS = 0.05  # pause after an under-full batch: fuller batches cost less per row
+MAX_BATCH_ROWS = 512
+PASS_SECONDS = 0.1  # pause after an under-full batch: fuller batches cost less per row
 
 
 class _Copy:
@@ -173,24 +173,40 @@ class ShadowMirror:
             stop = copies[-1] is None
             groups: dict = {}
             for copy in copies:
-                if copy is None:
-                    continue
-                try:
-                    key = _task_rows(copy.feeds)[1]
-                except ServingError:
-                    key = object()  # cannot be merged: runs alone
-                group_key = (copy.servable.name, copy.servable.version, copy.signature_key, key)
-                groups.setdefault(group_key, []).append(copy)
+                if copy is not None:
+                    key = (id(copy.servable), copy.signature_key)
+                    groups.setdefault(key, []).append(copy)
             for group in groups.values():
-                try:
-                    self._run(group)
-                except Exception:  # never let the worker die
-                    log.exception("Shadow batch failed")
-                    self._count(group[0].servable.name, "", "ERROR", len(group))
+                self._run_safely(group)
             if stop:
                 return
             if rows < MAX_BATCH_ROWS:
                 time.sleep(PASS_SECONDS)
+
+    def _run_safely(self, copies: list) -> None:
+        try:
+            self._run(copies)
+        except _Unmergeable:  # input shapes differ: one batch per shape (odd ones alone)
+            shapes: dict = {}
+            for copy in copies:
+                try:
+                    key = _task_rows(copy.feeds)[1]
+                except ServingError:
+                    key = object()
+                shapes.setdefault(key, []).append(copy)
+            for group in shapes.values():
+                self._run_safely(group) if len(shapes) > 1 else self._run_one_by_one(group)
+        except Exception:  # never let the worker die
+            log.exception("Shadow batch failed")
+            self._count(copies[0].servable.name, "", "ERROR", len(copies))
+
+    def _run_one_by_one(self, copies: list) -> None:
+        for copy in copies:
+            try:
+                self._run([copy])
+            except Exception:
+                log.exception("Shadow copy failed")
+                self._count(copy.servable.name, "", "ERROR")
 
     def _run(self, copies: list) -> None:
         stable = copies[0].servable
@@ -202,7 +218,11 @@ class ShadowMirror:
         if shadow is stable:
             self._count(stable.name, str(shadow.version), "SAME_VERSION", len(copies))
             return
-        feeds = _concat([c.feeds for c in copies])
+        try:
+            feeds = _concat([c.feeds for c in copies])
+            stable_outputs = _concat([c.outputs for c in copies])
+        except ValueError:
+            raise _Unmergeable() from None
         error = ""
         outputs = {}
         started = time.perf_counter()
@@ -219,7 +239,6 @@ class ShadowMirror:
         latency_us = (time.perf_counter() - started) * 1e6
         status = "ERROR" if error else "OK"
         self._count(stable.name, str(shadow.version), status, len(copies))
-        stable_outputs = _concat([c.outputs for c in copies])
         if self._metrics is not None:
             self._metrics.shadow_latency.observe((stable.name, str(shadow.version)), latency_us)
             if not error:
@@ -283,6 +302,10 @@ class ShadowMirror:
             return
         self._queue.put(None)
         self._thread.join(timeout=30)
+
+
+class _Unmergeable(Exception):
+    """The copies' inputs or outputs do not concatenate."""
 
 
 def _rows(feeds: dict) -> int:

@@ -252,3 +252,34 @@ def test_server_answers_from_stable_and_logs_the_shadow(tmp_path, start_server, 
     # the ordinary request log still holds only the stable answers
     assert {r.log_metadata.model_spec.version.value for r in _records(str(logs))} == {2}
     assert not glob.glob(os.path.join(tmp_path, "logs", "*.shadow*"))
+
+
+def test_copies_with_different_input_shapes_run_in_separate_batches(tmp_path):
+    stable, shadow = FakeServable(2), FakeServable(1, a=2.0, hang=True)
+    metrics = ServingMetrics()
+    logger = RequestLogger(metrics=metrics)
+    prefix = str(tmp_path / "shadow" / "m")
+    mirror = ShadowMirror(
+        FakeManager(stable, shadow),
+        1.0,
+        version=1,
+        request_logger=logger,
+        log_prefix=prefix,
+        metrics=metrics,
+    )
+    for rid, x in ((b"a", [[1.0]]), (b"b", [[2.0, 3.0]]), (b"c", [[4.0]]), (b"d", 5.0)):
+        x = np.array(x, np.float32)
+        mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, rid)
+        if rid == b"a":  # the others queue while the shadow holds "a": one pass takes them all
+            assert shadow.entered.wait(60)
+    shadow.release.set()
+    mirror.close()
+    logger.close()
+    assert metrics.shadow_request_count.get("m", "1", "OK") == 4
+    by_id = {}
+    for record in _records(prefix):
+        outputs = record.predict_log.response.outputs
+        ids = tf.make_ndarray(outputs["_request_ids"]).ravel().tolist()
+        ys = tf.make_ndarray(outputs["y"]).reshape(len(ids), -1).tolist()
+        by_id.update(zip(ids, ys, strict=True))
+    assert by_id == {b"a": [2.0], b"b": [4.0, 6.0], b"c": [8.0], b"d": [10.0]}
