@@ -33,13 +33,12 @@ import tensorflow as tf
 from tensorflow_serving.apis import (
     classification_pb2,
     logging_pb2,
-    predict_pb2,
     prediction_log_pb2,
     regression_pb2,
 )
 
+from serving.log_encoding import encode_predict_log
 from serving.model_info import model_spec
-from serving.tensors import fill_tensor_proto
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,8 @@ class RequestLogger:
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files
         self._metrics = metrics
-        self._configs: dict = {}  # model -> (rate, prefix, SamplingConfig)
+        self._configs: dict = {}  # model -> (rate, prefix, SamplingConfig, its bytes)
+        self._static: dict = {}  # writer thread: serialized model specs and metadata
         self._queue = queue.Queue(maxsize=queue_size)
         self._writers: dict = {}
         self._thread = threading.Thread(target=self._drain, name="request-log", daemon=True)
@@ -130,7 +130,8 @@ class RequestLogger:
         if not prefix or rate <= 0:
             self._configs.pop(model_name, None)
             return
-        self._configs[model_name] = (rate, prefix, config.sampling_config)
+        sampling = config.sampling_config
+        self._configs[model_name] = (rate, prefix, sampling, sampling.SerializeToString())
 
     def prefix(self, model_name: str):
         """The model's configured `filename_prefix`, or None."""
@@ -150,7 +151,32 @@ class RequestLogger:
         `request_id` (at most MAX_REQUEST_ID_BYTES, else not logged) becomes the
         logged request's `client_id`. The arrays must not be modified afterwards.
         """
-        self._enqueue(servable, signature_name, _predict_entry, (feeds, outputs, request_id))
+        config = self._configs.get(servable.name)
+        if config is None:
+            return
+        name, version, now = servable.name, servable.version, int(time.time())
+        if len(request_id) > MAX_REQUEST_ID_BYTES:
+            request_id = b""
+
+        def build() -> bytes:
+            spec, metadata = self._static_parts(name, version, signature_name, config)
+            return encode_predict_log(spec, metadata, now, feeds, outputs, request_id)
+
+        self.write(config[1], name, build)
+
+    def _static_parts(self, name, version, signature_name, config) -> tuple:
+        """(serialized ModelSpec, LogMetadata without timestamp), cached (writer thread)."""
+        key = (name, version, signature_name, config[3])
+        parts = self._static.get(key)
+        if parts is None:
+            spec = model_spec(name, version, signature_name)
+            metadata = logging_pb2.LogMetadata(
+                model_spec=spec, sampling_config=config[2], saved_model_tags=["serve"]
+            )
+            if len(self._static) > 1024:
+                self._static.clear()
+            parts = self._static[key] = (spec.SerializeToString(), metadata.SerializeToString())
+        return parts
 
     def log_classify(self, servable, signature_name: str, request_input, results: list) -> None:
         """Logs a classify call; `results` as from `classification_results`."""
@@ -244,20 +270,6 @@ class RequestLogger:
         self._thread.join(timeout=30)
         for writer in self._writers.values():
             writer.close()
-
-
-def _predict_entry(spec, feeds, outputs, request_id):
-    request = predict_pb2.PredictRequest(model_spec=spec)
-    if request_id and len(request_id) <= MAX_REQUEST_ID_BYTES:
-        request.client_id = request_id
-    for alias, array in feeds.items():
-        fill_tensor_proto(request.inputs[alias], array)
-    response = predict_pb2.PredictResponse(model_spec=spec)
-    for alias, array in outputs.items():
-        fill_tensor_proto(response.outputs[alias], array)
-    return prediction_log_pb2.PredictionLog(
-        predict_log=prediction_log_pb2.PredictLog(request=request, response=response)
-    )
 
 
 def _classify_entry(spec, request_input, results):
