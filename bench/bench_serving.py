@@ -246,6 +246,7 @@ def _mean(results: list) -> dict:
     merged = {k: float(np.mean([r[k] for r in results])) for k in keys}
     merged["errors"] = sum(r["errors"] for r in results)
     merged["rounds"] = len(results)
+    merged["rps_per_round"] = [round(r["rps"]) for r in results]
     return merged
 
 
@@ -417,18 +418,28 @@ def main(argv=None) -> int:
                 )
         c = args.compare_concurrency
         print(f"\nside by side, REST c={c}, mean of {args.rounds} rounds of {args.seconds}s:")
-        print(f"{'config':<22}{'req/s':>10}{'p99 ms':>10}{'CPU ms/req':>12}{'vs defaults':>13}")
+        print(
+            f"{'config':<22}{'req/s':>10}{'p99 ms':>10}{'CPU ms/req':>12}{'vs defaults':>13}"
+            "  req/s per round"
+        )
         reference = side["defaults"]["rps"]
         for name, r in side.items():
             print(
                 f"{name:<22}{r['rps']:>10.0f}{r['p99_ms']:>10.2f}{r['cpu_ms_per_request']:>12.3f}"
-                f"{r['rps'] / reference:>13.2f}"
+                f"{r['rps'] / reference:>13.2f}  {r['rps_per_round']}"
             )
+        cpu = side["defaults"]["cpu_ms_per_request"]
         for name in ("request_log_10pct", "shadow_100pct"):
-            print(f"{name} costs {1 - side[name]['rps'] / reference:+.1%} throughput")
+            print(
+                f"{name} costs {1 - side[name]['rps'] / reference:.1%} throughput, "
+                f"{side[name]['cpu_ms_per_request'] / cpu - 1:+.1%} server CPU per request"
+            )
         print(f"defaults / previous_defaults: {reference / side['previous_defaults']['rps']:.2f}x")
         load = ", ".join(f"{x:.2f}" for x in results["load_before"])
-        print(f"cores: {results['cores']} ({results['note']}); load average before: {load}")
+        after = ", ".join(f"{x:.2f}" for x in results["load_after"])
+        print(
+            f"cores: {results['cores']} ({results['note']}); load average before: {load}, after: {after}"
+        )
         if args.output:
             with open(args.output, "w") as f:
                 json.dump(results, f, indent=2)

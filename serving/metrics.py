@@ -98,6 +98,18 @@ class Histogram(_Metric):
             state[-2] += value
             state[-1] += 1
 
+    def observe_many(self, labels: tuple, values) -> None:
+        """Observes each of `values` (a sequence of numbers) under one lock."""
+        indexes = [bisect.bisect_left(self.buckets, v) for v in values]
+        with self._lock:
+            state = self._values.get(labels)
+            if state is None:
+                state = self._values[labels] = [0] * (len(self.buckets) + 3)
+            for index in indexes:
+                state[index] += 1
+            state[-2] += sum(values)
+            state[-1] += len(indexes)
+
     def _render_one(self, key, state) -> list:
         lines = []
         running = 0

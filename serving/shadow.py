@@ -242,8 +242,9 @@ class ShadowMirror:
         if self._metrics is not None:
             self._metrics.shadow_latency.observe((stable.name, str(shadow.version)), latency_us)
             if not error:
-                for diff in _row_abs_diff(outputs, stable_outputs):
-                    self._metrics.shadow_abs_diff.observe((stable.name, str(shadow.version)), diff)
+                self._metrics.shadow_abs_diff.observe_many(
+                    (stable.name, str(shadow.version)), _row_abs_diff(outputs, stable_outputs)
+                )
         self._write(copies, shadow, stable, feeds, outputs, stable_outputs, latency_us, error)
 
     def _write(self, copies, shadow, stable, feeds, outputs, stable_outputs, latency_us, error):
