@@ -6,7 +6,7 @@ answered is, with probability `s`, copied to that version of the same model.
 The client's answer is already on its way when the copy is queued: the
 shadow never delays or changes it. On the serving thread a copy is only
 references (the decoded inputs, the stable outputs, the request id, the
-latency) put on a bounded queue; when the queue is full the copy is dropped
+latency) appended to a bounded deque; when it is full the copy is dropped
 and counted. One worker thread of its own takes whatever queued as a batch,
 merges copies with the same input shapes (waiting `PASS_SECONDS` after an
 under-full batch, so batches are fuller and cheaper per row), runs the shadow
@@ -41,9 +41,9 @@ difference between the shadow's and the stable float outputs).
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import queue
 import random
 import threading
 import time
@@ -135,7 +135,9 @@ class ShadowMirror:
         self._log_prefix = log_prefix
         self._metrics = metrics
         self._random = random
-        self._queue = queue.Queue(maxsize=queue_size)
+        self._copies = collections.deque()  # append/popleft are atomic: no lock on the loop
+        self._queue_size = queue_size
+        self._closed = threading.Event()
         self._thread = None
         if share > 0:
             self._thread = threading.Thread(target=self._work, name="shadow", daemon=True)
@@ -151,37 +153,30 @@ class ShadowMirror:
         """Maybe queues a copy of an answered predict call (never blocks, never raises)."""
         if self._thread is None or self._random() >= self.share:
             return
-        try:
-            self._queue.put_nowait(
-                _Copy(servable, signature_key, feeds, outputs, latency_us, request_id)
-            )
-        except queue.Full:
+        if len(self._copies) >= self._queue_size:
             self._count(servable.name, "", "DROPPED")
+            return
+        self._copies.append(_Copy(servable, signature_key, feeds, outputs, latency_us, request_id))
 
     # -- shadow thread ----------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            copies = [self._queue.get()]
-            rows = 0
-            while copies[-1] is not None and rows < MAX_BATCH_ROWS:
-                rows += _rows(copies[-1].feeds)
-                try:
-                    copies.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = copies[-1] is None
+            closing = self._closed.is_set()
+            copies, rows = [], 0
+            while self._copies and rows < MAX_BATCH_ROWS:
+                copy = self._copies.popleft()
+                copies.append(copy)
+                rows += _rows(copy.feeds)
             groups: dict = {}
             for copy in copies:
-                if copy is not None:
-                    key = (id(copy.servable), copy.signature_key)
-                    groups.setdefault(key, []).append(copy)
+                groups.setdefault((id(copy.servable), copy.signature_key), []).append(copy)
             for group in groups.values():
                 self._run_safely(group)
-            if stop:
+            if closing and not self._copies:
                 return
             if rows < MAX_BATCH_ROWS:
-                time.sleep(PASS_SECONDS)
+                self._closed.wait(PASS_SECONDS)
 
     def _run_safely(self, copies: list) -> None:
         try:
@@ -301,7 +296,7 @@ class ShadowMirror:
         """Finishes the queued copies (bounded), then stops the worker."""
         if self._thread is None:
             return
-        self._queue.put(None)
+        self._closed.set()
         self._thread.join(timeout=30)
 
 
