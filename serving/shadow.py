@@ -190,7 +190,10 @@ class ShadowMirror:
                     key = object()
                 shapes.setdefault(key, []).append(copy)
             for group in shapes.values():
-                self._run_safely(group) if len(shapes) > 1 else self._run_one_by_one(group)
+                if len(shapes) > 1:
+                    self._run_safely(group)
+                else:  # same shapes, yet the outputs do not concatenate
+                    self._run_one_by_one(group)
         except Exception:  # never let the worker die
             log.exception("Shadow batch failed")
             self._count(copies[0].servable.name, "", "ERROR", len(copies))
