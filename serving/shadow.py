@@ -53,6 +53,7 @@ import numpy as np
 from serving.batching import _task_rows
 from serving.errors import ServingError, invalid
 from serving.model_info import model_spec
+from serving.request_log import MAX_REQUEST_ID_BYTES
 from serving.tensors import fill_tensor_proto
 
 log = logging.getLogger(__name__)
@@ -85,12 +86,12 @@ def shadow_prefix(filename_prefix: str) -> str:
 
 
 def _row_ids(request_id: bytes, rows: int) -> list:
-    text = request_id.decode("utf-8", "replace") if isinstance(request_id, bytes) else request_id
-    if not text:
-        return [b""] * rows
-    if rows == 1:
-        return [text.encode()]
-    return [f"{text}/{i}".encode() for i in range(rows)]
+    """`request_logs.row_request_ids` in bytes: the id for one row, `<id>/<i>` for a batch."""
+    if len(request_id) > MAX_REQUEST_ID_BYTES:  # as the request log: not logged
+        request_id = b""
+    if rows == 1 or not request_id:
+        return [request_id] * rows
+    return [b"%s/%d" % (request_id, i) for i in range(rows)]
 
 
 class ShadowMirror:
@@ -309,7 +310,7 @@ class _Unmergeable(Exception):
 
 def _rows(feeds: dict) -> int:
     for array in feeds.values():
-        return int(array.shape[0]) if np.ndim(array) else 1
+        return array.shape[0] if array.ndim else 1
     return 0
 
 
