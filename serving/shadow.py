@@ -12,9 +12,7 @@ merges copies with the same input shapes (waiting `PASS_SECONDS` after an
 under-full batch, so batches are fuller and cheaper per row), runs the shadow
 version's session once per batch (in that thread: the derived inter-op setting runs ops in the
 calling thread, so it never queues behind the stable batch threads) and
-writes one record per batch. The thread runs at nice +10, so on a busy machine
-it gets what the serving threads leave (and drops copies it cannot keep up
-with) rather than competing with them. Errors and a missing shadow version are counted
+writes one record per batch. Errors and a missing shadow version are counted
 and recorded; nothing is raised to the serving path.
 
 Records are `PredictionLog` TFRecords written through the request logger (same
@@ -67,7 +65,6 @@ SHADOW_LATENCY = "_shadow_latency_us"
 SHADOW_ERROR = "_shadow_error"
 MAX_BATCH_ROWS = 512
 PASS_SECONDS = 0.1  # pause after an under-full batch: fuller batches cost less per row
-NICE = 10  # the shadow thread's nice value at least (Linux sets it per thread)
 
 
 class _Copy:
@@ -165,13 +162,6 @@ class ShadowMirror:
     # -- shadow thread ----------------------------------------------------------
 
     def _work(self) -> None:
-        try:  # under CPU contention the shadow takes what the serving threads leave
-            thread = threading.get_native_id()
-            os.setpriority(
-                os.PRIO_PROCESS, thread, max(NICE, os.getpriority(os.PRIO_PROCESS, thread))
-            )
-        except (AttributeError, OSError):
-            log.warning("could not lower the shadow thread's priority")
         while True:
             closing = self._closed.is_set()
             copies, rows = [], 0

@@ -42,7 +42,6 @@ class FakeServable:
 
     def run(self, signature, feeds):
         self.threads.append(threading.current_thread().name)
-        self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         self.entered.set()
         if self.hang:
             assert self.release.wait(60)
@@ -104,7 +103,6 @@ def test_copies_run_on_the_shadow_thread_and_are_recorded_per_batch(tmp_path):
     mirror.close()
     logger.close()
     assert set(shadow.threads) == {"shadow"} and shadow.inflight == 0
-    assert shadow.nice == max(10, os.getpriority(os.PRIO_PROCESS, 0))  # yields the CPU
     # next to the request logs, in a sub-directory their readers do not scan
     prefix = shadow_prefix(str(tmp_path / "logs" / "m"))
     assert prefix == str(tmp_path / "logs" / "shadow" / "m")
