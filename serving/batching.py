@@ -119,6 +119,14 @@ def parse_batching_parameters(text: str) -> BatchingParameters:
     return params
 
 
+class BatchSlice(dict):
+    """A task's outputs from a merged batch (alias -> rows `start:end` of the batch
+    outputs), with the batch's inputs and outputs, so a consumer that regroups the
+    same requests (serving/shadow.py) can take their rows without re-concatenating."""
+
+    __slots__ = ("batch_feeds", "batch_outputs", "start", "end")
+
+
 class _Task:
     __slots__ = ("feeds", "rows", "key", "callback", "loop", "enqueued", "alone")
 
@@ -373,7 +381,9 @@ class Scheduler:
         start = 0
         for task in batch:
             end = start + task.rows
-            results.append({a: v[start:end] for a, v in outputs.items()})
+            results.append(BatchSlice({a: v[start:end] for a, v in outputs.items()}))
+            results[-1].batch_feeds, results[-1].batch_outputs = feeds, outputs
+            results[-1].start, results[-1].end = start, end
             start = end
         return results
 

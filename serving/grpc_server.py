@@ -156,7 +156,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     servable,
                     signature.key,
                     feeds,
-                    {a: outputs[a] for a in fetch},
+                    outputs if len(fetch) == len(outputs) else {a: outputs[a] for a in fetch},
                     (time.perf_counter() - started) * 1e6,
                     _request_id(request, context),
                 )

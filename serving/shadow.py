@@ -50,7 +50,7 @@ import time
 
 import numpy as np
 
-from serving.batching import _task_rows
+from serving.batching import BatchSlice, _task_rows
 from serving.errors import ServingError, invalid
 from serving.model_info import model_spec
 from serving.request_log import MAX_REQUEST_ID_BYTES
@@ -171,7 +171,8 @@ class ShadowMirror:
                 rows += _rows(copy.feeds)
             groups: dict = {}
             for copy in copies:
-                groups.setdefault((id(copy.servable), copy.signature_key), []).append(copy)
+                key = (id(copy.servable), copy.signature_key, tuple(copy.outputs))
+                groups.setdefault(key, []).append(copy)
             for group in groups.values():
                 self._run_safely(group)
             if closing and not self._copies:
@@ -218,8 +219,7 @@ class ShadowMirror:
             self._count(stable.name, str(shadow.version), "SAME_VERSION", len(copies))
             return
         try:
-            feeds = _concat([c.feeds for c in copies])
-            stable_outputs = _concat([c.outputs for c in copies])
+            copies, feeds, stable_outputs = _gather(copies)
         except ValueError:
             raise _Unmergeable() from None
         error = ""
@@ -312,6 +312,39 @@ def _rows(feeds: dict) -> int:
     for array in feeds.values():
         return array.shape[0] if array.ndim else 1
     return 0
+
+
+def _gather(copies: list) -> tuple:
+    """(copies in record order, their inputs, their stable outputs), each row once.
+
+    Copies of one merged batch (their outputs are a `BatchSlice`) take their
+    rows from the batch arrays with one index per alias instead of
+    concatenating one small array per request; the others are concatenated.
+    """
+    if len(copies) == 1:
+        return copies, copies[0].feeds, copies[0].outputs
+    batches: dict = {}
+    for copy in copies:
+        batch = getattr(copy.outputs, "batch_feeds", None)
+        batches.setdefault(id(batch) if batch is not None else id(copy), []).append(copy)
+    ordered, feed_parts, output_parts = [], [], []
+    for group in batches.values():
+        first = group[0].outputs
+        if not isinstance(first, BatchSlice):
+            ordered += group
+            feed_parts.append(group[0].feeds)
+            output_parts.append(first)
+            continue
+        group.sort(key=lambda c: c.outputs.start)
+        ordered += group
+        if len(group) == 1:
+            feed_parts.append(group[0].feeds)
+            output_parts.append(first)
+            continue
+        index = np.concatenate([np.arange(c.outputs.start, c.outputs.end) for c in group])
+        feed_parts.append({a: first.batch_feeds[a][index] for a in group[0].feeds})
+        output_parts.append({a: first.batch_outputs[a][index] for a in first})
+    return ordered, _concat(feed_parts), _concat(output_parts)
 
 
 def _concat(parts: list) -> dict:

@@ -5,7 +5,12 @@ import threading
 import numpy as np
 import pytest
 
-from serving.batching import BatchingParameters, Scheduler, parse_batching_parameters
+from serving.batching import (
+    BatchingParameters,
+    BatchSlice,
+    Scheduler,
+    parse_batching_parameters,
+)
 from serving.errors import Code, ServingError
 
 
@@ -85,6 +90,13 @@ def test_requests_are_merged_and_split_back():
         assert error is None
         assert outputs["y"].tolist() == [[2.0 * i]] * 2
     assert servable.calls[0] == 1 and sum(servable.calls[1:]) == 12
+    merged = [o for o, _ in results if isinstance(o, BatchSlice)]
+    for outputs in merged:  # where each task's rows sit in its batch
+        assert (
+            outputs.batch_outputs["y"][outputs.start : outputs.end].tolist()
+            == outputs["y"].tolist()
+        )
+        assert outputs.end - outputs.start == 2
     assert len(servable.calls) < 7  # the six queued requests shared batches
     assert servable.inflight == 0
     scheduler.stop()

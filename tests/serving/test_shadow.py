@@ -283,3 +283,48 @@ def test_copies_with_different_input_shapes_run_in_separate_batches(tmp_path):
         ys = tf.make_ndarray(outputs["y"]).reshape(len(ids), -1).tolist()
         by_id.update(zip(ids, ys, strict=True))
     assert by_id == {b"a": [2.0], b"b": [4.0, 6.0], b"c": [8.0], b"d": [10.0]}
+
+
+def test_copies_from_one_merged_batch_take_their_rows_from_it(tmp_path):
+    from serving.batching import BatchSlice
+
+    stable, shadow = FakeServable(2), FakeServable(1, a=3.0, hang=True)
+    logger = RequestLogger()
+    prefix = str(tmp_path / "shadow" / "m")
+    mirror = ShadowMirror(
+        FakeManager(stable, shadow), 1.0, version=1, request_logger=logger, log_prefix=prefix
+    )
+    batch_x = np.arange(4, dtype=np.float32).reshape(4, 1)
+    batch_y = batch_x * 1.0
+
+    def batch_copy(row):
+        outputs = BatchSlice({"y": batch_y[row : row + 1]})
+        outputs.batch_feeds, outputs.batch_outputs = {"x": batch_x}, {"y": batch_y}
+        outputs.start, outputs.end = row, row + 1
+        return {"x": batch_x[row : row + 1]}, outputs
+
+    x = np.ones((1, 1), np.float32)
+    mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"held")
+    assert shadow.entered.wait(60)  # what follows is taken in one pass
+    for rid, (feeds, outputs) in ((b"c", batch_copy(2)), (b"a", batch_copy(0))):
+        mirror.offer(stable, "serving_default", feeds, outputs, 1.0, rid)
+        if rid == b"c":  # a request that ran alone, between the two
+            z = np.array([[9.0]], np.float32)
+            mirror.offer(stable, "serving_default", {"x": z}, {"y": z}, 1.0, b"z")
+    shadow.release.set()
+    mirror.close()
+    logger.close()
+    rows = {}
+    for record in _records(prefix):
+        outputs = record.predict_log.response.outputs
+        ids = tf.make_ndarray(outputs["_request_ids"]).ravel().tolist()
+        x_in = tf.make_ndarray(record.predict_log.request.inputs["x"]).ravel().tolist()
+        y = tf.make_ndarray(outputs["y"]).ravel().tolist()
+        y_stable = tf.make_ndarray(outputs["_stable/y"]).ravel().tolist()
+        rows.update(zip(ids, zip(x_in, y, y_stable, strict=True), strict=True))
+    assert rows == {
+        b"held": (1.0, 3.0, 1.0),
+        b"a": (0.0, 0.0, 0.0),
+        b"c": (2.0, 6.0, 2.0),
+        b"z": (9.0, 27.0, 9.0),
+    }
