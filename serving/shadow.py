@@ -341,7 +341,11 @@ def _gather(copies: list) -> tuple:
             feed_parts.append(group[0].feeds)
             output_parts.append(first)
             continue
-        index = np.concatenate([np.arange(c.outputs.start, c.outputs.end) for c in group])
+        index = np.fromiter(
+            (i for c in group for i in range(c.outputs.start, c.outputs.end)), dtype=np.intp
+        )
+        if index[-1] - index[0] + 1 == len(index) and (np.diff(index) == 1).all():
+            index = slice(int(index[0]), int(index[-1]) + 1)  # consecutive rows: views
         feed_parts.append({a: first.batch_feeds[a][index] for a in group[0].feeds})
         output_parts.append({a: first.batch_outputs[a][index] for a in first})
     return ordered, _concat(feed_parts), _concat(output_parts)
