@@ -252,7 +252,7 @@ class RequestLogger:
                     writer.write(record)
                     dirty.add(writer)
                     self._count(model, "OK")
-                    time.sleep(0)  # hands the GIL to a waiting serving thread between records
+                    time.sleep(0)  # lets a waiting serving thread take the GIL
                 except Exception:
                     log.exception("Request log write failed")
                     self._count(model, "ERROR")
