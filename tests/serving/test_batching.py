@@ -76,28 +76,19 @@ def test_parse_batching_parameters():
 
 
 def test_requests_are_merged_and_split_back():
-    gate = threading.Event()
-    servable = FakeServable(gate)
+    servable = GatedServable()
     scheduler = Scheduler(BatchingParameters(max_batch_size=16, num_batch_threads=1))
     arrays = [np.full((2, 1), i, np.float32) for i in range(6)]
-    first = np.zeros((1, 1), np.float32)
-    blocker = threading.Thread(target=scheduler.run, args=(servable, FakeSignature(), {"x": first}))
-    blocker.start()  # occupies the only worker until the gate opens
-    threading.Timer(0.3, gate.set).start()
-    results = submit_all(scheduler, servable, arrays)
-    blocker.join()
+    results = _queue_behind_blocker(scheduler, servable, arrays)
     for i, (outputs, error) in enumerate(results):
         assert error is None
         assert outputs["y"].tolist() == [[2.0 * i]] * 2
-    assert servable.calls[0] == 1 and sum(servable.calls[1:]) == 12
-    merged = [o for o, _ in results if isinstance(o, BatchSlice)]
-    for outputs in merged:  # where each task's rows sit in its batch
-        assert (
-            outputs.batch_outputs["y"][outputs.start : outputs.end].tolist()
-            == outputs["y"].tolist()
+        # where the task's rows sit in its batch
+        assert isinstance(outputs, BatchSlice) and outputs.end - outputs.start == 2
+        assert outputs.batch_outputs["y"][outputs.start : outputs.end].tolist() == (
+            outputs["y"].tolist()
         )
-        assert outputs.end - outputs.start == 2
-    assert len(servable.calls) < 7  # the six queued requests shared batches
+    assert servable.calls == [1, 12]  # the blocker, then the six queued requests in one batch
     assert servable.inflight == 0
     scheduler.stop()
 
