@@ -5,12 +5,27 @@ Usage:
     python bench/bench_serving.py --model_base_path serving_model/taxi \
         --csv data/taxi/span-2013/data.csv              # a model pushed by the pipeline
 
-For each concurrency (default 1, 8, 32) it reports req/s, p50 and p99:
-REST is driven by `wrk` (apt-get install wrk) with a Lua POST script, gRPC by
-coroutines on one `grpc.aio` channel using TF Serving's stubs. The in-process line is the
-signature's session call rate (batch 1) measured in this same script. Client
-and server share the machine's cores; the report prints the core count.
-This is a benchmark, not a test: nothing is asserted.
+Two parts:
+
+1. Side by side (REST, `--compare_concurrency`, default 32): servers in
+   these configurations run at the same time (idle ones sleep) and `wrk`
+   drives each in turn for `--rounds` rounds, so a busy machine slows all of
+   them alike; the ratios to `defaults` are what to read:
+   `previous_defaults` (batching off, TF thread pools sized by TF: the server
+   as the README started it before the fast defaults), `defaults` (no
+   performance flags), `request_log_10pct` (defaults + a `logging_config`
+   sampling 10%), `shadow_100pct` (defaults + every request mirrored to a
+   second version, records written). Server CPU per request comes from
+   /proc/<pid>/stat.
+2. For each concurrency (default 1, 8, 32) on the default server: REST by
+   `wrk` with a Lua POST script, gRPC by coroutines on one `grpc.aio`
+   channel using TF Serving's stubs; plus the signature's in-process call
+   rate (batch 1).
+
+Client and server share the machine's cores; the report prints the core
+count and the load average before and after. This is a benchmark, not a
+test: nothing is asserted. Needs `wrk` (`apt-get install wrk`, or
+`scripts/setup.sh --bench`).
 """
 
 import os
@@ -33,13 +48,13 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# One TF thread per pool: on 2 cores TF's spinning pools otherwise steal the
-# event loop's core (measured: ~6.5k -> ~7.9k req/s for REST at c=32).
-SERVER_FLAGS = ("--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1")
-BATCHING = (
-    "max_batch_size { value: 128 } batch_timeout_micros { value: 0 } "
-    "max_enqueued_batches { value: 1000 } num_batch_threads { value: 1 }"
+# TF Serving's defaults, which were ours before serving/defaults.py
+PREVIOUS_DEFAULTS = (
+    "--enable_batching=false",
+    "--tensorflow_intra_op_parallelism=0",
+    "--tensorflow_inter_op_parallelism=0",
 )
+CONFIGS = ("previous_defaults", "defaults", "request_log_10pct", "shadow_100pct")
 
 
 def free_port() -> int:
@@ -100,43 +115,139 @@ def summarize(latencies: list, elapsed: float, errors: int = 0) -> dict:
     }
 
 
-def start_server(base: str, work: str):
-    batching = os.path.join(work, "batching.config")
-    with open(batching, "w") as f:
-        f.write(BATCHING)
-    grpc_port, rest_port = free_port(), free_port()
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    log = open(os.path.join(work, "server.log"), "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.server",
-            "--model_name=taxi",
-            f"--model_base_path={base}",
-            f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}",
-            "--enable_batching=true",
-            f"--batching_parameters_file={batching}",
-            "--file_system_poll_wait_seconds=0",
-            *SERVER_FLAGS,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{rest_port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited; see " + log.name)
-        try:
-            if requests.get(url + "/v1/models/taxi", timeout=1).ok:
-                return proc, url, f"127.0.0.1:{grpc_port}"
-        except requests.RequestException:
+def model_config(base: str, work: str, name: str) -> str:
+    """A one-model config file: both versions for the shadow, a logging_config if asked."""
+    extra = ""
+    if name == "shadow_100pct":
+        extra = "model_version_policy { specific { versions: 1 versions: 2 } } "
+    if name == "request_log_10pct":
+        prefix = os.path.join(work, "logs", "taxi")
+        extra = (
+            f"logging_config {{ log_collector_config {{ filename_prefix: '{prefix}' }} "
+            "sampling_config { sampling_rate: 0.1 } } "
+        )
+    path = os.path.join(work, f"{name}.config")
+    with open(path, "w") as f:
+        f.write(
+            f"model_config_list {{ config {{ name: 'taxi' base_path: '{base}' "
+            f"model_platform: 'tensorflow' {extra}}} }}\n"
+        )
+    return path
+
+
+def server_flags(base: str, work: str, name: str) -> list:
+    flags = [f"--model_config_file={model_config(base, work, name)}"]
+    if name == "previous_defaults":
+        flags += PREVIOUS_DEFAULTS
+    if name == "shadow_100pct":
+        flags += [
+            "--shadow_traffic_share=1.0",
+            "--shadow_version=1",
+            f"--shadow_log_prefix={os.path.join(work, 'shadow', 'taxi')}",
+        ]
+    return flags
+
+
+class Server:
+    """A `serving.server` child on free ports; `cpu_seconds()` reads /proc."""
+
+    def __init__(self, flags: list, work: str, name: str):
+        grpc_port, rest_port = free_port(), free_port()
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+        self.log_path = os.path.join(work, f"{name}.log")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "serving.server",
+                f"--port={grpc_port}",
+                f"--rest_api_port={rest_port}",
+                "--file_system_poll_wait_seconds=0",
+                *flags,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.url = f"http://127.0.0.1:{rest_port}"
+        self.target = f"127.0.0.1:{grpc_port}"
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited; see " + self.log_path)
+            try:
+                if requests.get(self.url + "/v1/models/taxi", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
             time.sleep(0.2)
-    proc.kill()
-    raise TimeoutError("server did not become ready")
+        raise TimeoutError("server did not become ready; see " + self.log_path)
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def two_versions(base: str, work: str) -> str:
+    """A base path whose versions 1 and 2 are both the newest version of `base`."""
+    from serving.model_manager import list_versions
+
+    _, path = max(list_versions(base).items())
+    root = os.path.join(work, "models", "taxi")
+    os.makedirs(root)
+    for version in ("1", "2"):
+        os.symlink(path, os.path.join(root, version))
+    return root
+
+
+def compare(base: str, work: str, body: str, concurrency: int, seconds: int, rounds: int):
+    """Runs the CONFIGS side by side; returns {name: {rps, p99_ms, cpu_ms_per_request, ...}}."""
+    servers = {}
+    try:
+        for name in CONFIGS:
+            servers[name] = Server(server_flags(base, work, name), work, name)
+        for server in servers.values():
+            server.wait_ready()
+        for server in servers.values():
+            rest_wrk(server.url, body, concurrency, 2, work)  # warm up
+        runs = {name: [] for name in CONFIGS}
+        for round_ in range(rounds):
+            order = CONFIGS if round_ % 2 == 0 else tuple(reversed(CONFIGS))
+            for name in order:
+                server = servers[name]
+                cpu = server.cpu_seconds()
+                result = rest_wrk(server.url, body, concurrency, seconds, work)
+                result["cpu_ms_per_request"] = (
+                    (server.cpu_seconds() - cpu) * 1e3 / max(1, result["requests"])
+                )
+                runs[name].append(result)
+        return {name: _mean(results) for name, results in runs.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def _mean(results: list) -> dict:
+    keys = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request")
+    merged = {k: float(np.mean([r[k] for r in results])) for k in keys}
+    merged["errors"] = sum(r["errors"] for r in results)
+    merged["rounds"] = len(results)
+    merged["rps_per_round"] = [round(r["rps"]) for r in results]
+    return merged
 
 
 def _to_ms(text: str) -> float:
@@ -174,6 +285,7 @@ def rest_wrk(url: str, body: str, concurrency: int, seconds: int, work: str) -> 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": _to_ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)),
         "p99_ms": _to_ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)),
@@ -244,7 +356,10 @@ def main(argv=None) -> int:
     parser.add_argument("--instance", default="", help="one raw-feature instance as JSON")
     parser.add_argument("--csv", default="", help="take the instance from this CSV's first row")
     parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--compare_concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="side-by-side rounds")
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--skip_sweep", action="store_true", help="only the side-by-side part")
     parser.add_argument("--output", default="", help="write results JSON here")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -264,34 +379,67 @@ def main(argv=None) -> int:
                 instance = json.loads(args.instance)
         else:
             base, instance = build_stand_in(work)
+        from serving.defaults import usable_cores
+
         results = {
-            "cores": os.cpu_count(),
-            "server_flags": list(SERVER_FLAGS) + [BATCHING],
+            "cores": usable_cores(),
+            "load_before": os.getloadavg(),
             "note": "client and server share these cores",
-            "in_process": in_process_rate(base, instance, args.seconds),
         }
-        proc, url, target = start_server(base, work)
+        base = two_versions(base, work)
+        server = Server(server_flags(base, work, "defaults"), work, "sweep")
         try:
+            server.wait_ready()
             from serving.client import ServingClient, build_instance
 
-            dtypes = ServingClient(url).input_dtypes("taxi")
+            dtypes = ServingClient(server.url).input_dtypes("taxi")
             instance = build_instance(instance, dtypes)
             body = json.dumps({"instances": [instance]})
-            rest_wrk(url, body, 32, 2, work)  # warm up batch sizes and allocators
-            for c in [int(c) for c in args.concurrency.split(",")]:
-                results[f"rest_c{c}"] = rest_wrk(url, body, c, args.seconds, work)
-                results[f"grpc_c{c}"] = grpc_aio(target, instance, dtypes, c, args.seconds)
+            if not args.skip_sweep:
+                rest_wrk(server.url, body, 32, 2, work)  # warm up batch sizes and allocators
+                for c in [int(c) for c in args.concurrency.split(",")]:
+                    results[f"rest_c{c}"] = rest_wrk(server.url, body, c, args.seconds, work)
+                    results[f"grpc_c{c}"] = grpc_aio(
+                        server.target, instance, dtypes, c, args.seconds
+                    )
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        print(f"{'run':<14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+            server.stop()
+        if not args.skip_sweep:
+            results["in_process"] = in_process_rate(base, instance, args.seconds)
+        side = compare(base, work, body, args.compare_concurrency, args.seconds, args.rounds)
+        results["side_by_side"] = side
+        results["load_after"] = os.getloadavg()
+        print(f"{'run':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
         for name, r in results.items():
-            if isinstance(r, dict):
+            if isinstance(r, dict) and "rps" in r:
                 print(
-                    f"{name:<14}{r['rps']:>10.0f}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
+                    f"{name:<22}{r['rps']:>10.0f}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
                     f"{r['errors']:>8}"
                 )
-        print(f"cores: {results['cores']} ({results['note']})")
+        c = args.compare_concurrency
+        print(f"\nside by side, REST c={c}, mean of {args.rounds} rounds of {args.seconds}s:")
+        print(
+            f"{'config':<22}{'req/s':>10}{'p99 ms':>10}{'CPU ms/req':>12}{'vs defaults':>13}"
+            "  req/s per round"
+        )
+        reference = side["defaults"]["rps"]
+        for name, r in side.items():
+            print(
+                f"{name:<22}{r['rps']:>10.0f}{r['p99_ms']:>10.2f}{r['cpu_ms_per_request']:>12.3f}"
+                f"{r['rps'] / reference:>13.2f}  {r['rps_per_round']}"
+            )
+        cpu = side["defaults"]["cpu_ms_per_request"]
+        for name in ("request_log_10pct", "shadow_100pct"):
+            print(
+                f"{name} costs {1 - side[name]['rps'] / reference:.1%} throughput, "
+                f"{side[name]['cpu_ms_per_request'] / cpu - 1:+.1%} server CPU per request"
+            )
+        print(f"defaults / previous_defaults: {reference / side['previous_defaults']['rps']:.2f}x")
+        load = ", ".join(f"{x:.2f}" for x in results["load_before"])
+        after = ", ".join(f"{x:.2f}" for x in results["load_after"])
+        print(
+            f"cores: {results['cores']} ({results['note']}); load average before: {load}, after: {after}"
+        )
         if args.output:
             with open(args.output, "w") as f:
                 json.dump(results, f, indent=2)

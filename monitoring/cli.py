@@ -42,6 +42,11 @@ the training pipeline's MLMD, linked to the training statistics.
 `scenario` replays the spans with an injected drift through detection, alert,
 retrain, canary and decision against a real server (see monitoring/scenario.py).
 
+`shadow` compares a shadow version with the stable one on the mirrored
+requests: agreement, |difference|, latency, and with late labels both
+accuracies and AUCs on the same requests (see monitoring/shadow.py); exit 1
+when the shadow is rejected.
+
 `rollback` pins the model in the server's model config file to the previous
 blessed version (or `--to V`) and records a `Rollback` execution in MLMD
 (see monitoring/rollback.py).
@@ -255,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=3 * 3600,
         help="seconds after the deploy before aborting for insufficient evidence",
     )
+    wa.add_argument(
+        "--shadow-first",
+        action="store_true",
+        help="deploy a new version as the shadow first (server: --shadow_version_label=shadow)",
+    )
+    wa.add_argument("--shadow-logs", help="shadow log prefix or dir (shadow decisions)")
+    wa.add_argument("--shadow-min-rows", type=int, default=200, help="mirrored rows needed")
     wa.add_argument("--requested-by", default="monitor watch")
     sc = sub.add_parser(
         "scenario",
@@ -264,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--small", action="store_true", help="small samples, few train steps")
     sc.add_argument("--train-steps", type=int, help="override the train steps")
     sc.add_argument("--source", help="span-<year>/data.csv folder (default: data/taxi)")
+    sh = sub.add_parser("shadow", help="shadow vs stable on the same mirrored requests")
+    sh.add_argument("--logs", required=True, help="shadow log prefix or directory")
+    sh.add_argument("--labels", help="late labels: CSV request_id,label or a dir of them")
+    sh.add_argument("--start", type=parse_time, default=float("-inf"))
+    sh.add_argument("--end", type=parse_time, default=float("inf"))
+    sh.add_argument("--out", required=True, help="output directory")
+    sh.add_argument("--threshold", type=float, default=0.5, help="positive at this probability")
+    sh.add_argument("--min-rows", type=int, default=200)
+    sh.add_argument("--min-labelled", type=int, default=200)
+    sh.add_argument("--max-error-rate", type=float, default=0.01)
+    sh.add_argument("--max-accuracy-drop", type=float, default=0.02)
     r = sub.add_parser("rollback", help="serve the previous blessed (or a named) version")
     r.add_argument(
         "--metadata",
@@ -515,11 +538,20 @@ def run_watch(args) -> int:
                 max_seconds=args.canary_max_seconds,
             ),
             report_dir=args.report_dir,
+            shadow_first=args.shadow_first,
+            shadow_logs=args.shadow_logs,
+            shadow_policy=_shadow_policy(args),
         )
         if not check.reasons:
             print("watch: nothing new")
             continue
-        if check.decision is not None:
+        if check.shadow is not None and "verdict" in check.shadow:
+            s = check.shadow
+            print(
+                f"watch: {'; '.join(check.reasons)} -> shadow {s['verdict']} (MLMD execution "
+                f"{s['execution_id']}): {s['why']}; canary {json.dumps(s['canary'])}"
+            )
+        elif check.decision is not None:
             d = check.decision
             print(
                 f"watch: {'; '.join(check.reasons)} -> {d.action} "
@@ -536,7 +568,7 @@ def run_watch(args) -> int:
             print(
                 f"watch: {'; '.join(check.reasons)} -> {pinned}pipeline exit "
                 f"{check.returncode}, new versions {check.new_versions}, "
-                f"canary {json.dumps(check.deployed)}"
+                f"canary {json.dumps(check.deployed)}, shadow {json.dumps(check.shadow)}"
             )
         else:
             print(f"watch: {'; '.join(check.reasons)}")
@@ -544,6 +576,12 @@ def run_watch(args) -> int:
         if check.problems:
             exit_code = EXIT_BAD_INPUT
     return exit_code
+
+
+def _shadow_policy(args):
+    from monitoring import shadow
+
+    return shadow.Policy(min_rows=args.shadow_min_rows, min_labelled=args.min_samples)
 
 
 def _version_serving_metrics(args) -> dict | None:
@@ -1026,6 +1064,10 @@ def main(argv=None) -> int:
             return run_monitor_pipeline(args)
         if args.command == "scenario":
             return run_scenario(args)
+        if args.command == "shadow":
+            from monitoring import shadow
+
+            return shadow.run_cli(args)
         return run_spans(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,6 +19,12 @@ pipeline: it evaluates the canary (`decide.evaluate`: late labels from
 `labels` joined to the request logs under `logs`, the A/B test, guard rails
 from the server's metrics) and promotes it, aborts it or keeps it running,
 each recorded in MLMD with an A/B report.
+
+With `shadow_first`, a newly pushed version is deployed as the server's
+shadow instead (monitoring/shadow_deploy.py: mirrored traffic, no user sees
+it); while a shadow is live, a check judges it from the shadow records
+(`shadow_logs`) and late labels and moves it on to the canary phase above,
+unloads it, or keeps it running.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import os
 import re
 import subprocess
 
-from monitoring import alerts, canary, decide, server_metrics
+from monitoring import alerts, canary, decide, server_metrics, shadow, shadow_deploy
 from monitoring.baselines import _raw_examples_by_span
 from pipeline import lineage, metadata_store
 
@@ -44,6 +50,7 @@ class Check:
     deployed: dict | None = None
     pinned: dict | None = None
     decision: decide.Decision | None = None
+    shadow: dict | None = None  # shadow_deploy.deploy or .evaluate of this check
     problems: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -85,6 +92,45 @@ def reasons(data_dir: str, metadata_path: str, alert_state: str | None) -> list[
             if key.split("/", 1)[0] in TRIGGER_RULES:
                 found.append(f"open incident {key}")
     return found
+
+
+def evaluate_shadow(
+    check: Check,
+    metadata_path: str,
+    server_url: str,
+    model_config: str,
+    model_name: str,
+    shadow_logs: str | None,
+    labels: str | None,
+    policy: shadow.Policy | None,
+    requested_by: str,
+) -> bool:
+    """Judges a live shadow into `check`; False when no shadow is live."""
+    try:
+        live = shadow_deploy.live(model_config, model_name)
+    except (OSError, ValueError, canary.CanaryError) as e:
+        check.problems.append(f"shadow state: {e}")
+        return True
+    if live is None:
+        return False
+    check.reasons.append(f"shadow {live['candidate']} live (stable {live['stable']})")
+    if not shadow_logs:
+        check.problems.append("a shadow is live: watch needs --shadow-logs to judge it")
+        return True
+    try:
+        check.shadow = shadow_deploy.evaluate(
+            metadata_path,
+            model_config,
+            model_name,
+            shadow_logs,
+            labels,
+            server_url,
+            requested_by,
+            policy,
+        )
+    except (canary.CanaryError, OSError, ValueError) as e:
+        check.problems.append(f"shadow decision not made: {e}")
+    return True
 
 
 def evaluate_canary(
@@ -149,10 +195,29 @@ def check_once(
     labels: str | None = None,
     policy: decide.Policy | None = None,
     report_dir: str | None = None,
+    shadow_first: bool = False,
+    shadow_logs: str | None = None,
+    shadow_policy: shadow.Policy | None = None,
 ) -> Check:
     """One check; see the module docstring."""
     serving = bool(server_url and model_config)
     check = Check([])
+    if (
+        serving
+        and os.path.exists(metadata_path)
+        and evaluate_shadow(
+            check,
+            metadata_path,
+            server_url,
+            model_config,
+            model_name,
+            shadow_logs,
+            labels,
+            shadow_policy,
+            requested_by,
+        )
+    ):
+        return check
     if serving and os.path.exists(metadata_path):
         report_dir = report_dir or os.path.join(os.path.dirname(metadata_path), "monitoring")
         if evaluate_canary(
@@ -196,7 +261,20 @@ def check_once(
         check.problems.append(f"pipeline did not run to the end: {e}")
         return check
     check.new_versions = sorted(pushed(metadata_path) - before)
-    if check.new_versions and serving:
+    if check.new_versions and serving and shadow_first:
+        try:
+            check.shadow = shadow_deploy.deploy(
+                metadata_path,
+                model_config,
+                model_name,
+                check.new_versions[-1],
+                server_url,
+                "watch: " + "; ".join(check.reasons),
+                requested_by,
+            )
+        except canary.CanaryError as e:
+            check.problems.append(f"shadow deploy of {check.new_versions[-1]}: {e}")
+    elif check.new_versions and serving:
         try:
             check.deployed = canary.deploy(
                 metadata_path,

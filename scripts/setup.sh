@@ -6,6 +6,7 @@
 #   scripts/setup.sh --browser # also Debian's chromium (HTML report tests) and
 #                              # mariadb-server (shared ML Metadata tests start their own),
 #                              # prometheus + prometheus-alertmanager (alerting tests)
+#   scripts/setup.sh --bench   # also Debian's wrk (bench/bench_serving.py)
 #
 # Installs from requirements/lock.txt with --no-deps: every package is pinned
 # there, so pip resolves nothing (no backtracking) and the stack is exactly the
@@ -76,6 +77,13 @@ if [[ "${1:-}" == "--browser" ]] && ! { command -v promtool && command -v promet
     fi
     echo "setup: WARNING: prometheus/prometheus-alertmanager not installed; the alerting tests will be skipped" >&2
   fi
+fi
+
+if [[ "${1:-}" == "--bench" ]] && ! command -v wrk >/dev/null 2>&1; then
+  echo "setup: installing Debian's wrk (for bench/bench_serving.py)"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  { $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq wrk >/dev/null; } \
+    || echo "setup: WARNING: could not install wrk; bench/bench_serving.py needs it" >&2
 fi
 
 STAMP="$VENV/.lock-sha256"

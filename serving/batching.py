@@ -4,7 +4,9 @@ Requests for the same servable signature queue up; `num_batch_threads`
 workers each take as many queued requests as fit into `max_batch_size` rows
 (waiting up to `batch_timeout_micros` for an under-full batch), concatenate
 their inputs along dim 0, run the signature once and split the outputs back.
-Only requests whose non-batch input shapes agree share a batch.
+Only requests whose non-batch input shapes agree share a batch. When a
+merged batch fails, its requests are re-run one by one, so a bad request
+fails alone instead of failing its batch-mates (TF Serving fails the batch).
 
 With batching disabled the same workers run each request on its own, so a
 signature call never blocks the REST event loop or a gRPC thread's peers.
@@ -40,6 +42,10 @@ class BatchingParameters:
     num_batch_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     allowed_batch_sizes: tuple = ()
     pad_variable_length_inputs: bool = False
+    # Not in TF Serving (used by the derived defaults, serving/defaults.py):
+    # a request that cannot join a batch (more rows than max_batch_size,
+    # scalar inputs, unequal 0th dimensions) runs on its own instead of failing.
+    run_unbatchable_alone: bool = False
 
 
 def _batching_message_class():
@@ -113,15 +119,24 @@ def parse_batching_parameters(text: str) -> BatchingParameters:
     return params
 
 
-class _Task:
-    __slots__ = ("feeds", "rows", "key", "callback", "loop", "enqueued")
+class BatchSlice(dict):
+    """A task's outputs from a merged batch (alias -> rows `start:end` of the batch
+    outputs), with the batch's inputs and outputs, so a consumer that regroups the
+    same requests (serving/shadow.py) can take their rows without re-concatenating."""
 
-    def __init__(self, feeds, rows, key, callback, loop):
+    __slots__ = ("batch_feeds", "batch_outputs", "start", "end")
+
+
+class _Task:
+    __slots__ = ("feeds", "rows", "key", "callback", "loop", "enqueued", "alone")
+
+    def __init__(self, feeds, rows, key, callback, loop, alone=False):
         self.feeds = feeds
         self.rows = rows
         self.key = key
         self.callback = callback
         self.loop = loop
+        self.alone = alone
         self.enqueued = time.monotonic()
 
 
@@ -183,16 +198,23 @@ class Scheduler:
           ServingError: for batching-level rejections (size, queue full).
         """
         params = self.params
+        alone = False
         if params is not None:
-            rows, key = _task_rows(feeds)
-            if rows > params.max_batch_size:
-                raise invalid(
-                    f"Task size {rows} is larger than maximum input batch size "
-                    f"{params.max_batch_size}"
-                )
+            try:
+                rows, key = _task_rows(feeds)
+                if rows > params.max_batch_size:
+                    raise invalid(
+                        f"Task size {rows} is larger than maximum input batch size "
+                        f"{params.max_batch_size}"
+                    )
+            except ServingError:
+                if not params.run_unbatchable_alone:
+                    raise
+                # counts as one full batch in the queue; its key matches no other task
+                alone, rows, key = True, params.max_batch_size, object()
         else:
             rows, key = 1, None
-        task = _Task(feeds, rows, key, callback, loop)
+        task = _Task(feeds, rows, key, callback, loop, alone)
         qkey = (id(servable), signature.key)
         with self._cond:
             if self._stopping:
@@ -314,38 +336,23 @@ class Scheduler:
 
     def _execute(self, queue: _Queue, batch: list) -> None:
         servable, signature = queue.servable, queue.signature
-        try:
-            if len(batch) == 1 and self.params is None:
-                results = [servable.run(signature, batch[0].feeds)]
-            else:
-                results = self._run_merged(servable, signature, batch)
-            errors = [None] * len(batch)
-        except ServingError as e:
-            if e.code == Code.INVALID_ARGUMENT and len(batch) > 1:
-                # One request's bad input (a value the graph refuses) must not
-                # fail the others merged with it, nor name a row of the merged
-                # batch: each request runs again on its own.
-                results, errors = self._run_each(servable, signature, batch)
-            else:
-                results, errors = [None] * len(batch), [_detached(e)] * len(batch)
-        except Exception as e:  # never let a worker die
-            error = _detached(ServingError(Code.INTERNAL, str(e)))
-            results, errors = [None] * len(batch), [error] * len(batch)
+        if len(batch) == 1 and (self.params is None or batch[0].alone):
+            results, errors = _attempt(lambda: [servable.run(signature, batch[0].feeds)], 1)
+        else:
+            results, errors = _attempt(
+                lambda: self._run_merged(servable, signature, batch), len(batch)
+            )
+            if errors[0] is not None and len(batch) > 1:
+                # One request's bad input (a value the graph refuses) must not fail
+                # its batch-mates, nor name a row of the merged batch: re-run each alone.
+                results, errors = [], []
+                for task in batch:
+                    result, error = _attempt(
+                        lambda t=task: self._run_merged(servable, signature, [t]), 1
+                    )
+                    results += result
+                    errors += error
         self._deliver(batch, results, errors)
-
-    def _run_each(self, servable, signature, batch: list) -> tuple[list, list]:
-        results, errors = [], []
-        for task in batch:
-            try:
-                results.append(self._run_merged(servable, signature, [task])[0])
-                errors.append(None)
-            except ServingError as e:
-                results.append(None)
-                errors.append(_detached(e))
-            except Exception as e:  # never let a worker die
-                results.append(None)
-                errors.append(_detached(ServingError(Code.INTERNAL, str(e))))
-        return results, errors
 
     def _run_merged(self, servable, signature, batch: list) -> list:
         rows = sum(t.rows for t in batch)
@@ -375,7 +382,9 @@ class Scheduler:
         start = 0
         for task in batch:
             end = start + task.rows
-            results.append({a: v[start:end] for a, v in outputs.items()})
+            results.append(BatchSlice({a: v[start:end] for a, v in outputs.items()}))
+            results[-1].batch_feeds, results[-1].batch_outputs = feeds, outputs
+            results[-1].start, results[-1].end = start, end
             start = end
         return results
 
@@ -392,6 +401,16 @@ class Scheduler:
                 loop.call_soon_threadsafe(_run_callbacks, items)
             except RuntimeError:  # loop closed during shutdown
                 pass
+
+
+def _attempt(run, count: int) -> tuple:
+    """(results, errors) of `run()` for `count` tasks; an error is every task's error."""
+    try:
+        return run(), [None] * count
+    except ServingError as e:
+        return [None] * count, [_detached(e)] * count
+    except Exception as e:  # never let a worker die
+        return [None] * count, [_detached(ServingError(Code.INTERNAL, str(e)))] * count
 
 
 _SPLIT_ERROR = (

@@ -5,8 +5,10 @@ Differences from `tensorflow_model_server`: `--rest_api_port` defaults to
 8501 (the Docker image's value), `--bind_address` (default 127.0.0.1) chooses
 the listening interface, `--max_request_bytes` caps request bodies (413) and
 gRPC messages, `--max_request_tensor_elements`/`--max_decoded_request_bytes`
-cap decoded tensors, and `--enable_grpc_config_reload` (default off) allows
-HandleReloadConfigRequest.
+cap decoded tensors, `--enable_grpc_config_reload` (default off) allows
+HandleReloadConfigRequest, and the batching and TF thread flags default to
+None ("not given"): the server derives fast values for the machine from them
+(`serving/defaults.py`).
 """
 
 import argparse
@@ -71,15 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--file_system_poll_wait_seconds", type=float, default=1)
     add("--max_num_load_retries", type=int, default=5)
     add("--load_retry_interval_micros", type=int, default=60_000_000)
-    flag("--enable_batching", False)
+    flag("--enable_batching", None, help="unset: on, derived from the cores (serving/defaults.py)")
     add("--batching_parameters_file", default="")
     flag("--allow_version_labels_for_unavailable_models", False)
     add("--monitoring_config_file", default="")
     flag("--enable_model_warmup", True)
     add("--num_request_iterations_for_warmup", type=int, default=0)
     add("--saved_model_tags", default="serve")
-    add("--tensorflow_intra_op_parallelism", type=int, default=0)
-    add("--tensorflow_inter_op_parallelism", type=int, default=0)
+    add("--tensorflow_intra_op_parallelism", type=int, default=None, help="unset: 1")
+    add("--tensorflow_inter_op_parallelism", type=int, default=None, help="unset: -1")
     add("--tensorflow_session_parallelism", type=int, default=0)
     add(
         "--canary_traffic_share",
@@ -88,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of unversioned requests routed to the 'canary' label (needs 'stable'); "
         "0 = off (TF Serving's behaviour)",
     )
+    add("--shadow_traffic_share", type=float, default=0.0, help="ours: predict calls mirrored")
+    add("--shadow_version", type=int, default=None, help="the shadow's version number")
+    add("--shadow_version_label", default=None, help="or: the shadow's version label")
+    add("--shadow_log_prefix", default="", help="default: <request-log dir>/shadow/<prefix>")
     add("--request_log_max_file_bytes", type=int, default=64 << 20)
     add("--request_log_max_files", type=int, default=10)
     flag("--enable_signature_method_name_check", False)

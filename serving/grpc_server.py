@@ -142,6 +142,7 @@ class PredictionServicer:
       request_logger: RequestLogger or None.
       request_limits: caps on each request's decoded tensors.
       executor: where big messages are parsed, decoded and serialized.
+      shadow: the ShadowMirror (serving/shadow.py) or None.
     """
 
     def __init__(
@@ -152,6 +153,7 @@ class PredictionServicer:
         request_logger=None,
         request_limits: limits.RequestLimits = limits.UNLIMITED,
         executor=None,
+        shadow=None,
     ):
         self.manager = manager
         self.scheduler = scheduler
@@ -159,6 +161,7 @@ class PredictionServicer:
         self.request_logger = request_logger
         self.limits = request_limits
         self.executor = executor
+        self.shadow = shadow
 
     async def _offload(self, big: bool, fn, *args):
         if not big or self.executor is None:
@@ -217,6 +220,7 @@ class PredictionServicer:
 
     async def Predict(self, raw, context):
         async def body(request, big):
+            started = time.perf_counter()
             servable = _resolve_spec(self.manager, request)
             signature = inference.predict_signature_grpc(
                 servable, request.model_spec.signature_name
@@ -246,6 +250,15 @@ class PredictionServicer:
                     signature.key,
                     feeds,
                     {a: outputs[a] for a in fetch},
+                    _request_id(request, context),
+                )
+            if self.shadow is not None:
+                self.shadow.offer(
+                    servable,
+                    signature.key,
+                    feeds,
+                    outputs if len(fetch) == len(outputs) else {a: outputs[a] for a in fetch},
+                    (time.perf_counter() - started) * 1e6,
                     _request_id(request, context),
                 )
             rows = [v.shape[0] for v in feeds.values() if v.ndim]
@@ -461,6 +474,7 @@ async def start_grpc_server(
     reload_config=None,
     max_request_bytes: int = 2**31 - 1,
     request_limits: limits.RequestLimits = limits.UNLIMITED,
+    shadow=None,
 ):
     """Starts the grpc.aio server on the running loop; returns (server, bound_port).
 
@@ -480,7 +494,7 @@ async def start_grpc_server(
     )
     executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="grpc-codec")
     predictions = PredictionServicer(
-        manager, scheduler, metrics, request_logger, request_limits, executor
+        manager, scheduler, metrics, request_logger, request_limits, executor, shadow
     )
     server.add_generic_rpc_handlers(
         (

@@ -20,6 +20,7 @@ import threading
 _LATENCY_BUCKETS = tuple(10 * 1.8**k for k in range(33))
 _EXAMPLE_BUCKETS = tuple(float(2**k) for k in range(15))
 UNKNOWN_MODEL = "__unknown__"
+_DIFF_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def _format_number(value: float) -> str:
@@ -105,6 +106,18 @@ class Histogram(_Metric):
             state[-2] += value
             state[-1] += 1
 
+    def observe_many(self, labels: tuple, values) -> None:
+        """Observes each of `values` (a sequence of numbers) under one lock."""
+        indexes = [bisect.bisect_left(self.buckets, v) for v in values]
+        with self._lock:
+            state = self._values.get(labels)
+            if state is None:
+                state = self._values[labels] = [0] * (len(self.buckets) + 3)
+            for index in indexes:
+                state[index] += 1
+            state[-2] += sum(values)
+            state[-1] += len(indexes)
+
     def _render_one(self, key, state) -> list:
         lines = []
         running = 0
@@ -168,6 +181,15 @@ class ServingMetrics:
         self.version_available = Gauge(
             ":serving:model_version_available", ("model_name", "version")
         )
+        self.shadow_request_count = Counter(
+            ":serving:shadow_request_count", ("model_name", "version", "status")
+        )
+        self.shadow_latency = Histogram(
+            ":serving:shadow_latency", ("model_name", "version"), _LATENCY_BUCKETS
+        )
+        self.shadow_abs_diff = Histogram(
+            ":serving:shadow_abs_diff", ("model_name", "version"), _DIFF_BUCKETS
+        )
         self._all = [
             self.request_count,
             self.request_latency,
@@ -182,6 +204,9 @@ class ServingMetrics:
             self.version_latency,
             self.version_events,
             self.version_available,
+            self.shadow_request_count,
+            self.shadow_latency,
+            self.shadow_abs_diff,
         ]
 
     def add_model_names(self, names) -> None:

@@ -61,6 +61,9 @@ class ManagerOptions:
     # version nor a label go to the `canary` label's version with this
     # probability and to the `stable` label's version otherwise.
     canary_traffic_share: float = 0.0
+    # Also ours: with a shadow (serving/shadow.py) the candidate is usually the
+    # newest version, so unversioned requests go to the `stable` label's version.
+    route_to_stable: bool = False
     random: object = random.random
 
 
@@ -529,7 +532,12 @@ class ModelManager:
                     Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}"
                 )
             version = model.labels[label]
-        if version is None and model is not None and self.options.canary_traffic_share > 0:
+        options = self.options
+        if (
+            version is None
+            and model is not None
+            and (options.canary_traffic_share > 0 or options.route_to_stable)
+        ):
             routed = self._route(model)
             if routed is not None:
                 return routed

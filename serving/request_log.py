@@ -12,7 +12,10 @@ A predict call's request id (REST header `x-request-id`, gRPC metadata
 `PredictRequest.client_id`, so late labels can be joined to predictions.
 TF Serving's protos have no request-id field; classify/regress logs carry none.
 
-Records are written by one background thread to
+The serving thread only keeps references (the decoded input arrays, the
+outputs, the ids and the time); one background thread builds the protos and
+writes them, taking whatever queued since its last pass as one batch, and
+flushes at most every `FLUSH_SECONDS` (and on close). Records go to
 `<filename_prefix>.<unix_ms>.<seq>.tfrecord`; a file is rotated after
 `max_file_bytes`, and only the newest `max_files` per prefix are kept. When
 the queue is full, records are dropped and counted (`status="DROPPED"`).
@@ -30,18 +33,20 @@ import tensorflow as tf
 from tensorflow_serving.apis import (
     classification_pb2,
     logging_pb2,
-    predict_pb2,
     prediction_log_pb2,
     regression_pb2,
 )
 
+from serving.log_encoding import encode_predict_log
 from serving.model_info import model_spec
-from serving.tensors import to_tensor_proto
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID_BYTES = 256
 REQUEST_ID_HEADER = "x-request-id"
+FLUSH_SECONDS = 0.2
+_PASS_SECONDS = 0.02  # the writer's pause between passes, so records accumulate
+_MAX_PASS = 512  # records built per pass
 
 
 class _RotatingWriter:
@@ -107,7 +112,8 @@ class RequestLogger:
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files
         self._metrics = metrics
-        self._configs: dict = {}  # model -> (rate, prefix, SamplingConfig)
+        self._configs: dict = {}  # model -> (rate, prefix, SamplingConfig, its bytes)
+        self._static: dict = {}  # writer thread: serialized model specs and metadata
         self._queue = queue.Queue(maxsize=queue_size)
         self._writers: dict = {}
         self._thread = threading.Thread(target=self._drain, name="request-log", daemon=True)
@@ -124,7 +130,13 @@ class RequestLogger:
         if not prefix or rate <= 0:
             self._configs.pop(model_name, None)
             return
-        self._configs[model_name] = (rate, prefix, config.sampling_config)
+        sampling = config.sampling_config
+        self._configs[model_name] = (rate, prefix, sampling, sampling.SerializeToString())
+
+    def prefix(self, model_name: str):
+        """The model's configured `filename_prefix`, or None."""
+        config = self._configs.get(model_name)
+        return config[1] if config is not None else None
 
     def sampled(self, model_name: str) -> bool:
         """Decides whether to log one request of `model_name`."""
@@ -137,88 +149,120 @@ class RequestLogger:
         """Logs a predict call (call only when `sampled()` said so).
 
         `request_id` (at most MAX_REQUEST_ID_BYTES, else not logged) becomes the
-        logged request's `client_id`.
+        logged request's `client_id`. The arrays must not be modified afterwards.
         """
-        spec = model_spec(servable.name, servable.version, signature_name)
-        request = predict_pb2.PredictRequest(model_spec=spec)
-        if request_id and len(request_id) <= MAX_REQUEST_ID_BYTES:
-            request.client_id = request_id
-        for alias, array in feeds.items():
-            request.inputs[alias].CopyFrom(to_tensor_proto(array))
-        response = predict_pb2.PredictResponse(model_spec=spec)
-        for alias, array in outputs.items():
-            response.outputs[alias].CopyFrom(to_tensor_proto(array))
-        entry = prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request, response=response)
-        )
-        self._enqueue(servable, spec, entry)
-
-    def log_classify(self, servable, signature_name: str, request_input, results: list) -> None:
-        """Logs a classify call; `results` as from `classification_results`."""
-        spec = model_spec(servable.name, servable.version, signature_name)
-        request = classification_pb2.ClassificationRequest(model_spec=spec, input=request_input)
-        response = classification_pb2.ClassificationResponse(model_spec=spec)
-        for classes in results:
-            item = response.result.classifications.add()
-            for label, score in classes:
-                item.classes.add(label=label, score=score)
-        entry = prediction_log_pb2.PredictionLog(
-            classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response)
-        )
-        self._enqueue(servable, spec, entry)
-
-    def log_regress(self, servable, signature_name: str, request_input, values: list) -> None:
-        """Logs a regress call."""
-        spec = model_spec(servable.name, servable.version, signature_name)
-        request = regression_pb2.RegressionRequest(model_spec=spec, input=request_input)
-        response = regression_pb2.RegressionResponse(model_spec=spec)
-        for value in values:
-            response.result.regressions.add(value=value)
-        entry = prediction_log_pb2.PredictionLog(
-            regress_log=prediction_log_pb2.RegressLog(request=request, response=response)
-        )
-        self._enqueue(servable, spec, entry)
-
-    def _enqueue(self, servable, spec, entry) -> None:
         config = self._configs.get(servable.name)
         if config is None:
             return
-        entry.log_metadata.CopyFrom(
-            logging_pb2.LogMetadata(
-                model_spec=spec,
-                sampling_config=config[2],
-                saved_model_tags=["serve"],
-                timestamp_secs=int(time.time()),
+        name, version, now = servable.name, servable.version, int(time.time())
+        if len(request_id) > MAX_REQUEST_ID_BYTES:
+            request_id = b""
+
+        def build() -> bytes:
+            spec, metadata = self._static_parts(name, version, signature_name, config)
+            return encode_predict_log(spec, metadata, now, feeds, outputs, request_id)
+
+        self.write(config[1], name, build)
+
+    def _static_parts(self, name, version, signature_name, config) -> tuple:
+        """(serialized ModelSpec, LogMetadata without timestamp), cached (writer thread)."""
+        key = (name, version, signature_name, config[3])
+        parts = self._static.get(key)
+        if parts is None:
+            spec = model_spec(name, version, signature_name)
+            metadata = logging_pb2.LogMetadata(
+                model_spec=spec, sampling_config=config[2], saved_model_tags=["serve"]
             )
-        )
+            if len(self._static) > 1024:
+                self._static.clear()
+            parts = self._static[key] = (spec.SerializeToString(), metadata.SerializeToString())
+        return parts
+
+    def log_classify(self, servable, signature_name: str, request_input, results: list) -> None:
+        """Logs a classify call; `results` as from `classification_results`."""
+        self._enqueue(servable, signature_name, _classify_entry, (request_input, results))
+
+    def log_regress(self, servable, signature_name: str, request_input, values: list) -> None:
+        """Logs a regress call."""
+        self._enqueue(servable, signature_name, _regress_entry, (request_input, values))
+
+    def write(self, prefix: str, model_name: str, build) -> bool:
+        """Queues `build()` -> one serialized record for `prefix`, called on the writer thread.
+
+        Returns False (and counts `DROPPED` for `model_name`) when the queue is full.
+        """
         try:
-            self._queue.put_nowait((config[1], servable.name, entry.SerializeToString()))
+            self._queue.put_nowait((prefix, model_name, build))
+            return True
         except queue.Full:
-            self._count(servable.name, "DROPPED")
+            self._count(model_name, "DROPPED")
+            return False
+
+    def _enqueue(self, servable, signature_name, make_entry, payload) -> None:
+        config = self._configs.get(servable.name)
+        if config is None:
+            return
+        name, version, now = servable.name, servable.version, int(time.time())
+
+        def build() -> bytes:
+            spec = model_spec(name, version, signature_name)
+            entry = make_entry(spec, *payload)
+            entry.log_metadata.CopyFrom(
+                logging_pb2.LogMetadata(
+                    model_spec=spec,
+                    sampling_config=config[2],
+                    saved_model_tags=["serve"],
+                    timestamp_secs=now,
+                )
+            )
+            return entry.SerializeToString()
+
+        self.write(config[1], name, build)
 
     def _count(self, model: str, status: str) -> None:
         if self._metrics is not None:
             self._metrics.request_log_count.inc((model, status))
 
     def _drain(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            prefix, model, record = item
+        dirty = set()
+        last_flush = time.monotonic()
+        running = True
+        while running:
             try:
-                writer = self._writers.get(prefix)
-                if writer is None:
-                    writer = self._writers[prefix] = _RotatingWriter(
-                        prefix, self.max_file_bytes, self.max_files
-                    )
-                writer.write(record)
-                if self._queue.empty():
+                items = [self._queue.get(timeout=FLUSH_SECONDS if dirty else None)]
+            except queue.Empty:
+                items = []
+            while items and len(items) < _MAX_PASS:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in items:
+                if item is None:
+                    running = False
+                    continue
+                prefix, model, build = item
+                try:
+                    record = build()
+                    writer = self._writers.get(prefix)
+                    if writer is None:
+                        writer = self._writers[prefix] = _RotatingWriter(
+                            prefix, self.max_file_bytes, self.max_files
+                        )
+                    writer.write(record)
+                    dirty.add(writer)
+                    self._count(model, "OK")
+                    time.sleep(0)  # lets a waiting serving thread take the GIL
+                except Exception:
+                    log.exception("Request log write failed")
+                    self._count(model, "ERROR")
+            if dirty and (not items or time.monotonic() - last_flush >= FLUSH_SECONDS):
+                for writer in dirty:
                     writer.flush()
-                self._count(model, "OK")
-            except Exception:
-                log.exception("Request log write failed")
-                self._count(model, "ERROR")
+                dirty.clear()
+                last_flush = time.monotonic()
+            if running and items:
+                time.sleep(_PASS_SECONDS)
 
     def close(self) -> None:
         """Writes out what is queued and closes the files."""
@@ -226,3 +270,25 @@ class RequestLogger:
         self._thread.join(timeout=30)
         for writer in self._writers.values():
             writer.close()
+
+
+def _classify_entry(spec, request_input, results):
+    request = classification_pb2.ClassificationRequest(model_spec=spec, input=request_input)
+    response = classification_pb2.ClassificationResponse(model_spec=spec)
+    for classes in results:
+        item = response.result.classifications.add()
+        for label, score in classes:
+            item.classes.add(label=label, score=score)
+    return prediction_log_pb2.PredictionLog(
+        classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response)
+    )
+
+
+def _regress_entry(spec, request_input, values):
+    request = regression_pb2.RegressionRequest(model_spec=spec, input=request_input)
+    response = regression_pb2.RegressionResponse(model_spec=spec)
+    for value in values:
+        response.result.regressions.add(value=value)
+    return prediction_log_pb2.PredictionLog(
+        regress_log=prediction_log_pb2.RegressLog(request=request, response=response)
+    )

@@ -90,6 +90,7 @@ class RestApi:
         enable_cors=False,
         timeout_ms: int = 30000,
         request_limits: limits.RequestLimits = limits.UNLIMITED,
+        shadow=None,
     ):
         self.manager = manager
         self.scheduler = scheduler
@@ -99,6 +100,7 @@ class RestApi:
         self._extra = _CORS if enable_cors else ()
         self._timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
         self.limits = request_limits
+        self.shadow = shadow  # a ShadowMirror: offered every answered predict call
         self.loop = None
         self._parse_pool = None
 
@@ -273,6 +275,8 @@ class RestApi:
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
                 logger.log_predict(servable, signature.key, feeds, outputs, request_id)
+            if self.shadow is not None:
+                self.shadow.offer(servable, signature.key, feeds, outputs, latency, request_id)
 
         return done
 

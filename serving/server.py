@@ -17,6 +17,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 from serving import config as flags  # noqa: E402
+from serving import defaults  # noqa: E402
 from serving.batching import Scheduler, parse_batching_parameters  # noqa: E402
 from serving.errors import ServingError  # noqa: E402
 from serving.grpc_server import start_grpc_server  # noqa: E402
@@ -26,6 +27,7 @@ from serving.metrics import ServingMetrics  # noqa: E402
 from serving.model_manager import ManagerOptions, ModelManager  # noqa: E402
 from serving.request_log import RequestLogger  # noqa: E402
 from serving.rest import RestApi  # noqa: E402
+from serving.shadow import ShadowMirror  # noqa: E402
 
 log = logging.getLogger("serving")
 
@@ -45,14 +47,14 @@ def _session_config(args):
     )
 
 
-def _scheduler(args, metrics) -> Scheduler:
+def _scheduler(args, metrics, cores: int) -> Scheduler:
     if args.batching_parameters_file and not args.enable_batching:
         raise StartupError(
             "server_options.batching_parameters_file is set without setting "
             "server_options.enable_batching to true."
         )
-    params = None
-    if args.enable_batching:
+    params = getattr(args, "derived_batching", None)
+    if args.enable_batching and params is None:
         text = ""
         if args.batching_parameters_file:
             with open(args.batching_parameters_file) as f:
@@ -61,7 +63,7 @@ def _scheduler(args, metrics) -> Scheduler:
     on_batch = lambda servable, rows, padded: metrics.record_batch(  # noqa: E731
         servable.name, rows, padded
     )
-    return Scheduler(params, num_threads=max(2, os.cpu_count() or 1), on_batch=on_batch)
+    return Scheduler(params, num_threads=max(2, cores), on_batch=on_batch)
 
 
 class ModelServer:
@@ -69,11 +71,13 @@ class ModelServer:
 
     def __init__(self, args):
         self.args = args
+        self.cores = defaults.usable_cores()
+        log.info(defaults.describe(self.cores, defaults.apply(args, self.cores)))
         self.metrics = ServingMetrics()
         self.request_limits = RequestLimits.from_flags(
             args.max_request_bytes, args.max_request_tensor_elements, args.max_decoded_request_bytes
         )
-        self.scheduler = _scheduler(args, self.metrics)
+        self.scheduler = _scheduler(args, self.metrics, self.cores)
         self.request_logger = RequestLogger(
             args.request_log_max_file_bytes, args.request_log_max_files, self.metrics
         )
@@ -88,10 +92,22 @@ class ModelServer:
                 args.allow_version_labels_for_unavailable_models
             ),
             canary_traffic_share=args.canary_traffic_share,
+            route_to_stable=args.shadow_traffic_share > 0,
         )
         self.manager = ModelManager(
             options, self.scheduler, self.metrics, on_config=self.request_logger.configure
         )
+        self.shadow = ShadowMirror(
+            self.manager,
+            args.shadow_traffic_share,
+            args.shadow_version,
+            args.shadow_version_label,
+            self.request_logger,
+            args.shadow_log_prefix,
+            self.metrics,
+        )
+        if args.shadow_traffic_share > 0:
+            log.info(self.shadow.describe())
         self.grpc_server = None
         self.grpc_port = None
         self.rest_port = None
@@ -154,6 +170,7 @@ class ModelServer:
             self.reload_config if args.enable_grpc_config_reload else None,
             args.max_request_bytes,
             self.request_limits,
+            shadow=self.shadow,
         )
         log.info("Running gRPC ModelServer at %s:%d ...", args.bind_address, self.grpc_port)
         if args.rest_api_port and args.rest_api_port != args.port:
@@ -166,6 +183,7 @@ class ModelServer:
                 args.rest_api_enable_cors_support,
                 args.rest_api_timeout_in_ms,
                 self.request_limits,
+                shadow=self.shadow,
             )
             api.loop = asyncio.get_running_loop()
             self._http = await start_http_server(
@@ -191,6 +209,7 @@ class ModelServer:
             await self.grpc_server.stop(grace=5)
         await asyncio.sleep(0.05)
         self.scheduler.stop()
+        self.shadow.close()
         self.manager.stop()
         self.request_logger.close()
 

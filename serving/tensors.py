@@ -6,7 +6,7 @@ TF Serving fills `float_val`, `int64_val`, ... (`Tensor::AsProtoField`), not
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from serving.limits import POINTER_BYTES, Budget, element_count
 
@@ -27,18 +27,28 @@ _TYPED = {
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """Converts an ndarray into a TensorProto using typed value fields."""
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
+    return proto
+
+
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Writes `array` into an empty `proto` in place (e.g. a map entry: no copy)."""
     array = np.asarray(array)
-    proto = tensor_pb2.TensorProto(
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape]
-        )
-    )
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add(size=size)
     flat = array.ravel()
     if array.dtype.kind in "OSU":
         proto.dtype = types_pb2.DT_STRING
         for chunk in _chunks(flat):
-            proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in chunk)
-        return proto
+            if all(type(v) is bytes for v in chunk):
+                proto.string_val.extend(chunk)
+            else:  # str or other objects
+                proto.string_val.extend(
+                    v if isinstance(v, bytes) else str(v).encode() for v in chunk
+                )
+        return
     if array.dtype == np.float16:
         proto.dtype, field = types_pb2.DT_HALF, proto.half_val
         flat = flat.view(np.uint16)
@@ -47,7 +57,6 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
         field = getattr(proto, name)
     for chunk in _chunks(flat):
         field.extend(chunk)
-    return proto
 
 
 def _chunks(flat: np.ndarray):

@@ -128,3 +128,38 @@ def test_watch_command(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "new span(s) [2014] -> pipeline exit 0, new versions [9]" in printed
     assert "watch: nothing new" in printed  # the second check
+
+
+def test_shadow_first_deploys_the_new_version_as_shadow_then_judges_it(tmp_path, monkeypatch):
+    data = _data(tmp_path, [2013, 2014])
+    metadata = _store(tmp_path / "metadata.sqlite", [2013])
+    config = tmp_path / "models.config"
+    config.write_text(
+        "model_config_list { config { name: 'taxi' base_path: '/m' model_platform: 'tensorflow' "
+        "model_version_policy { specific { versions: 6 } } version_labels { key: 'stable' "
+        "value: 6 } } }"
+    )
+    calls = []
+    monkeypatch.setattr(watch.canary, "pin", lambda *a: {"stable": 6, "pinned": False})
+    monkeypatch.setattr(watch.canary, "deploy", lambda *a, **k: calls.append(("canary", a[3])))
+    monkeypatch.setattr(
+        watch.shadow_deploy, "deploy", lambda *a, **k: calls.append(("shadow", a[3])) or {"x": 1}
+    )
+    command = [sys.executable, "-c", FAKE_PIPELINE, metadata, "2014", "7"]
+    kwargs = {"server_url": "http://s", "model_config": str(config), "shadow_first": True}
+    check = watch.check_once(data, metadata, command, **kwargs)
+    assert check.new_versions == [7] and calls == [("shadow", 7)] and check.problems == []
+    # the shadow is live: the next check judges it and runs no pipeline
+    config.write_text(
+        config.read_text().replace(
+            "value: 6 }", "value: 6 } version_labels { key: 'shadow' value: 7 }"
+        )
+    )
+    verdict = {"verdict": "insufficient data", "why": "3 mirrored rows < 200"}
+    monkeypatch.setattr(watch.shadow_deploy, "evaluate", lambda *a, **k: verdict)
+    (tmp_path / "data" / "span-2015").mkdir()
+    check = watch.check_once(data, metadata, command, shadow_logs="/logs", **kwargs)
+    assert not check.ran_pipeline and check.shadow == verdict
+    assert check.reasons == ["shadow 7 live (stable 6)"]
+    check = watch.check_once(data, metadata, command, **kwargs)
+    assert check.problems == ["a shadow is live: watch needs --shadow-logs to judge it"]

@@ -5,7 +5,12 @@ import threading
 import numpy as np
 import pytest
 
-from serving.batching import BatchingParameters, Scheduler, parse_batching_parameters
+from serving.batching import (
+    BatchingParameters,
+    BatchSlice,
+    Scheduler,
+    parse_batching_parameters,
+)
 from serving.errors import Code, ServingError
 
 
@@ -76,22 +81,19 @@ def test_parse_batching_parameters():
 
 
 def test_requests_are_merged_and_split_back():
-    gate = threading.Event()
-    servable = FakeServable(gate)
+    servable = GatedServable()
     scheduler = Scheduler(BatchingParameters(max_batch_size=16, num_batch_threads=1))
     arrays = [np.full((2, 1), i, np.float32) for i in range(6)]
-    first = np.zeros((1, 1), np.float32)
-    blocker = threading.Thread(target=scheduler.run, args=(servable, FakeSignature(), {"x": first}))
-    blocker.start()  # occupies the only worker until the gate opens
-    assert servable.running.wait(60)
-    # The six requests queue behind it; only then does the worker go on.
-    results = submit_all(scheduler, servable, arrays, release=gate.set)
-    blocker.join()
+    results = _queue_behind_blocker(scheduler, servable, arrays)
     for i, (outputs, error) in enumerate(results):
         assert error is None
         assert outputs["y"].tolist() == [[2.0 * i]] * 2
-    assert servable.calls[0] == 1 and sum(servable.calls[1:]) == 12
-    assert len(servable.calls) < 7  # the six queued requests shared batches
+        # where the task's rows sit in its batch
+        assert isinstance(outputs, BatchSlice) and outputs.end - outputs.start == 2
+        assert outputs.batch_outputs["y"][outputs.start : outputs.end].tolist() == (
+            outputs["y"].tolist()
+        )
+    assert servable.calls == [1, 12]  # the blocker, then the six queued requests in one batch
     assert servable.inflight == 0
     scheduler.stop()
 
@@ -177,4 +179,85 @@ def test_without_batching_each_request_runs_alone():
     results = submit_all(scheduler, servable, [np.ones((n, 1), np.float32) for n in (1, 3, 2)])
     assert all(error is None for _, error in results)
     assert sorted(servable.calls) == [1, 2, 3]
+    scheduler.stop()
+
+
+class GatedServable(FakeServable):
+    """Blocks its first call until `release`; fails any call holding a negative x.
+
+    Records the number of x values of each call.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def run(self, signature, feeds):
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(60)
+        self.calls.append(int(np.size(feeds["x"])))
+        if (np.asarray(feeds["x"]) < 0).any():
+            raise ServingError(Code.INVALID_ARGUMENT, "negative x")
+        return {"y": feeds["x"] * 2}
+
+
+def _queue_behind_blocker(scheduler, servable, arrays):
+    """Submits `arrays` while the only worker is busy, so they meet in one queue."""
+    blocker = threading.Thread(
+        target=scheduler.run, args=(servable, FakeSignature(), {"x": np.zeros((1, 1))})
+    )
+    blocker.start()
+    assert servable.entered.wait(60)
+    results = [None] * len(arrays)
+    done = [threading.Event() for _ in arrays]
+
+    def callback(i):
+        def finish(outputs, error):
+            results[i] = (outputs, error)
+            done[i].set()
+
+        return finish
+
+    for i, array in enumerate(arrays):
+        scheduler.submit(servable, FakeSignature(), {"x": array}, callback(i))
+    servable.release.set()
+    blocker.join(60)
+    assert all(event.wait(60) for event in done)
+    return results
+
+
+def test_a_failed_batch_is_rerun_request_by_request():
+    servable = GatedServable()
+    scheduler = Scheduler(BatchingParameters(max_batch_size=16, num_batch_threads=1))
+    arrays = [np.full((1, 1), v, np.float32) for v in (1.0, -1.0, 3.0)]
+    results = _queue_behind_blocker(scheduler, servable, arrays)
+    assert results[0][0]["y"].tolist() == [[2.0]] and results[0][1] is None
+    assert results[1][0] is None and results[1][1].message == "negative x"
+    assert results[2][0]["y"].tolist() == [[6.0]] and results[2][1] is None
+    assert servable.calls == [1, 3, 1, 1, 1]  # blocker, merged (failed), then one by one
+    assert servable.inflight == 0
+    scheduler.stop()
+
+
+@pytest.mark.parametrize(
+    "feeds",
+    [
+        {"x": np.ones((9, 1), np.float32)},  # more rows than max_batch_size
+        {"x": np.float32(1.0)},  # scalar
+        {"x": np.ones((2, 1)), "z": np.ones(3)},  # unequal 0th dimensions
+    ],
+)
+def test_unbatchable_requests_run_alone_when_asked(feeds):
+    servable = GatedServable()
+    scheduler = Scheduler(
+        BatchingParameters(max_batch_size=8, num_batch_threads=1, run_unbatchable_alone=True)
+    )
+    normal = [np.full((1, 1), 2.0, np.float32)] * 2
+    results = _queue_behind_blocker(scheduler, servable, [feeds["x"], *normal])
+    assert [error for _, error in results] == [None] * 3
+    assert results[0][0]["y"].tolist() == (feeds["x"] * 2).tolist()
+    assert results[1][0]["y"].tolist() == [[4.0]] == results[2][0]["y"].tolist()
+    # the odd one ran alone, the two ordinary requests shared one batch
+    assert servable.calls == [1, int(np.size(feeds["x"])), 2]
     scheduler.stop()

@@ -119,3 +119,124 @@ def test_server_logs_rest_header_and_grpc_metadata_request_ids(tmp_path, start_s
     assert server.stop() == 0
     ids = sorted(r.predict_log.request.client_id for r in _records(prefix))
     assert ids == [b"grpc-1", b"grpc-2", b"rest-1"]
+
+
+def test_records_are_built_off_the_serving_thread_and_flushed_when_idle(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from serving import request_log
+
+    builders = []
+    real = request_log.encode_predict_log
+
+    def recording(*args):
+        builders.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(request_log, "encode_predict_log", recording)
+    prefix = str(tmp_path / "m")
+    logger = RequestLogger()
+    logger.configure("m", _config(prefix, 1.0))
+    feeds, outputs = {"x": np.array([[1.0]], np.float32)}, {"y": np.array([[2.0]], np.float32)}
+    logger.log_predict(FakeServable(), "serving_default", feeds, outputs, b"r-1")
+    deadline = time.monotonic() + 60  # no close(): the idle writer flushes on its own
+    while time.monotonic() < deadline and not (glob.glob(prefix + ".*") and _records(prefix)):
+        time.sleep(0.05)
+    assert [r.predict_log.request.client_id for r in _records(prefix)] == [b"r-1"]
+    assert set(builders) == {"request-log"}  # never on the caller's (event loop) thread
+    logger.close()
+
+
+def test_a_full_queue_drops_and_counts(tmp_path, monkeypatch):
+    import threading
+
+    from serving import request_log
+    from serving.metrics import ServingMetrics
+
+    entered, release = threading.Event(), threading.Event()
+    real = request_log.encode_predict_log
+
+    def blocking(*args):
+        entered.set()
+        assert release.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(request_log, "encode_predict_log", blocking)
+    metrics = ServingMetrics()
+    logger = RequestLogger(metrics=metrics, queue_size=2)
+    logger.configure("m", _config(str(tmp_path / "m"), 1.0))
+    feeds, outputs = {"x": np.array([[1.0]], np.float32)}, {"y": np.array([[2.0]], np.float32)}
+    logger.log_predict(FakeServable(), "serving_default", feeds, outputs)
+    assert entered.wait(60)  # the writer holds the first record
+    for _ in range(9):
+        logger.log_predict(FakeServable(), "serving_default", feeds, outputs)
+    assert metrics.request_log_count.get("m", "DROPPED") == 7  # 2 fit in the queue
+    release.set()
+    logger.close()
+    assert metrics.request_log_count.get("m", "OK") == 3
+    assert len(_records(str(tmp_path / "m"))) == 3
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([[1.5], [-2.25]], np.float32),
+        np.array([3, -(2**63), 2**63 - 1], np.int64),
+        np.array([[1, -7]], np.int32),
+        np.array([0.1, 1e300], np.float64),
+        np.array([True, False]),
+        np.array([b"abc", b"", "h\u00e9".encode()], dtype=object),
+        np.array([["x", "yz"]]),  # numpy unicode
+        np.array(4.0, np.float32),  # scalar
+        np.zeros((0, 3), np.float32),
+        np.array([1.5, 2.0], np.float16),
+    ],
+)
+def test_encoded_tensors_parse_to_the_same_arrays(array):
+    from tensorflow.core.framework import tensor_pb2
+
+    from serving.log_encoding import encode_tensor
+    from serving.tensors import to_tensor_proto
+
+    parsed = tensor_pb2.TensorProto.FromString(encode_tensor(array))
+    reference = to_tensor_proto(array)
+    assert parsed.dtype == reference.dtype
+    assert parsed.tensor_shape == reference.tensor_shape
+    decoded, expected = tf.make_ndarray(parsed), tf.make_ndarray(reference)
+    assert decoded.dtype == expected.dtype and decoded.tolist() == expected.tolist()
+
+
+def test_encoded_predict_log_equals_the_protobuf_built_one():
+    from tensorflow_serving.apis import logging_pb2, predict_pb2
+
+    from serving.log_encoding import encode_predict_log
+    from serving.model_info import model_spec
+    from serving.tensors import to_tensor_proto
+
+    spec = model_spec("m", 7, "serving_default")
+    metadata = logging_pb2.LogMetadata(model_spec=spec, saved_model_tags=["serve"])
+    metadata.sampling_config.sampling_rate = 0.1
+    feeds = {"x": np.array([[1.0]], np.float32), "s": np.array([[b"a"]], dtype=object)}
+    outputs = {"y": np.array([[0.25, 0.75]], np.float32)}
+    encoded = prediction_log_pb2.PredictionLog.FromString(
+        encode_predict_log(
+            spec.SerializeToString(),
+            metadata.SerializeToString(),
+            1764000000,
+            feeds,
+            outputs,
+            b"req-9",
+        )
+    )
+    expected = prediction_log_pb2.PredictionLog()
+    expected.log_metadata.CopyFrom(metadata)
+    expected.log_metadata.timestamp_secs = 1764000000
+    request = predict_pb2.PredictRequest(model_spec=spec, client_id=b"req-9")
+    for alias, array in feeds.items():
+        request.inputs[alias].CopyFrom(to_tensor_proto(array))
+    response = predict_pb2.PredictResponse(model_spec=spec)
+    response.outputs["y"].CopyFrom(to_tensor_proto(outputs["y"]))
+    expected.predict_log.request.CopyFrom(request)
+    expected.predict_log.response.CopyFrom(response)
+    assert encoded == expected

@@ -1,0 +1,369 @@
+"""Shadow traffic: a share of predict requests mirrored to a candidate version.
+
+With `--shadow_traffic_share=s` and `--shadow_version=N` (or
+`--shadow_version_label=L`), each predict call (REST or gRPC) that the server
+answered is, with probability `s`, copied to that version of the same model.
+The client's answer is already on its way when the copy is queued: the
+shadow never delays or changes it. On the serving thread a copy is only
+references (the decoded inputs, the stable outputs, the request id, the
+latency) appended to a bounded deque; when it is full the copy is dropped
+and counted. One worker thread of its own takes whatever queued as a batch,
+merges copies with the same input shapes (waiting `PASS_SECONDS` after an
+under-full batch, so batches are fuller and cheaper per row), runs the shadow
+version's session once per batch (in that thread: the derived inter-op setting runs ops in the
+calling thread, so it never queues behind the stable batch threads) and
+writes one record per batch. Errors and a missing shadow version are counted
+and recorded; nothing is raised to the serving path.
+
+Records are `PredictionLog` TFRecords written through the request logger (same
+rotation and limits) to `--shadow_log_prefix`, by default
+`<dir of the model's filename_prefix>/shadow/<its basename>` (a sub-directory,
+so readers of the request-log directory do not mix them in). A record holds
+one batch of N rows:
+
+* `log_metadata.model_spec`: the shadow version; `timestamp_secs`;
+  `sampling_config.sampling_rate`: the share;
+* `predict_log.request`: `model_spec` of the stable version that answered,
+  `inputs`: the rows' inputs;
+* `predict_log.response.outputs`: the shadow's outputs under their aliases
+  (none when it failed), the stable outputs as `_stable/<alias>`, and
+  `_request_ids` (string [N]: `request_logs.row_request_ids` of each request's
+  id), `_stable_latency_us` (double [N]: the server latency of the row's
+  request), `_shadow_latency_us` (double [N]: the batch's session run time),
+  `_shadow_error` (string scalar, "" when it succeeded).
+
+Read them with `taxi-monitor shadow` (monitoring/shadow.py). Metrics:
+`:serving:shadow_request_count{model_name,version,status}` (status OK,
+ERROR, DROPPED, NO_SHADOW, SAME_VERSION), `:serving:shadow_latency` (µs per
+batch) and `:serving:shadow_abs_diff` (per row: the largest absolute
+difference between the shadow's and the stable float outputs).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import random
+import threading
+import time
+
+import numpy as np
+
+from serving.batching import BatchSlice, _task_rows
+from serving.errors import ServingError, invalid
+from serving.model_info import model_spec
+from serving.request_log import MAX_REQUEST_ID_BYTES
+from serving.tensors import fill_tensor_proto
+
+log = logging.getLogger(__name__)
+
+STABLE_PREFIX = "_stable/"
+REQUEST_IDS = "_request_ids"
+STABLE_LATENCY = "_stable_latency_us"
+SHADOW_LATENCY = "_shadow_latency_us"
+SHADOW_ERROR = "_shadow_error"
+MAX_BATCH_ROWS = 512
+PASS_SECONDS = 0.1  # pause after an under-full batch: fuller batches cost less per row
+
+
+class _Copy:
+    __slots__ = ("servable", "signature_key", "feeds", "outputs", "latency_us", "request_id")
+
+    def __init__(self, servable, signature_key, feeds, outputs, latency_us, request_id):
+        self.servable = servable
+        self.signature_key = signature_key
+        self.feeds = feeds
+        self.outputs = outputs
+        self.latency_us = latency_us
+        self.request_id = request_id
+
+
+def shadow_prefix(filename_prefix: str) -> str:
+    """The default shadow log prefix next to a model's request-log `filename_prefix`."""
+    directory, base = os.path.split(filename_prefix)
+    return os.path.join(directory, "shadow", base)
+
+
+def _row_ids(request_id: bytes, rows: int) -> list:
+    """`request_logs.row_request_ids` in bytes: the id for one row, `<id>/<i>` for a batch."""
+    if len(request_id) > MAX_REQUEST_ID_BYTES:  # as the request log: not logged
+        request_id = b""
+    if rows == 1 or not request_id:
+        return [request_id] * rows
+    return [b"%s/%d" % (request_id, i) for i in range(rows)]
+
+
+class ShadowMirror:
+    """Mirrors predict calls to a shadow version on a thread of its own.
+
+    Args:
+      manager: the ModelManager (resolves the shadow version per batch).
+      share: probability that a predict call is mirrored (0 = off).
+      version: the shadow version number, or None.
+      label: the shadow version label, or None (exactly one of the two).
+      request_logger: the RequestLogger that writes the records (None: none).
+      log_prefix: where records go ("" = next to each model's request logs).
+      metrics: ServingMetrics or None.
+      queue_size: copies buffered before dropping.
+      random: the sampling source (tests pin it).
+    """
+
+    def __init__(
+        self,
+        manager,
+        share: float,
+        version: int | None = None,
+        label: str | None = None,
+        request_logger=None,
+        log_prefix: str = "",
+        metrics=None,
+        queue_size: int = 10000,
+        random=random.random,
+    ):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"--shadow_traffic_share must be in [0, 1], got {share}")
+        if share > 0 and (version is None) == (label is None):
+            raise ValueError(
+                "--shadow_traffic_share needs exactly one of --shadow_version and "
+                "--shadow_version_label"
+            )
+        self.share = share
+        self.version = version
+        self.label = label
+        self._manager = manager
+        self._logger = request_logger
+        self._log_prefix = log_prefix
+        self._metrics = metrics
+        self._random = random
+        self._copies = collections.deque()  # append/popleft are atomic: no lock on the loop
+        self._queue_size = queue_size
+        self._closed = threading.Event()
+        self._thread = None
+        if share > 0:
+            self._thread = threading.Thread(target=self._work, name="shadow", daemon=True)
+            self._thread.start()
+
+    def describe(self) -> str:
+        target = f"version {self.version}" if self.label is None else f"label {self.label!r}"
+        return f"shadow: {self.share:.0%} of predict calls mirrored to {target}"
+
+    # -- serving thread -------------------------------------------------------
+
+    def offer(self, servable, signature_key, feeds, outputs, latency_us, request_id=b"") -> None:
+        """Maybe queues a copy of an answered predict call (never blocks, never raises)."""
+        if self._thread is None or self._random() >= self.share:
+            return
+        if len(self._copies) >= self._queue_size:
+            self._count(servable.name, "", "DROPPED")
+            return
+        self._copies.append(_Copy(servable, signature_key, feeds, outputs, latency_us, request_id))
+
+    # -- shadow thread ----------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            closing = self._closed.is_set()
+            copies, rows = [], 0
+            while self._copies and rows < MAX_BATCH_ROWS:
+                copy = self._copies.popleft()
+                copies.append(copy)
+                rows += _rows(copy.feeds)
+            groups: dict = {}
+            for copy in copies:
+                key = (id(copy.servable), copy.signature_key, tuple(copy.outputs))
+                groups.setdefault(key, []).append(copy)
+            for group in groups.values():
+                self._run_safely(group)
+            if closing and not self._copies:
+                return
+            if rows < MAX_BATCH_ROWS:
+                self._closed.wait(PASS_SECONDS)
+
+    def _run_safely(self, copies: list) -> None:
+        try:
+            self._run(copies)
+        except _Unmergeable:  # input shapes differ: one batch per shape (odd ones alone)
+            shapes: dict = {}
+            for copy in copies:
+                try:
+                    key = _task_rows(copy.feeds)[1]
+                except ServingError:
+                    key = object()
+                shapes.setdefault(key, []).append(copy)
+            for group in shapes.values():
+                if len(shapes) > 1:
+                    self._run_safely(group)
+                else:  # same shapes, yet the outputs do not concatenate
+                    self._run_one_by_one(group)
+        except Exception:  # never let the worker die
+            log.exception("Shadow batch failed")
+            self._count(copies[0].servable.name, "", "ERROR", len(copies))
+
+    def _run_one_by_one(self, copies: list) -> None:
+        for copy in copies:
+            try:
+                self._run([copy])
+            except Exception:
+                log.exception("Shadow copy failed")
+                self._count(copy.servable.name, "", "ERROR")
+
+    def _run(self, copies: list) -> None:
+        stable = copies[0].servable
+        try:
+            shadow = self._manager.resolve(stable.name, self.version, self.label)
+        except ServingError:
+            self._count(stable.name, "", "NO_SHADOW", len(copies))
+            return
+        if shadow is stable:
+            self._count(stable.name, str(shadow.version), "SAME_VERSION", len(copies))
+            return
+        try:
+            copies, feeds, stable_outputs = _gather(copies)
+        except ValueError:
+            raise _Unmergeable() from None
+        error = ""
+        outputs = {}
+        started = time.perf_counter()
+        shadow.enter()
+        try:
+            signature = shadow.signatures.get(copies[0].signature_key)
+            if signature is None:
+                raise invalid(f'signature "{copies[0].signature_key}" not in the shadow version')
+            outputs = shadow.run(signature, feeds)
+        except Exception as e:
+            error = getattr(e, "message", None) or str(e) or type(e).__name__
+        finally:
+            shadow.exit()
+        latency_us = (time.perf_counter() - started) * 1e6
+        status = "ERROR" if error else "OK"
+        self._count(stable.name, str(shadow.version), status, len(copies))
+        if self._metrics is not None:
+            self._metrics.shadow_latency.observe((stable.name, str(shadow.version)), latency_us)
+            if not error:
+                self._metrics.shadow_abs_diff.observe_many(
+                    (stable.name, str(shadow.version)), _row_abs_diff(outputs, stable_outputs)
+                )
+        self._write(copies, shadow, stable, feeds, outputs, stable_outputs, latency_us, error)
+
+    def _write(self, copies, shadow, stable, feeds, outputs, stable_outputs, latency_us, error):
+        prefix = self._log_prefix
+        if not prefix and self._logger is not None:
+            configured = self._logger.prefix(stable.name)
+            prefix = shadow_prefix(configured) if configured else ""
+        if not prefix or self._logger is None:
+            return
+        rows = [_rows(c.feeds) for c in copies]
+        ids = [i for c, n in zip(copies, rows, strict=True) for i in _row_ids(c.request_id, n)]
+        stable_latency = np.repeat([c.latency_us for c in copies], rows).astype(np.float64)
+        share, now = self.share, int(time.time())
+        signature_key = copies[0].signature_key
+
+        def build() -> bytes:
+            from tensorflow_serving.apis import logging_pb2, predict_pb2, prediction_log_pb2
+            from tensorflow_serving.config import logging_config_pb2
+
+            shadow_spec = model_spec(shadow.name, shadow.version, signature_key)
+            request = predict_pb2.PredictRequest(
+                model_spec=model_spec(stable.name, stable.version, signature_key)
+            )
+            for alias, array in feeds.items():
+                fill_tensor_proto(request.inputs[alias], array)
+            response = predict_pb2.PredictResponse(model_spec=shadow_spec)
+            extra = {
+                REQUEST_IDS: np.array(ids, dtype=object),
+                STABLE_LATENCY: stable_latency,
+                SHADOW_LATENCY: np.full(len(ids), latency_us, np.float64),
+                SHADOW_ERROR: np.array(error.encode(), dtype=object),
+            }
+            extra.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
+            for alias, array in {**outputs, **extra}.items():
+                fill_tensor_proto(response.outputs[alias], array)
+            entry = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request, response=response),
+                log_metadata=logging_pb2.LogMetadata(
+                    model_spec=shadow_spec,
+                    sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=share),
+                    saved_model_tags=["serve"],
+                    timestamp_secs=now,
+                ),
+            )
+            return entry.SerializeToString()
+
+        self._logger.write(prefix, stable.name, build)
+
+    def _count(self, model: str, version: str, status: str, amount: int = 1) -> None:
+        if self._metrics is not None:
+            self._metrics.shadow_request_count.inc((model, version, status), amount)
+
+    def close(self) -> None:
+        """Finishes the queued copies (bounded), then stops the worker."""
+        if self._thread is None:
+            return
+        self._closed.set()
+        self._thread.join(timeout=30)
+
+
+class _Unmergeable(Exception):
+    """The copies' inputs or outputs do not concatenate."""
+
+
+def _rows(feeds: dict) -> int:
+    for array in feeds.values():
+        return array.shape[0] if array.ndim else 1
+    return 0
+
+
+def _gather(copies: list) -> tuple:
+    """(copies in record order, their inputs, their stable outputs), each row once.
+
+    Copies of one merged batch (their outputs are a `BatchSlice`) take their
+    rows from the batch arrays with one index per alias instead of
+    concatenating one small array per request; the others are concatenated.
+    """
+    if len(copies) == 1:
+        return copies, copies[0].feeds, copies[0].outputs
+    batches: dict = {}
+    for copy in copies:
+        batch = getattr(copy.outputs, "batch_feeds", None)
+        batches.setdefault(id(batch) if batch is not None else id(copy), []).append(copy)
+    ordered, feed_parts, output_parts = [], [], []
+    for group in batches.values():
+        first = group[0].outputs
+        if not isinstance(first, BatchSlice):
+            ordered += group
+            feed_parts.append(group[0].feeds)
+            output_parts.append(first)
+            continue
+        group.sort(key=lambda c: c.outputs.start)
+        ordered += group
+        if len(group) == 1:
+            feed_parts.append(group[0].feeds)
+            output_parts.append(first)
+            continue
+        index = np.fromiter(
+            (i for c in group for i in range(c.outputs.start, c.outputs.end)), dtype=np.intp
+        )
+        if index[-1] - index[0] + 1 == len(index) and (np.diff(index) == 1).all():
+            index = slice(int(index[0]), int(index[-1]) + 1)  # consecutive rows: views
+        feed_parts.append({a: first.batch_feeds[a][index] for a in group[0].feeds})
+        output_parts.append({a: first.batch_outputs[a][index] for a in first})
+    return ordered, _concat(feed_parts), _concat(output_parts)
+
+
+def _concat(parts: list) -> dict:
+    if len(parts) == 1:
+        return parts[0]
+    return {alias: np.concatenate([p[alias] for p in parts]) for alias in parts[0]}
+
+
+def _row_abs_diff(shadow: dict, stable: dict) -> list:
+    """Per row, the largest |shadow - stable| over the float outputs both have."""
+    worst = None
+    for alias, ours in shadow.items():
+        theirs = stable.get(alias)
+        if theirs is None or ours.shape != theirs.shape or ours.dtype.kind != "f" or not ours.ndim:
+            continue
+        diff = np.abs(ours.astype(np.float64) - theirs).reshape(ours.shape[0], -1).max(axis=1)
+        worst = diff if worst is None else np.maximum(worst, diff)
+    return [] if worst is None else worst.tolist()

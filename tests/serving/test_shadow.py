@@ -1,0 +1,330 @@
+"""Shadow traffic: copies run on the shadow's own thread, per-batch records, failures contained."""
+
+import glob
+import os
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.errors import Code, ServingError
+from serving.metrics import ServingMetrics
+from serving.request_log import RequestLogger
+from serving.shadow import ShadowMirror, shadow_prefix
+
+
+class FakeSignature:
+    key = "serving_default"
+
+
+class FakeServable:
+    """y = a * x; optionally hangs until `release`, or raises."""
+
+    def __init__(self, version, a=1.0, hang=False, fail=False):
+        self.name = "m"
+        self.version = version
+        self.a = a
+        self.signatures = {"serving_default": FakeSignature()}
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.hang, self.fail = hang, fail
+        self.threads = []
+        self.inflight = 0
+
+    def enter(self):
+        self.inflight += 1
+
+    def exit(self):
+        self.inflight -= 1
+
+    def run(self, signature, feeds):
+        self.threads.append(threading.current_thread().name)
+        self.entered.set()
+        if self.hang:
+            assert self.release.wait(60)
+        if self.fail:
+            raise RuntimeError("boom")
+        return {"y": feeds["x"] * self.a}
+
+
+class FakeManager:
+    def __init__(self, *servables):
+        self.servables = {s.version: s for s in servables}
+
+    def resolve(self, name, version=None, label=None):
+        if version not in self.servables:
+            raise ServingError(Code.NOT_FOUND, "no such version")
+        return self.servables[version]
+
+
+def _config(prefix):
+    return text_format.Parse(
+        f"name: 'm' base_path: '/x' model_platform: 'tensorflow' logging_config {{ "
+        f"log_collector_config {{ filename_prefix: '{prefix}' }} "
+        "sampling_config { sampling_rate: 0.5 } }",
+        model_server_config_pb2.ModelConfig(),
+    )
+
+
+def _records(prefix):
+    out = []
+    for path in sorted(glob.glob(prefix + ".*.tfrecord")):
+        out += [
+            prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(path)
+        ]
+    return out
+
+
+def _column(records, alias):
+    return [
+        v for r in records for v in tf.make_ndarray(r.predict_log.response.outputs[alias]).ravel()
+    ]
+
+
+def test_copies_run_on_the_shadow_thread_and_are_recorded_per_batch(tmp_path):
+    stable, shadow = FakeServable(2, a=1.0), FakeServable(1, a=3.0)
+    metrics = ServingMetrics()
+    logger = RequestLogger(metrics=metrics)
+    logger.configure("m", _config(str(tmp_path / "logs" / "m")))
+    mirror = ShadowMirror(
+        FakeManager(stable, shadow), 1.0, version=1, request_logger=logger, metrics=metrics
+    )
+    for x, rid, latency in (
+        ([[1.0]], b"a", 100.0),
+        ([[2.0], [3.0]], b"b", 200.0),
+        ([[4.0]], b"", 300.0),
+    ):
+        x = np.array(x, np.float32)
+        mirror.offer(stable, "serving_default", {"x": x}, {"y": x * 1.0}, latency, rid)
+    mirror.close()
+    logger.close()
+    assert set(shadow.threads) == {"shadow"} and shadow.inflight == 0
+    # next to the request logs, in a sub-directory their readers do not scan
+    prefix = shadow_prefix(str(tmp_path / "logs" / "m"))
+    assert prefix == str(tmp_path / "logs" / "shadow" / "m")
+    records = _records(prefix)
+    assert 1 <= len(records) <= 3  # one record per shadow batch
+    assert _column(records, "_request_ids") == [b"a", b"b/0", b"b/1", b""]
+    assert _column(records, "y") == [3.0, 6.0, 9.0, 12.0]
+    assert _column(records, "_stable/y") == [1.0, 2.0, 3.0, 4.0]
+    assert _column(records, "_stable_latency_us") == [100.0, 200.0, 200.0, 300.0]
+    assert all(v > 0 for v in _column(records, "_shadow_latency_us"))
+    assert _column(records, "_shadow_error") == [b""] * len(records)
+    first = records[0]
+    assert first.log_metadata.model_spec.version.value == 1  # the shadow
+    assert first.predict_log.request.model_spec.version.value == 2  # the version that answered
+    assert first.log_metadata.sampling_config.sampling_rate == 1.0
+    assert metrics.shadow_request_count.get("m", "1", "OK") == 3
+    diffs = metrics.shadow_abs_diff.get("m", "1")
+    assert diffs[-1] == 4 and diffs[-2] == pytest.approx(2 + 4 + 6 + 8)  # count, sum of |3x - x|
+
+
+def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path):
+    stable, shadow = FakeServable(2), FakeServable(1, hang=True, fail=True)
+    metrics = ServingMetrics()
+    logger = RequestLogger(metrics=metrics)
+    prefix = str(tmp_path / "shadow" / "m")
+    mirror = ShadowMirror(
+        FakeManager(stable, shadow),
+        1.0,
+        version=1,
+        request_logger=logger,
+        log_prefix=prefix,
+        metrics=metrics,
+        queue_size=2,
+    )
+    x = np.ones((1, 1), np.float32)
+    mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"first")
+    assert shadow.entered.wait(60)  # the shadow is hung on the first copy
+    for i in range(9):  # the serving thread goes on: 2 copies queue, 7 are dropped
+        mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"%d" % i)
+    assert metrics.shadow_request_count.get("m", "", "DROPPED") == 7
+    shadow.release.set()
+    mirror.close()
+    logger.close()
+    assert metrics.shadow_request_count.get("m", "1", "ERROR") == 3
+    records = _records(prefix)
+    assert _column(records, "_request_ids") == [b"first", b"0", b"1"]
+    assert set(_column(records, "_shadow_error")) == {b"boom"}
+    assert all("y" not in r.predict_log.response.outputs for r in records)
+    assert _column(records, "_stable/y") == [1.0, 1.0, 1.0]
+
+
+def test_sampling_missing_and_same_version_are_counted():
+    stable = FakeServable(1)
+    metrics = ServingMetrics()
+    draws = iter([0.3, 0.7, 0.1])
+    mirror = ShadowMirror(
+        FakeManager(stable), 0.5, version=1, metrics=metrics, random=lambda: next(draws)
+    )
+    x = np.ones((1, 1), np.float32)
+    for _ in range(3):  # draws 0.3 and 0.1 are below the share
+        mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0)
+    mirror.close()
+    assert metrics.shadow_request_count.get("m", "1", "SAME_VERSION") == 2
+    missing = ShadowMirror(FakeManager(stable), 1.0, version=9, metrics=metrics)
+    missing.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0)
+    missing.close()
+    assert metrics.shadow_request_count.get("m", "", "NO_SHADOW") == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"share": 1.5, "version": 1}, "must be in \\[0, 1\\]"),
+        ({"share": 0.5}, "exactly one of"),
+        ({"share": 0.5, "version": 1, "label": "canary"}, "exactly one of"),
+    ],
+)
+def test_bad_flags_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ShadowMirror(FakeManager(), **kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.ours
+def test_server_answers_from_stable_and_logs_the_shadow(tmp_path, start_server, monitoring_config):
+    import time
+
+    import grpc
+    import model_factory
+    import requests
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    base = tmp_path / "models"
+    model_factory.save_half_plus_two(str(base / "1"))  # shadow: 0.5 x + 2
+    model_factory.save_half_plus_two(str(base / "2"), a=1.0, b=0.0)  # stable (latest): x
+    logs = tmp_path / "logs" / "m"
+    config = tmp_path / "models.config"
+    config.write_text(
+        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' model_platform: "
+        f"'tensorflow' model_version_policy {{ specific {{ versions: 1 versions: 2 }} }} "
+        f"logging_config {{ log_collector_config {{ filename_prefix: '{logs}' }} "
+        f"sampling_config {{ sampling_rate: 1.0 }} }} }} }}"
+    )
+    server = start_server(
+        [
+            f"--model_config_file={config}",
+            f"--monitoring_config_file={monitoring_config}",
+            "--shadow_traffic_share=1.0",
+            "--shadow_version=1",
+        ],
+        ready_model="m",
+    )
+    for i in range(3):
+        answer = requests.post(
+            f"{server.url}/v1/models/m:predict",
+            json={"instances": [[float(i)]]},
+            headers={"X-Request-Id": f"r{i}"},
+            timeout=60,
+        )
+        assert answer.json() == {"predictions": [[float(i)]]}  # from the stable version
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "m"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[4.0]], np.float32)))
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        reply = stub.Predict(request, timeout=60, metadata=[("x-request-id", "g4")])
+    assert tf.make_ndarray(reply.outputs["y"]).tolist() == [[4.0]]
+    deadline = time.monotonic() + 60
+    wanted = ':serving:shadow_request_count{model_name="m",version="1",status="OK"} 4'
+    while time.monotonic() < deadline:
+        text = requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=60).text
+        if wanted in text:
+            break
+        time.sleep(0.1)
+    assert wanted in text
+    assert server.stop() == 0
+    records = _records(str(tmp_path / "logs" / "shadow" / "m"))
+    rows = sorted(
+        zip(
+            _column(records, "_request_ids"),
+            _column(records, "y"),
+            _column(records, "_stable/y"),
+            strict=True,
+        )
+    )
+    assert rows == [(b"g4", 4.0, 4.0), (b"r0", 2.0, 0.0), (b"r1", 2.5, 1.0), (b"r2", 3.0, 2.0)]
+    # the ordinary request log still holds only the stable answers
+    assert {r.log_metadata.model_spec.version.value for r in _records(str(logs))} == {2}
+    assert not glob.glob(os.path.join(tmp_path, "logs", "*.shadow*"))
+
+
+def test_copies_with_different_input_shapes_run_in_separate_batches(tmp_path):
+    stable, shadow = FakeServable(2), FakeServable(1, a=2.0, hang=True)
+    metrics = ServingMetrics()
+    logger = RequestLogger(metrics=metrics)
+    prefix = str(tmp_path / "shadow" / "m")
+    mirror = ShadowMirror(
+        FakeManager(stable, shadow),
+        1.0,
+        version=1,
+        request_logger=logger,
+        log_prefix=prefix,
+        metrics=metrics,
+    )
+    for rid, x in ((b"a", [[1.0]]), (b"b", [[2.0, 3.0]]), (b"c", [[4.0]]), (b"d", 5.0)):
+        x = np.array(x, np.float32)
+        mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, rid)
+        if rid == b"a":  # the others queue while the shadow holds "a": one pass takes them all
+            assert shadow.entered.wait(60)
+    shadow.release.set()
+    mirror.close()
+    logger.close()
+    assert metrics.shadow_request_count.get("m", "1", "OK") == 4
+    by_id = {}
+    for record in _records(prefix):
+        outputs = record.predict_log.response.outputs
+        ids = tf.make_ndarray(outputs["_request_ids"]).ravel().tolist()
+        ys = tf.make_ndarray(outputs["y"]).reshape(len(ids), -1).tolist()
+        by_id.update(zip(ids, ys, strict=True))
+    assert by_id == {b"a": [2.0], b"b": [4.0, 6.0], b"c": [8.0], b"d": [10.0]}
+
+
+def test_copies_from_one_merged_batch_take_their_rows_from_it(tmp_path):
+    from serving.batching import BatchSlice
+
+    stable, shadow = FakeServable(2), FakeServable(1, a=3.0, hang=True)
+    logger = RequestLogger()
+    prefix = str(tmp_path / "shadow" / "m")
+    mirror = ShadowMirror(
+        FakeManager(stable, shadow), 1.0, version=1, request_logger=logger, log_prefix=prefix
+    )
+    batch_x = np.arange(4, dtype=np.float32).reshape(4, 1)
+    batch_y = batch_x * 1.0
+
+    def batch_copy(row):
+        outputs = BatchSlice({"y": batch_y[row : row + 1]})
+        outputs.batch_feeds, outputs.batch_outputs = {"x": batch_x}, {"y": batch_y}
+        outputs.start, outputs.end = row, row + 1
+        return {"x": batch_x[row : row + 1]}, outputs
+
+    x = np.ones((1, 1), np.float32)
+    mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"held")
+    assert shadow.entered.wait(60)  # what follows is taken in one pass
+    for rid, (feeds, outputs) in ((b"c", batch_copy(2)), (b"a", batch_copy(0))):
+        mirror.offer(stable, "serving_default", feeds, outputs, 1.0, rid)
+        if rid == b"c":  # a request that ran alone, between the two
+            z = np.array([[9.0]], np.float32)
+            mirror.offer(stable, "serving_default", {"x": z}, {"y": z}, 1.0, b"z")
+    shadow.release.set()
+    mirror.close()
+    logger.close()
+    rows = {}
+    for record in _records(prefix):
+        outputs = record.predict_log.response.outputs
+        ids = tf.make_ndarray(outputs["_request_ids"]).ravel().tolist()
+        x_in = tf.make_ndarray(record.predict_log.request.inputs["x"]).ravel().tolist()
+        y = tf.make_ndarray(outputs["y"]).ravel().tolist()
+        y_stable = tf.make_ndarray(outputs["_stable/y"]).ravel().tolist()
+        rows.update(zip(ids, zip(x_in, y, y_stable, strict=True), strict=True))
+    assert rows == {
+        b"held": (1.0, 3.0, 1.0),
+        b"a": (0.0, 0.0, 0.0),
+        b"c": (2.0, 6.0, 2.0),
+        b"z": (9.0, 27.0, 9.0),
+    }
