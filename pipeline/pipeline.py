@@ -14,6 +14,9 @@ Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
             -> BehavioralChecks (hand-written cases) -------^
             -> TestEvaluator (held-out test split, report only)
 
+CsvExampleGen is TFX's, with a streaming executor (components/example_gen):
+same records and splits, bounded memory.
+
 ``[Tuner]`` only with ``tune_trials > 0``; ``[ModelSelection]`` (k-fold CV of
 the logistic baseline vs wide & deep on the train split, whose choice the
 Trainer trains) unless ``cv_folds == 0``.
@@ -30,7 +33,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # a local run (and a cached re-run above all) does not need.
 from tensorflow_model_analysis.proto import config_pb2 as tfma  # noqa: E402
 from tfx.components import (  # noqa: E402
-    CsvExampleGen,
     Evaluator,
     ExampleValidator,
     SchemaGen,
@@ -55,6 +57,7 @@ from tfx.types import Channel, standard_artifacts  # noqa: E402
 from components.anomalies_gate import AnomaliesGate  # noqa: E402
 from components.baseline import PreviousBlessedModelStrategy  # noqa: E402
 from components.behavioral import BehavioralChecks  # noqa: E402
+from components.example_gen import CsvExampleGen  # noqa: E402
 from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
 from components.infra_canary import InfraCanary  # noqa: E402
 from components.model_selection import ModelSelection  # noqa: E402
