@@ -267,3 +267,37 @@ def test_input_fn_every_iterator_gives_the_same_batches(train_file):
     for _ in range(57):
         next(ahead)
     assert _labels(dataset.take(40)) == first
+
+
+def test_input_fn_streaming_gives_the_cached_batches(train_file):
+    # Above CACHE_MAX_ROWS nothing is cached; the batches must not change.
+    output, path = train_file
+    cached = taxi_model._input_fn([path], None, output, 32, seed=3)
+    streamed = taxi_model._input_fn([path], None, output, 32, seed=3, cache=False)
+    assert _labels(streamed.take(30)) == _labels(cached.take(30))  # three epochs
+
+
+@pytest.mark.parametrize(
+    ("rows", "epochs", "batch", "floor", "steps"),
+    [
+        (12_003, 1.0, 128, 800, 800),  # bundled data: the floor, as before
+        (1_200_030, 1.0, 128, 800, 9_376),  # 100x: one pass, ceil(9375.2)
+        (1_280, 1.0, 128, 0, 10),  # exactly ten batches, not eleven
+        (1_000, 0.5, 128, 0, 4),  # ceil(3.9)
+        (10_800, 0.25, 128, 200, 200),
+        (5_000_000, 0.0, 128, 150, 150),  # 0 epochs: the floor whatever the size
+    ],
+)
+def test_budget_steps(rows, epochs, batch, floor, steps):
+    assert taxi_model.budget_steps(rows, epochs, batch, floor) == steps
+
+
+def test_budget_steps_rejects_negative():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        taxi_model.budget_steps(100, -1.0, 128, 10)
+
+
+def test_count_records(train_file, raw_rows):
+    _, path = train_file
+    assert taxi_model.count_records([path, path]) == 2 * len(raw_rows)
+    assert taxi_model.count_records([]) == 0
