@@ -145,3 +145,25 @@ def test_split_index_matches_tfx_partition():
         assert streaming.split_index(record, buckets) == base._PartitionFn(
             record, 3, buckets, config
         )
+
+
+def test_sort_features_is_deterministic_serialization():
+    import tensorflow as tf
+
+    feature = {
+        name: tf.train.Feature(int64_list=tf.train.Int64List(value=[i] * (i % 3)))
+        for i, name in enumerate(["zeta", "alpha", "mid", "a" * 200, "b"])
+    }
+    feature["text"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x" * 300]))
+    feature["none"] = tf.train.Feature()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    expected = example.SerializeToString(deterministic=True)
+    # Entries in another order (a proto map's wire order is arbitrary) sort back.
+    entries = example.features.feature
+    shuffled = tf.train.Example()
+    for name in reversed(sorted(entries)):
+        shuffled.features.feature[name].CopyFrom(entries[name])
+    assert shuffled.SerializeToString() != expected  # the case worth testing
+    assert streaming.sort_features(shuffled.SerializeToString()) == expected
+    assert streaming.sort_features(b"") is None
+    assert streaming.sort_features(b"\x12\x00") is None  # not a features field
