@@ -80,3 +80,9 @@ def test_summary_shows_the_model_selection_evidence():
     assert "wide_deep  AUC 0.8100 +- 0.0250" in text
     assert "why: wide_deep - logistic ...: the win is not significant" in text
     assert "model selection" not in run_summary.format_summary(_summary(), "/o", "/s", 1.0)
+
+
+def test_summary_says_when_selection_ran_on_a_sample():
+    sampled = {**_selection(), "rows": 60000, "split_rows": 1200000}
+    text = run_summary.format_summary(_summary(selection=sampled), "/out", "/serve", 1.0)
+    assert "train split, a 60000-row sample of its 1200000 rows, 150 steps per fold" in text
