@@ -238,6 +238,7 @@ def budget_steps(rows: int, epochs: float, batch_size: int, min_steps: int) -> i
     """
     if epochs < 0 or min_steps < 0:
         raise ValueError(f"epochs and min_steps must be >= 0, got {epochs} and {min_steps}")
+    # The epsilon absorbs float noise: 0.1 * 1280 / 128 is 1.0000000000000002, one step.
     return max(min_steps, math.ceil(epochs * rows / batch_size - 1e-9))
 
 
@@ -529,8 +530,9 @@ def run_fn(fn_args: FnArgs) -> None:
 
     It trains ``budget_steps`` steps: ``train_args.num_steps`` at least,
     and ``custom_config["train_epochs"]`` passes over the train split (its
-    records are counted first). The family and its hyperparameters come from the ``hyperparameters``
-    input (ModelSelection's choice, or the Tuner's best values, which are
+    records are counted first), streamed rather than cached above
+    ``CACHE_MAX_ROWS``. The family and its hyperparameters come from the
+    ``hyperparameters`` input (ModelSelection's choice, or the Tuner's best values, which are
     wide & deep), over ``custom_config["hparams"]``; without either it
     trains wide & deep with ``DEFAULT_HPARAMS``. Every family exports the
     same signatures.

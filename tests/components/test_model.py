@@ -284,6 +284,7 @@ def test_input_fn_streaming_gives_the_cached_batches(train_file):
         (1_200_030, 1.0, 128, 800, 9_376),  # 100x: one pass, ceil(9375.2)
         (1_280, 1.0, 128, 0, 10),  # exactly ten batches, not eleven
         (1_000, 0.5, 128, 0, 4),  # ceil(3.9)
+        (1_280, 0.1, 128, 0, 1),  # 0.1 * 1280 / 128 is 1.0000000000000002 in floats
         (10_800, 0.25, 128, 200, 200),
         (5_000_000, 0.0, 128, 150, 150),  # 0 epochs: the floor whatever the size
     ],
