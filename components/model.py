@@ -202,6 +202,10 @@ SHUFFLE_BUFFER = 10_000  # records; tfxio's default shuffle buffer
 # memory after the first epoch (about 1 KB each); above it, every epoch
 # streams them from disk through the Transform graph again.
 CACHE_MAX_ROWS = 250_000
+# An epoch this much larger than the shuffle buffer is read from all its
+# files at once, in proportion to their sizes (see _input_fn): the buffer
+# alone would leave the newest span first and the oldest last in every epoch.
+MIX_MIN_ROWS = 4 * SHUFFLE_BUFFER
 VALIDATION_EVERY = 10  # _input_fn(subset=...): every 10th record validates
 TRANSFORM_BATCH = 1024  # records per call of the Transform graph in _input_fn
 EPOCH_SEED_STRIDE = 1_000_003  # _input_fn: epoch e of seed s is shuffled with s * stride + e
@@ -229,6 +233,11 @@ def count_records(files: list[str]) -> int:
     return int(records.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
+def file_records(file_patterns: list[str]) -> list[int]:
+    """``count_records`` of each file of ``input_files(file_patterns)``, in that order."""
+    return [count_records([name]) for name in input_files(file_patterns)]
+
+
 def budget_steps(rows: int, epochs: float, batch_size: int, min_steps: int) -> int:
     """Training steps: at least ``min_steps``, and enough batches for ``epochs`` passes of ``rows``.
 
@@ -251,6 +260,7 @@ def _input_fn(
     subset: str | None = None,
     one_pass: bool = False,
     cache: bool = True,
+    file_rows: list[int] | None = None,
 ) -> tf.data.Dataset:
     """Batches of (transformed features, label) from raw examples.
 
@@ -261,6 +271,12 @@ def _input_fn(
     with ``materialize=False``), ``TRANSFORM_BATCH`` records per call, and
     the transformed records are cached in memory on the first pass: parsing
     and transforming happen once per dataset, not once per training batch.
+    Given ``file_rows`` (the record count of each file, ``file_records``)
+    adding up to more than ``MIX_MIN_ROWS``, records are drawn from all the
+    files at once, each with probability proportional to its size (seeded:
+    the same order every time), instead of file after file: every part of an
+    epoch then mixes every span, which a shuffle buffer much smaller than the
+    epoch cannot do. Smaller data is read file after file, as always.
     With ``cache=False`` (data above ``CACHE_MAX_ROWS``) nothing is kept:
     every epoch streams the files through the Transform graph again, and
     memory holds the shuffle buffer, whatever the data size. A one-pass
@@ -292,7 +308,17 @@ def _input_fn(
         transformed = transform(tf.io.parse_example(serialized, raw_spec))
         return transformed, transformed.pop(features.LABEL_KEY)
 
-    records = tf.data.TFRecordDataset(files, compression_type=compression)
+    if file_rows is not None and len(file_rows) != len(files):
+        raise ValueError(f"file_rows has {len(file_rows)} counts for {len(files)} files")
+    if file_rows and len(files) > 1 and sum(file_rows) > MIX_MIN_ROWS:
+        records = tf.data.Dataset.sample_from_datasets(
+            [tf.data.TFRecordDataset([f], compression_type=compression) for f in files],
+            weights=[n / sum(file_rows) for n in file_rows],
+            seed=0 if seed is None else seed,
+            stop_on_empty_dataset=False,
+        )
+    else:
+        records = tf.data.TFRecordDataset(files, compression_type=compression)
     if subset is not None:
         validation = subset == "validation"
 
@@ -548,7 +574,8 @@ def run_fn(fn_args: FnArgs) -> None:
     logging.info("Trainer: model family %s, hyperparameters %s", family, hp)
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    rows = count_records(input_files(fn_args.train_files))
+    file_rows = file_records(fn_args.train_files)
+    rows = sum(file_rows)
     steps = budget_steps(
         rows, float(custom.get("train_epochs", 0.0)), hp["batch_size"], fn_args.train_steps
     )
@@ -560,6 +587,7 @@ def run_fn(fn_args: FnArgs) -> None:
         hp["batch_size"],
         seed,
         cache=rows <= CACHE_MAX_ROWS,
+        file_rows=file_rows,
     )
     evaluation = _input_fn(
         fn_args.eval_files,

@@ -105,7 +105,8 @@ def tuner_fn(fn_args) -> TunerFnResult:
     seed = int(custom.get("seed", 42))
     batch_size = taxi_model.DEFAULT_HPARAMS["batch_size"]
     transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    rows = taxi_model.count_records(taxi_model.input_files(fn_args.train_files))
+    file_rows = taxi_model.file_records(fn_args.train_files)
+    rows = sum(file_rows)
     fit_rows = rows - math.ceil(rows / taxi_model.VALIDATION_EVERY)
     steps = taxi_model.budget_steps(
         fit_rows, float(custom.get("tune_epochs", 0.0)), batch_size, fn_args.train_steps
@@ -120,14 +121,17 @@ def tuner_fn(fn_args) -> TunerFnResult:
         seed,
         subset="fit",
         cache=fit_rows <= taxi_model.CACHE_MAX_ROWS,
+        file_rows=file_rows,
     )
     evaluation = taxi_model._input_fn(  # noqa: SLF001
         fn_args.train_files,
         None,
         transform_output,
         batch_size,
+        seed,  # the mixing seed of the fit subset: the two subsets stay complementary
         subset="validation",
         one_pass=True,
+        file_rows=file_rows,
     )
     tuner = build_tuner(fn_args.working_dir, int(custom.get("max_trials", 2)), seed)
     return TunerFnResult(

@@ -302,3 +302,34 @@ def test_count_records(train_file, raw_rows):
     _, path = train_file
     assert taxi_model.count_records([path, path]) == 2 * len(raw_rows)
     assert taxi_model.count_records([]) == 0
+
+
+def test_input_fn_mixes_the_files_of_a_large_epoch(
+    transform_output, raw_rows, tmp_path, write_examples, monkeypatch
+):
+    # Files read one after the other put all of the first file first; above
+    # MIX_MIN_ROWS records come from every file in proportion to its size.
+    output, _ = transform_output
+    first, second = str(tmp_path / "a.gz"), str(tmp_path / "b.gz")
+    write_examples(raw_rows[:200], first, output.raw_feature_spec())
+    write_examples(raw_rows[200:], second, output.raw_feature_spec())
+    assert taxi_model.file_records([first, second]) == [200, 100]
+
+    def rows(**kwargs):
+        return _one_pass_rows(
+            taxi_model._input_fn([first, second], None, output, 64, one_pass=True, **kwargs)
+        )
+
+    from_second = set(
+        _one_pass_rows(taxi_model._input_fn([second], None, output, 64, one_pass=True))
+    )
+    in_order = rows()
+    assert rows(seed=1, file_rows=[200, 100]) == in_order  # 300 rows: below MIX_MIN_ROWS
+    monkeypatch.setattr(taxi_model, "MIX_MIN_ROWS", 100)
+    mixed = rows(seed=1, file_rows=[200, 100])
+    assert sorted(mixed) == sorted(in_order) and mixed == rows(seed=1, file_rows=[200, 100])
+    assert not set(in_order[:150]) & from_second
+    share = len(set(mixed[:150]) & from_second) / 150  # about 1/3 from the second file
+    assert 0.2 < share < 0.47, share
+    with pytest.raises(ValueError, match="file_rows has 1 counts for 2 files"):
+        taxi_model._input_fn([first, second], None, output, 64, file_rows=[300])
