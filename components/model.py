@@ -26,6 +26,7 @@ raw data:
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -199,6 +200,14 @@ def build_model(hparams: dict | None = None) -> tf.keras.Model:
 
 
 SHUFFLE_BUFFER = 10_000  # records; tfxio's default shuffle buffer
+# Up to this many records, a training dataset keeps its transformed records in
+# memory after the first epoch (about 1 KB each); above it, every epoch
+# streams them from disk through the Transform graph again.
+CACHE_MAX_ROWS = 250_000
+# An epoch this much larger than the shuffle buffer is read from all its
+# files at once, in proportion to their sizes (see _input_fn): the buffer
+# alone would leave the newest span first and the oldest last in every epoch.
+MIX_MIN_ROWS = 4 * SHUFFLE_BUFFER
 VALIDATION_EVERY = 10  # _input_fn(subset=...): every 10th record validates
 TRANSFORM_BATCH = 1024  # records per call of the Transform graph in _input_fn
 EPOCH_SEED_STRIDE = 1_000_003  # _input_fn: epoch e of seed s is shuffled with s * stride + e
@@ -217,6 +226,33 @@ def input_files(file_patterns: list[str]) -> list[str]:
     return [name for pattern in file_patterns for name in sorted(tf.io.gfile.glob(pattern))]
 
 
+def count_records(files: list[str]) -> int:
+    """Records in gzipped (or plain) TFRecord ``files``, counted in-graph (no Python per record)."""
+    if not files:
+        return 0
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    records = tf.data.TFRecordDataset(files, compression_type=compression)
+    return int(records.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def file_records(file_patterns: list[str]) -> list[int]:
+    """``count_records`` of each file of ``input_files(file_patterns)``, in that order."""
+    return [count_records([name]) for name in input_files(file_patterns)]
+
+
+def budget_steps(rows: int, epochs: float, batch_size: int, min_steps: int) -> int:
+    """Training steps: at least ``min_steps``, and enough batches for ``epochs`` passes of ``rows``.
+
+    ``max(min_steps, ceil(epochs * rows / batch_size))``; ``epochs`` 0 means
+    ``min_steps`` whatever the data size. On the bundled data one pass is
+    fewer steps than the defaults' minimums, so only larger data trains longer.
+    """
+    if epochs < 0 or min_steps < 0:
+        raise ValueError(f"epochs and min_steps must be >= 0, got {epochs} and {min_steps}")
+    # The epsilon absorbs float noise: 0.1 * 1280 / 128 is 1.0000000000000002, one step.
+    return max(min_steps, math.ceil(epochs * rows / batch_size - 1e-9))
+
+
 def _input_fn(
     file_pattern: list[str],
     data_accessor: DataAccessor,
@@ -225,6 +261,8 @@ def _input_fn(
     seed: int | None = None,
     subset: str | None = None,
     one_pass: bool = False,
+    cache: bool = True,
+    file_rows: list[int] | None = None,
 ) -> tf.data.Dataset:
     """Batches of (transformed features, label) from raw examples.
 
@@ -235,6 +273,16 @@ def _input_fn(
     with ``materialize=False``), ``TRANSFORM_BATCH`` records per call, and
     the transformed records are cached in memory on the first pass: parsing
     and transforming happen once per dataset, not once per training batch.
+    Given ``file_rows`` (the record count of each file, ``file_records``)
+    adding up to more than ``MIX_MIN_ROWS``, records are drawn from all the
+    files at once, each with probability proportional to its size (seeded:
+    the same order every time), instead of file after file: every part of an
+    epoch then mixes every span, which a shuffle buffer much smaller than the
+    epoch cannot do. Smaller data is read file after file, as always.
+    With ``cache=False`` (data above ``CACHE_MAX_ROWS``) nothing is kept:
+    every epoch streams the files through the Transform graph again, and
+    memory holds the shuffle buffer, whatever the data size. A one-pass
+    dataset is never cached.
 
     ``subset`` carves a validation set out of the given files: "validation"
     keeps every ``VALIDATION_EVERY``-th record (in read order, so always the
@@ -262,7 +310,17 @@ def _input_fn(
         transformed = transform(tf.io.parse_example(serialized, raw_spec))
         return transformed, transformed.pop(features.LABEL_KEY)
 
-    records = tf.data.TFRecordDataset(files, compression_type=compression)
+    if file_rows is not None and len(file_rows) != len(files):
+        raise ValueError(f"file_rows has {len(file_rows)} counts for {len(files)} files")
+    if file_rows and len(files) > 1 and sum(file_rows) > MIX_MIN_ROWS:
+        records = tf.data.Dataset.sample_from_datasets(
+            [tf.data.TFRecordDataset([f], compression_type=compression) for f in files],
+            weights=[n / sum(file_rows) for n in file_rows],
+            seed=0 if seed is None else seed,
+            stop_on_empty_dataset=False,
+        )
+    else:
+        records = tf.data.TFRecordDataset(files, compression_type=compression)
     if subset is not None:
         validation = subset == "validation"
 
@@ -271,9 +329,11 @@ def _input_fn(
             return tf.equal(tf.equal(i % VALIDATION_EVERY, 0), validation)
 
         records = records.enumerate().filter(in_subset).map(lambda _, record: record)
-    transformed = records.batch(TRANSFORM_BATCH).map(split_label).unbatch().cache()
+    transformed = records.batch(TRANSFORM_BATCH).map(split_label).unbatch()
     if one_pass:
         return transformed.batch(batch_size)
+    if cache:
+        transformed = transformed.cache()
     if seed is None:
         stream = transformed.shuffle(SHUFFLE_BUFFER).repeat()
     else:
@@ -570,8 +630,11 @@ def evaluate_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) 
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point: trains, then exports to ``serving_model_dir``.
 
-    The family and its hyperparameters come from the ``hyperparameters``
-    input (ModelSelection's choice, or the Tuner's best values, which are
+    It trains ``budget_steps`` steps: ``train_args.num_steps`` at least,
+    and ``custom_config["train_epochs"]`` passes over the train split (its
+    records are counted first), streamed rather than cached above
+    ``CACHE_MAX_ROWS``. The family and its hyperparameters come from the
+    ``hyperparameters`` input (ModelSelection's choice, or the Tuner's best values, which are
     wide & deep), over ``custom_config["hparams"]``; without either it
     trains wide & deep with ``DEFAULT_HPARAMS``. Every family exports the
     same signatures.
@@ -587,8 +650,20 @@ def run_fn(fn_args: FnArgs) -> None:
     logging.info("Trainer: model family %s, hyperparameters %s", family, hp)
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    file_rows = file_records(fn_args.train_files)
+    rows = sum(file_rows)
+    steps = budget_steps(
+        rows, float(custom.get("train_epochs", 0.0)), hp["batch_size"], fn_args.train_steps
+    )
+    logging.info("Trainer: %d train rows, %d steps of %d", rows, steps, hp["batch_size"])
     train = _input_fn(
-        fn_args.train_files, fn_args.data_accessor, tf_transform_output, hp["batch_size"], seed
+        fn_args.train_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        hp["batch_size"],
+        seed,
+        cache=rows <= CACHE_MAX_ROWS,
+        file_rows=file_rows,
     )
     evaluation = _input_fn(
         fn_args.eval_files,
@@ -598,7 +673,7 @@ def run_fn(fn_args: FnArgs) -> None:
         one_pass=True,
     )
     model = build_model(hp)
-    train_model(model, train, fn_args.train_steps)
+    train_model(model, train, steps)
     if fn_args.eval_steps:
         metrics = evaluate_model(model, evaluation, fn_args.eval_steps)
         logging.info("Trainer eval (at most %d batches): %s", fn_args.eval_steps, metrics)

@@ -8,11 +8,13 @@ Hyperband (tfx issue #7778).
 
 Search space (``search_space``): depth and width of the deep part, embedding
 size, learning rate and dropout. The budget is ``custom_config["max_trials"]``
-trials of ``train_steps`` steps each.
+trials of ``taxi_model.budget_steps`` steps each: ``train_steps`` at least,
+and ``custom_config["tune_epochs"]`` passes over the 90% it fits on.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -103,18 +105,33 @@ def tuner_fn(fn_args) -> TunerFnResult:
     seed = int(custom.get("seed", 42))
     batch_size = taxi_model.DEFAULT_HPARAMS["batch_size"]
     transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    file_rows = taxi_model.file_records(fn_args.train_files)
+    rows = sum(file_rows)
+    fit_rows = rows - math.ceil(rows / taxi_model.VALIDATION_EVERY)
+    steps = taxi_model.budget_steps(
+        fit_rows, float(custom.get("tune_epochs", 0.0)), batch_size, fn_args.train_steps
+    )
     # Fit on 90% of the train split, score on the other 10%: the eval split
     # gates the blessing and the test split is held out, so neither is read.
     train = taxi_model._input_fn(  # noqa: SLF001 - the Trainer's own input pipeline
-        fn_args.train_files, None, transform_output, batch_size, seed, subset="fit"
+        fn_args.train_files,
+        None,
+        transform_output,
+        batch_size,
+        seed,
+        subset="fit",
+        cache=fit_rows <= taxi_model.CACHE_MAX_ROWS,
+        file_rows=file_rows,
     )
     evaluation = taxi_model._input_fn(  # noqa: SLF001
         fn_args.train_files,
         None,
         transform_output,
         batch_size,
+        seed,  # the mixing seed of the fit subset: the two subsets stay complementary
         subset="validation",
         one_pass=True,
+        file_rows=file_rows,
     )
     tuner = build_tuner(fn_args.working_dir, int(custom.get("max_trials", 2)), seed)
     return TunerFnResult(
@@ -122,7 +139,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
         fit_kwargs={
             "x": train,
             "validation_data": evaluation,
-            "steps_per_epoch": fn_args.train_steps,
+            "steps_per_epoch": steps,
             "validation_steps": fn_args.eval_steps,  # at most: one pass over validation
             "epochs": 1,
             "verbose": 0,

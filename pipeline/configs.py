@@ -36,6 +36,18 @@ CV_CONFIDENCE = 0.95
 
 TRAIN_STEPS = 800
 EVAL_STEPS = 50
+
+# Budgets that grow with the data: the Trainer, each Tuner trial and each CV
+# fold train max(<steps above>, ceil(<epochs> * rows / batch size)) steps,
+# rows counted when they run (components.model.budget_steps). On the bundled
+# data one pass is fewer steps than the minimums above, so they apply; on
+# 100x the Trainer sees every train row once.
+TRAIN_EPOCHS = 1.0
+TUNE_EPOCHS = 0.25  # per trial: a quarter of the rows it fits on
+CV_EPOCHS = 1.0  # per fold, over the CV sample's training folds
+# ModelSelection cross-validates on at most this many train rows (a seeded,
+# order-independent sample; the whole split on the bundled data).
+CV_MAX_ROWS = 60_000
 SEED = 42
 
 # Blessing thresholds (Evaluator). Accuracy is not gated: 77.5% of trips are

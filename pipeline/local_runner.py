@@ -40,10 +40,32 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXIT_OK, EXIT_FAILED, EXIT_BAD_DATA = 0, 1, 2
 
 
+def _epochs(text: str) -> float:
+    """An argparse type: a number of passes, >= 0."""
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
     """The flags for what is trained and how it is gated, shared with ``taxi-kubeflow-compile``."""
     parser.add_argument("--train-steps", type=int, default=configs.TRAIN_STEPS)
     parser.add_argument("--eval-steps", type=int, default=configs.EVAL_STEPS)
+    parser.add_argument(
+        "--train-epochs",
+        type=_epochs,
+        default=configs.TRAIN_EPOCHS,
+        help="the Trainer trains at least --train-steps steps and this many passes over the "
+        "train split (0 = --train-steps only)",
+    )
     parser.add_argument("--seed", type=int, default=configs.SEED)
     parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC)
     parser.add_argument("--max-auc-drop", type=float, default=configs.MAX_AUC_DROP)
@@ -62,7 +84,13 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         "--tune-steps",
         type=int,
         default=configs.TUNE_STEPS,
-        help="train steps per tuning trial",
+        help="train steps per tuning trial (at least)",
+    )
+    parser.add_argument(
+        "--tune-epochs",
+        type=_epochs,
+        default=configs.TUNE_EPOCHS,
+        help="passes over the rows a tuning trial fits on, if more than --tune-steps",
     )
     parser.add_argument(
         "--cv-folds",
@@ -75,7 +103,19 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         "--cv-steps",
         type=int,
         default=configs.CV_STEPS,
-        help="train steps per fold and model family",
+        help="train steps per fold and model family (at least)",
+    )
+    parser.add_argument(
+        "--cv-epochs",
+        type=_epochs,
+        default=configs.CV_EPOCHS,
+        help="passes over a fold's training rows, if more than --cv-steps",
+    )
+    parser.add_argument(
+        "--cv-max-rows",
+        type=_positive_int,
+        default=configs.CV_MAX_ROWS,
+        help="cross-validate on a seeded sample of at most this many train rows",
     )
     parser.add_argument(
         "--cv-min-auc-gain",
@@ -91,6 +131,10 @@ def training_settings(args: argparse.Namespace) -> dict:
     return dict(
         train_steps=args.train_steps,
         eval_steps=args.eval_steps,
+        train_epochs=args.train_epochs,
+        tune_epochs=args.tune_epochs,
+        cv_epochs=args.cv_epochs,
+        cv_max_rows=args.cv_max_rows,
         seed=args.seed,
         canary=not args.no_canary,
         min_auc=args.min_auc,

@@ -14,6 +14,9 @@ Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
             -> BehavioralChecks (hand-written cases) -------^
             -> TestEvaluator (held-out test split, report only)
 
+CsvExampleGen is TFX's, with a streaming executor (components/example_gen):
+same records and splits, bounded memory.
+
 ``[Tuner]`` only with ``tune_trials > 0``; ``[ModelSelection]`` (k-fold CV of
 the logistic baseline vs wide & deep on the train split, whose choice the
 Trainer trains) unless ``cv_folds == 0``.
@@ -30,7 +33,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # a local run (and a cached re-run above all) does not need.
 from tensorflow_model_analysis.proto import config_pb2 as tfma  # noqa: E402
 from tfx.components import (  # noqa: E402
-    CsvExampleGen,
     Evaluator,
     ExampleValidator,
     SchemaGen,
@@ -54,6 +56,7 @@ from tfx.types import Channel, standard_artifacts  # noqa: E402
 from components.anomalies_gate import AnomaliesGate  # noqa: E402
 from components.baseline import PreviousBlessedModelStrategy  # noqa: E402
 from components.behavioral import BehavioralChecks  # noqa: E402
+from components.example_gen import CsvExampleGen  # noqa: E402
 from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
 from components.infra_canary import InfraCanary  # noqa: E402
 from components.model_selection import ModelSelection  # noqa: E402
@@ -154,6 +157,7 @@ def create_pipeline(
     num_spans: int = configs.NUM_SPANS,
     train_steps: int = configs.TRAIN_STEPS,
     eval_steps: int = configs.EVAL_STEPS,
+    train_epochs: float = configs.TRAIN_EPOCHS,
     seed: int = configs.SEED,
     code_fingerprints: dict[str, str] | None = None,
     beam_pipeline_args: list[str] | None = None,
@@ -165,8 +169,11 @@ def create_pipeline(
     max_auc_drop: float = configs.MAX_AUC_DROP,
     tune_trials: int = configs.TUNE_TRIALS,
     tune_steps: int = configs.TUNE_STEPS,
+    tune_epochs: float = configs.TUNE_EPOCHS,
     cv_folds: int = configs.CV_FOLDS,
     cv_steps: int = configs.CV_STEPS,
+    cv_epochs: float = configs.CV_EPOCHS,
+    cv_max_rows: int = configs.CV_MAX_ROWS,
     cv_min_auc_gain: float = configs.CV_MIN_AUC_GAIN,
     cv_confidence: float = configs.CV_CONFIDENCE,
     portable: bool = False,
@@ -183,7 +190,9 @@ def create_pipeline(
       metadata_path: ML Metadata: an SQLite file or a mysql:// URL (pipeline/metadata_store.py).
       span: span to ingest; None means the newest span in ``data_root``.
       num_spans: train on the newest ``num_spans`` ingested spans; 0 means all.
-      train_steps / eval_steps: Trainer steps.
+      train_steps / eval_steps: Trainer steps (``train_steps`` at least).
+      train_epochs: the Trainer also trains this many passes over the train
+        split (``components.model.budget_steps``); 0 = ``train_steps`` only.
       seed: training seed.
       code_fingerprints: digests of the Transform and Trainer code, keyed
         "transform" and "trainer"; part of their exec properties so a code
@@ -202,12 +211,16 @@ def create_pipeline(
       min_auc / max_auc_drop: blessing thresholds.
       tune_trials: KerasTuner RandomSearch trials of a Tuner node whose best
         hyperparameters feed the Trainer; 0 (the default) means no Tuner.
-      tune_steps: train steps per tuning trial.
+      tune_steps / tune_epochs: train steps per tuning trial: at least
+        ``tune_steps``, and ``tune_epochs`` passes over the rows it fits on.
       cv_folds: k of the ModelSelection node (k-fold cross-validation of the
         logistic baseline and wide & deep on the train split); its choice
         feeds the Trainer. 0 means no selection: the Trainer trains wide &
         deep (with the Tuner's values if it runs).
-      cv_steps: train steps per fold and family.
+      cv_steps / cv_epochs: train steps per fold and family: at least
+        ``cv_steps``, and ``cv_epochs`` passes over the training folds.
+      cv_max_rows: cross-validate on a seeded sample of at most this many
+        train rows.
       cv_min_auc_gain / cv_confidence: the selection rule (see
         ``components.model_selection.cv.RULE``).
       portable: the variant for orchestrators whose compilers only know
@@ -272,6 +285,7 @@ def create_pipeline(
             num_spans=num_spans,
             train_steps=train_steps,
             eval_steps=eval_steps,
+            train_epochs=train_epochs,
             seed=seed,
             code_fingerprints=code_fingerprints or {},
             eval_cfg=eval_config(min_auc, max_auc_drop),
@@ -280,8 +294,11 @@ def create_pipeline(
             analyzer_cache=analyzer_cache,
             tune_trials=tune_trials,
             tune_steps=tune_steps,
+            tune_epochs=tune_epochs,
             cv_folds=cv_folds,
             cv_steps=cv_steps,
+            cv_epochs=cv_epochs,
+            cv_max_rows=cv_max_rows,
             cv_min_auc_gain=cv_min_auc_gain,
             cv_confidence=cv_confidence,
             portable=portable,
@@ -310,14 +327,18 @@ def _training_nodes(
     eval_steps: int,
     seed: int,
     code_fingerprints: dict[str, str],
+    train_epochs: float = 0.0,
     eval_cfg: tfma.EvalConfig,
     test_eval_cfg: tfma.EvalConfig,
     canary: bool,
     analyzer_cache: bool,
     tune_trials: int = 0,
     tune_steps: int = configs.TUNE_STEPS,
+    tune_epochs: float = 0.0,
     cv_folds: int = 0,
     cv_steps: int = configs.CV_STEPS,
+    cv_epochs: float = 0.0,
+    cv_max_rows: int = configs.CV_MAX_ROWS,
     cv_min_auc_gain: float = configs.CV_MIN_AUC_GAIN,
     cv_confidence: float = configs.CV_CONFIDENCE,
     portable: bool = False,
@@ -366,6 +387,7 @@ def _training_nodes(
                 "code_fingerprint": code_fingerprints.get("tuner", ""),
                 "seed": seed,
                 "max_trials": tune_trials,
+                "tune_epochs": tune_epochs,
             },
         )
     hyperparameters = tuner.outputs["best_hyperparameters"] if tuner else None
@@ -378,6 +400,8 @@ def _training_nodes(
             hyperparameters=hyperparameters,
             folds=cv_folds,
             steps=cv_steps,
+            epochs=cv_epochs,
+            max_rows=cv_max_rows,
             seed=seed,
             min_auc_gain=cv_min_auc_gain,
             confidence=cv_confidence,
@@ -392,7 +416,11 @@ def _training_nodes(
         schema=schema,
         train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=train_steps),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=eval_steps),
-        custom_config={"code_fingerprint": code_fingerprints.get("trainer", ""), "seed": seed},
+        custom_config={
+            "code_fingerprint": code_fingerprints.get("trainer", ""),
+            "seed": seed,
+            "train_epochs": train_epochs,
+        },
     )
     # Only the gating Evaluator blesses (TestEvaluator's blessing is never set).
     blessings = Channel(type=standard_artifacts.ModelBlessing, producer_component_id="Evaluator")

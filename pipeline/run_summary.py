@@ -142,9 +142,11 @@ def selection_result(uri: str) -> dict | None:
 def format_selection(result: dict) -> list[str]:
     """Per family mean AUC +- CI over the folds, the chosen family and why."""
     confidence = result.get("confidence", 0.95)
+    from components.model_selection.artifact import rows_text
+
     lines = [
         f"  model selection ({result['folds']}-fold CV on the train split, "
-        f"{result['rows']} rows, {result['steps']} steps per fold): "
+        f"{rows_text(result)}, {result['steps']} steps per fold): "
         f"chose {result['chosen_family']}"
     ]
     for family, info in result["families"].items():

@@ -20,6 +20,7 @@ import pandas as pd
 
 from components import features
 from components.behavioral.artifact import REPORT_FILE, BehavioralBlessing
+from components.model_selection.artifact import rows_text
 from pipeline import lineage
 
 CARDS_DIR = "model_cards"
@@ -99,7 +100,7 @@ def _selection_blocks(result: dict | None) -> list:
                 row["auc 95% CI"] = f"[{stats['ci_low']:.4f}, {stats['ci_high']:.4f}]"
         rows.append(row)
     return [
-        f"{result['folds']}-fold cross-validation on the train split ({result['rows']} rows, "
+        f"{result['folds']}-fold cross-validation on the train split ({rows_text(result)}, "
         f"{result['steps']} steps per fold) chose `{result['chosen_family']}`: "
         f"{result['reason']}.",
         pd.DataFrame(rows).set_index("family"),

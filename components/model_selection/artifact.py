@@ -16,3 +16,9 @@ class CrossValidationResult(Artifact):
     """
 
     TYPE_NAME = "taxi.CrossValidationResult"
+
+
+def rows_text(result: dict) -> str:
+    """How many train rows the cross-validation of ``result`` (cv_result.json) used."""
+    rows, total = result["rows"], result.get("split_rows", result["rows"])
+    return f"{rows} rows" if rows == total else f"a {rows}-row sample of its {total} rows"

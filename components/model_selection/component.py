@@ -1,7 +1,9 @@
 """``ModelSelection`` component: k-fold cross-validation of the model families.
 
 Reads the train split only (eval gates the blessing, test is held out),
-through the Transform graph, once, into memory; ``cv.cross_validate`` trains
+streamed once; a seeded, order-independent sample of at most ``max_rows``
+of its rows (all of them on the bundled data) goes through the Transform
+graph into memory; ``cv.cross_validate`` trains
 every family of ``components.model.MODEL_FAMILIES`` on the same folds and
 ``cv.select_family`` applies the rule (``cv.RULE``). Outputs:
 
@@ -16,6 +18,7 @@ hyperparameters (and what the Trainer gets if wide & deep is chosen).
 """
 
 import json
+import math
 import os
 import time
 
@@ -59,8 +62,13 @@ def run_selection(
     min_auc_gain: float,
     confidence: float,
     tuned: dict | None = None,
+    epochs: float = 0.0,
+    max_rows: int = 60_000,
 ) -> dict:
-    """The whole selection as a plain function: load, fold, cross-validate, decide.
+    """The whole selection as a plain function: sample, fold, cross-validate, decide.
+
+    Each fold trains ``budget_steps`` steps: ``steps`` at least, and
+    ``epochs`` passes over the other folds' rows.
 
     Returns:
       The JSON-able result (what ``cv_result.json`` holds).
@@ -77,11 +85,14 @@ def run_selection(
         for family in families
     }
     transform_output = tft.TFTransformOutput(transform_graph_uri)
-    records, x, labels = cv.load_transformed(
-        taxi_model.input_files(train_patterns), transform_output
+    records, x, labels, split_rows = cv.load_transformed(
+        taxi_model.input_files(train_patterns), transform_output, max_rows, seed
     )
     loaded = time.time()
     fold_ids = cv.assign_folds(records, folds, seed, labels=labels.astype(int).tolist())
+    batch_size = int(taxi_model.DEFAULT_HPARAMS["batch_size"])
+    fit_rows = len(records) - math.ceil(len(records) / folds)
+    steps = taxi_model.budget_steps(fit_rows, epochs, batch_size, steps)
     per_fold = cv.cross_validate(x, labels, fold_ids, candidates, steps, seed)
     auc_by_family = {f: [m["auc"] for m in per_fold[f]] for f in families}
     chosen, reason, comparisons = cv.select_family(
@@ -90,9 +101,12 @@ def run_selection(
     return {
         "split": TRAIN_SPLIT,
         "rows": len(records),
+        "split_rows": split_rows,
+        "max_rows": max_rows,
         "folds": folds,
         "fold_sizes": [int((fold_ids == k).sum()) for k in range(folds)],
         "steps": steps,
+        "epochs": epochs,
         "seed": seed,
         "families": {
             family: {
@@ -141,6 +155,8 @@ def ModelSelection(
     seed: Parameter[int] = 42,
     min_auc_gain: Parameter[float] = 0.0,
     confidence: Parameter[float] = 0.95,
+    epochs: Parameter[float] = 0.0,
+    max_rows: Parameter[int] = 60_000,
     code_fingerprint: Parameter[str] = "",
 ) -> None:
     """k-fold CV of the model families on the train split; the choice feeds the Trainer.
@@ -161,6 +177,8 @@ def ModelSelection(
         min_auc_gain,
         confidence,
         tuned=_tuned_values(hyperparameters),
+        epochs=epochs,
+        max_rows=max_rows,
     )
     io_utils.write_string_file(os.path.join(result.uri, RESULT_FILE), json.dumps(outcome, indent=2))
     io_utils.write_string_file(

@@ -1,7 +1,12 @@
 """Plain functions behind ``ModelSelection``: folds, metrics, intervals, the rule, CV.
 
 k-fold cross-validation of the model families of ``components.model`` on the
-train split, loaded once through the Transform graph into memory:
+train split, or on a sample of it of at most ``max_rows`` rows
+(``sample_records``), loaded once through the Transform graph into memory:
+
+* ``sample_records``: streams the split and keeps the ``max_rows`` records
+  with the smallest seeded digests (all of them if the split is smaller),
+  in read order: the same data give the same sample whatever its order.
 
 * ``assign_folds``: every row gets a fold in ``0..k-1`` from a seeded digest
   of its serialized bytes, stratified by label; fold sizes (and label counts)
@@ -173,28 +178,68 @@ def rule_text(families: Sequence[str], min_auc_gain: float, confidence: float) -
     )
 
 
-def load_transformed(files: Sequence[str], tf_transform_output) -> tuple[list, dict, np.ndarray]:
-    """Reads every record of ``files`` once and applies the Transform graph in one batch.
+READ_BATCH = 1 << 14  # records per read and per Transform call
 
-    Returns:
-      (canonical records (``canonical_records``), transformed features as
-      [n, 1] arrays keyed by transformed name, labels as a float [n] array).
+
+def sample_records(files: Sequence[str], max_rows: int, seed: int) -> tuple[list[bytes], int]:
+    """(at most ``max_rows`` canonical records of ``files``, how many records they hold).
+
+    One streaming pass: a record is kept if its digest (sha256 of
+    ``sample:<seed>:`` and its canonical bytes) is among the ``max_rows``
+    smallest; kept records are returned in read order. Memory holds the
+    sample, not the split. With ``max_rows`` at least the record count,
+    every record is kept, in read order.
     """
+    import heapq
+
     import tensorflow as tf
 
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    compression = "GZIP" if files and files[0].endswith(".gz") else ""
+    prefix = f"sample:{seed}:".encode()
+    total = 0
+
+    def keyed():
+        nonlocal total
+        batches = tf.data.TFRecordDataset(list(files), compression_type=compression)
+        for batch in batches.batch(READ_BATCH).as_numpy_iterator():
+            for record in canonical_records(batch):
+                yield hashlib.sha256(prefix + record).digest(), total, record
+                total += 1
+
+    kept = heapq.nsmallest(max_rows, keyed()) if files else []
+    return [record for _, _, record in sorted(kept, key=lambda k: k[1])], total
+
+
+def load_transformed(
+    files: Sequence[str], tf_transform_output, max_rows: int = 10**12, seed: int = 0
+) -> tuple[list, dict, np.ndarray, int]:
+    """``sample_records`` of ``files`` through the Transform graph, ``READ_BATCH`` at a time.
+
+    Returns:
+      (the sampled canonical records (``canonical_records``), their
+      transformed features as [n, 1] arrays keyed by transformed name, their
+      labels as a float [n] array, the record count of ``files``).
+    """
     from components import features
 
-    compression = "GZIP" if files and files[0].endswith(".gz") else ""
-    serialized = tf.concat(
-        list(tf.data.TFRecordDataset(list(files), compression_type=compression).batch(1 << 16)),
-        axis=0,
-    )
-    raw = tf.io.parse_example(serialized, tf_transform_output.raw_feature_spec())
-    transformed = tf_transform_output.transform_features_layer()(raw)
-    labels = np.asarray(transformed.pop(features.LABEL_KEY)).reshape(-1).astype(np.float32)
+    records, total = sample_records(files, max_rows, seed)
+    raw_spec = tf_transform_output.raw_feature_spec()
+    transform = tf_transform_output.transform_features_layer()
     keys = [features.transformed_name(k) for k in features.model_feature_keys()]
-    x = {k: np.asarray(transformed[k]).reshape(-1, 1) for k in keys}
-    return canonical_records(serialized.numpy()), x, labels
+    parts: dict[str, list] = {k: [] for k in [*keys, features.LABEL_KEY]}
+    for start in range(0, len(records), READ_BATCH):
+        import tensorflow as tf
+
+        chunk = tf.constant(records[start : start + READ_BATCH])
+        transformed = transform(tf.io.parse_example(chunk, raw_spec))
+        for key in parts:
+            parts[key].append(np.asarray(transformed[key]).reshape(-1))
+    joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+    labels = joined.pop(features.LABEL_KEY).astype(np.float32)
+    x = {k: joined[k].reshape(-1, 1) for k in keys}
+    return records, x, labels, total
 
 
 def canonical_records(records: Sequence[bytes]) -> list[bytes]:

@@ -346,3 +346,69 @@ def test_input_fn_every_iterator_gives_the_same_batches(train_file):
     for _ in range(57):
         next(ahead)
     assert _labels(dataset.take(40)) == first
+
+
+def test_input_fn_streaming_gives_the_cached_batches(train_file):
+    # Above CACHE_MAX_ROWS nothing is cached; the batches must not change.
+    output, path = train_file
+    cached = taxi_model._input_fn([path], None, output, 32, seed=3)
+    streamed = taxi_model._input_fn([path], None, output, 32, seed=3, cache=False)
+    assert _labels(streamed.take(30)) == _labels(cached.take(30))  # three epochs
+
+
+@pytest.mark.parametrize(
+    ("rows", "epochs", "batch", "floor", "steps"),
+    [
+        (12_003, 1.0, 128, 800, 800),  # bundled data: the floor, as before
+        (1_200_030, 1.0, 128, 800, 9_376),  # 100x: one pass, ceil(9375.2)
+        (1_280, 1.0, 128, 0, 10),  # exactly ten batches, not eleven
+        (1_000, 0.5, 128, 0, 4),  # ceil(3.9)
+        (1_280, 0.1, 128, 0, 1),  # 0.1 * 1280 / 128 is 1.0000000000000002 in floats
+        (10_800, 0.25, 128, 200, 200),
+        (5_000_000, 0.0, 128, 150, 150),  # 0 epochs: the floor whatever the size
+    ],
+)
+def test_budget_steps(rows, epochs, batch, floor, steps):
+    assert taxi_model.budget_steps(rows, epochs, batch, floor) == steps
+
+
+def test_budget_steps_rejects_negative():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        taxi_model.budget_steps(100, -1.0, 128, 10)
+
+
+def test_count_records(train_file, raw_rows):
+    _, path = train_file
+    assert taxi_model.count_records([path, path]) == 2 * len(raw_rows)
+    assert taxi_model.count_records([]) == 0
+
+
+def test_input_fn_mixes_the_files_of_a_large_epoch(
+    transform_output, raw_rows, tmp_path, write_examples, monkeypatch
+):
+    # Files read one after the other put all of the first file first; above
+    # MIX_MIN_ROWS records come from every file in proportion to its size.
+    output, _ = transform_output
+    first, second = str(tmp_path / "a.gz"), str(tmp_path / "b.gz")
+    write_examples(raw_rows[:200], first, output.raw_feature_spec())
+    write_examples(raw_rows[200:], second, output.raw_feature_spec())
+    assert taxi_model.file_records([first, second]) == [200, 100]
+
+    def rows(**kwargs):
+        return _one_pass_rows(
+            taxi_model._input_fn([first, second], None, output, 64, one_pass=True, **kwargs)
+        )
+
+    from_second = set(
+        _one_pass_rows(taxi_model._input_fn([second], None, output, 64, one_pass=True))
+    )
+    in_order = rows()
+    assert rows(seed=1, file_rows=[200, 100]) == in_order  # 300 rows: below MIX_MIN_ROWS
+    monkeypatch.setattr(taxi_model, "MIX_MIN_ROWS", 100)
+    mixed = rows(seed=1, file_rows=[200, 100])
+    assert sorted(mixed) == sorted(in_order) and mixed == rows(seed=1, file_rows=[200, 100])
+    assert not set(in_order[:150]) & from_second
+    share = len(set(mixed[:150]) & from_second) / 150  # about 1/3 from the second file
+    assert 0.2 < share < 0.47, share
+    with pytest.raises(ValueError, match="file_rows has 1 counts for 2 files"):
+        taxi_model._input_fn([first, second], None, output, 64, file_rows=[300])

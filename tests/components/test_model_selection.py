@@ -164,10 +164,10 @@ def test_load_transformed_reads_every_row_once(train_split, raw_rows):
     import tensorflow_transform as tft
 
     files = taxi_model.input_files(train_split["patterns"])
-    records, x, labels = cv.load_transformed(
+    records, x, labels, total = cv.load_transformed(
         files, tft.TFTransformOutput(train_split["transform_graph"])
     )
-    assert len(records) == len(raw_rows) == len(labels)
+    assert len(records) == len(raw_rows) == len(labels) == total
     assert set(labels.tolist()) <= {0.0, 1.0}
     assert all(value.shape == (len(raw_rows), 1) for value in x.values())
 
@@ -225,3 +225,45 @@ def test_hparams_file_is_what_the_trainer_reads(tmp_path):
     path = os.path.join(tmp_path, HPARAMS_FILE)
     io_utils.write_string_file(path, json.dumps({"values": {"model_family": "logistic"}}))
     assert io_utils.get_only_uri_in_dir(str(tmp_path)) == path
+
+
+def test_cv_sample_is_bounded_seeded_and_order_independent(train_split, tmp_path):
+    import tensorflow as tf
+
+    files = taxi_model.input_files(train_split["patterns"])
+    everything, total = cv.sample_records(files, 10**6, seed=1)
+    assert total == len(everything) == 300
+    # All rows: every record, in read order (what the bundled data gets).
+    read = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert everything == cv.canonical_records(read)
+    sample, total = cv.sample_records(files, 100, seed=1)
+    assert total == 300 and len(sample) == 100 and len(set(sample)) == 100
+    assert set(sample) <= set(everything)
+    assert sample == [r for r in everything if r in set(sample)]  # read order kept
+    # The same rows in reverse order give the same sample; another seed another one.
+    reversed_file = str(tmp_path / "reversed.gz")
+    with tf.io.TFRecordWriter(reversed_file, options="GZIP") as writer:
+        for record in reversed(read):
+            writer.write(record)
+    again, _ = cv.sample_records([reversed_file], 100, seed=1)
+    assert set(again) == set(sample)
+    other, _ = cv.sample_records(files, 100, seed=2)
+    assert set(other) != set(sample)
+
+
+def test_run_selection_on_a_sample_with_an_epoch_budget(train_split):
+    result = run_selection(
+        train_split["patterns"],
+        train_split["transform_graph"],
+        folds=3,
+        steps=2,
+        seed=3,
+        min_auc_gain=0.0,
+        confidence=0.95,
+        epochs=10.0,
+        max_rows=120,
+    )
+    assert result["rows"] == 120 and result["split_rows"] == 300
+    assert sum(result["fold_sizes"]) == 120
+    # 80 rows in the training folds, 10 passes of 128-row batches: ceil(800 / 128) = 7 steps.
+    assert result["steps"] == 7

@@ -115,3 +115,33 @@ def test_unreadable_file_is_reported(tmp_path):
     os.mkdir(path)  # a directory where a CSV file should be
     with pytest.raises(data_check.DataError, match="cannot open"):
         data_check.check_csv(path, SCHEMA)
+
+
+def test_clean_files_are_checked_by_arrow_without_the_row_loop(monkeypatch):
+    # A clean file never reaches the per-value Python rules...
+    def not_called(*_):
+        raise AssertionError("the Python row loop ran on a clean file")
+
+    monkeypatch.setattr(data_check, "_parses_as", not_called)
+    assert data_check.check_csv(GOOD, SCHEMA) == 833
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("7", True), ("7.0", True), (" 7", True), ("7.5", False), ("nan", False), ("inf", False)],
+)
+def test_arrow_and_python_agree_on_int_values(tmp_path, value, ok):
+    # ... and a file Arrow doubts gets the Python verdict (" 7" is an int to Python).
+    path = _write(tmp_path, _with_value(_lines(), 2, "trip_start_hour", value))
+    if ok:
+        assert data_check.check_csv(path, SCHEMA) == 20
+    else:
+        with pytest.raises(data_check.DataError, match="'trip_start_hour'.* is not INT"):
+            data_check.check_csv(path, SCHEMA)
+
+
+def test_blank_line_is_an_error_as_before(tmp_path):
+    lines = _lines()
+    lines.insert(4, "\n")
+    with pytest.raises(data_check.DataError, match="line 5: 0 fields, header has 18"):
+        data_check.check_csv(_write(tmp_path, lines), SCHEMA)

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from pipeline import configs, local_runner
 
 
@@ -67,3 +69,17 @@ def test_no_default_workers_where_fork_is_unsound(monkeypatch):
     monkeypatch.setattr(local_runner.sys, "platform", "darwin")
     assert local_runner.worker_processes(None, parallel=4) == 0
     assert local_runner.worker_processes(2, parallel=4) == 2  # asked for: the user's call
+
+
+def test_training_budget_flags(capsys):
+    args = local_runner.parse_args(
+        ["--train-epochs", "2", "--tune-epochs", "0", "--cv-epochs", "0.5", "--cv-max-rows", "9"]
+    )
+    settings = local_runner.training_settings(args)
+    assert settings["train_epochs"] == 2.0 and settings["tune_epochs"] == 0.0
+    assert settings["cv_epochs"] == 0.5 and settings["cv_max_rows"] == 9
+    for bad in (["--train-epochs", "-1"], ["--cv-epochs", "nan"], ["--cv-max-rows", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            local_runner.parse_args(bad)
+        assert exit_info.value.code == 2
+        assert bad[0] in capsys.readouterr().err

@@ -200,3 +200,37 @@ def test_each_code_running_node_carries_its_own_code_fingerprint(args):
     assert nodes["ModelSelection"].exec_properties["code_fingerprint"] == code["selection"]
     tuner_config = json.loads(nodes["Tuner"].exec_properties["custom_config"])
     assert tuner_config["code_fingerprint"] == code["tuner"]
+
+
+def test_epoch_budgets_and_cv_sample_are_wired(args):
+    nodes = _nodes(
+        create_pipeline(
+            **args,
+            span=2016,
+            tune_trials=2,
+            train_epochs=2.0,
+            tune_epochs=0.5,
+            cv_epochs=3.0,
+            cv_max_rows=1234,
+        )
+    )
+    assert json.loads(nodes["Trainer"].exec_properties["custom_config"])["train_epochs"] == 2.0
+    assert json.loads(nodes["Tuner"].exec_properties["custom_config"])["tune_epochs"] == 0.5
+    props = nodes["ModelSelection"].exec_properties
+    assert props["epochs"] == 3.0 and props["max_rows"] == 1234
+
+
+def test_default_budgets_keep_the_bundled_data_on_its_fixed_steps():
+    # One pass over the bundled train split (~12,000 rows, 128 per batch) is
+    # fewer steps than each minimum, so the 1x run trains as many steps as before.
+    from components.model import budget_steps
+    from pipeline import configs
+
+    train_rows = 12_100
+    assert budget_steps(train_rows, configs.TRAIN_EPOCHS, 128, configs.TRAIN_STEPS) == 800
+    fit_rows = train_rows - train_rows // 10
+    assert budget_steps(fit_rows, configs.TUNE_EPOCHS, 128, configs.TUNE_STEPS) == 200
+    fold_rows = train_rows * 2 // 3
+    assert budget_steps(fold_rows, configs.CV_EPOCHS, 128, configs.CV_STEPS) == 150
+    # 100x: the Trainer sees every train row once.
+    assert budget_steps(100 * train_rows, configs.TRAIN_EPOCHS, 128, configs.TRAIN_STEPS) == 9454

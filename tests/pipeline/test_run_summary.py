@@ -91,3 +91,9 @@ def test_summary_says_why_the_serving_canary_failed():
     )
     assert "serving canary (REST + gRPC on the candidate, parity): FAILED" in text
     assert f"    - {reason}" in text
+
+
+def test_summary_says_when_selection_ran_on_a_sample():
+    sampled = {**_selection(), "rows": 60000, "split_rows": 1200000}
+    text = run_summary.format_summary(_summary(selection=sampled), "/out", "/serve", 1.0)
+    assert "train split, a 60000-row sample of its 1200000 rows, 150 steps per fold" in text
