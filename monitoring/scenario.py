@@ -237,6 +237,7 @@ class Server:
         problem = self.process.wait_available(MODEL, timeout)
         if problem:
             raise ScenarioError(f"server not ready: {problem}")
+        self.url = self.process.url  # new if a port was lost and the server restarted
 
     def available(self) -> list[int]:
         return self.process.available_versions(MODEL)

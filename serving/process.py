@@ -32,15 +32,26 @@ class ServerProcess:
     Output goes to ``log_path``.
     """
 
+    # The ports are chosen free, then bound by the child: another process can
+    # take one in between. A child that fails to bind is started again on new
+    # ports, at most this many times.
+    BIND_ATTEMPTS = 3
+
     def __init__(self, args: list[str], log_path: str):
+        self.args = list(args)
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self._attempts = 0
+        self._launch()
+
+    def _launch(self) -> None:
+        self._attempts += 1
         self.grpc_port = free_port()
         self.rest_port = free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
-        self.log_path = log_path
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
-        self._log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -49,13 +60,22 @@ class ServerProcess:
                 f"--port={self.grpc_port}",
                 f"--rest_api_port={self.rest_port}",
                 "--bind_address=127.0.0.1",
-                *args,
+                *self.args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=REPO_ROOT,
         )
+
+    def _lost_a_port(self) -> bool:
+        """Whether the exited child failed to bind its ports (and may start again)."""
+        if self._attempts >= self.BIND_ATTEMPTS:
+            return False
+        self._log.flush()
+        with open(self.log_path, errors="replace") as f:
+            text = f.read()
+        return "could not bind" in text or "address already in use" in text.lower()
 
     def available_versions(self, model_name: str) -> list[int]:
         """Versions of ``model_name`` the server reports AVAILABLE ([] if it cannot say)."""
@@ -67,10 +87,19 @@ class ServerProcess:
             return []
 
     def wait_available(self, model_name: str, timeout: float) -> str:
-        """Waits until a version of ``model_name`` is AVAILABLE; returns "" or why not."""
+        """Waits until a version of ``model_name`` is AVAILABLE; returns "" or why not.
+
+        A child that lost one of its ports to another process is started again on
+        new ones (``url`` and ``grpc_target`` change): read them after this returns.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if self._lost_a_port():
+                    self._log.write(f"--- ports taken; starting again ({self._attempts + 1})\n")
+                    self._log.flush()
+                    self._launch()
+                    continue
                 return f"server exited with code {self.proc.returncode} (log: {self.log_path})"
             if self.available_versions(model_name):
                 return ""
