@@ -1,12 +1,23 @@
-"""Shared test set-up: legacy Keras for TF 2.16, quiet logs, one pipeline run.
+"""Shared test set-up: legacy Keras for TF 2.16, quiet logs, tiers, one pipeline run.
 
 ``taxi_run`` runs the real pipeline once per test session on a small sample
 of the bundled data (three spans of 400 rows) and is shared by every
-end-to-end test (pipeline, serving, reports).
+end-to-end test (pipeline, serving, reports). Tests must not change it: they
+work on copies (``copy_of``).
+
+Tiers (markers ``unit``, ``integration``, ``e2e``, set here from the
+``slow``/``e2e`` marks): ``e2e`` runs the pipeline, ``integration`` is ``slow``
+(servers, subprocesses, > 1 s), ``unit`` is everything else. With
+``TAXI_TEST_TIER=unit`` (``make test-unit``) a unit test that starts a
+process, forks, opens a socket or launches a TFX component fails.
+
+Under ``CI=true`` a skipped test is a failure: CI must not pass because a
+dependency was missing.
 """
 
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -44,3 +55,102 @@ def copy_of(tmp_path):
         return target
 
     return copy
+
+
+TIER_ENV = "TAXI_TEST_TIER"
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+# A test that uses one of these fixtures is marked ``slow`` (and ``e2e``) here.
+SERVER_FIXTURES = {"start_server", "contract_server", "rest_url", "grpc_target"}
+PIPELINE_FIXTURES = {"taxi_run", "pipeline_runs"}
+
+
+def _tier(item) -> str:
+    if "e2e" in item.keywords:
+        return "e2e"
+    return "integration" if "slow" in item.keywords else "unit"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Marks each test with its tier, before ``-m`` selects on it."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & PIPELINE_FIXTURES and "e2e" not in item.keywords:
+            item.add_marker("e2e")
+        if fixtures & (SERVER_FIXTURES | PIPELINE_FIXTURES) and "slow" not in item.keywords:
+            item.add_marker("slow")
+        item.add_marker(_tier(item))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``CI=true``, a skip is reported as a failure (no silent skips in CI)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which fails the run: {reason}"
+
+
+class _Forbidden:
+    """Replaces a callable; each call is recorded and raises."""
+
+    def __init__(self, what: str, calls: list):
+        self.what, self.calls = what, calls
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(self.what)
+        raise RuntimeError(
+            f"{TIER_ENV}=unit: this test {self.what}; mark it @pytest.mark.slow (integration)"
+        )
+
+
+_unit_violations: list = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unit_tier_guard():
+    """With TAXI_TEST_TIER=unit: no subprocess, fork, socket or TFX component launch."""
+    if os.environ.get(TIER_ENV) != "unit":
+        yield
+        return
+    import _posixsubprocess
+
+    import matplotlib.font_manager  # noqa: F401 - builds its font cache once (runs fc-list)
+    from tfx.orchestration.portable import launcher
+
+    forbidden = [
+        (_posixsubprocess, "fork_exec", "starts a process"),  # subprocess, multiprocessing
+        (os, "fork", "forks"),
+        (os, "forkpty", "forks"),
+        (os, "posix_spawn", "starts a process"),
+        (os, "posix_spawnp", "starts a process"),
+        (socket.socket, "bind", "binds a socket (a server)"),
+        (socket.socket, "connect", "connects to a socket"),
+        (launcher.Launcher, "launch", "launches a TFX component (a pipeline run)"),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        for owner, name, what in forbidden:
+            patch.setattr(owner, name, _Forbidden(what, _unit_violations))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_check(_unit_tier_guard, request):
+    """Fails a unit test that tried a forbidden call, even if the code caught the error."""
+    del _unit_violations[:]
+    yield
+    if _unit_violations and not request.node.stash.get(_CALL_FAILED, False):
+        pytest.fail(f"{TIER_ENV}=unit: this test {', '.join(sorted(set(_unit_violations)))}")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Prints the order's seed again at the end when the order was shuffled."""
+    seed = getattr(config.option, "random_order_seed", None) or "default:"
+    if not seed.startswith("default:"):
+        terminalreporter.write_line(f"test order seed: {seed} (replay: make test SEED={seed})")

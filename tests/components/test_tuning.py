@@ -2,6 +2,8 @@
 
 import types
 
+import pytest
+
 from components import model as taxi_model
 from components import tuning
 
@@ -18,6 +20,7 @@ def test_search_space_values_build_a_model():
     assert deep == [32, 16]
 
 
+@pytest.mark.slow
 def test_tuner_fn_searches_on_train_and_scores_on_eval(
     transform_output, raw_rows, tmp_path, write_examples
 ):

@@ -64,6 +64,7 @@ def test_ready_nodes_respects_dependencies_and_order():
     assert ready_nodes(upstream, done={"r", "a", "b"}, started={"r", "a", "b"}) == ["c"]
 
 
+@pytest.mark.slow
 def test_independent_nodes_overlap_and_the_join_waits_for_both(tmp_path):
     SPANS.clear()
     p = _diamond(tmp_path, Sleep(name="b", seconds=1.5))
@@ -77,6 +78,7 @@ def test_independent_nodes_overlap_and_the_join_waits_for_both(tmp_path):
     assert states == {3}  # every execution COMPLETE
 
 
+@pytest.mark.slow
 def test_one_worker_runs_one_node_at_a_time(tmp_path):
     SPANS.clear()
     ConcurrentLocalDagRunner(max_workers=1).run(_diamond(tmp_path, Sleep(name="b", seconds=0.2)))
@@ -84,6 +86,7 @@ def test_one_worker_runs_one_node_at_a_time(tmp_path):
     assert a1 <= b0 or b1 <= a0
 
 
+@pytest.mark.slow
 def test_a_failure_is_raised_as_is_and_stops_downstream(tmp_path):
     SPANS.clear()
     with pytest.raises(RuntimeError, match="b broke"):
@@ -92,6 +95,7 @@ def test_a_failure_is_raised_as_is_and_stops_downstream(tmp_path):
     assert "last" not in SPANS
 
 
+@pytest.mark.slow
 def test_mlmd_sessions_never_overlap(tmp_path, monkeypatch):
     active, most = [0], [0]
     guard = threading.Lock()

@@ -97,6 +97,7 @@ def _read(path) -> list[str]:
     return path.read_text().split()
 
 
+@pytest.mark.slow
 def test_beam_executor_runs_in_a_worker_and_its_outputs_reach_downstream(tmp_path, pool):
     beam_out, py_out = tmp_path / "beam.txt", tmp_path / "py.txt"
     summed = BeamSum(out=str(beam_out), n=10, seconds=0.0).with_id("sum")
@@ -110,6 +111,7 @@ def test_beam_executor_runs_in_a_worker_and_its_outputs_reach_downstream(tmp_pat
     assert _states(p) == [COMPLETE, COMPLETE]
 
 
+@pytest.mark.slow
 def test_two_beam_nodes_run_at_once_in_two_workers(tmp_path, pool):
     a_out, b_out = tmp_path / "a.txt", tmp_path / "b.txt"
     a = BeamSum(out=str(a_out), n=3, seconds=1.0).with_id("a")
@@ -123,6 +125,7 @@ def test_two_beam_nodes_run_at_once_in_two_workers(tmp_path, pool):
     assert a0 < b1 and b0 < a1, "a and b should have run at the same time"
 
 
+@pytest.mark.slow
 def test_an_executor_error_is_raised_with_its_type_and_message(tmp_path, pool):
     out = tmp_path / "after.txt"
     failing = BeamFail(how="raise").with_id("fail")
@@ -134,6 +137,7 @@ def test_an_executor_error_is_raised_with_its_type_and_message(tmp_path, pool):
     assert _states(p) == [FAILED]  # recorded in MLMD; nothing downstream ran
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_dead_worker_fails_the_node_instead_of_hanging(tmp_path):
     with WorkerPool(1) as own_pool:
