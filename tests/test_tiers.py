@@ -113,11 +113,6 @@ def test_unit_tier_fails_processes_forks_and_sockets_even_when_caught(suite, mon
     assert "forks" in str([r.longrepr for r in result.getfailures() if "hides" in r.nodeid])
 
 
-def test_without_the_tier_variable_nothing_is_forbidden(suite):
-    result = suite.inline_run("-m", "unit", "-k", "not skips")
-    assert result.getfailures() == []
-
-
 def test_a_skip_fails_under_ci(suite, monkeypatch):
     result = suite.inline_run("-k", "skips")
     assert _names(result, "skipped") == ["test_skips"]
