@@ -15,6 +15,7 @@ Under ``CI=true`` a skipped test is a failure: CI must not pass because a
 dependency was missing.
 """
 
+import hashlib
 import os
 import shutil
 import socket
@@ -24,25 +25,45 @@ import pytest
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from taxi_runs import run_pipeline, write_sample  # noqa: E402
+from taxi_runs import shared_run  # noqa: E402
+
+REUSE_RUN_ENV = "TAXI_TEST_RUN"
+
+
+def _run_state(output_dir: str) -> dict:
+    """What a test must not change in the shared run: MLMD and the served versions."""
+    metadata = os.path.join(output_dir, "metadata.sqlite")
+    with open(metadata, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    serving = os.path.join(output_dir, "serving", "taxi")
+    return {"metadata.sqlite": digest, "served versions": sorted(os.listdir(serving))}
 
 
 @pytest.fixture(scope="session")
 def taxi_run(tmp_path_factory):
-    """A finished pipeline run on the sample: paths and the runner's output."""
-    root = tmp_path_factory.mktemp("taxi_run")
-    data_dir = write_sample(str(root / "data"))
-    output_dir = str(root / "out")
-    result = run_pipeline(output_dir, data_dir)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return {
-        "root": str(root),
-        "data_dir": data_dir,
-        "output_dir": output_dir,
+    """The shared run (``taxi_runs.shared_run``): paths and the runner's outputs.
+
+    Read-only: a test that changes its MLMD store or serving dir
+    fails the session (at teardown). ``TAXI_TEST_RUN=<dir>`` reuses a run made
+    by ``python tests/taxi_runs.py <dir>`` (to iterate on e2e tests quickly).
+    """
+    reuse = os.environ.get(REUSE_RUN_ENV)
+    if reuse:
+        run = {"root": reuse, "data_dir": os.path.join(reuse, "data")}
+        run["output_dir"] = os.path.join(reuse, "out")
+        for name in ("stdout", "forced_stdout"):
+            with open(os.path.join(reuse, f"{name}.txt")) as f:
+                run[name] = f.read()
+    else:
+        run = shared_run(str(tmp_path_factory.mktemp("taxi_run")))
+    output_dir = run["output_dir"]
+    before = _run_state(output_dir)
+    yield {
+        **run,
         "metadata": os.path.join(output_dir, "metadata.sqlite"),
         "serving_dir": os.path.join(output_dir, "serving", "taxi"),
-        "stdout": result.stdout,
     }
+    assert _run_state(output_dir) == before, "a test changed the shared taxi_run (use a copy)"
 
 
 @pytest.fixture

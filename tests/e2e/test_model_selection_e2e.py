@@ -8,6 +8,7 @@ import os
 
 import pytest
 import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
 
 from components import model as taxi_model
 from components.model_card import card as model_card
@@ -28,7 +29,13 @@ def _prop(artifact, name):
 @pytest.fixture(scope="module")
 def selection(taxi_run):
     graph = lineage.Graph.load(lineage.open_store(taxi_run["metadata"]))
-    [execution] = [e for e in graph.executions if graph.node_of(e) == "ModelSelection"]
+    # The execution that ran (the shared run also holds its forced re-run's cache hit).
+    [execution] = [
+        e
+        for e in graph.executions
+        if graph.node_of(e) == "ModelSelection"
+        and graph.executions[e].last_known_state == metadata_store_pb2.Execution.COMPLETE
+    ]
     [result] = graph.linked([execution], graph.outputs, CrossValidationResult.TYPE_NAME)
     [hparams] = graph.linked([execution], graph.outputs, "HyperParameters")
     with open(os.path.join(graph.artifacts[result].uri, RESULT_FILE)) as f:
