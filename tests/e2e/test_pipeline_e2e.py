@@ -244,14 +244,33 @@ def test_anomalous_span_stops_then_fixed_span_is_trained_on(taxi_run, tmp_path):
 
     # The data is fixed: the span is re-ingested, validated and trained on.
     _write_span(data_dir, 2016, 400)
-    result = run_pipeline(output_dir, data_dir, "--min-auc", "0.6")
+    # --max-auc-drop 1: the comparison with the first model (the baseline) is made
+    # and passes, so the candidate is pushed (a known answer, not either outcome).
+    result = run_pipeline(output_dir, data_dir, "--min-auc", "0.6", "--max-auc-drop", "1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "trained on spans: 2013, 2014, 2015, 2016" in result.stdout
     store = lineage.open_store(os.path.join(output_dir, "metadata.sqlite"))
     models = lineage.models_for_span(store, 2016)["models"]
     assert len(models) == 1  # the anomalous ingestion trained nothing
-    newest = _versions(serving_dir)[-1]
-    if newest not in served:  # blessed against the first model and pushed
-        assert lineage.version_lineage(store, newest)["spans"] == [2013, 2014, 2015, 2016]
-        assert lineage.version_lineage(store, newest)["baseline_model"] != []
-    assert set(served) <= set(_versions(serving_dir))
+    [newest] = sorted(set(_versions(serving_dir)) - set(served))  # blessed and pushed
+    assert _versions(serving_dir) == sorted([*served, newest])
+    info = lineage.version_lineage(store, newest)
+    assert info["spans"] == [2013, 2014, 2015, 2016]
+    [baseline] = info["baseline_model"]  # compared with the first model, the one served
+    [first] = lineage.version_lineage(store, served[0])["model"]
+    assert baseline == first, (baseline, first)
+
+
+def test_unblessed_candidate_is_not_pushed(taxi_run, tmp_path):
+    # The Evaluator refuses (AUC below --min-auc 0.99): nothing new is served.
+    data_dir, output_dir = _copy_run(taxi_run, tmp_path)
+    serving_dir = os.path.join(output_dir, "serving", "taxi")
+    served = _versions(serving_dir)
+    result = run_pipeline(output_dir, data_dir, "--min-auc", "0.99")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "blessing: NOT BLESSED" in result.stdout
+    assert "pushed: nothing (previous versions untouched)" in result.stdout
+    assert _versions(serving_dir) == served
+    # The newest PushedModel is this run's (the older one is the first run's push).
+    pushed = _outputs_of(os.path.join(output_dir, "metadata.sqlite"), "Pusher", "PushedModel")[-1]
+    assert pushed.custom_properties["pushed"].int_value == 0
