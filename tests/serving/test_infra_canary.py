@@ -1,6 +1,7 @@
 """InfraCanary component: construction and executor runs on tiny artifacts."""
 
 import gzip
+import json
 import os
 
 import model_factory
@@ -64,8 +65,18 @@ def test_blesses_a_working_model(tmp_path):
     blessing = _run(tmp_path, model_factory.save_taxi_like)
     assert os.path.exists(os.path.join(blessing.uri, "INFRA_BLESSED"))
     assert blessing.get_int_custom_property("blessed") == 1
-    report = open(os.path.join(blessing.uri, "canary_report.json")).read()
-    assert "rest_classify_0" in report and "grpc_predict_2" in report
+    with open(os.path.join(blessing.uri, "canary_report.json")) as f:
+        report = json.load(f)
+    # The server came up, then three requests (num_requests=3) were each sent three
+    # ways, and every answer was right.
+    expected = ["available"] + [
+        f"{kind}_{i}"
+        for i in range(3)
+        for kind in ("rest_predict", "grpc_predict", "rest_classify")
+    ]
+    assert [c["name"] for c in report["checks"]] == expected
+    assert [(c["ok"], c["detail"]) for c in report["checks"]] == [(True, "")] * 10
+    assert report["passed"] is True
 
 
 @pytest.mark.slow
@@ -78,3 +89,9 @@ def test_does_not_bless_a_broken_model(tmp_path):
     blessing = _run(tmp_path, broken)
     assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
     assert blessing.get_int_custom_property("blessed") == 0
+    with open(os.path.join(blessing.uri, "canary_report.json")) as f:
+        report = json.load(f)
+    assert report["passed"] is False
+    # The server never came up: one failed check that says why, no probe.
+    assert [(c["name"], c["ok"]) for c in report["checks"]] == [("available", False)]
+    assert report["checks"][0]["detail"]
