@@ -20,6 +20,7 @@ class FakeServable:
         self.calls = []
         self.gate = gate
         self.inflight = 0
+        self.started = threading.Event()  # set when a batch starts running
 
     def enter(self):
         self.inflight += 1
@@ -28,13 +29,15 @@ class FakeServable:
         self.inflight -= 1
 
     def run(self, signature, feeds):
+        self.started.set()
         if self.gate is not None:
-            self.gate.wait(5)
+            assert self.gate.wait(120), "the test never opened the gate"
         self.calls.append(feeds["x"].shape[0])
         return {"y": feeds["x"] * 2}
 
 
-def submit_all(scheduler, servable, arrays):
+def submit_all(scheduler, servable, arrays, submitted=lambda: None):
+    """Submits every array, calls `submitted()`, then waits for every callback."""
     results = [None] * len(arrays)
     remaining = [len(arrays)]
     lock, done = threading.Lock(), threading.Event()
@@ -51,7 +54,8 @@ def submit_all(scheduler, servable, arrays):
 
     for i, array in enumerate(arrays):
         scheduler.submit(servable, FakeSignature(), {"x": array}, callback(i))
-    assert done.wait(10)
+    submitted()
+    assert done.wait(120)
     return results
 
 
@@ -78,8 +82,9 @@ def test_requests_are_merged_and_split_back():
     first = np.zeros((1, 1), np.float32)
     blocker = threading.Thread(target=scheduler.run, args=(servable, FakeSignature(), {"x": first}))
     blocker.start()  # occupies the only worker until the gate opens
-    threading.Timer(0.3, gate.set).start()
-    results = submit_all(scheduler, servable, arrays)
+    assert servable.started.wait(120)
+    # The gate opens once all six are queued behind the blocker (events, not a timer).
+    results = submit_all(scheduler, servable, arrays, submitted=gate.set)
     blocker.join()
     for i, (outputs, error) in enumerate(results):
         assert error is None
