@@ -1,13 +1,15 @@
 """Shared test set-up: legacy Keras for TF 2.16, quiet logs, tiers, one pipeline run.
 
 ``taxi_run`` runs the real pipeline once per test session on a small sample
-of the bundled data (three spans of 400 rows) and is shared by every
-end-to-end test (pipeline, serving, reports). Tests must not change it: they
-work on copies (``copy_of``).
+of the bundled data (three spans of 400 rows), then once more with
+``--force`` (all cache hits), and is shared by every end-to-end test
+(pipeline, serving, monitoring). Tests must not change it (checked at the end
+of the session): they work on copies (``copy_of``).
 
 Tiers (markers ``unit``, ``integration``, ``e2e``, set here from the
-``slow``/``e2e`` marks): ``e2e`` runs the pipeline, ``integration`` is ``slow``
-(servers, subprocesses, > 1 s), ``unit`` is everything else. With
+``slow``/``e2e`` marks; a test using a server fixture is ``slow``, one using a
+pipeline run is ``e2e``): ``e2e`` runs the pipeline, ``integration`` is
+``slow`` (servers, subprocesses, > 1 s), ``unit`` is everything else. With
 ``TAXI_TEST_TIER=unit`` (``make test-unit``) a unit test that starts a
 process, forks, opens a socket or launches a TFX component fails.
 
