@@ -309,3 +309,30 @@ def test_unblessed_candidate_is_not_pushed(taxi_run, tmp_path):
     # The newest PushedModel is this run's (the older one is the first run's push).
     pushed = _outputs_of(os.path.join(output_dir, "metadata.sqlite"), "Pusher", "PushedModel")[-1]
     assert pushed.custom_properties["pushed"].int_value == 0
+
+
+def test_candidate_failing_the_behavioral_checks_is_not_pushed(taxi_run, tmp_path):
+    # Labels inverted by payment type (every cash trip a big tipper, no card trip one)
+    # in every span of a new run: the model learns it (the Evaluator blesses it, it
+    # serves fine), but the behavioral gate knows cash tips are not recorded.
+    data_dir, output_dir = str(tmp_path / "data"), str(tmp_path / "out")
+    shutil.copytree(taxi_run["data_dir"], data_dir)
+    for span in os.listdir(data_dir):
+        path = os.path.join(data_dir, span, "data.csv")
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header, records = reader.fieldnames, list(reader)
+        for record in records:
+            record["tips"] = record["fare"] if record["payment_type"] == "Cash" else "0"
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, header, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(records)
+    result = run_pipeline(output_dir, data_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout[result.stdout.index("blessing:") :]
+    assert "blessing: BLESSED" in summary, summary  # the Evaluator alone would push it
+    assert "serving canary (REST + gRPC on the candidate): passed" in summary, summary
+    assert "behavioral checks: FAILED" in summary and "cash trip is not a big tipper" in summary
+    assert "pushed: nothing (previous versions untouched)" in summary, summary
+    assert _versions(os.path.join(output_dir, "serving", "taxi")) == []
