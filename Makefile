@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: setup setup-test run test test-unit test-fast test-integration test-e2e lint bench clean
+.PHONY: setup setup-test run test test-unit test-fast test-integration test-e2e mutation lint bench clean
 
 setup:
 	VENV=$(VENV) scripts/setup.sh
@@ -36,6 +36,10 @@ test-integration: setup
 test-e2e: setup-test
 	$(PY) -m pytest -q -m e2e $(SHUFFLE) $(ARGS)
 
+## mutation: mutmut on the modules in pyproject's [tool.mutmut] (slow; not part of make test)
+mutation: setup
+	$(VENV)/bin/mutmut run; $(VENV)/bin/mutmut results
+
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
@@ -43,4 +47,4 @@ bench: setup
 	$(PY) bench/bench_pipeline.py
 
 clean:
-	rm -rf tfx_runs .pytest_cache
+	rm -rf tfx_runs .pytest_cache mutants
