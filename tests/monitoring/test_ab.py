@@ -141,3 +141,17 @@ def test_ab_with_per_version_serving_metrics(tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_small_sample_interval_and_zero_variance():
+    # Wilson at n = 2, one success: centre 0.5, half-width 0.41047 (z = 1.95996).
+    low, high = ab.wilson(1, 2)
+    assert (low, high) == (pytest.approx(0.094531, abs=1e-6), pytest.approx(0.905469, abs=1e-6))
+    # Both versions always right: zero variance, no difference: z = 0, p = 0.5.
+    same = ab.verdict((1000, 1000), (1000, 1000))
+    assert (same["z"], same["p_value"], same["verdict"]) == (0.0, 0.5, "promote")
+    # Nothing labelled yet: no accuracy and no interval, not a division by zero.
+    empty = ab.verdict((0, 0), (5, 10))
+    assert empty["stable"]["accuracy"] is None and empty["stable"]["ci95"] is None
+    assert empty["verdict"] == "insufficient data"
+    assert ab.verdict((5, 10), (0, 0))["canary"]["accuracy"] is None

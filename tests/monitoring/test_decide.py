@@ -290,3 +290,18 @@ def test_watch_command_canary_max_seconds(
     if action == "abort":
         assert "insufficient evidence after 1 checks" in printed
     assert _actions(str(out / "metadata.sqlite")) == ["deploy", action]
+
+
+def test_rails_with_missing_or_empty_series():
+    policy = decide.Policy(min_requests=10)
+    canary_ = {"requests": 100, "errors": 5, "p99_ms": 900.0}
+    assert decide.guard_rails({"2": canary_}, "1", "2", policy) == []  # no stable series
+    assert decide.guard_rails({"1": canary_}, "1", "2", policy) == []  # no canary series
+    # A stable version without requests has error rate 0: 5% > 0 + 0.02 fires.
+    idle = {"requests": 0, "errors": 0, "p99_ms": None}
+    [fired] = decide.guard_rails({"1": idle, "2": canary_}, "1", "2", policy)
+    assert fired.startswith("canary error rate 0.0500 vs stable 0.0000")
+    # No p99 on either side (no latency recorded): no latency rail.
+    fine = {"requests": 100, "errors": 0, "p99_ms": 10.0}
+    assert _rails(fine, dict(fine, p99_ms=None), min_requests=10) == []
+    assert _rails(dict(fine, p99_ms=None), dict(fine, p99_ms=900.0), min_requests=10) == []
