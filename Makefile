@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: setup setup-test run test test-fast lint bench clean
+.PHONY: setup setup-test run test test-unit test-fast test-integration test-e2e mutation lint bench clean
 
 setup:
 	VENV=$(VENV) scripts/setup.sh
@@ -15,13 +15,30 @@ setup-test:
 run: setup
 	$(VENV)/bin/taxi-pipeline --output-dir tfx_runs $(ARGS)
 
-## test: set up if needed (with Chromium), then every test
-test: setup-test
-	$(PY) -m pytest -q $(ARGS)
+# Test order: shuffled (modules, and tests within each); replay one with SEED=N.
+SEED ?= $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
+SHUFFLE = -p random_order --random-order-bucket=module --random-order-seed=$(SEED)
 
-## test-fast: unit tests only (no pipeline runs, no servers)
-test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+## test: set up if needed (with Chromium), then every test in random order (all tiers)
+test: setup-test
+	@echo "test order seed: $(SEED) (replay: make test SEED=$(SEED))"
+	$(PY) -m pytest -q $(SHUFFLE) $(ARGS)
+
+## test-unit: no server, subprocess, fork, socket or pipeline (enforced); test-fast is an alias
+test-unit test-fast: setup
+	TAXI_TEST_TIER=unit $(PY) -m pytest -q -m unit $(SHUFFLE) $(ARGS)
+
+## test-integration: servers, subprocesses, tiny pipelines and tests over 1 s (marker slow)
+test-integration: setup
+	$(PY) -m pytest -q -m integration $(SHUFFLE) $(ARGS)
+
+## test-e2e: the whole pipeline on the sample, and what reads its outputs (marker e2e)
+test-e2e: setup-test
+	$(PY) -m pytest -q -m e2e $(SHUFFLE) $(ARGS)
+
+## mutation: mutmut on the modules in pyproject's [tool.mutmut] (slow; not part of make test)
+mutation: setup
+	$(VENV)/bin/mutmut run; $(VENV)/bin/mutmut results
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -30,4 +47,4 @@ bench: setup
 	$(PY) bench/bench_pipeline.py
 
 clean:
-	rm -rf tfx_runs .pytest_cache
+	rm -rf tfx_runs .pytest_cache mutants

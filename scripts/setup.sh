@@ -42,14 +42,23 @@ find_python() {
   done
 }
 
+# Without Chromium the screenshot test skips; under CI (CI=true) that is an error.
+no_browser() {
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "setup: ERROR: $1 (CI=true: the screenshot test must run, not skip)" >&2
+    exit 1
+  fi
+  echo "setup: WARNING: $1; the screenshot test will be skipped" >&2
+}
+
 if [[ "${1:-}" == "--browser" ]] && ! command -v chromium >/dev/null 2>&1; then
   echo "setup: installing Debian's chromium (for the HTML report tests)"
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq chromium >/dev/null \
-      || echo "setup: WARNING: could not install chromium; the screenshot test will be skipped" >&2
+      || no_browser "could not install chromium"
   else
-    echo "setup: WARNING: no apt-get; install Chromium yourself for the screenshot test" >&2
+    no_browser "no apt-get; install Chromium yourself"
   fi
 fi
 

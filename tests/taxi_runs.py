@@ -41,3 +41,28 @@ def run_pipeline(output_dir: str, data_dir: str, *extra: str, timeout: int = 900
         *extra,
     ]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def shared_run(root: str) -> dict:
+    """The session's shared run, made in ``root``: a run on the sample, then ``--force``.
+
+    The forced re-run changes nothing (every component a TFX cache hit): it is
+    part of the shared state, so tests read a store with cached executions in
+    it, as a real one has, whatever order they run in.
+    """
+    data_dir = write_sample(os.path.join(root, "data"))
+    output_dir = os.path.join(root, "out")
+    outputs = {}
+    for name, extra in (("stdout", ()), ("forced_stdout", ("--force",))):
+        result = run_pipeline(output_dir, data_dir, *extra)
+        if result.returncode != 0:
+            raise RuntimeError(result.stdout[-3000:] + result.stderr[-5000:])
+        outputs[name] = result.stdout
+        with open(os.path.join(root, f"{name}.txt"), "w") as f:
+            f.write(result.stdout)
+    return {"root": root, "data_dir": data_dir, "output_dir": output_dir, **outputs}
+
+
+if __name__ == "__main__":
+    # python tests/taxi_runs.py DIR: the shared run kept in DIR, for TAXI_TEST_RUN=DIR.
+    shared_run(sys.argv[1])

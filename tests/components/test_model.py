@@ -31,6 +31,7 @@ def exported(request, transform_output, tmp_path_factory):
     last = taxi_model.train_model(model, _batches(data), 60)
     export_dir = str(tmp_path_factory.mktemp("model"))
     taxi_model.export_model(model, output, export_dir)
+    tf.random.set_seed(None)  # no global seed leaks into other tests (see the seed-0 test)
     return {"dir": export_dir, "first_loss": first, "last_loss": last, "data": data}
 
 
@@ -70,10 +71,12 @@ def test_unknown_family_is_rejected():
     }
 
 
+@pytest.mark.slow
 def test_training_lowers_loss(exported):
     assert exported["last_loss"] < exported["first_loss"]
 
 
+@pytest.mark.slow
 def test_signatures_and_method_names(exported):
     with open(os.path.join(exported["dir"], "saved_model.pb"), "rb") as f:
         saved = saved_model_pb2.SavedModel.FromString(f.read())
@@ -116,6 +119,7 @@ def test_serving_default_takes_integers_as_float64(exported):
     assert dtypes["company"] == tf.string
 
 
+@pytest.mark.slow
 def test_raw_features_and_examples_agree(exported, raw_rows, transform_output, serialize_example):
     """Every row, gaps included, gets serving_examples' exact probability."""
     raw_spec = transform_output[0].raw_feature_spec()
@@ -160,6 +164,7 @@ def test_behavioral_predict_fn_sends_gaps_as_missing(
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_classify_and_regress(exported, raw_rows, transform_output, serialize_example):
     raw_spec = transform_output[0].raw_feature_spec()
     loaded = tf.saved_model.load(exported["dir"])
@@ -171,6 +176,7 @@ def test_classify_and_regress(exported, raw_rows, transform_output, serialize_ex
     np.testing.assert_allclose(regressed, classified["scores"].numpy()[:, 1], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_missing_values_are_accepted(exported, raw_rows):
     loaded = tf.saved_model.load(exported["dir"])
     serve = loaded.signatures["serving_default"]
@@ -242,6 +248,7 @@ def test_input_files_follow_pattern_order_not_uris(tmp_path):
     assert files == ["5/Split-train/a.gz", "5/Split-train/b.gz", "31/Split-train/c.gz"]
 
 
+@pytest.mark.slow
 def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_path, write_examples):
     output, _ = transform_output
     train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
@@ -299,6 +306,7 @@ def _transformed_labels(transform_output) -> list[float]:
     return sorted(float(np.asarray(d[features.LABEL_KEY]).reshape(-1)[0]) for d in data)
 
 
+@pytest.mark.slow
 def test_input_fn_one_pass_gives_every_record_once_in_order(train_file, transform_output):
     output, path = train_file
     whole = _one_pass_rows(taxi_model._input_fn([path], None, output, 64, one_pass=True))
@@ -315,6 +323,7 @@ def test_input_fn_one_pass_gives_every_record_once_in_order(train_file, transfor
     assert fit == [r for i, r in enumerate(whole) if i % every]
 
 
+@pytest.mark.slow
 def test_input_fn_training_batches_are_full_shuffled_and_seeded(
     train_file, raw_rows, transform_output
 ):
@@ -336,6 +345,7 @@ def test_input_fn_training_batches_are_full_shuffled_and_seeded(
     assert epoch != in_order  # ... shuffled
 
 
+@pytest.mark.slow
 def test_input_fn_every_iterator_gives_the_same_batches(train_file):
     # The Tuner fits every trial on one dataset object: a trial must get the
     # same batches whatever an earlier iterator (or tf.data's read-ahead) did.
@@ -412,3 +422,21 @@ def test_input_fn_mixes_the_files_of_a_large_epoch(
     assert 0.2 < share < 0.47, share
     with pytest.raises(ValueError, match="file_rows has 1 counts for 2 files"):
         taxi_model._input_fn([first, second], None, output, 64, file_rows=[300])
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="known bug: with the global seed 0 (taxi-pipeline --seed 0) Dataset.shuffle's "
+    "seed check turns the per-epoch seed tensor into a Python bool "
+    "(OperatorNotAllowedInGraphError); found by running the tests in random order",
+)
+def test_input_fn_with_the_global_seed_zero(train_file):
+    output, path = train_file
+    tf.random.set_seed(0)
+    try:
+        batches = _labels(taxi_model._input_fn([path], None, output, 32, seed=0).take(2))
+    finally:
+        tf.random.set_seed(None)
+    assert len(batches) == 2

@@ -160,6 +160,7 @@ def train_split(transform_output, raw_rows, tmp_path_factory, write_examples):
     }
 
 
+@pytest.mark.slow
 def test_load_transformed_reads_every_row_once(train_split, raw_rows):
     import tensorflow_transform as tft
 
@@ -172,6 +173,7 @@ def test_load_transformed_reads_every_row_once(train_split, raw_rows):
     assert all(value.shape == (len(raw_rows), 1) for value in x.values())
 
 
+@pytest.mark.slow
 def test_run_selection_cross_validates_both_families_on_the_same_folds(train_split):
     result = run_selection(
         train_split["patterns"],
@@ -206,6 +208,7 @@ def test_run_selection_cross_validates_both_families_on_the_same_folds(train_spl
     assert "wide_deep_auc_mean" in artifact.props
 
 
+@pytest.mark.slow
 def test_cross_validation_is_reproducible(train_split):
     kwargs = dict(folds=2, steps=3, seed=5, min_auc_gain=0.0, confidence=0.95)
     first = run_selection(train_split["patterns"], train_split["transform_graph"], **kwargs)

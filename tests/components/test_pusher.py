@@ -3,6 +3,7 @@
 import json
 import os
 
+import pytest
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
@@ -95,3 +96,44 @@ def test_executor_does_not_push_unblessed(tmp_path):
     pushed = _push(tmp_path, model, base, blessed=False)
     assert pushed.get_int_custom_property("pushed") == 0
     assert not os.path.exists(base)
+
+
+def _blessing(tmp_path, kind, name, blessed):
+    artifact = kind()
+    artifact.uri = str(tmp_path / name)
+    artifact.set_int_custom_property("blessed", int(blessed))
+    return artifact
+
+
+@pytest.mark.parametrize(
+    "refusing", [None, "model_blessing", "infra_blessing", "behavioral_blessing"]
+)
+def test_any_failed_blessing_stops_the_push(tmp_path, refusing):
+    """Each of the three gates alone refuses the candidate: nothing is pushed."""
+    from components.behavioral.artifact import BehavioralBlessing
+
+    model = standard_artifacts.Model()
+    model.uri = os.path.dirname(_model_dir(str(tmp_path / "m" / "Format-Serving")))
+    kinds = {
+        "model_blessing": standard_artifacts.ModelBlessing,
+        "infra_blessing": standard_artifacts.InfraBlessing,
+        "behavioral_blessing": BehavioralBlessing,
+    }
+    inputs = {"model": [model]}
+    for key, kind in kinds.items():
+        inputs[key] = [_blessing(tmp_path, kind, key, blessed=key != refusing)]
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    base = str(tmp_path / "serving")
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)
+    )
+    AtomicPushExecutor().Do(
+        inputs,
+        {"pushed_model": [pushed]},
+        {"push_destination": proto_utils.proto_to_json(destination), "custom_config": "{}"},
+    )
+    if refusing is None:
+        assert pushed.get_int_custom_property("pushed") == 1 and len(os.listdir(base)) == 1
+    else:
+        assert pushed.get_int_custom_property("pushed") == 0 and not os.path.exists(base)

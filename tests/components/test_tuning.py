@@ -2,6 +2,10 @@
 
 import types
 
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
 from components import model as taxi_model
 from components import tuning
 
@@ -18,6 +22,7 @@ def test_search_space_values_build_a_model():
     assert deep == [32, 16]
 
 
+@pytest.mark.slow
 def test_tuner_fn_searches_on_train_and_scores_on_eval(
     transform_output, raw_rows, tmp_path, write_examples
 ):
@@ -44,4 +49,18 @@ def test_tuner_fn_searches_on_train_and_scores_on_eval(
     taxi_model.build_model(best.values)
     # Each trial was scored by WideDeepHyperModel.fit on the eval split.
     scores = [t.score for t in result.tuner.oracle.trials.values()]
-    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+    [best_trial] = result.tuner.oracle.get_best_trials(1)
+    assert best_trial.score == max(scores) and best.values == best_trial.hyperparameters.values
+    # A trial's score is the validation AUC of its model, trained from the seed: the
+    # best trial, refitted, scores the same, and its score is the AUC of its predictions.
+    hypermodel = result.tuner.hypermodel
+    model = hypermodel.build(best_trial.hyperparameters)
+    again = hypermodel.fit(best_trial.hyperparameters, model, **result.fit_kwargs)
+    assert again["val_auc"] == pytest.approx(best_trial.score, abs=1e-6)
+    labels, predictions = [], []
+    for x, y in result.fit_kwargs["validation_data"]:
+        labels += np.asarray(y).reshape(-1).tolist()
+        predictions += np.asarray(model(x, training=False)).reshape(-1).tolist()
+    assert len(labels) == len(raw_rows[:240]) // taxi_model.VALIDATION_EVERY
+    # Keras' AUC interpolates over 200 thresholds: within 0.01 of the exact one.
+    assert best_trial.score == pytest.approx(roc_auc_score(labels, predictions), abs=0.01)

@@ -60,38 +60,35 @@ def test_card_content_from_mlmd_tfdv_tfma(taxi_run):
     assert not re.search(r"<script|<link|src=\"http|href=\"http", page)  # self-contained
 
 
-def test_cli_writes_a_named_version(taxi_run, tmp_path):
+def test_cli_writes_a_named_version(taxi_run, copy_of):
+    output_dir = copy_of(taxi_run["output_dir"], "out")  # the CLI writes into it
     [version] = os.listdir(taxi_run["serving_dir"])
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "components.model_card",
-            "--output-dir",
-            taxi_run["output_dir"],
-            "--version",
-            version,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    markdown = model_card.card_path(output_dir, version, "md")
+    page = model_card.card_path(output_dir, version, "html")
+    for path in (markdown, page):  # the runner's cards, copied: the CLI must write its own
+        os.remove(path)
+
+    def cli(version):
+        return subprocess.run(
+            [sys.executable, "-m", "components.model_card", "--output-dir", output_dir]
+            + ["--version", version],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    result = cli(version)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert model_card.card_path(taxi_run["output_dir"], version, "html") in result.stdout
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "components.model_card",
-            "--output-dir",
-            taxi_run["output_dir"],
-            "--version",
-            "1",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    assert page in result.stdout
+    # The written card is this version's card, as built from MLMD, TFDV and TFMA.
+    with open(markdown) as f:
+        written = f.read()
+    generated = re.search(r"Generated (\S+) from", written).group(1)
+    card = dict(model_card.build_card(output_dir, version), generated=generated)
+    assert card["version"] == version
+    assert written == model_card.render_markdown(card)
+    with open(page) as f:
+        assert f.read() == model_card.render_html(card)
+    bad = cli("1")
     assert bad.returncode == 1 and "no pushed model with version 1" in bad.stderr

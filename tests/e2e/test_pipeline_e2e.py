@@ -5,6 +5,7 @@ state work on copies of its data and output directories.
 """
 
 import csv
+import glob
 import itertools
 import json
 import os
@@ -12,11 +13,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
+from sklearn.metrics import roc_auc_score
 from taxi_runs import REPO_ROOT, run_pipeline
 
+from components import features
 from components.behavioral.artifact import BehavioralBlessing
 from pipeline import lineage
 
@@ -111,6 +115,31 @@ def _outputs_of(metadata, node, type_name):
     return [graph.artifacts[a] for a in graph.linked(executions, graph.outputs, type_name)]
 
 
+def _test_split_predictions(taxi_run):
+    """Records of the test split the TestEvaluator read, their labels, the model's scores."""
+    graph = _graph(taxi_run["metadata"])
+    [execution] = [
+        e
+        for e in graph.executions
+        if graph.node_of(e) == "TestEvaluator"
+        and graph.executions[e].last_known_state == metadata_store_pb2.Execution.COMPLETE
+    ]
+    files = sorted(
+        path
+        for a in graph.linked([execution], graph.inputs, "Examples")
+        for path in glob.glob(os.path.join(graph.artifacts[a].uri, "Split-test", "*"))
+    )
+    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    [version] = _versions(taxi_run["serving_dir"])
+    model = tf.saved_model.load(os.path.join(taxi_run["serving_dir"], version))
+    batch = tf.constant(records)
+    [(name, _)] = model.signatures["transform_features"].structured_input_signature[1].items()
+    labels = model.signatures["transform_features"](**{name: batch})[features.LABEL_KEY]
+    [(name, _)] = model.signatures["serving_examples"].structured_input_signature[1].items()
+    scores = model.signatures["serving_examples"](**{name: batch})["probabilities"]
+    return records, np.ravel(labels.numpy()), np.ravel(scores.numpy())
+
+
 def test_held_out_test_split_is_reported_not_gated(taxi_run):
     from reporting import model_analysis
 
@@ -120,7 +149,13 @@ def test_held_out_test_split_is_reported_not_gated(taxi_run):
     gate = model_analysis.sliced_metrics(model_analysis.load_metrics(gate_evaluation.uri))
     # Different rows: the test split is not the eval split.
     assert test.loc["Overall", "example_count"] != gate.loc["Overall", "example_count"]
-    assert 0.0 <= test.loc["Overall", "auc"] <= 1.0
+    # The metrics are the served model's on every row of the test split: the row count
+    # and the AUC of its predictions (TFMA's 1,000-threshold AUC, within 2e-3).
+    records, labels, probabilities = _test_split_predictions(taxi_run)
+    assert test.loc["Overall", "example_count"] == len(records)
+    assert test.loc["Overall", "auc"] == pytest.approx(
+        roc_auc_score(labels, probabilities), abs=2e-3
+    )
     assert {"payment_type", "trip_start_hour"} <= {s.split(":")[0] for s in test.index}
     line = next(x for x in taxi_run["stdout"].splitlines() if "held-out test split" in x)
     assert f"example_count {test.loc['Overall', 'example_count']}" in line and "auc 0." in line
@@ -174,19 +209,23 @@ def test_lineage_answers(taxi_run):
 
 
 def test_unchanged_rerun_is_cached(taxi_run):
-    versions = _versions(taxi_run["serving_dir"])
-    quick = run_pipeline(taxi_run["output_dir"], taxi_run["data_dir"])
-    assert quick.returncode == 0, quick.stderr
-    assert "Nothing changed since the successful run" in quick.stdout
-
-    # Through TFX: every component is a cache hit (this adds only cached
-    # executions to the shared run; no artifact, no version).
-    forced = run_pipeline(taxi_run["output_dir"], taxi_run["data_dir"], "--force")
-    assert forced.returncode == 0, forced.stderr[-3000:]
+    # The shared run was re-run with --force (taxi_runs.shared_run): through TFX,
+    # every component was a cache hit, and nothing new was pushed.
     states = _states(taxi_run["metadata"])
     for node in ALL_NODES:
         assert states[node][-1] == "CACHED", (node, states[node])
-    assert _versions(taxi_run["serving_dir"]) == versions
+    assert states["Trainer"] == ["COMPLETE", "CACHED"] and states["Pusher"] == [
+        "COMPLETE",
+        "CACHED",
+    ]
+    assert len(_versions(taxi_run["serving_dir"])) == 1
+    assert "blessing: BLESSED" in taxi_run["forced_stdout"]
+
+    # Without --force nothing reaches TFX: the runner compares inputs and code
+    # with its last successful run (this changes nothing in the shared run).
+    quick = run_pipeline(taxi_run["output_dir"], taxi_run["data_dir"])
+    assert quick.returncode == 0, quick.stderr
+    assert "Nothing changed since the successful run" in quick.stdout
 
 
 def _write_span(data_dir, span, rows, mutate=None):
@@ -240,14 +279,60 @@ def test_anomalous_span_stops_then_fixed_span_is_trained_on(taxi_run, tmp_path):
 
     # The data is fixed: the span is re-ingested, validated and trained on.
     _write_span(data_dir, 2016, 400)
-    result = run_pipeline(output_dir, data_dir, "--min-auc", "0.6")
+    # --max-auc-drop 1: the comparison with the first model (the baseline) is made
+    # and passes, so the candidate is pushed (a known answer, not either outcome).
+    result = run_pipeline(output_dir, data_dir, "--min-auc", "0.6", "--max-auc-drop", "1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "trained on spans: 2013, 2014, 2015, 2016" in result.stdout
     store = lineage.open_store(os.path.join(output_dir, "metadata.sqlite"))
     models = lineage.models_for_span(store, 2016)["models"]
     assert len(models) == 1  # the anomalous ingestion trained nothing
-    newest = _versions(serving_dir)[-1]
-    if newest not in served:  # blessed against the first model and pushed
-        assert lineage.version_lineage(store, newest)["spans"] == [2013, 2014, 2015, 2016]
-        assert lineage.version_lineage(store, newest)["baseline_model"] != []
-    assert set(served) <= set(_versions(serving_dir))
+    [newest] = sorted(set(_versions(serving_dir)) - set(served))  # blessed and pushed
+    assert _versions(serving_dir) == sorted([*served, newest])
+    info = lineage.version_lineage(store, newest)
+    assert info["spans"] == [2013, 2014, 2015, 2016]
+    [baseline] = info["baseline_model"]  # compared with the first model, the one served
+    [first] = lineage.version_lineage(store, served[0])["model"]
+    assert baseline == first, (baseline, first)
+
+
+def test_unblessed_candidate_is_not_pushed(taxi_run, tmp_path):
+    # The Evaluator refuses (AUC below --min-auc 0.99): nothing new is served.
+    data_dir, output_dir = _copy_run(taxi_run, tmp_path)
+    serving_dir = os.path.join(output_dir, "serving", "taxi")
+    served = _versions(serving_dir)
+    result = run_pipeline(output_dir, data_dir, "--min-auc", "0.99")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "blessing: NOT BLESSED" in result.stdout
+    assert "pushed: nothing (previous versions untouched)" in result.stdout
+    assert _versions(serving_dir) == served
+    # The newest PushedModel is this run's (the older one is the first run's push).
+    pushed = _outputs_of(os.path.join(output_dir, "metadata.sqlite"), "Pusher", "PushedModel")[-1]
+    assert pushed.custom_properties["pushed"].int_value == 0
+
+
+def test_candidate_failing_the_behavioral_checks_is_not_pushed(taxi_run, tmp_path):
+    # Labels inverted by payment type (every cash trip a big tipper, no card trip one)
+    # in every span of a new run: the model learns it (the Evaluator blesses it, it
+    # serves fine), but the behavioral gate knows cash tips are not recorded.
+    data_dir, output_dir = str(tmp_path / "data"), str(tmp_path / "out")
+    shutil.copytree(taxi_run["data_dir"], data_dir)
+    for span in os.listdir(data_dir):
+        path = os.path.join(data_dir, span, "data.csv")
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header, records = reader.fieldnames, list(reader)
+        for record in records:
+            record["tips"] = record["fare"] if record["payment_type"] == "Cash" else "0"
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, header, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(records)
+    result = run_pipeline(output_dir, data_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout[result.stdout.index("blessing:") :]
+    assert "blessing: BLESSED" in summary, summary  # the Evaluator alone would push it
+    assert "serving canary (REST + gRPC on the candidate): passed" in summary, summary
+    assert "behavioral checks: FAILED" in summary and "cash trip is not a big tipper" in summary
+    assert "pushed: nothing (previous versions untouched)" in summary, summary
+    assert _versions(os.path.join(output_dir, "serving", "taxi")) == []

@@ -22,6 +22,36 @@ def test_verdicts():
     assert ab.verdict((1000, 1000), (1000, 1000))["verdict"] == "promote"  # se = 0
 
 
+def test_z_and_p_on_a_known_case():
+    # Stable 800/1000 vs canary 765/1000: pooled p = 0.7825, se = sqrt(p (1 - p) (2 / 1000))
+    # = 0.018450, z = -0.035 / se = -1.8971; one-sided p = 0.0289 (two-sided: 0.0578,
+    # which would not reject at 0.05).
+    result = ab.verdict((800, 1000), (765, 1000))
+    assert result["z"] == pytest.approx(-1.8971, abs=1e-4)
+    assert result["p_value"] == pytest.approx(0.0289, abs=1e-4)
+    assert result["verdict"] == "rollback"
+    # The same data at alpha just above and just below p.
+    assert ab.verdict((800, 1000), (765, 1000), alpha=0.0290)["verdict"] == "rollback"
+    assert ab.verdict((800, 1000), (765, 1000), alpha=0.0288)["verdict"] == "promote"
+
+
+def test_variance_is_pooled():
+    # 900/1000 vs 160/200: pooled se 0.024866 gives z = -4.0215 (p = 2.9e-5); the
+    # unpooled se 0.029833 would give z = -3.3520 (p = 4.0e-4).
+    result = ab.verdict((900, 1000), (160, 200))
+    assert result["z"] == pytest.approx(-4.0215, abs=1e-4)
+    assert result["p_value"] == pytest.approx(2.891e-5, rel=1e-3)
+    assert ab.verdict((900, 1000), (160, 200), alpha=0.0002)["verdict"] == "rollback"
+
+
+def test_minimum_sample_at_the_boundary():
+    # Both versions need min_samples labelled predictions; one short of it is not enough.
+    assert ab.verdict((160, 200), (150, 200), min_samples=200)["verdict"] == "promote"
+    for stable, canary in (((159, 199), (150, 200)), ((160, 200), (149, 199))):
+        short = ab.verdict(stable, canary, min_samples=200)
+        assert short["verdict"] == "insufficient data" and short["z"] is None
+
+
 def test_ab_command_reads_a_quality_summary(tmp_path, capsys):
     import json
 
@@ -111,3 +141,17 @@ def test_ab_with_per_version_serving_metrics(tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_small_sample_interval_and_zero_variance():
+    # Wilson at n = 2, one success: centre 0.5, half-width 0.41047 (z = 1.95996).
+    low, high = ab.wilson(1, 2)
+    assert (low, high) == (pytest.approx(0.094531, abs=1e-6), pytest.approx(0.905469, abs=1e-6))
+    # Both versions always right: zero variance, no difference: z = 0, p = 0.5.
+    same = ab.verdict((1000, 1000), (1000, 1000))
+    assert (same["z"], same["p_value"], same["verdict"]) == (0.0, 0.5, "promote")
+    # Nothing labelled yet: no accuracy and no interval, not a division by zero.
+    empty = ab.verdict((0, 0), (5, 10))
+    assert empty["stable"]["accuracy"] is None and empty["stable"]["ci95"] is None
+    assert empty["verdict"] == "insufficient data"
+    assert ab.verdict((5, 10), (0, 0))["canary"]["accuracy"] is None

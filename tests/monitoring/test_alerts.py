@@ -130,6 +130,7 @@ def _summary(tmp_path, skewed=("fare",)):
     return str(path)
 
 
+@pytest.mark.slow
 def test_alert_command_notifies_once_then_cooldown(tmp_path, webhook, capsys):
     url, received = webhook
     metrics = tmp_path / "metrics.txt"
@@ -195,6 +196,7 @@ def test_quiet_signals_exit_0(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_failed_webhook_is_reported_and_retried(tmp_path, capsys):
     state = tmp_path / "state.json"
     argv = [
@@ -211,6 +213,7 @@ def test_failed_webhook_is_reported_and_retried(tmp_path, capsys):
     assert not state.exists()  # nothing recorded as notified: the next run sends again
 
 
+@pytest.mark.slow
 def test_unreadable_inputs_are_problems(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

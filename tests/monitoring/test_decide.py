@@ -183,3 +183,125 @@ def test_watch_command_without_labels_reports(live_canary, tmp_path, capsys):
     argv += ["--server", "http://127.0.0.1:9", "--model-config", config]
     assert cli.main(argv) == cli.EXIT_BAD_INPUT
     assert "watch needs --logs and --labels" in capsys.readouterr().err
+
+
+def _rails(stable, canary, **policy):
+    return decide.guard_rails({"1": stable, "2": canary}, "1", "2", decide.Policy(**policy))
+
+
+@pytest.mark.parametrize(
+    "stable_errors, at_limit",
+    [
+        (50, 100),  # stable 5%: 2x stable (10%) is the larger limit
+        (10, 30),  # stable 1%: stable + 0.02 (3%) is the larger limit
+    ],
+)
+def test_error_rate_rail_at_and_just_past_its_limit(stable_errors, at_limit):
+    stable = {"requests": 1000, "errors": stable_errors, "p99_ms": 10.0}
+    at = {"requests": 1000, "errors": at_limit, "p99_ms": 10.0}
+    past = dict(at, errors=at_limit + 1)
+    assert _rails(stable, at) == []
+    [fired] = _rails(stable, past)
+    assert fired.startswith(f"canary error rate {(at_limit + 1) / 1000:.4f} vs stable")
+
+
+@pytest.mark.parametrize(
+    "stable_p99, at_limit",
+    [
+        (100.0, 200.0),  # 2x stable is the larger limit
+        (20.0, 70.0),  # stable + 50 ms is the larger limit
+    ],
+)
+def test_p99_rail_at_and_just_past_its_limit(stable_p99, at_limit):
+    stable = {"requests": 1000, "errors": 0, "p99_ms": stable_p99}
+    assert _rails(stable, dict(stable, p99_ms=at_limit)) == []
+    [fired] = _rails(stable, dict(stable, p99_ms=at_limit + 0.5))
+    assert fired.startswith(f"canary p99 {at_limit + 0.5:g} ms vs stable {stable_p99:g} ms")
+
+
+def test_rails_need_min_requests_of_the_canary():
+    stable = {"requests": 1000, "errors": 0, "p99_ms": 10.0}
+    broken = {"requests": 50, "errors": 50, "p99_ms": 900.0}
+    assert len(_rails(stable, broken, min_requests=50)) == 2
+    assert _rails(stable, dict(broken, requests=49, errors=49), min_requests=50) == []
+
+
+def _deployed_at(live_canary):
+    metadata, config = live_canary
+    return canary.deployed(metadata, config, "taxi")["deployed_at"]
+
+
+def test_time_based_abort_at_max_seconds(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 10, 1.0)  # too few to decide
+    deployed = _deployed_at(live_canary)
+    metadata, config = live_canary
+    policy = decide.Policy(min_samples=50, max_checks=100, max_seconds=600)
+
+    def look(now):
+        return decide.evaluate(
+            metadata,
+            config,
+            "taxi",
+            log_prefix,
+            labels,
+            policy=policy,
+            report_dir=str(tmp_path / "reports"),
+            now=now,
+        )
+
+    first = look(deployed + 599)
+    assert first.action == "hold" and first.figures["elapsed_s"] == 599.0
+    second = look(deployed + 600)
+    assert second.action == "abort"
+    assert second.reason.startswith("insufficient evidence after 2 checks and 600 s")
+    assert "versions: 1" in open(config).read() and "canary" not in open(config).read()
+    assert _actions(metadata) == ["deploy", "hold", "abort"]
+
+
+@pytest.mark.parametrize("max_seconds, action", [("0", "abort"), ("3600", "hold")])
+def test_watch_command_canary_max_seconds(
+    live_canary,
+    write_log,
+    make_rows,
+    make_log,
+    log_prefix,
+    tmp_path,
+    monkeypatch,
+    capsys,
+    max_seconds,
+    action,
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 10, 1.0)
+    metadata, config = live_canary
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metadata.sqlite").write_bytes(open(metadata, "rb").read())
+    monkeypatch.setattr(
+        watch.server_metrics, "fetch", lambda url: ServingMetrics().render().decode()
+    )
+    argv = ["watch", "--data-dir", str(tmp_path / "data"), "--output-dir", str(out)]
+    argv += ["--server", "http://127.0.0.1:9", "--model-config", config, "--logs", log_prefix]
+    argv += ["--labels", labels, "--min-samples", "50", "--canary-max-checks", "100"]
+    cli.main(argv + ["--canary-max-seconds", max_seconds])
+    printed = capsys.readouterr().out
+    assert f"-> {action} (MLMD execution" in printed, printed
+    if action == "abort":
+        assert "insufficient evidence after 1 checks" in printed
+    assert _actions(str(out / "metadata.sqlite")) == ["deploy", action]
+
+
+def test_rails_with_missing_or_empty_series():
+    policy = decide.Policy(min_requests=10)
+    canary_ = {"requests": 100, "errors": 5, "p99_ms": 900.0}
+    assert decide.guard_rails({"2": canary_}, "1", "2", policy) == []  # no stable series
+    assert decide.guard_rails({"1": canary_}, "1", "2", policy) == []  # no canary series
+    # A stable version without requests has error rate 0: 5% > 0 + 0.02 fires.
+    idle = {"requests": 0, "errors": 0, "p99_ms": None}
+    [fired] = decide.guard_rails({"1": idle, "2": canary_}, "1", "2", policy)
+    assert fired.startswith("canary error rate 0.0500 vs stable 0.0000")
+    # No p99 on either side (no latency recorded): no latency rail.
+    fine = {"requests": 100, "errors": 0, "p99_ms": 10.0}
+    assert _rails(fine, dict(fine, p99_ms=None), min_requests=10) == []
+    assert _rails(dict(fine, p99_ms=None), dict(fine, p99_ms=900.0), min_requests=10) == []

@@ -11,10 +11,12 @@ import os
 import re
 import time
 
+import numpy as np
 import pytest
 import requests
 
 from monitoring import cli
+from monitoring import quality as quality_lib
 from serving.client import ServingClient, build_instance, json_body
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -49,6 +51,7 @@ def test_monitor_served_traffic_against_training(taxi_run, start_server, tmp_pat
     rows = _rows(taxi_run["data_dir"], 120)
     assert len(rows) >= 40
     labels = ["request_id,label"]
+    served = []  # (prediction the server returned for the row, the row's label)
     for i in range(0, len(rows), 8):
         batch = rows[i : i + 8]
         response = requests.post(
@@ -58,9 +61,11 @@ def test_monitor_served_traffic_against_training(taxi_run, start_server, tmp_pat
             timeout=30,
         )
         assert response.ok, response.text
+        predictions = response.json()["predictions"]
         for j, row in enumerate(batch):  # the pipeline's label: tips > 20% of the fare
             big_tipper = float(row["tips"] or 0) > 0.2 * float(row["fare"] or 0)
             labels.append(f"req-{i}/{j},{int(big_tipper)}")
+            served.append((float(np.ravel(predictions[j])[-1]), int(big_tipper)))
     labels.append("req-unknown/0,1")
     (tmp_path / "labels.csv").write_text("\n".join(labels) + "\n")
     (tmp_path / "metrics.txt").write_text(
@@ -110,7 +115,12 @@ def test_monitor_served_traffic_against_training(taxi_run, start_server, tmp_pat
     assert quality["counts"]["unknown_request_ids"] == 1
     assert list(quality["versions"]) == [version]
     assert quality["versions"][version]["labelled"] == len(rows)
-    assert 0.0 <= quality["overall"]["accuracy"] <= 1.0
+    # The join gave each logged row its own label: the same accuracy and AUC as the
+    # (prediction, label) pairs of the responses, row by row.
+    accuracy = sum((p >= 0.5) == bool(y) for p, y in served) / len(served)
+    assert quality["overall"]["accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    expected_auc = quality_lib.auc([p for p, _ in served], [y for _, y in served])
+    assert quality["overall"]["auc"] == pytest.approx(expected_auc, abs=1e-6)
 
     code = cli.main(
         [

@@ -49,7 +49,8 @@ def _setup(tmp_path, write_log, make_rows, make_log):
         ]
     )
     labels = tmp_path / "labels.csv"
-    labels.write_text("request_id,label\na,1\nb/0,0\nb/1,0\nc,1\nd,1\nlater,0\n")
+    # b/0 and b/1 have different labels: a batch whose rows were swapped scores differently.
+    labels.write_text("request_id,label\na,1\nb/0,0\nb/1,1\nc,1\nd,1\nlater,0\n")
     return str(labels)
 
 
@@ -57,12 +58,46 @@ def test_join_per_version(tmp_path, write_log, log_prefix, make_rows, make_log):
     labels = quality.read_labels(_setup(tmp_path, write_log, make_rows, make_log))
     logs = request_logs.read_window(log_prefix, float("-inf"), float("inf"))
     result = quality.join(logs.predictions, labels, 900, 2000)
-    assert result["versions"]["1"] == {"labelled": 3, "accuracy": pytest.approx(2 / 3), "auc": 1.0}
+    # (0.9, 1), (0.2, 0), (0.7, 1); swapping b's rows would give accuracy 1/3 and AUC 0.5.
+    assert result["versions"]["1"] == {"labelled": 3, "accuracy": 1.0, "auc": 1.0}
     assert result["versions"]["2"] == {"labelled": 2, "accuracy": 0.5, "auc": None}
     assert result["overall"]["labelled"] == 5
     assert result["counts"]["outside_window"] == 1
     assert result["counts"]["predictions_without_id"] == 1
     assert result["counts"]["unknown_request_ids"] == 0
+
+
+# A 12-row batch, distinct predictions and mixed labels: reversed or shifted by one row,
+# the batch scores accuracy 0.25 instead of 0.75.
+BATCH_PREDICTIONS = [0.05, 0.92, 0.31, 0.77, 0.12, 0.64, 0.48, 0.83, 0.27, 0.56, 0.09, 0.71]
+BATCH_LABELS = [0, 1, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]
+
+
+def test_batched_rows_join_their_own_labels_row_by_row(
+    tmp_path, write_log, log_prefix, make_rows, make_log
+):
+    rows = make_rows(12, seed=4)
+    write_log(
+        [make_log(rows, 1000, version=3, request_id="batch", probabilities=BATCH_PREDICTIONS)]
+    )
+    logs = request_logs.read_window(log_prefix, 900, 2000)
+    assert [(p["request_id"], p["prediction"]) for p in logs.predictions] == [
+        (f"batch/{i}", pytest.approx(p)) for i, p in enumerate(BATCH_PREDICTIONS)
+    ]
+    # Each logged row is the request's row i (its fare), next to prediction i.
+    assert [r["fare"] for r in logs.rows] == [pytest.approx(r["fare"], abs=1e-3) for r in rows]
+
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "request_id,label\n" + "".join(f"batch/{i},{y}\n" for i, y in enumerate(BATCH_LABELS))
+    )
+    result = quality.join(logs.predictions, quality.read_labels(str(path)), 900, 2000)
+    # Row by row at 0.5: rows 4 (0.12 labelled 1), 5 (0.64, 0) and 11 (0.71, 0) are wrong.
+    # AUC by hand: of the 5 x 7 positive/negative pairs, 28 are ordered right.
+    assert result["versions"] == {
+        "3": {"labelled": 12, "accuracy": pytest.approx(9 / 12), "auc": pytest.approx(28 / 35)}
+    }
+    assert result["counts"]["joined"] == 12 and result["counts"]["unknown_request_ids"] == 0
 
 
 def test_quality_command_reports_unknown_ids(
@@ -86,7 +121,7 @@ def test_quality_command_reports_unknown_ids(
     directory = tmp_path / "out" / "quality-900-2000"
     summary = json.loads((directory / "summary.json").read_text())
     assert summary["overall"]["labelled"] == 5
-    assert "| 1 | 3 | 0.6667 | 1.0000 |" in (directory / "report.md").read_text()
+    assert "| 1 | 3 | 1.0000 | 1.0000 |" in (directory / "report.md").read_text()
     assert 'taxi_monitor_live_accuracy{version="2"} 0.5' in (directory / "metrics.prom").read_text()
 
     with open(labels, "a") as f:

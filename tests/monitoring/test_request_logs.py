@@ -1,12 +1,18 @@
 """Reading request log windows: rows, versions, window bounds, malformed input."""
 
+import pytest
+
 from monitoring import request_logs
 
 
 def test_reads_rows_of_the_window_only(write_log, log_prefix, make_rows, make_log):
     rows = make_rows(3)
     write_log(
-        [make_log(rows, 100, version=1), make_log(rows[:1], 150, version=2), make_log(rows, 200)]
+        [
+            make_log(rows, 100, version=1, request_id="r1", probabilities=[0.1, 0.6, 0.35]),
+            make_log(rows[:1], 150, version=2, request_id="r2", probabilities=[0.8]),
+            make_log(rows, 200),
+        ]
     )
     window = request_logs.read_window(log_prefix, 100, 200)
     assert window.records == 2 and window.outside == 1 and window.malformed == 0
@@ -15,7 +21,14 @@ def test_reads_rows_of_the_window_only(write_log, log_prefix, make_rows, make_lo
     assert window.rows[0]["payment_type"] == rows[0]["payment_type"]
     assert abs(window.rows[0]["fare"] - rows[0]["fare"]) < 1e-3
     assert window.rows[0]["trip_seconds"] == rows[0]["trip_seconds"]
-    assert [p["prediction"] for p in window.predictions] == [0.25] * 4
+    # Row i of a batch is `<id>/<i>` with prediction i; a one-row request keeps its id.
+    assert [(p["request_id"], p["prediction"], p["version"]) for p in window.predictions] == [
+        ("r1/0", pytest.approx(0.1), 1),
+        ("r1/1", pytest.approx(0.6), 1),
+        ("r1/2", pytest.approx(0.35), 1),
+        ("r2", pytest.approx(0.8), 2),
+    ]
+    assert [r["trip_seconds"] for r in window.rows] == [r["trip_seconds"] for r in rows + rows[:1]]
 
 
 def test_files_in_time_order_from_prefix_or_directory(write_log, log_prefix, make_rows, make_log):

@@ -3,6 +3,7 @@
 import json
 import sys
 
+import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -72,6 +73,7 @@ def test_reasons(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_check_runs_the_pipeline_and_finds_the_new_version(tmp_path):
     data = _data(tmp_path, [2013, 2014])
     metadata = _store(tmp_path / "metadata.sqlite", [2013])
@@ -83,6 +85,7 @@ def test_check_runs_the_pipeline_and_finds_the_new_version(tmp_path):
     assert not again.ran_pipeline and again.reasons == []
 
 
+@pytest.mark.slow
 def test_failed_pipeline_is_reported(tmp_path):
     data = _data(tmp_path, [2013, 2014])
     metadata = _store(tmp_path / "metadata.sqlite", [2013])
@@ -93,6 +96,7 @@ def test_failed_pipeline_is_reported(tmp_path):
     assert "boom" in check.problems[0] and check.new_versions == []
 
 
+@pytest.mark.slow
 def test_watch_command(tmp_path, capsys, monkeypatch):
     data = _data(tmp_path, [2013])
     out = tmp_path / "out"

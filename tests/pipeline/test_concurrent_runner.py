@@ -17,12 +17,22 @@ from pipeline import concurrent_runner  # noqa: E402
 from pipeline.concurrent_runner import ConcurrentLocalDagRunner, ready_nodes  # noqa: E402
 
 SPANS: dict[str, tuple[float, float]] = {}  # node name -> (start, end), filled by the components
+MEETING = {"barrier": threading.Barrier(2)}  # the nodes that must run at the same time
 
 
 @component
 def Sleep(name: Parameter[str], seconds: Parameter[float]) -> OutputDict(done=int):  # noqa: N802
     start = time.monotonic()
     time.sleep(seconds)
+    SPANS[name] = (start, time.monotonic())
+    return {"done": 1}
+
+
+@component
+def Meet(name: Parameter[str]) -> OutputDict(done=int):  # noqa: N802
+    """Waits (up to 120 s) until the other Meet node is running too: proves overlap."""
+    start = time.monotonic()
+    MEETING["barrier"].wait(timeout=120)  # BrokenBarrierError if they ran one by one
     SPANS[name] = (start, time.monotonic())
     return {"done": 1}
 
@@ -38,9 +48,9 @@ def Fail(name: Parameter[str]) -> OutputDict(done=int):  # noqa: N802
     raise RuntimeError(f"{name} broke")
 
 
-def _diamond(tmp_path, middle_b):
+def _diamond(tmp_path, middle_b, middle_a=None):
     root = Sleep(name="root", seconds=0.0).with_id("root")
-    a = Sleep(name="a", seconds=1.5).with_id("a")
+    a = (middle_a or Sleep(name="a", seconds=1.5)).with_id("a")
     a.add_upstream_node(root)
     b = middle_b.with_id("b")
     b.add_upstream_node(root)
@@ -64,12 +74,13 @@ def test_ready_nodes_respects_dependencies_and_order():
     assert ready_nodes(upstream, done={"r", "a", "b"}, started={"r", "a", "b"}) == ["c"]
 
 
+@pytest.mark.slow
 def test_independent_nodes_overlap_and_the_join_waits_for_both(tmp_path):
     SPANS.clear()
-    p = _diamond(tmp_path, Sleep(name="b", seconds=1.5))
-    ConcurrentLocalDagRunner(max_workers=2).run(p)
+    MEETING["barrier"] = threading.Barrier(2)
+    p = _diamond(tmp_path, Meet(name="b"), Meet(name="a"))
+    ConcurrentLocalDagRunner(max_workers=2).run(p)  # a and b each wait for the other
     (a0, a1), (b0, b1), (last0, _) = SPANS["a"], SPANS["b"], SPANS["last"]
-    assert a0 < b1 and b0 < a1, "a and b should have run at the same time"
     assert last0 >= max(a1, b1)
     assert SPANS["root"][1] <= min(a0, b0)
     with metadata.Metadata(p.metadata_connection_config) as m:
@@ -77,6 +88,7 @@ def test_independent_nodes_overlap_and_the_join_waits_for_both(tmp_path):
     assert states == {3}  # every execution COMPLETE
 
 
+@pytest.mark.slow
 def test_one_worker_runs_one_node_at_a_time(tmp_path):
     SPANS.clear()
     ConcurrentLocalDagRunner(max_workers=1).run(_diamond(tmp_path, Sleep(name="b", seconds=0.2)))
@@ -84,6 +96,7 @@ def test_one_worker_runs_one_node_at_a_time(tmp_path):
     assert a1 <= b0 or b1 <= a0
 
 
+@pytest.mark.slow
 def test_a_failure_is_raised_as_is_and_stops_downstream(tmp_path):
     SPANS.clear()
     with pytest.raises(RuntimeError, match="b broke"):
@@ -92,6 +105,7 @@ def test_a_failure_is_raised_as_is_and_stops_downstream(tmp_path):
     assert "last" not in SPANS
 
 
+@pytest.mark.slow
 def test_mlmd_sessions_never_overlap(tmp_path, monkeypatch):
     active, most = [0], [0]
     guard = threading.Lock()

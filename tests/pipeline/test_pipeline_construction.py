@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import tensorflow_model_analysis as tfma
 from tfx.proto import pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.utils import proto_utils
 
@@ -96,6 +97,33 @@ def test_without_canary_pusher_needs_only_the_model_blessing(args):
 def test_ingest_only_has_no_training(args):
     p = create_pipeline(**args, span=2013, ingest_only=True)
     assert set(_nodes(p)) == set(INGEST_NODES)
+
+
+def _thresholds(config) -> dict:
+    """class name -> the threshold on the overall slice."""
+    return {
+        m.class_name: m.per_slice_thresholds[0].threshold
+        for m in config.metrics_specs[0].metrics
+        if m.per_slice_thresholds
+    }
+
+
+def test_default_blessing_thresholds_in_config_flags_and_node(args):
+    from pipeline import configs, local_runner
+
+    assert configs.MIN_AUC == 0.75 and configs.MAX_AUC_DROP == 0.01
+    assert configs.CALIBRATION_BOUNDS == (0.85, 1.15)
+    settings = local_runner.training_settings(local_runner.parse_args([]))
+    assert settings["min_auc"] == 0.75 and settings["max_auc_drop"] == 0.01
+    node = _nodes(create_pipeline(**args, span=2016, **settings))["Evaluator"]
+    config = proto_utils.json_to_proto(node.exec_properties["eval_config"], tfma.EvalConfig())
+    thresholds = _thresholds(config)
+    assert set(thresholds) == {"AUC", "Calibration"}
+    assert thresholds["AUC"].value_threshold.lower_bound.value == 0.75
+    assert thresholds["AUC"].change_threshold.absolute.value == -0.01
+    assert thresholds["AUC"].change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+    calibration = thresholds["Calibration"].value_threshold
+    assert (calibration.lower_bound.value, calibration.upper_bound.value) == (0.85, 1.15)
 
 
 def test_thresholds_gate_overall_slice_only():

@@ -30,10 +30,14 @@ def _write(path: str, text: str) -> None:
 def BeamSum(  # noqa: N802
     out: Parameter[str],
     n: Parameter[int],
-    seconds: Parameter[float],
+    meet: Parameter[str],
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> OutputDict(total=int):
-    """Sums 1..n with Beam; writes "pid start end" to ``out``."""
+    """Sums 1..n with Beam; writes "pid start end" to ``out``.
+
+    With ``meet`` (a directory), it then waits up to 120 s for the other node
+    of the meeting to be running too (each leaves a file there), else fails.
+    """
     start = time.time()
     with beam_pipeline as p:
         _ = (
@@ -42,7 +46,13 @@ def BeamSum(  # noqa: N802
             | beam.CombineGlobally(sum)
             | beam.Map(lambda total: _write(out + ".total", str(total)))
         )
-    time.sleep(seconds)
+    if meet:
+        _write(os.path.join(meet, os.path.basename(out)), "")
+        deadline = time.monotonic() + 120
+        while len(os.listdir(meet)) < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the other node never ran at the same time")
+            time.sleep(0.05)
     _write(out, f"{os.getpid()} {start} {time.time()}")
     with open(out + ".total") as f:
         return {"total": int(f.read())}
@@ -97,9 +107,10 @@ def _read(path) -> list[str]:
     return path.read_text().split()
 
 
+@pytest.mark.slow
 def test_beam_executor_runs_in_a_worker_and_its_outputs_reach_downstream(tmp_path, pool):
     beam_out, py_out = tmp_path / "beam.txt", tmp_path / "py.txt"
-    summed = BeamSum(out=str(beam_out), n=10, seconds=0.0).with_id("sum")
+    summed = BeamSum(out=str(beam_out), n=10, meet="").with_id("sum")
     record = Record(out=str(py_out), total=summed.outputs["total"]).with_id("record")
     p = _pipeline(tmp_path, [summed, record])
     ConcurrentLocalDagRunner(max_workers=2, worker_pool=pool).run(p)
@@ -110,10 +121,12 @@ def test_beam_executor_runs_in_a_worker_and_its_outputs_reach_downstream(tmp_pat
     assert _states(p) == [COMPLETE, COMPLETE]
 
 
+@pytest.mark.slow
 def test_two_beam_nodes_run_at_once_in_two_workers(tmp_path, pool):
-    a_out, b_out = tmp_path / "a.txt", tmp_path / "b.txt"
-    a = BeamSum(out=str(a_out), n=3, seconds=1.0).with_id("a")
-    b = BeamSum(out=str(b_out), n=4, seconds=1.0).with_id("b")
+    a_out, b_out, meet = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "meet"
+    meet.mkdir()  # each node waits there for the other: they must run at once
+    a = BeamSum(out=str(a_out), n=3, meet=str(meet)).with_id("a")
+    b = BeamSum(out=str(b_out), n=4, meet=str(meet)).with_id("b")
     ConcurrentLocalDagRunner(max_workers=2, worker_pool=pool).run(_pipeline(tmp_path, [a, b]))
     (a_pid, a0, a1), (b_pid, b0, b1) = (
         [float(x) for x in _read(a_out)],
@@ -123,6 +136,7 @@ def test_two_beam_nodes_run_at_once_in_two_workers(tmp_path, pool):
     assert a0 < b1 and b0 < a1, "a and b should have run at the same time"
 
 
+@pytest.mark.slow
 def test_an_executor_error_is_raised_with_its_type_and_message(tmp_path, pool):
     out = tmp_path / "after.txt"
     failing = BeamFail(how="raise").with_id("fail")
@@ -134,6 +148,7 @@ def test_an_executor_error_is_raised_with_its_type_and_message(tmp_path, pool):
     assert _states(p) == [FAILED]  # recorded in MLMD; nothing downstream ran
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_dead_worker_fails_the_node_instead_of_hanging(tmp_path):
     with WorkerPool(1) as own_pool:

@@ -67,13 +67,24 @@ def test_blesses_a_working_model(tmp_path):
     blessing = _run(tmp_path, model_factory.save_taxi_like)
     assert os.path.exists(os.path.join(blessing.uri, "INFRA_BLESSED"))
     assert blessing.get_int_custom_property("blessed") == 1
-    report = json.loads(open(os.path.join(blessing.uri, "canary_report.json")).read())
+    with open(os.path.join(blessing.uri, "canary_report.json")) as f:
+        report = json.load(f)
+    # The server came up, then three requests (num_requests=3) were each sent three
+    # ways, and every answer was right; then the parity checks over REST and gRPC.
+    expected = ["available"] + [
+        f"{kind}_{i}"
+        for i in range(3)
+        for kind in ("rest_predict", "grpc_predict", "rest_classify")
+    ]
+    names = [c["name"] for c in report["checks"]]
+    assert names[:10] == expected
+    assert sorted(names[10:]) == ["parity_grpc_predict", "parity_rest_predict"]
+    assert [(c["ok"], c["detail"]) for c in report["checks"][:10]] == [(True, "")] * 10
     checks = {c["name"]: c for c in report["checks"]}
-    assert "rest_classify_0" in checks and "grpc_predict_2" in checks
     for name in ("parity_rest_predict", "parity_grpc_predict"):
         assert checks[name]["ok"], checks[name]
         assert "over 8 rows, 0 above 1e-06" in checks[name]["detail"]
-    assert report["reason"] == ""
+    assert report["passed"] is True and report["reason"] == ""
 
 
 @pytest.mark.slow
@@ -103,3 +114,9 @@ def test_does_not_bless_a_broken_model(tmp_path):
     blessing = _run(tmp_path, broken)
     assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
     assert blessing.get_int_custom_property("blessed") == 0
+    with open(os.path.join(blessing.uri, "canary_report.json")) as f:
+        report = json.load(f)
+    assert report["passed"] is False
+    # The server never came up: one failed check that says why, no probe.
+    assert [(c["name"], c["ok"]) for c in report["checks"]] == [("available", False)]
+    assert report["checks"][0]["detail"]

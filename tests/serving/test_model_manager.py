@@ -65,6 +65,7 @@ def test_config_validation(text, message):
     assert message in error.value.message
 
 
+@pytest.mark.slow
 def test_labels_resolve_and_corrupt_version(tmp_path):
     base = tmp_path / "m"
     model_factory.save_half_plus_two(str(base / "1"))
@@ -98,6 +99,7 @@ def test_labels_resolve_and_corrupt_version(tmp_path):
     manager.stop()
 
 
+@pytest.mark.slow
 def test_failed_warmup_fails_the_load(tmp_path):
     base = tmp_path / "m"
     model_factory.save_half_plus_two(str(base / "1"))
@@ -119,6 +121,7 @@ def test_failed_warmup_fails_the_load(tmp_path):
     manager.stop()
 
 
+@pytest.mark.slow
 def test_canary_routing_by_labels_and_share(tmp_path):
     base = tmp_path / "m"
     model_factory.save_half_plus_two(str(base / "1"))
@@ -146,6 +149,7 @@ def test_canary_routing_by_labels_and_share(tmp_path):
     manager.stop()
 
 
+@pytest.mark.slow
 def test_canary_routing_is_off_by_default(tmp_path):
     base = tmp_path / "m"
     model_factory.save_half_plus_two(str(base / "1"))

@@ -1,6 +1,7 @@
 """REST contract tests (TF Serving's URLs, bodies, messages and status codes)."""
 
 import base64
+import re
 
 import pytest
 import requests
@@ -87,9 +88,14 @@ def test_predict_multi_input_named_rows_and_columns(rest_url):
 
 
 def test_float_formatting_tokens(rest_url):
-    # y = 0.5x + 2; outputs 0.5*x+2 chosen to give "six-digit" style tokens.
-    response = post(rest_url, HP2 + "/versions/123:predict", {"instances": [[1.0]]})
-    assert b"2.5" in response.content
+    # y = 0.5x + 2 in float32, written as TF Serving's WriteDecimal<float> does: 6
+    # significant digits when they read back as the same float32, else 9; a whole
+    # number keeps ".0"; large ones use an exponent.
+    instances = [1.0, 0.2, 1e-7, 0.123456789, 2e9]
+    response = post(rest_url, HP2 + "/versions/123:predict", {"instances": instances})
+    assert response.status_code == 200, response.text
+    tokens = re.findall(rb"[-+0-9.e]+", response.content.split(b"[", 1)[1])
+    assert tokens == [b"2.5", b"2.1", b"2.0", b"2.06172848", b"1e+09"]
 
 
 def test_nan_infinity_and_trailing_garbage(rest_url):
@@ -240,7 +246,10 @@ def test_classify_and_regress(rest_url):
             {"signature_name": "zzz", "examples": [{"x": 1.0}]},
             "No signature was found with the name: zzz",
         ),
-        ({"signature_name": "regress_x_to_y", "examples": [{"x": 2}]}, ""),  # int64 vs float
+        (
+            {"signature_name": "regress_x_to_y", "examples": [{"x": 2}]},
+            "Key: x, Index: 0.  Data types don't match. Data type: int64 but expected type: float",
+        ),
     ],
 )
 def test_regress_errors(rest_url, body, fragment):
@@ -249,7 +258,9 @@ def test_regress_errors(rest_url, body, fragment):
 
 def test_classify_rejects_predict_signature(rest_url):
     assert_error(
-        post(rest_url, HP2 + "/versions/123:classify", {"examples": [{"x": 1.0}]}), 400, ""
+        post(rest_url, HP2 + "/versions/123:classify", {"examples": [{"x": 1.0}]}),
+        400,
+        "No classification inputs found in SignatureDef: inputs {",
     )
 
 
@@ -359,10 +370,17 @@ def test_percent_decoded_model_name(rest_url):
 
 
 def test_prometheus_endpoint(rest_url):
+    def ok_requests():
+        response = requests.get(rest_url + "/monitoring/prometheus/metrics", timeout=5)
+        assert response.status_code == 200
+        assert "# TYPE :tensorflow:serving:request_count counter" in response.text
+        line = ':tensorflow:serving:request_count{model_name="half_plus_two",status="OK"} '
+        [count] = [x[len(line) :] for x in response.text.splitlines() if x.startswith(line)]
+        return float(count)
+
+    before = ok_requests()
     post(rest_url, HP2 + ":predict", {"instances": [[1.0]]})
-    response = requests.get(rest_url + "/monitoring/prometheus/metrics", timeout=5)
-    assert response.status_code == 200
-    assert "# TYPE" in response.text
+    assert ok_requests() == before + 1  # one predict, counted once
 
 
 @pytest.mark.ours
