@@ -16,7 +16,9 @@ run: setup
 	$(VENV)/bin/taxi-pipeline --output-dir tfx_runs $(ARGS)
 
 # Test order: shuffled (modules, and tests within each); replay one with SEED=N.
-SEED ?= $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
+ifndef SEED
+SEED := $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
+endif
 SHUFFLE = -p random_order --random-order-bucket=module --random-order-seed=$(SEED)
 
 ## test: set up if needed (with Chromium), then every test in random order (all tiers)
