@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import gc
 import multiprocessing
 import sys
 
@@ -44,6 +45,19 @@ from pipeline import memory
 
 def _noop() -> None:
     return None
+
+
+def _worker_start() -> None:
+    """In a new worker: objects inherited from the parent are never collected here.
+
+    A TF resource the parent left in a reference cycle would otherwise be
+    finalized by the worker's ``gc.collect()`` (``memory.release``): its
+    ``__del__`` runs a TF op, which hangs in a forked child when the parent
+    had started TF's runtime threads (seen when tests in random order used
+    TF before forking a pool). ``taxi-pipeline`` freezes before forking
+    (``memory.freeze_imports``); this makes every pool safe.
+    """
+    gc.freeze()
 
 
 def run_beam_executor(spec: bytes, invocation: bytes) -> bytes:
@@ -73,7 +87,7 @@ class WorkerPool:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.processes = processes
         self._pool = concurrent.futures.ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("fork")
+            processes, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start
         )
         # With "fork", the first submit forks every worker, here and now.
         self._pool.submit(_noop).result()

@@ -161,3 +161,42 @@ def test_a_dead_worker_fails_the_node_instead_of_hanging(tmp_path):
 def test_pool_size_is_checked():
     with pytest.raises(ValueError, match="processes must be >= 1"):
         WorkerPool(0)
+
+
+class _Finalized:
+    """Garbage in a reference cycle; its finalizer records the pid that ran it."""
+
+    def __init__(self, path):
+        self.path, self.cycle = path, self
+
+    def __del__(self):
+        with open(self.path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+def _collect_in_worker() -> int:
+    from pipeline import memory
+
+    memory.release()
+    return os.getpid()
+
+
+@pytest.mark.slow
+def test_a_worker_never_finalizes_garbage_inherited_from_the_parent(tmp_path):
+    # A TF resource the parent left in a cycle was finalized by a forked worker's
+    # gc.collect(); its __del__ ran a TF op, which hung there (CI, tests in random
+    # order). Inherited objects must stay untouched in the worker.
+    import gc
+
+    marker = str(tmp_path / "finalized")
+    gc.disable()
+    try:
+        _Finalized(marker)  # unreachable at once, collectable only by gc
+        with WorkerPool(1) as workers:
+            worker = workers._pool.submit(_collect_in_worker).result(timeout=120)
+    finally:
+        gc.enable()
+    gc.collect()  # the parent finalizes its own garbage
+    with open(marker) as f:
+        pids = [int(line) for line in f]
+    assert worker != os.getpid() and pids == [os.getpid()]
