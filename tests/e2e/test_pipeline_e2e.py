@@ -332,7 +332,7 @@ def test_candidate_failing_the_behavioral_checks_is_not_pushed(taxi_run, tmp_pat
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = result.stdout[result.stdout.index("blessing:") :]
     assert "blessing: BLESSED" in summary, summary  # the Evaluator alone would push it
-    assert "serving canary (REST + gRPC on the candidate): passed" in summary, summary
+    assert "serving canary (REST + gRPC on the candidate, parity): passed" in summary, summary
     assert "behavioral checks: FAILED" in summary and "cash trip is not a big tipper" in summary
     assert "pushed: nothing (previous versions untouched)" in summary, summary
     assert _versions(os.path.join(output_dir, "serving", "taxi")) == []
