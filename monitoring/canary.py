@@ -187,17 +187,20 @@ def pin(
     return {"stable": stable, "pinned": True, "execution_id": execution_id}
 
 
-def deploy(
+def serve_next_to_stable(
     metadata_path: str,
     config_file: str,
     model_name: str,
     candidate: int,
     server_url: str,
-    reason: str,
-    requested_by: str,
-    timeout: float = 120,
-) -> dict:
-    """Serves `candidate` (blessed, on disk) as the canary next to the stable version."""
+    label: str,
+    timeout: float,
+) -> tuple:
+    """Serves `candidate` (blessed, on disk) labelled `label` next to the stable version.
+
+    Returns (store, stable version, whether stable was pinned now because the
+    policy was `latest`).
+    """
     store, server_config, entry = _context(metadata_path, config_file, model_name)
     blessed = {int(v) for v in lineage.pushed_versions(lineage.Graph.load(store))}
     stable = pinned_stable(entry)
@@ -211,9 +214,26 @@ def deploy(
     _set(entry, [stable, candidate], {"stable": stable})
     _write(config_file, server_config)
     wait_available(server_url, model_name, [stable, candidate], timeout)
-    _set(entry, [stable, candidate], {"stable": stable, "canary": candidate})
+    _set(entry, [stable, candidate], {"stable": stable, label: candidate})
     _write(config_file, server_config)
-    wait_label(server_url, model_name, "canary", candidate, timeout)
+    wait_label(server_url, model_name, label, candidate, timeout)
+    return store, stable, pinned_now
+
+
+def deploy(
+    metadata_path: str,
+    config_file: str,
+    model_name: str,
+    candidate: int,
+    server_url: str,
+    reason: str,
+    requested_by: str,
+    timeout: float = 120,
+) -> dict:
+    """Serves `candidate` (blessed, on disk) as the canary next to the stable version."""
+    store, stable, pinned_now = serve_next_to_stable(
+        metadata_path, config_file, model_name, candidate, server_url, "canary", timeout
+    )
     if pinned_now:
         reason += f" (policy was latest: version {stable} pinned as stable)"
     execution_id = _record(store, "deploy", model_name, stable, candidate, reason, requested_by)

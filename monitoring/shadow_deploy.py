@@ -22,8 +22,6 @@ Deploy, pass and reject are recorded in ML Metadata as executions of type
 from __future__ import annotations
 
 from monitoring import canary, quality, rollback, shadow
-from pipeline import lineage
-from serving.model_manager import list_versions
 
 LABEL = "shadow"
 EXECUTION_TYPE = "Shadow"
@@ -73,22 +71,11 @@ def deploy(
     timeout: float = 120,
 ) -> dict:
     """Serves `candidate` (blessed, on disk) as the shadow of the stable version."""
-    store, server_config, entry = canary._context(metadata_path, config_file, model_name)
-    blessed = {int(v) for v in lineage.pushed_versions(lineage.Graph.load(store))}
-    stable = canary.pinned_stable(entry)
-    if stable is None:
-        stable = canary.served_stable(entry, server_url, model_name, blessed, candidate)
+    store, stable, pinned_now = canary.serve_next_to_stable(
+        metadata_path, config_file, model_name, candidate, server_url, LABEL, timeout
+    )
+    if pinned_now:
         reason += f" (policy was latest: version {stable} pinned as stable)"
-    if candidate not in blessed or candidate not in list_versions(entry.base_path):
-        raise canary.CanaryError(f"version {candidate} is not a blessed version on disk")
-    if candidate == stable:
-        raise canary.CanaryError(f"version {candidate} is already the stable version")
-    canary._set(entry, [stable, candidate], {"stable": stable})
-    canary._write(config_file, server_config)
-    canary.wait_available(server_url, model_name, [stable, candidate], timeout)
-    canary._set(entry, [stable, candidate], {"stable": stable, LABEL: candidate})
-    canary._write(config_file, server_config)
-    canary.wait_label(server_url, model_name, LABEL, candidate, timeout)
     execution_id = _record(store, "deploy", model_name, stable, candidate, reason, requested_by)
     return {"stable": stable, "candidate": candidate, "execution_id": execution_id}
 
