@@ -1,4 +1,4 @@
-"""Writes monitoring results in TFX's artifact layouts.
+"""Reads and writes statistics and anomalies in TFX's artifact layouts.
 
 * anomalies: `<dir>/Split-<split>/SchemaDiff.pb` (a binary TFDV `Anomalies`,
   as ExampleValidator writes ExampleAnomalies in TFX 1.16);
@@ -31,8 +31,20 @@ def write_anomalies(directory: str, split: str, anomalies: anomalies_pb2.Anomali
 
 
 def read_anomalies(directory: str, split: str) -> anomalies_pb2.Anomalies:
+    """The anomalies of one split written by ExampleValidator (or `write_anomalies`)."""
     with open(os.path.join(directory, f"Split-{split}", ANOMALIES_FILE), "rb") as f:
         return anomalies_pb2.Anomalies.FromString(f.read())
+
+
+def read_statistics(directory: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """The statistics of one split written by StatisticsGen (or `write_statistics`)."""
+    with open(os.path.join(directory, f"Split-{split}", STATS_FILE), "rb") as f:
+        return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+
+
+def load_split_statistics(artifact, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """The statistics of one split of an ExampleStatistics artifact (MLMD or TFX)."""
+    return read_statistics(artifact.uri, split)
 
 
 def write_statistics(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import ml_metadata as mlmd
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from monitoring.artifacts import load_split_statistics
 from pipeline import lineage
-from reporting.data_validation import load_split_statistics
 
 
 def _statistics_of(graph: lineage.Graph, examples_id: int):

@@ -2,7 +2,7 @@
 
 Comparators: L-infinity distance for categorical features, Jensen-Shannon
 divergence for numeric ones. Thresholds already in the schema win; features
-without a comparator get the defaults here (`comparator_schema`).
+without a comparator get the defaults of monitoring/config.py (`comparator_schema`).
 
 * skew: training statistics of the served model's newest span vs serving;
 * drift: the previous window (or span) vs the current one.
@@ -18,10 +18,9 @@ import pandas as pd
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from reporting.data_validation import is_categorical
+from monitoring import config
+from monitoring.features import is_categorical
 
-LINF_THRESHOLD = 0.1
-JSD_THRESHOLD = 0.1
 SERVING = "SERVING"
 
 _MEASURES = {
@@ -58,8 +57,8 @@ def serving_features(schema: schema_pb2.Schema) -> list[schema_pb2.Feature]:
 
 def comparator_schema(
     schema: schema_pb2.Schema,
-    linf: float = LINF_THRESHOLD,
-    jsd: float = JSD_THRESHOLD,
+    linf: float = config.LINF_THRESHOLD,
+    jsd: float = config.JSD_THRESHOLD,
     thresholds: dict[str, dict[str, float]] | None = None,
 ) -> schema_pb2.Schema:
     """A copy of `schema` with skew and drift comparators on every serving feature.

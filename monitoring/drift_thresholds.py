@@ -36,7 +36,8 @@ import zlib
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from monitoring import drift
+from monitoring import config, drift
+from monitoring.features import is_categorical
 
 NULL_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "drift_null.json")
 DEFAULT_SIZES = (100, 400, 1600)
@@ -194,8 +195,8 @@ def window_comparator_schema(
     schema: schema_pb2.Schema,
     window_rows: int,
     previous_rows: int,
-    linf: float = drift.LINF_THRESHOLD,
-    jsd: float = drift.JSD_THRESHOLD,
+    linf: float = config.LINF_THRESHOLD,
+    jsd: float = config.JSD_THRESHOLD,
     table: dict | None = None,
 ) -> schema_pb2.Schema:
     """`drift.comparator_schema` with thresholds for a window of `window_rows` rows.
@@ -205,9 +206,7 @@ def window_comparator_schema(
     `linf` / `jsd` are the floors. `table` defaults to the bundled null table.
     """
     table = read_table() if table is None else table
-    base = {
-        f.name: (linf if drift.is_categorical(f) else jsd) for f in drift.serving_features(schema)
-    }
+    base = {f.name: (linf if is_categorical(f) else jsd) for f in drift.serving_features(schema)}
     per_kind = {
         "skew": thresholds(table, "skew", max(window_rows, 1), base),
         "drift": thresholds(

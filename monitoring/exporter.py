@@ -191,14 +191,13 @@ class MonitorCollector(Collector):
         if version not in self._evaluated:
             self._evaluated[version] = None
             try:
+                from monitoring import evaluation
                 from pipeline import lineage
-                from reporting import model_analysis
 
                 info = lineage.version_lineage(lineage.open_store(self.metadata), version)
-                table = model_analysis.sliced_metrics(
-                    model_analysis.load_metrics(info["evaluation"][0])
+                self._evaluated[version] = evaluation.overall_metric(
+                    info["evaluation"][0], "binary_accuracy"
                 )
-                self._evaluated[version] = float(table.loc["Overall", "binary_accuracy"])
             except Exception as e:  # noqa: BLE001 - logged; the other gauges are still served
                 log.warning("evaluation accuracy of version %s: %s", version, e)
         return self._evaluated[version]

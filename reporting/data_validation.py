@@ -13,15 +13,13 @@ import os
 import pandas as pd
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+from monitoring.artifacts import load_split_statistics
+from monitoring.config import JSD_THRESHOLD, LINF_THRESHOLD
+from monitoring.features import is_categorical
 from reporting import runs as runs_lib
 
-STATS_FILE = "FeatureStats.pb"
 ANOMALIES_FILE = "SchemaDiff.pb"
 SCHEMA_FILE = "schema.pbtxt"
-
-# Drift thresholds used by the reports (TFDV's comparators compute the value).
-LINF_THRESHOLD = 0.1  # categorical: largest change of any category's share
-JSD_THRESHOLD = 0.1  # numeric: Jensen-Shannon divergence of the histograms
 
 # What an anomaly type means for this pipeline and what to do about it.
 _EXPLANATIONS = {
@@ -91,11 +89,6 @@ def _tfdv():
     import tensorflow_data_validation as tfdv
 
     return tfdv
-
-
-def load_split_statistics(artifact, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
-    """TFDV statistics of one split of a StatisticsGen artifact."""
-    return _tfdv().load_stats_binary(os.path.join(artifact.uri, f"Split-{split}", STATS_FILE))
 
 
 def load_statistics(artifact) -> dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
@@ -267,13 +260,6 @@ def schema_differences(curated: schema_pb2.Schema, inferred: schema_pb2.Schema) 
 
 
 # -- drift ---------------------------------------------------------------------
-
-
-def is_categorical(feature: schema_pb2.Feature) -> bool:
-    """String features and integer features marked categorical."""
-    if feature.type == schema_pb2.BYTES:
-        return True
-    return feature.type == schema_pb2.INT and feature.int_domain.is_categorical
 
 
 def schema_with_drift_comparators(
