@@ -14,8 +14,11 @@ Accuracy intervals are Wilson 95% score intervals.
 
 from __future__ import annotations
 
+import json
 import math
 from statistics import NormalDist
+
+from monitoring import config
 
 
 def wilson(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
@@ -30,7 +33,10 @@ def wilson(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float
 
 
 def verdict(
-    stable: tuple[int, int], canary: tuple[int, int], min_samples: int = 200, alpha: float = 0.05
+    stable: tuple[int, int],
+    canary: tuple[int, int],
+    min_samples: int = config.MIN_SAMPLES,
+    alpha: float = config.ALPHA,
 ) -> dict:
     """`stable`/`canary` are (correct, labelled). Returns the verdict and its numbers."""
     (cs, ns), (cc, nc) = stable, canary
@@ -67,3 +73,20 @@ def verdict(
     p_value = NormalDist().cdf(z)
     result.update(z=z, p_value=p_value, verdict="rollback" if p_value < alpha else "promote")
     return result
+
+
+def counts_from_quality(path: str, stable: str, canary: str) -> dict[str, tuple[int, int]]:
+    """role -> (correct, labelled) of the stable and canary versions in a `quality` summary.json.
+
+    Raises:
+      OSError, ValueError, KeyError, TypeError: unreadable, or a version without labels.
+    """
+    with open(path) as f:
+        versions = json.load(f)["versions"]
+    counts = {}
+    for role, version in (("stable", str(stable)), ("canary", str(canary))):
+        if version not in versions or not versions[version]["labelled"]:
+            raise ValueError(f"no labelled predictions of version {version}")
+        m = versions[version]
+        counts[role] = (round(m["accuracy"] * m["labelled"]), m["labelled"])
+    return counts

@@ -1,4 +1,4 @@
-"""`taxi-monitor alert-receiver`: Alertmanager's webhook, which logs and acts.
+"""Alertmanager's webhook, which logs and acts (the `taxi-monitor alert-receiver` command).
 
     taxi-monitor alert-receiver --metadata tfx_runs/metadata.sqlite --model-config models.config \
         --log-file alerts.jsonl --listen 127.0.0.1:9095
@@ -37,15 +37,11 @@ import hashlib
 import http.server
 import json
 import logging
-import os
-import signal
-import sys
 import threading
 
 from ml_metadata import errors as mlmd_errors
 
 from monitoring import canary, rollback
-from monitoring.exporter import parse_listen
 
 log = logging.getLogger(__name__)
 ACTIONS = ("rollback", "canary_abort")
@@ -265,43 +261,3 @@ def make_handler(receiver: Receiver):
 def serve(receiver: Receiver, host: str, port: int) -> http.server.ThreadingHTTPServer:
     """Binds the server (port 0: any free port); call `serve_forever` on it."""
     return http.server.ThreadingHTTPServer((host, port), make_handler(receiver))
-
-
-def add_parser(sub) -> None:
-    """Registers the `alert-receiver` subcommand on `sub` (argparse subparsers)."""
-    r = sub.add_parser(
-        "alert-receiver", help="Alertmanager webhook: log alerts, roll back / abort a canary"
-    )
-    r.add_argument("--metadata", required=True, help="ML Metadata store (actions are recorded)")
-    r.add_argument("--model-config", required=True, help="the server's --model_config_file")
-    r.add_argument("--log-file", help="append every received alert here (JSON lines)")
-    r.add_argument(
-        "--listen",
-        type=parse_listen,
-        default=("127.0.0.1", 9095),
-        help="host:port (default 127.0.0.1:9095; port 0: any free port)",
-    )
-    r.set_defaults(func=run)
-
-
-def run(args) -> int:
-    if not os.path.isfile(args.model_config):
-        print(f"error: --model-config {args.model_config} not found", file=sys.stderr)
-        return 2
-    try:
-        rollback.writable_store(args.metadata)  # fail now, not at the first alert
-    except rollback.RollbackError as e:
-        print(f"error: --metadata: {e}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    host, port = args.listen
-    server = serve(Receiver(args.metadata, args.model_config, args.log_file), host, port)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(f"alert receiver listening on http://{host}:{server.server_port}/alerts", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0

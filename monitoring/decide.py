@@ -35,15 +35,15 @@ import math
 import os
 import time
 
-from monitoring import ab, ab_report, canary, quality, request_logs, server_metrics
+from monitoring import ab, ab_report, canary, config, quality, request_logs, server_metrics
 
 
 @dataclasses.dataclass
 class Policy:
-    min_samples: int = 200
-    alpha: float = 0.05
-    max_checks: int = 12
-    max_seconds: float = 3 * 3600
+    min_samples: int = config.MIN_SAMPLES
+    alpha: float = config.ALPHA
+    max_checks: int = config.CANARY_MAX_CHECKS
+    max_seconds: float = config.CANARY_MAX_SECONDS
     min_requests: int = 50  # canary requests before a guard rail may fire
     error_rate_ratio: float = 2.0  # canary error rate above ratio x stable's ...
     error_rate_margin: float = 0.02  # ... and above stable's + margin

@@ -1,4 +1,4 @@
-"""`taxi-monitor exporter`: the monitor's gauges over HTTP for Prometheus.
+"""The monitor's gauges over HTTP for Prometheus (the `taxi-monitor exporter` command).
 
     taxi-monitor exporter --textfile-dir /var/lib/taxi-monitor --model-config models.config \
         --model-name taxi --baseline-accuracy 0.80 --listen 127.0.0.1:9108
@@ -28,13 +28,9 @@ files; the exporter only reads them, so a slow check never blocks a scrape.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import logging
 import os
-import signal
-import sys
-import threading
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -214,40 +210,6 @@ def _key(sample) -> tuple:
     return sample.name, tuple(sorted(sample.labels.items()))
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """ "host:port" -> (host, port); port 0 lets the OS choose."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"not host:port: {text!r}")
-    return host or "127.0.0.1", int(port)
-
-
-def add_parser(sub) -> None:
-    """Registers the `exporter` subcommand on `sub` (argparse subparsers)."""
-    e = sub.add_parser("exporter", help="serve the monitor's gauges over HTTP (Prometheus)")
-    e.add_argument(
-        "--textfile-dir", required=True, help="folder of the checks' --textfile *.prom files"
-    )
-    e.add_argument("--model-name", default="taxi", help="added as label model_name")
-    e.add_argument("--model-config", help="the server's --model_config_file (version roles)")
-    e.add_argument(
-        "--baseline-accuracy",
-        type=float,
-        help="live-quality baseline of all versions together (version label 'all')",
-    )
-    e.add_argument(
-        "--metadata",
-        help="ML Metadata store: each configured version's evaluation accuracy as its baseline",
-    )
-    e.add_argument(
-        "--listen",
-        type=parse_listen,
-        default=("127.0.0.1", 9108),
-        help="host:port (default 127.0.0.1:9108; port 0: any free port)",
-    )
-    e.set_defaults(func=run)
-
-
 def serve(collector: Collector, host: str, port: int):
     """Starts the HTTP server in a daemon thread; returns (server, thread)."""
     from prometheus_client import start_http_server
@@ -255,34 +217,3 @@ def serve(collector: Collector, host: str, port: int):
     registry = CollectorRegistry()
     registry.register(collector)
     return start_http_server(port, host, registry)
-
-
-def run(args) -> int:
-    if not os.path.isdir(args.textfile_dir):
-        print(f"error: --textfile-dir {args.textfile_dir} is not a directory", file=sys.stderr)
-        return 2
-    if args.model_config:
-        try:
-            version_roles(args.model_config, args.model_name)
-        except (OSError, ValueError) as e:
-            print(f"error: --model-config: {e}", file=sys.stderr)
-            return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.metadata and not args.model_config:
-        print("error: --metadata needs --model-config (which versions are served)", file=sys.stderr)
-        return 2
-    collector = MonitorCollector(
-        args.textfile_dir, args.model_name, args.model_config, args.baseline_accuracy, args.metadata
-    )
-    host, port = args.listen
-    server, _ = serve(collector, host, port)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"exporter listening on http://{host}:{server.server_port}/metrics", flush=True)
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-    return 0

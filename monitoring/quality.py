@@ -19,6 +19,8 @@ import dataclasses
 import glob
 import os
 
+from monitoring import config
+
 
 @dataclasses.dataclass
 class Labels:
@@ -96,7 +98,7 @@ def auc(scores: list[float], labels: list[int]) -> float | None:
     return (positive_ranks - positives * (positives + 1) / 2) / (positives * negatives)
 
 
-def metrics(pairs: list[tuple[float, int]], threshold: float = 0.5) -> dict:
+def metrics(pairs: list[tuple[float, int]], threshold: float = config.POSITIVE_THRESHOLD) -> dict:
     """{"labelled", "accuracy", "auc"} of (prediction, label) pairs."""
     if not pairs:
         return {"labelled": 0, "accuracy": None, "auc": None}
@@ -109,7 +111,11 @@ def metrics(pairs: list[tuple[float, int]], threshold: float = 0.5) -> dict:
 
 
 def join(
-    predictions: list[dict], labels: Labels, start: float, end: float, threshold: float = 0.5
+    predictions: list[dict],
+    labels: Labels,
+    start: float,
+    end: float,
+    threshold: float = config.POSITIVE_THRESHOLD,
 ) -> dict:
     """Joins `labels` to logged `predictions` (every logged prediction, any time).
 

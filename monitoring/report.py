@@ -1,13 +1,18 @@
-"""Readable Markdown report of one monitor run."""
+"""The outputs of one skew/drift check: Markdown report, summary.json, gauges, anomalies."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
+import os
 
+from monitoring import artifacts, gauges
 from monitoring.drift import Validation
 
 
-def _time(seconds: float) -> str:
+def format_time(seconds: float) -> str:
+    """Unix seconds as ISO 8601 UTC (seconds precision)."""
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(
         timespec="seconds"
     )
@@ -24,7 +29,7 @@ def markdown(
     lines = [f"# {title}", ""]
     for key, value in facts.items():
         if key in ("start", "end") and isinstance(value, (int, float)):
-            value = _time(value)
+            value = format_time(value)
         lines.append(f"- **{key}**: {value}")
     lines.append("")
     if problems:
@@ -63,3 +68,47 @@ def markdown(
             )
     lines.append("")
     return "\n".join(lines)
+
+
+def write_check(
+    directory: str,
+    title: str,
+    facts: dict,
+    validation: Validation | None,
+    problems: list[str],
+    split: str,
+    counts: dict,
+    end: float,
+    scope: str,
+    textfile: str | None = None,
+    anomalous: list[str] | None = None,
+) -> None:
+    """Writes `report.md`, `summary.json`, `metrics.prom` (and `textfile`) and the
+    anomalies (`anomalies/Split-<split>/`, if `split` and a validation) into `directory`.
+
+    Args:
+      anomalous: the anomalous features (default: the validation's).
+      end: the time the gauges are stamped with; scope: their `scope` label.
+    """
+    os.makedirs(directory, exist_ok=True)
+    if validation is not None and split:
+        artifacts.write_anomalies(os.path.join(directory, "anomalies"), split, validation.anomalies)
+    with open(os.path.join(directory, "report.md"), "w") as f:
+        f.write(markdown(title, facts, validation, problems))
+    findings = validation.findings if validation is not None else []
+    if anomalous is None:
+        anomalous = validation.anomalous_features if validation is not None else []
+    summary = dict(
+        facts,
+        counts=counts,
+        problems=problems,
+        anomalous_features=anomalous,
+        findings=[dict(dataclasses.asdict(x), exceeded=x.exceeded) for x in findings],
+        notes=validation.notes if validation is not None else [],
+    )
+    with open(os.path.join(directory, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1, default=str)
+    registry = gauges.registry_for(scope, findings, anomalous, counts, end)
+    gauges.write_textfile(os.path.join(directory, "metrics.prom"), registry)
+    if textfile:
+        gauges.write_textfile(textfile, registry)

@@ -1,10 +1,13 @@
 """Replay scenario: drift -> detection -> alert -> retrain -> canary -> decision.
 
-One command (`taxi-monitor scenario --work-dir DIR [--small]`) replays the
-bundled taxi spans in time order against a real server, with every step
-done by the product's own commands (the pipeline CLI, `serving.server`,
-`taxi-monitor window|monitor-pipeline|quality|alert|watch`), reading only
-what really happened: request logs, late labels and ML Metadata.
+One command (`taxi-monitor scenario --work-dir DIR [--small]`, or
+`python -m monitoring.scenario --work-dir DIR [--small]`) replays the bundled
+taxi spans in time order against a real server, with every step done by the
+product's own code (the pipeline CLI, `serving.server`, and the functions
+behind `taxi-monitor window|monitor-pipeline|quality|alert|watch`:
+monitoring/window.py, pipeline/monitoring_runner.py, monitoring/live_quality.py,
+monitoring/alert_check.py, monitoring/watch.py), reading only what really
+happened: request logs, late labels and ML Metadata.
 
 Data (all written under the work dir; data/ is only read):
 
@@ -51,6 +54,7 @@ timeline.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import json
@@ -63,11 +67,25 @@ import time
 
 import requests
 
-from monitoring import canary, cli, rollback
+from core.constants import MODEL_NAME
+from monitoring import (
+    alert_check,
+    baselines,
+    canary,
+    decide,
+    drift,
+    live_quality,
+    outcome,
+    rollback,
+    watch,
+    window,
+)
+from pipeline import lineage, monitoring_runner
 from serving.process import ServerProcess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = "taxi"
+MODEL = MODEL_NAME
+SCHEMA = os.path.join(REPO, "data", "schema", "schema.pbtxt")
 
 
 @dataclasses.dataclass
@@ -308,6 +326,26 @@ def canary_executions(metadata: str) -> list[dict]:
     ]
 
 
+def detect(logs: str, start: int, end: int, metadata: str, out: str) -> dict:
+    """The window check of `[start, end)` (outputs under `out`): what it found, and its exit."""
+    result = window.check(
+        logs,
+        start,
+        end,
+        drift.load_schema(SCHEMA),
+        lambda version: baselines.training_statistics(lineage.open_store(metadata), version),
+    )
+    window.write_outputs(result, out)
+    exceeded = result.exceeded
+    return {
+        "exit": result.outcome,
+        "skew": sorted({f.feature for f in exceeded if f.kind == "skew"}),
+        "drift": sorted({f.feature for f in exceeded if f.kind == "drift"}),
+        "drift_values": {f.feature: round(f.value, 3) for f in exceeded if f.kind == "drift"},
+        "rows": len(result.window.rows),
+    }
+
+
 def run(work: str, small: bool = True, source: str | None = None, train_steps=None) -> dict:
     """Runs the scenario in `work` (created); returns the summary (also `scenario.json`)."""
     settings = dataclasses.replace(SMALL if small else FULL)
@@ -406,41 +444,33 @@ def run(work: str, small: bool = True, source: str | None = None, train_steps=No
         detection = {}
         for phase in ("normal", "drift"):
             start, end = windows[phase]
-            code = cli.main(
-                ["window", "--logs", server.logs, "--start", str(start), "--end", str(end)]
-                + ["--metadata", metadata, "--out", out]
-            )
-            with open(os.path.join(out, f"window-{start}-{end}", "summary.json")) as f:
-                window = json.load(f)
-            exceeded = [x for x in window["findings"] if x["exceeded"]]
-            detection[phase] = {
-                "exit": code,
-                "skew": sorted({x["feature"] for x in exceeded if x["kind"] == "skew"}),
-                "drift": sorted({x["feature"] for x in exceeded if x["kind"] == "drift"}),
-                "drift_values": {
-                    x["feature"]: round(x["value"], 3) for x in exceeded if x["kind"] == "drift"
-                },
-                "rows": window["rows"],
-            }
-            drift = ", ".join(
-                f"{x['feature']} {x['measure']}={x['value']:.2f}"
-                for x in sorted(exceeded, key=lambda x: -x["value"])
-                if x["kind"] == "drift"
+            detection[phase] = detect(server.logs, start, end, metadata, out)
+            drifted = ", ".join(
+                f"{feature}={value:.2f}"
+                for feature, value in sorted(
+                    detection[phase]["drift_values"].items(), key=lambda x: -x[1]
+                )
             )
             timeline.add(
                 "detect",
-                f"window {phase} ({window['rows']} rows): drift vs previous window: "
-                f"[{drift or 'none'}]; skew vs training: {len(detection[phase]['skew'])} "
-                f"features (exit {code}; {out}/window-{start}-{end}/report.md)",
+                f"window {phase} ({detection[phase]['rows']} rows): drift vs previous window: "
+                f"[{drifted or 'none'}]; skew vs training: {len(detection[phase]['skew'])} "
+                f"features (exit {detection[phase]['exit']}; "
+                f"{out}/window-{start}-{end}/report.md)",
             )
         summary["detection"] = detection
-        before = {e.id for e in cli.monitor_executions(metadata)}
+        before = {e.id for e in monitoring_runner.monitor_executions(metadata)}
         start, end = windows["drift"]
-        code = cli.main(
-            ["monitor-pipeline", "--logs", server.logs, "--start", str(start)]
-            + ["--end", str(end), "--metadata", metadata]
-        )
-        monitor_ids = [e.id for e in cli.monitor_executions(metadata) if e.id not in before]
+        try:
+            code = monitoring_runner.run_window(
+                logs=server.logs, start=start, end=end, metadata=metadata, schema_file=SCHEMA
+            ).outcome
+        except monitoring_runner.MonitorRunError as e:
+            timeline.add("detect", f"monitoring TFX pipeline not run: {e}")
+            code = outcome.BAD_INPUT
+        monitor_ids = [
+            e.id for e in monitoring_runner.monitor_executions(metadata) if e.id not in before
+        ]
         summary["monitor_pipeline"] = {"exit": code, "executions": monitor_ids}
         timeline.add(
             "detect",
@@ -451,12 +481,9 @@ def run(work: str, small: bool = True, source: str | None = None, train_steps=No
         accuracy = {}
         for phase in ("normal", "drift"):
             start, end = windows[phase]
-            cli.main(
-                ["quality", "--logs", server.logs, "--labels", labels.path]
-                + ["--start", str(start), "--end", str(end), "--out", out]
-            )
-            with open(os.path.join(out, f"quality-{start}-{end}", "summary.json")) as f:
-                accuracy[phase] = json.load(f)["overall"]["accuracy"]
+            result = live_quality.check(server.logs, labels.path, start, end)
+            live_quality.write_outputs(result, out)
+            accuracy[phase] = result["overall"]["accuracy"]
         summary["live_accuracy"] = accuracy
         timeline.add(
             "quality",
@@ -465,14 +492,15 @@ def run(work: str, small: bool = True, source: str | None = None, train_steps=No
         )
         start, end = windows["drift"]
         alert_log = os.path.join(work, "alerts.log")
-        code = cli.main(
-            ["alert", "--state", os.path.join(work, "alerts.state.json")]
-            + ["--summary", os.path.join(out, f"window-{start}-{end}", "summary.json")]
-            + ["--quality", os.path.join(out, f"quality-{start}-{end}", "summary.json")]
-            + ["--baseline-accuracy", str(accuracy["normal"])]
-            + ["--metrics-url", f"{server.url}/monitoring/prometheus/metrics"]
-            + ["--max-p99-ms", "1000", "--log-file", alert_log]
-        )
+        code = alert_check.run(
+            os.path.join(work, "alerts.state.json"),
+            summary=os.path.join(out, f"window-{start}-{end}", "summary.json"),
+            quality=os.path.join(out, f"quality-{start}-{end}", "summary.json"),
+            baseline_accuracy=accuracy["normal"],
+            metrics_url=f"{server.url}/monitoring/prometheus/metrics",
+            limits=alert_check.Limits(max_p99_ms=1000),
+            log_file=alert_log,
+        ).outcome
         fired = []
         if os.path.exists(alert_log):
             with open(alert_log) as f:
@@ -485,18 +513,30 @@ def run(work: str, small: bool = True, source: str | None = None, train_steps=No
             "data",
             f"drifted labelled span-2016 ({len(parts['new_span'])} rows) lands in {data_dir}",
         )
-        watch = ["watch", "--data-dir", data_dir, "--output-dir", output]
-        watch += ["--alert-state", os.path.join(work, "alerts.state.json")]
-        watch += ["--server", server.url, "--model-config", server.config]
-        watch += ["--logs", server.logs, "--labels", labels.path]
-        watch += ["--min-samples", str(settings.min_samples)]
-        watch += ["--canary-max-checks", str(settings.canary_max_checks)]
-        watch += ["--report-dir", os.path.join(out, "ab")]
-        for arg in pipeline_args:
-            watch.append(f"--pipeline-arg={arg}")
-        code = cli.main(watch)
+
+        def watch_check() -> int:
+            check = watch.check_once(
+                data_dir,
+                metadata,
+                watch.pipeline_command(output, data_dir, extra=pipeline_args),
+                alert_state=os.path.join(work, "alerts.state.json"),
+                server_url=server.url,
+                model_config=server.config,
+                model_name=MODEL,
+                logs=server.logs,
+                labels=labels.path,
+                policy=decide.Policy(
+                    min_samples=settings.min_samples, max_checks=settings.canary_max_checks
+                ),
+                report_dir=os.path.join(out, "ab"),
+            )
+            for problem in check.problems:
+                print(f"problem: {problem}", file=sys.stderr)
+            return outcome.of(False, bool(check.problems))
+
+        code = watch_check()
         deploys = [e for e in canary_executions(metadata) if e["action"] == "deploy"]
-        if code != cli.EXIT_OK or not deploys:
+        if code != outcome.OK or not deploys:
             raise ScenarioError(f"watch did not deploy a canary (exit {code})")
         deploy = deploys[-1]
         pins = [e for e in canary_executions(metadata) if e["action"] == "pin"]
@@ -527,7 +567,7 @@ def run(work: str, small: bool = True, source: str | None = None, train_steps=No
             if check:
                 labels.flush(wait=True)
                 time.sleep(1.0)
-            code = cli.main([*watch, "--max-checks", "1"])
+            watch_check()
             latest = canary_executions(metadata)[-1]
             timeline.add(
                 "decide",
@@ -579,3 +619,39 @@ def run(work: str, small: bool = True, source: str | None = None, train_steps=No
     print(f"  RequestLogMonitor: {summary['monitor_pipeline']['executions']}")
     print(f"summary: {os.path.join(work, 'scenario.json')}")
     return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scenario's flags (also those of `taxi-monitor scenario`)."""
+    parser.add_argument("--work-dir", required=True, help="empty or new folder for everything")
+    parser.add_argument("--small", action="store_true", help="small samples, few train steps")
+    parser.add_argument("--train-steps", type=int, help="override the train steps")
+    parser.add_argument("--source", help="span-<year>/data.csv folder (default: data/taxi)")
+
+
+def run_command(
+    work_dir: str, small: bool = False, source: str | None = None, train_steps: int | None = None
+) -> int:
+    """Runs the scenario; exit 0 when the server serves the decided version, 1 when not,
+    2 when a step did not do what the scenario needs."""
+    try:
+        summary = run(work_dir, small, source, train_steps)
+    except ScenarioError as e:
+        print(f"error: scenario stopped: {e}", file=sys.stderr)
+        return outcome.BAD_INPUT
+    decision = summary["decision"]
+    found = decision["served_versions"] != [decision["expected_version"]]
+    return outcome.of(found)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m monitoring.scenario", description=__doc__.split("\n")[0]
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_command(args.work_dir, args.small, args.source, args.train_steps)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,6 +50,20 @@ def fetch(url: str, timeout: float = 5.0) -> str:
     return response.text
 
 
+def read(metrics_url: str | None, metrics_file: str | None) -> str | None:
+    """The server's metrics exposition from its URL or a saved file (None without either).
+
+    Raises:
+      OSError, requests.RequestException: it cannot be read.
+    """
+    if metrics_url:
+        return fetch(metrics_url)
+    if metrics_file:
+        with open(metrics_file) as f:
+            return f.read()
+    return None
+
+
 def delta(current: dict, previous: dict | None) -> dict:
     """`current - previous`, or `current` when there is no usable previous snapshot."""
     if not previous or current["requests"] < previous.get("requests", 0):

@@ -23,13 +23,15 @@ ids and latencies, the batch's error). Per (stable, shadow) version pair:
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from monitoring import quality
+from monitoring import config, outcome, quality
 from monitoring.request_logs import log_files
 
 STABLE_PREFIX = "_stable/"
@@ -147,7 +149,11 @@ def _latency(values: list) -> dict:
     }
 
 
-def compare(rows: list[dict], labels: quality.Labels | None = None, threshold: float = 0.5):
+def compare(
+    rows: list[dict],
+    labels: quality.Labels | None = None,
+    threshold: float = config.POSITIVE_THRESHOLD,
+):
     """Per version pair "<stable>-><shadow>": the figures of the module docstring."""
     pairs: dict = {}
     for row in rows:
@@ -197,10 +203,10 @@ def compare(rows: list[dict], labels: quality.Labels | None = None, threshold: f
 class Policy:
     """When a shadow passes: enough rows, few errors, accuracy not clearly lower."""
 
-    min_rows: int = 200
-    max_error_rate: float = 0.01
-    min_labelled: int = 200
-    max_accuracy_drop: float = 0.02
+    min_rows: int = config.SHADOW_MIN_ROWS
+    max_error_rate: float = config.SHADOW_MAX_ERROR_RATE
+    min_labelled: int = config.SHADOW_MIN_LABELLED
+    max_accuracy_drop: float = config.SHADOW_MAX_ACCURACY_DROP
 
 
 def verdict(entry: dict, policy: Policy | None = None) -> tuple[str, str]:
@@ -257,49 +263,60 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_cli(args) -> int:
-    """`taxi-monitor shadow`: 0 pass/insufficient, 1 a shadow rejected, 2 bad input."""
-    import json
-    import os
-    import sys
+def check(
+    logs: str,
+    labels: str | None = None,
+    start: float = float("-inf"),
+    end: float = float("inf"),
+    threshold: float = config.POSITIVE_THRESHOLD,
+    policy: Policy | None = None,
+) -> dict:
+    """Compares each shadow with its stable version on the mirrored requests of `[start, end)`.
 
-    found = read(args.logs, args.start, args.end)
+    Args:
+      logs: the shadow log prefix or directory; labels: late labels (CSV
+        request_id,label or a directory of them), optional.
+
+    Returns:
+      the inputs, `records`, `malformed_records`, `pairs` (per stable/shadow
+      pair: figures, `verdict`, `why`), `problems` and `outcome` (`BAD_INPUT`
+      without rows or with malformed records or labels, `FOUND` when a
+      shadow is rejected).
+    """
+    found = read(logs, start, end)
     problems = list(found.problems)
-    labels = quality.read_labels_path(args.labels) if args.labels else None
-    if labels is not None:
-        problems += labels.problems
-    policy = Policy(args.min_rows, args.max_error_rate, args.min_labelled, args.max_accuracy_drop)
-    pairs = compare(found.rows, labels, args.threshold)
+    late = quality.read_labels_path(labels) if labels else None
+    if late is not None:
+        problems += late.problems
+    pairs = compare(found.rows, late, threshold)
     for entry in pairs.values():
         entry["verdict"], entry["why"] = verdict(entry, policy)
     if not found.files:
-        problems.append(f"no shadow log files match {args.logs!r}")
+        problems.append(f"no shadow log files match {logs!r}")
     elif not found.rows:
         problems.append("no shadow rows in the window")
-    result = {
-        "logs": args.logs,
-        "labels": args.labels,
-        "start": args.start,
-        "end": args.end,
-        "threshold": args.threshold,
+    bad = not found.rows or found.malformed or (late is not None and late.malformed)
+    rejected = any(e["verdict"] == "reject" for e in pairs.values())
+    return {
+        "logs": logs,
+        "labels": labels,
+        "start": start,
+        "end": end,
+        "threshold": threshold,
         "records": found.records,
         "malformed_records": found.malformed,
         "pairs": pairs,
         "problems": problems,
+        "outcome": outcome.of(rejected, bool(bad)),
     }
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "shadow.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(args.out, "shadow.md"), "w") as f:
+
+
+def write_outputs(result: dict, out: str) -> str:
+    """Writes `<out>/shadow.json` and `<out>/shadow.md`; returns the report's path."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "shadow.json"), "w") as f:
+        json.dump({k: v for k, v in result.items() if k != "outcome"}, f, indent=1)
+    path = os.path.join(out, "shadow.md")
+    with open(path, "w") as f:
         f.write(markdown(result))
-    for key, e in pairs.items():
-        print(
-            f"shadow {key}: {e['verdict']} ({e['why']}); rows {e['rows']}, agreement "
-            f"{e['agreement']}, mean |diff| {e['mean_abs_diff']}, max |diff| {e['max_abs_diff']}"
-        )
-    print(f"report: {os.path.join(args.out, 'shadow.md')}")
-    for problem in problems:
-        print(f"problem: {problem}", file=sys.stderr)
-    if not found.rows or found.malformed or (labels is not None and labels.malformed):
-        return 2
-    return 1 if any(e["verdict"] == "reject" for e in pairs.values()) else 0
+    return path

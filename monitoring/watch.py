@@ -33,7 +33,9 @@ import dataclasses
 import os
 import re
 import subprocess
+import sys
 
+from core.constants import MODEL_NAME
 from monitoring import alerts, canary, decide, server_metrics, shadow, shadow_deploy
 from monitoring.baselines import _raw_examples_by_span
 from pipeline import lineage, metadata_store
@@ -189,7 +191,7 @@ def check_once(
     timeout: float = 3600,
     server_url: str | None = None,
     model_config: str | None = None,
-    model_name: str = "taxi",
+    model_name: str = MODEL_NAME,
     requested_by: str = "monitor watch",
     logs: str | None = None,
     labels: str | None = None,
@@ -288,3 +290,20 @@ def check_once(
         except canary.CanaryError as e:
             check.problems.append(f"canary deploy of {check.new_versions[-1]}: {e}")
     return check
+
+
+def pipeline_command(
+    output_dir: str, data_dir: str, metadata: str | None = None, extra: list[str] = ()
+) -> list[str]:
+    """The taxi-pipeline command line a check runs (`metadata`: None for the runner's default)."""
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.local_runner",
+        "--output-dir",
+        output_dir,
+        "--data-dir",
+        data_dir,
+        *(["--metadata", metadata] if metadata else []),
+        *extra,
+    ]

@@ -24,6 +24,7 @@ from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
 from tfx.types.standard_artifacts import ExampleStatistics  # noqa: E402
 
 from components.request_log_monitor.component import RequestLogMonitor  # noqa: E402
+from monitoring import config  # noqa: E402
 from pipeline import configs, metadata_store  # noqa: E402
 
 MONITOR_ID = "RequestLogMonitor"
@@ -41,9 +42,9 @@ def create_monitoring_pipeline(
     training_statistics_uri: str,
     training_statistics_split_names: str | None = None,
     training_split: str = "train",
-    linf: float = 0.1,
-    jsd: float = 0.1,
-    max_malformed_fraction: float = 0.0,
+    linf: float = config.LINF_THRESHOLD,
+    jsd: float = config.JSD_THRESHOLD,
+    max_malformed_fraction: float = config.MAX_MALFORMED_FRACTION,
     beam_pipeline_args: list[str] | None = None,
 ) -> tfx_pipeline.Pipeline:
     """The monitoring pipeline of one window `[start, end)` (unix seconds).

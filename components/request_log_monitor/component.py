@@ -1,7 +1,7 @@
 """`RequestLogMonitor`: a request-log window checked inside a TFX pipeline.
 
-A thin wrapper over monitoring/ (the same functions as `taxi-monitor window`),
-so monitoring results are artifacts in ML Metadata with lineage:
+A thin wrapper over `monitoring.window.check` (the check `taxi-monitor window`
+runs), so monitoring results are artifacts in ML Metadata with lineage:
 
 * inputs: `schema` (Schema, the curated one via ImportSchemaGen) and
   `training_statistics` (ExampleStatistics of the served model's training
@@ -27,13 +27,16 @@ no log files, no logged request in the window, too many malformed records.
 # No `from __future__ import annotations`: the @component decorator reads real types.
 
 import json
+import os
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics, Schema
 
-SPLIT = "serving"
+from monitoring import artifacts, config, drift, window
+
+SPLIT = window.SPLIT
 
 
 class MonitoringInputError(ValueError):
@@ -49,63 +52,51 @@ def monitor_window(
     statistics_uri: str,
     anomalies_uri: str,
     training_split: str = "train",
-    linf: float = 0.1,
-    jsd: float = 0.1,
-    max_malformed_fraction: float = 0.0,
+    linf: float = config.LINF_THRESHOLD,
+    jsd: float = config.JSD_THRESHOLD,
+    max_malformed_fraction: float = config.MAX_MALFORMED_FRACTION,
 ) -> dict:
-    """Writes the window's statistics and anomalies; returns the facts (custom properties)."""
-    import os
+    """Writes the window's statistics and anomalies; returns the facts (custom properties).
 
-    import tensorflow_data_validation as tfdv
+    The check is `monitoring.window.check`, the one `taxi-monitor window` runs.
+    """
+    schema = drift.load_schema(os.path.join(schema_uri, "schema.pbtxt"))
 
-    from monitoring import artifacts, drift, drift_thresholds, request_logs
+    def training(_version: str):
+        return None, artifacts.read_statistics(training_statistics_uri, training_split)
 
-    if end <= start:
-        raise MonitoringInputError(f"end ({end}) must be after start ({start})")
-    window = request_logs.read_window(log_prefix, start, end)
-    total = window.records + window.outside + window.malformed
-    if not window.files:
-        raise MonitoringInputError(f"no request log files match {log_prefix!r}")
-    if total and window.malformed / total > max_malformed_fraction:
-        raise MonitoringInputError(
-            f"{window.malformed} of {total} request-log records malformed (allowed fraction "
-            f"{max_malformed_fraction}): {window.problems[:3]}"
+    try:
+        result = window.check(
+            log_prefix,
+            start,
+            end,
+            schema,
+            training,
+            linf=linf,
+            jsd=jsd,
+            max_malformed_fraction=max_malformed_fraction,
         )
-    if not window.rows:
-        raise MonitoringInputError(
-            f"missing window: no logged requests in [{start}, {end}) ({total} records read, "
-            f"{window.outside} outside the window)"
+    except ValueError as e:
+        raise MonitoringInputError(str(e)) from None
+    if result.bad_input:
+        details = (
+            f" (first problems: {result.window.problems[:3]})" if result.window.problems else ""
         )
-    before = request_logs.read_window(log_prefix, start - (end - start), start)
-    schema = drift_thresholds.window_comparator_schema(
-        tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt")),
-        len(window.rows),
-        len(before.rows),
-        linf,
-        jsd,
-    )
-    training = tfdv.load_stats_binary(
-        os.path.join(training_statistics_uri, f"Split-{training_split}", artifacts.STATS_FILE)
-    )
-    current = drift.statistics_from_rows(window.rows, schema)
-    previous = drift.statistics_from_rows(before.rows, schema) if before.rows else None
-    validation = drift.validate(current, schema, training=training, previous=previous)
-    artifacts.write_statistics(statistics_uri, SPLIT, current)
-    artifacts.write_anomalies(anomalies_uri, SPLIT, validation.anomalies)
-    exceeded = [f for f in validation.findings if f.exceeded]
+        raise MonitoringInputError("; ".join(result.errors) + details)
+    window.write_artifacts(result, statistics_uri, anomalies_uri)
     return {
-        "rows": len(window.rows),
-        "records": window.records,
-        "malformed_records": window.malformed,
-        "outside_window": window.outside,
-        "previous_window_rows": len(before.rows),
-        "skew_features": len({f.feature for f in exceeded if f.kind == "skew"}),
-        "drift_features": len({f.feature for f in exceeded if f.kind == "drift"}),
-        "anomalous_features": ",".join(validation.anomalous_features),
+        "rows": len(result.window.rows),
+        "records": result.window.records,
+        "malformed_records": result.window.malformed,
+        "outside_window": result.window.outside,
+        "previous_window_rows": result.previous_rows,
+        "skew_features": result.features_above("skew"),
+        "drift_features": result.features_above("drift"),
+        "anomalous_features": ",".join(result.validation.anomalous_features),
         "findings": json.dumps(
             [
                 {"kind": f.kind, "feature": f.feature, "measure": f.measure, "value": f.value}
-                for f in exceeded
+                for f in result.exceeded
             ]
         ),
     }
@@ -121,9 +112,9 @@ def RequestLogMonitor(
     start: Parameter[float],
     end: Parameter[float],
     training_split: Parameter[str] = "train",
-    linf: Parameter[float] = 0.1,
-    jsd: Parameter[float] = 0.1,
-    max_malformed_fraction: Parameter[float] = 0.0,
+    linf: Parameter[float] = config.LINF_THRESHOLD,
+    jsd: Parameter[float] = config.JSD_THRESHOLD,
+    max_malformed_fraction: Parameter[float] = config.MAX_MALFORMED_FRACTION,
 ) -> None:
     """Statistics and anomalies (schema, skew, drift) of the requests logged in [start, end)."""
     facts = monitor_window(

@@ -117,9 +117,9 @@ def test_watch_command(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.count("watch: nothing new") == 2
     _data(tmp_path, [2014])
     monkeypatch.setattr(
-        cli,
+        watch,
         "pipeline_command",
-        lambda args: [
+        lambda *args, **kwargs: [
             sys.executable,
             "-c",
             FAKE_PIPELINE,

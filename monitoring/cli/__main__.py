@@ -1,0 +1,7 @@
+"""`python -m monitoring.cli`: the `taxi-monitor` command."""
+
+import sys
+
+from monitoring.cli import main
+
+sys.exit(main())
