@@ -40,6 +40,9 @@ def test_scenario_refuses_a_used_work_dir(tmp_path, capsys):
     (tmp_path / "something").write_text("x")
     assert cli.main(["scenario", "--work-dir", str(tmp_path), "--small"]) == cli.EXIT_BAD_INPUT
     assert "is not empty" in capsys.readouterr().err
+    # its own entry point, `python -m monitoring.scenario`, too
+    assert scenario.main(["--work-dir", str(tmp_path), "--small"]) == cli.EXIT_BAD_INPUT
+    assert "is not empty" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,0 +1,58 @@
+"""The monitoring library imports no higher layer, and its apps do not import each other."""
+
+import ast
+import os
+
+import pytest
+
+MONITORING = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "monitoring"
+)
+APPS = {"scenario.py", "cli"}  # the app layer of the package
+# pipeline/lineage.py and pipeline/metadata_store.py are the ML Metadata read model (lower).
+ALLOWED_PIPELINE = {"pipeline.lineage", "pipeline.metadata_store"}
+
+
+def _imports(path: str) -> set[str]:
+    """Every module a file imports (`from a import b` counts as `a` and `a.b`)."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _forbidden(module: str) -> bool:
+    top = module.split(".")[0]
+    if top in ("reporting", "components"):
+        return True
+    if top == "pipeline":
+        return module != "pipeline" and not any(
+            module == m or module.startswith(m + ".") for m in ALLOWED_PIPELINE
+        )
+    return module.startswith(("monitoring.cli", "monitoring.scenario"))
+
+
+LIBRARY = sorted(
+    name for name in os.listdir(MONITORING) if name.endswith(".py") and name not in APPS
+)
+
+
+@pytest.mark.parametrize("name", LIBRARY)
+def test_library_module_imports_no_higher_layer(name):
+    bad = sorted(m for m in _imports(os.path.join(MONITORING, name)) if _forbidden(m))
+    assert not bad, f"monitoring/{name} imports {bad}"
+
+
+def test_scenario_and_cli_do_not_import_each_other_both_ways():
+    scenario = _imports(os.path.join(MONITORING, "scenario.py"))
+    assert not [m for m in scenario if m.startswith("monitoring.cli")]
+    for name in os.listdir(os.path.join(MONITORING, "cli")):
+        if name.endswith(".py") and name != "__init__.py":  # __init__ registers the scenario
+            modules = _imports(os.path.join(MONITORING, "cli", name))
+            assert not [m for m in modules if m.startswith("monitoring.scenario")], name
