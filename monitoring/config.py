@@ -52,3 +52,9 @@ SHADOW_MAX_ERROR_RATE = 0.01
 """Shadow error rate above which it is rejected."""
 SHADOW_MAX_ACCURACY_DROP = 0.02
 """Shadow accuracy below the stable one's by more than this rejects it."""
+
+# -- HTTP endpoints (the `exporter` and `alert-receiver` commands) -------------
+EXPORTER_LISTEN = ("127.0.0.1", 9108)
+"""host, port of the Prometheus exporter (deploy/prometheus scrapes :9108)."""
+ALERT_RECEIVER_LISTEN = ("127.0.0.1", 9095)
+"""host, port of Alertmanager's webhook (deploy/alertmanager posts to :9095)."""

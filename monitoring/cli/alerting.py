@@ -54,8 +54,8 @@ def add_parsers(sub) -> None:
     e.add_argument(
         "--listen",
         type=parse_listen,
-        default=("127.0.0.1", 9108),
-        help="host:port (default 127.0.0.1:9108; port 0: any free port)",
+        default=config.EXPORTER_LISTEN,
+        help=_listen_help(config.EXPORTER_LISTEN),
     )
     e.set_defaults(func=calls(run_exporter))
     r = sub.add_parser(
@@ -67,10 +67,14 @@ def add_parsers(sub) -> None:
     r.add_argument(
         "--listen",
         type=parse_listen,
-        default=("127.0.0.1", 9095),
-        help="host:port (default 127.0.0.1:9095; port 0: any free port)",
+        default=config.ALERT_RECEIVER_LISTEN,
+        help=_listen_help(config.ALERT_RECEIVER_LISTEN),
     )
     r.set_defaults(func=calls(run_alert_receiver))
+
+
+def _listen_help(default: tuple[str, int]) -> str:
+    return f"host:port (default {default[0]}:{default[1]}; port 0: any free port)"
 
 
 def _alert_kwargs(args) -> dict:
@@ -107,7 +111,7 @@ def run_exporter(
     model_config: str | None = None,
     baseline_accuracy: float | None = None,
     metadata: str | None = None,
-    listen: tuple[str, int] = ("127.0.0.1", 9108),
+    listen: tuple[str, int] = config.EXPORTER_LISTEN,
 ) -> int:
     """`exporter`: serves the gauges until SIGTERM (monitoring/exporter.py)."""
     if not os.path.isdir(textfile_dir):
@@ -142,7 +146,7 @@ def run_alert_receiver(
     model_config: str,
     *,
     log_file: str | None = None,
-    listen: tuple[str, int] = ("127.0.0.1", 9095),
+    listen: tuple[str, int] = config.ALERT_RECEIVER_LISTEN,
 ) -> int:
     """`alert-receiver`: Alertmanager's webhook until SIGTERM (monitoring/alert_receiver.py)."""
     if not os.path.isfile(model_config):

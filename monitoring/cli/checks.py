@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from monitoring import baselines, config, drift, drift_thresholds, span_drift, window
+from monitoring import artifacts, baselines, config, drift, drift_thresholds, span_drift, window
 from monitoring.cli.common import (
     DEFAULT_SCHEMA,
     EXIT_BAD_INPUT,
@@ -85,8 +85,6 @@ def training_lookup(metadata: str):
 
 def statistics_lookup(directory: str, split: str = "train"):
     """served version -> (None, the statistics of `split` in a StatisticsGen output folder)."""
-    from monitoring import artifacts
-
     return lambda _version: (None, artifacts.read_statistics(directory, split))
 
 
