@@ -9,10 +9,11 @@ A thin dispatch: one module per command group (`checks`, `quality`,
 `run_<command>(...)` function callable without argv; the logic is in the
 monitoring library (monitoring/window.py, live_quality.py, alert_check.py, ...).
 
-`window` (monitoring/window.py) reads the request logs of `[start, end)`, computes TFDV statistics,
-validates them against the schema's SERVING environment, measures skew
-against the training statistics of the served version's newest span (found
-in ML Metadata) and drift against the previous window of the same length.
+`window` (monitoring/window.py) reads the request logs of `[start, end)`,
+computes TFDV statistics, validates them against the schema's SERVING
+environment, measures skew against the training statistics of the served
+version's newest span (found in ML Metadata) and drift against the previous
+window of the same length.
 `spans` compares the statistics of consecutive ingested spans.
 
 Each run writes into `<out>/<name>/`: `anomalies/Split-<split>/SchemaDiff.pb`,
@@ -21,10 +22,10 @@ Each run writes into `<out>/<name>/`: `anomalies/Split-<split>/SchemaDiff.pb`,
 
 `alert` evaluates rules on skew, drift, error rate, p99 latency and live
 quality, and notifies each incident once (then again after `--cooldown`) to
-a log file and/or a webhook (see monitoring/alerts.py).
+a log file and/or a webhook (see monitoring/alert_check.py).
 
 `quality` joins late labels (CSV request_id,label) to the logged predictions
-of a window: accuracy and AUC per model version (see monitoring/quality.py).
+of a window: accuracy and AUC per model version (see monitoring/live_quality.py).
 
 `ab` gives the canary's verdict against the stable version on live accuracy
 (promote / rollback / insufficient data; see monitoring/ab.py); exit 1 means
@@ -41,7 +42,7 @@ live it promotes it, aborts it or holds (late labels, A/B test, guard rails;
 see monitoring/watch.py and monitoring/decide.py), writing an A/B report.
 
 `monitor-pipeline` runs the `window` check as a TFX pipeline
-(components/request_log_monitor): ExampleStatistics and ExampleAnomalies in
+(components/request_log_monitor, pipeline/monitoring_runner.py): ExampleStatistics and ExampleAnomalies in
 the training pipeline's MLMD, linked to the training statistics.
 
 `scenario` replays the spans with an injected drift through detection, alert,
