@@ -35,7 +35,7 @@ def add_parsers(sub) -> None:
     )
     a.add_argument("--log-file", help="append alerts here (JSON lines)")
     a.add_argument("--webhook", help="POST alerts as JSON to this URL")
-    a.set_defaults(func=lambda args: run_alert(**_alert_kwargs(args)))
+    a.set_defaults(func=calls(run_alert))
     e = sub.add_parser("exporter", help="serve the monitor's gauges over HTTP (Prometheus)")
     e.add_argument(
         "--textfile-dir", required=True, help="folder of the checks' --textfile *.prom files"
@@ -77,25 +77,43 @@ def _listen_help(default: tuple[str, int]) -> str:
     return f"host:port (default {default[0]}:{default[1]}; port 0: any free port)"
 
 
-def _alert_kwargs(args) -> dict:
-    limits = alert_check.Limits(
-        args.max_skew_features,
-        args.max_drift_features,
-        args.max_error_rate,
-        args.max_p99_ms,
-        args.max_accuracy_drop,
-    )
-    names = ("state", "scope", "summary", "metrics_url", "metrics_file", "quality")
-    names += ("baseline_accuracy", "cooldown", "log_file", "webhook")
-    return dict({name: getattr(args, name) for name in names}, limits=limits)
-
-
-def run_alert(state: str, **options) -> int:
-    """`alert`: one run of the rules (monitoring/alert_check.py; `options` are its keywords).
+def run_alert(
+    state: str,
+    *,
+    scope: str = MODEL_NAME,
+    summary: str | None = None,
+    metrics_url: str | None = None,
+    metrics_file: str | None = None,
+    quality: str | None = None,
+    baseline_accuracy: float | None = None,
+    max_skew_features: float = config.MAX_SKEW_FEATURES,
+    max_drift_features: float = config.MAX_DRIFT_FEATURES,
+    max_error_rate: float = config.MAX_ERROR_RATE,
+    max_p99_ms: float = config.MAX_P99_MS,
+    max_accuracy_drop: float = config.MAX_ACCURACY_DROP,
+    cooldown: float = config.ALERT_COOLDOWN_SECONDS,
+    log_file: str | None = None,
+    webhook: str | None = None,
+) -> int:
+    """`alert`: one run of the rules (monitoring/alert_check.py).
 
     Exit 1 while a rule fires, 2 when a signal could not be read or a sink failed.
     """
-    result = alert_check.run(state, **options)
+    result = alert_check.run(
+        state,
+        scope=scope,
+        limits=alert_check.Limits(
+            max_skew_features, max_drift_features, max_error_rate, max_p99_ms, max_accuracy_drop
+        ),
+        cooldown=cooldown,
+        log_file=log_file,
+        webhook=webhook,
+        summary=summary,
+        metrics_url=metrics_url,
+        metrics_file=metrics_file,
+        quality=quality,
+        baseline_accuracy=baseline_accuracy,
+    )
     print("signals: " + ", ".join(f"{k}={v}" for k, v in sorted(result.signals.items())))
     for alert in result.firing:
         sent = "notified" if alert in result.notified else "suppressed (open incident, cooldown)"

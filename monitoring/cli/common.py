@@ -82,6 +82,7 @@ def calls(function):
     def call(args: argparse.Namespace) -> int:
         return function(**{k: v for k, v in vars(args).items() if k in names})
 
+    call.function = function
     return call
 
 

@@ -116,3 +116,21 @@ def test_unknown_metadata_is_exit_2(tmp_path, write_log, log_prefix, make_rows, 
     assert "metadata not found" in capsys.readouterr().err
     assert cli.main(["spans", "--metadata", missing, "--out", str(tmp_path)]) == 2
     assert not os.path.exists(missing)
+
+
+def test_every_flag_is_a_parameter_of_its_commands_function():
+    """The dispatch passes flags by name: a flag without a parameter would be dropped."""
+    import argparse
+    import inspect
+
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(sub.choices) == 13
+    for name, command in sub.choices.items():
+        function = command.get_default("func").function
+        flags = {a.dest for a in command._actions if a.dest != "help"}
+        parameters = inspect.signature(function).parameters
+        assert flags == set(parameters), name
+        required = {p for p, v in parameters.items() if v.default is inspect.Parameter.empty}
+        given = {a.dest for a in command._actions if a.required or a.default is not None}
+        assert required <= given, name
