@@ -9,13 +9,14 @@ import csv
 import json
 import os
 import re
+import shutil
 import time
 
 import numpy as np
 import pytest
 import requests
 
-from monitoring import cli
+from monitoring import artifacts, cli
 from monitoring import quality as quality_lib
 from serving.client import ServingClient, build_instance, json_body
 
@@ -101,6 +102,26 @@ def test_monitor_served_traffic_against_training(taxi_run, start_server, tmp_pat
     kinds = {f["kind"] for f in summary["findings"]}
     assert kinds == {"skew"}  # no previous window: no drift
     assert "drift not computed: no previous statistics" in summary["notes"]
+
+    # The same window as a TFX pipeline run (RequestLogMonitor calls the same
+    # monitoring.window.check; the training statistics come through an Importer
+    # instead of the MLMD lookup): the same anomalies. On a copy of the store,
+    # which the run is recorded in.
+    from pipeline import monitoring_runner
+
+    metadata = str(tmp_path / "metadata.sqlite")
+    shutil.copy(taxi_run["metadata"], metadata)
+    run = monitoring_runner.run_window(
+        logs=prefix, start=start, end=end, metadata=metadata, schema_file=cli.DEFAULT_SCHEMA
+    )
+    assert run.outcome == code and run.facts["rows"] == len(rows)
+    assert run.training_span == summary["training span"]
+    by_pipeline = artifacts.read_anomalies(run.anomalies.uri, "serving")
+    by_command = artifacts.read_anomalies(str(directory / "anomalies"), "serving")
+    assert dict(by_pipeline.anomaly_info) == dict(by_command.anomaly_info)
+    assert {".".join(i.path.step): i for i in by_pipeline.drift_skew_info} == {
+        ".".join(i.path.step): i for i in by_command.drift_skew_info
+    }
 
     code = cli.main(["spans", "--metadata", taxi_run["metadata"], "--out", str(out)])
     assert code in (cli.EXIT_OK, cli.EXIT_FOUND)
