@@ -18,7 +18,7 @@ from tfx.orchestration import metadata  # noqa: E402
 from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
 
 from pipeline.concurrent_runner import ConcurrentLocalDagRunner  # noqa: E402
-from pipeline.worker_processes import WorkerPool  # noqa: E402
+from pipeline.worker_processes import WorkerDiedError, WorkerPool  # noqa: E402
 
 
 def _write(path: str, text: str) -> None:
@@ -72,6 +72,10 @@ def BeamFail(  # noqa: N802
 ) -> OutputDict(total=int):
     if how == "raise":
         raise ValueError("span 7 has no rows")
+    if how.startswith("wait:"):  # leaves its pid in the file named, then waits to be killed
+        _write(how[len("wait:") :], str(os.getpid()))
+        time.sleep(120)
+        raise TimeoutError("the test never killed this worker")
     os._exit(3)  # the worker dies, as if killed
 
 
@@ -153,9 +157,106 @@ def test_an_executor_error_is_raised_with_its_type_and_message(tmp_path, pool):
 def test_a_dead_worker_fails_the_node_instead_of_hanging(tmp_path):
     with WorkerPool(1) as own_pool:
         p = _pipeline(tmp_path, [BeamFail(how="exit").with_id("die")])
-        with pytest.raises(Exception, match="terminated abruptly"):
+        with pytest.raises(
+            WorkerDiedError,
+            match=r"worker process \d+ running die \(execution 1\) exited with code 3",
+        ):
             ConcurrentLocalDagRunner(max_workers=1, worker_pool=own_pool).run(p)
     assert _states(p) == [FAILED]
+
+
+def _wait_for(predicate, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} after {timeout} s")
+        time.sleep(0.05)
+    return value
+
+
+def _read_pid(path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_kill_9_of_a_busy_worker_fails_its_node_naming_the_worker_and_signal(tmp_path):
+    import signal
+    import threading
+
+    pid_file = tmp_path / "worker.pid"
+    with WorkerPool(1) as own_pool:
+        p = _pipeline(tmp_path, [BeamFail(how=f"wait:{pid_file}").with_id("victim")])
+        errors = []
+
+        def run():
+            try:
+                ConcurrentLocalDagRunner(max_workers=1, worker_pool=own_pool).run(p)
+            except Exception as e:  # noqa: BLE001 - inspected below
+                errors.append(e)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        pid = _wait_for(lambda: _read_pid(pid_file), "worker pid")  # the executor is running
+        os.kill(pid, signal.SIGKILL)
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "the run hung after its worker was killed"
+    [error] = errors
+    assert isinstance(error, WorkerDiedError)
+    assert str(error) == f"worker process {pid} running victim (execution 1) was killed by SIGKILL"
+    assert _states(p) == [FAILED]
+
+
+_POOL_THEN_WAIT = """
+import time
+from pipeline.worker_processes import WorkerPool
+pool = WorkerPool(2)
+print(*(w.pid for w in pool.workers), flush=True)
+time.sleep(300)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (an exited child nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux only: the parent-death signal")
+def test_workers_die_with_the_process_that_forked_them(tmp_path):
+    # kill -9 of taxi-pipeline left its workers running (adopted by init), each
+    # finishing its executor and then waiting forever for more work.
+    import signal
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _POOL_THEN_WAIT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    workers = []
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_running(pid) for pid in workers)
+        parent.kill()
+        parent.wait(timeout=60)
+        _wait_for(lambda: not any(_running(pid) for pid in workers), "end of the workers", 60)
+    finally:
+        parent.kill()
+        parent.wait(timeout=60)
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_pool_size_is_checked():
