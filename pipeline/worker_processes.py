@@ -199,6 +199,8 @@ class BeamWorkerOperator(base_executor_operator.BaseExecutorOperator):
 
 
 def _how(exitcode: int) -> str:
+    if exitcode == -signal.SIGKILL:
+        return "was killed by SIGKILL (kill -9, or the kernel's out-of-memory killer)"
     if exitcode < 0:
         return f"was killed by {signal.Signals(-exitcode).name}"
     return f"exited with code {exitcode}"

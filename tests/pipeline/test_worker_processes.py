@@ -17,6 +17,7 @@ from tfx.dsl.component.experimental.decorators import component  # noqa: E402
 from tfx.orchestration import metadata  # noqa: E402
 from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
 
+from pipeline import worker_processes  # noqa: E402
 from pipeline.concurrent_runner import ConcurrentLocalDagRunner  # noqa: E402
 from pipeline.worker_processes import WorkerDiedError, WorkerPool  # noqa: E402
 
@@ -206,7 +207,10 @@ def test_kill_9_of_a_busy_worker_fails_its_node_naming_the_worker_and_signal(tmp
         assert not thread.is_alive(), "the run hung after its worker was killed"
     [error] = errors
     assert isinstance(error, WorkerDiedError)
-    assert str(error) == f"worker process {pid} running victim (execution 1) was killed by SIGKILL"
+    assert str(error) == (
+        f"worker process {pid} running victim (execution 1) was killed by SIGKILL "
+        "(kill -9, or the kernel's out-of-memory killer)"
+    )
     assert _states(p) == [FAILED]
 
 
@@ -301,3 +305,63 @@ def test_a_worker_never_finalizes_garbage_inherited_from_the_parent(tmp_path):
     with open(marker) as f:
         pids = [int(line) for line in f]
     assert worker != os.getpid() and pids == [os.getpid()]
+
+
+class _DeadPool:
+    """A broken pool's ``deaths()``: worker pid -> exit code."""
+
+    def __init__(self, exitcodes: dict[int, int]):
+        self.exitcodes = exitcodes
+
+    def deaths(self) -> dict[int, str]:
+        return {pid: worker_processes._how(code) for pid, code in self.exitcodes.items()}
+
+
+def _execution(tmp_path, node: str, worker: int | None):
+    from tfx.orchestration.portable import data_types
+    from tfx.proto.orchestration import pipeline_pb2
+
+    if worker is not None:
+        (tmp_path / "worker.pid").write_text(str(worker))
+    pipeline_node = pipeline_pb2.PipelineNode()
+    pipeline_node.node_info.id = node
+    return data_types.ExecutionInfo(
+        execution_id=7, pipeline_node=pipeline_node, tmp_dir=str(tmp_path)
+    )
+
+
+KILLED = "was killed by SIGKILL (kill -9, or the kernel's out-of-memory killer)"
+
+
+@pytest.mark.parametrize(
+    "worker, exitcodes, message",
+    [
+        # its own worker was killed; the pool terminated the other one
+        (11, {11: -9, 12: -15}, f"worker process 11 running StatisticsGen (execution 7) {KILLED}"),
+        # its worker was terminated by the pool because another one was killed
+        (
+            12,
+            {11: -9, 12: -15},
+            f"StatisticsGen (execution 7) stopped: worker process 11 {KILLED}, "
+            "which broke the worker pool",
+        ),
+        # not started on a worker yet (the pool was already broken)
+        (
+            None,
+            {11: 3, 12: -15},
+            "StatisticsGen (execution 7) stopped: worker process 11 exited with code 3, "
+            "which broke the worker pool",
+        ),
+        # every worker ended by SIGTERM (kill without -9): its own is the one named
+        (
+            12,
+            {11: -15, 12: -15},
+            "worker process 12 running StatisticsGen (execution 7) was killed by SIGTERM",
+        ),
+    ],
+)
+def test_a_death_is_reported_against_the_worker_that_died_first(
+    tmp_path, worker, exitcodes, message
+):
+    info = _execution(tmp_path, "StatisticsGen", worker)
+    assert worker_processes._death_message(_DeadPool(exitcodes), info) == message
