@@ -28,6 +28,7 @@ from taxi_runs import DATA_DIR, REPO_ROOT, pipeline_command, run_pipeline, write
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
+    pytest.mark.timeout(1800),
     pytest.mark.skipif(not os.path.isdir("/proc"), reason="watches the runner through /proc"),
 ]
 
