@@ -69,9 +69,9 @@ class WorkerDiedError(RuntimeError):
 
 
 def _die_with(parent: int) -> None:
-    """This worker gets SIGKILL when ``parent`` (the thread that forked it) exits.
+    """This worker gets SIGKILL when its parent, process ``parent``, dies.
 
-    Without it, a worker whose orchestrator was killed is adopted by init and
+    Linux only; strictly, when the parent's thread that forked it ends. Without it, a worker whose orchestrator was killed is adopted by init and
     keeps running its executor, then waits forever for more work. If the
     parent already died before the signal was armed, exit now.
     """
@@ -81,6 +81,12 @@ def _die_with(parent: int) -> None:
     ctypes.CDLL(libc, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
+
+
+def _pid_file(execution_info: data_types.ExecutionInfo) -> str | None:
+    """Where the worker running ``execution_info`` leaves its pid (None: no tmp dir)."""
+    tmp_dir = execution_info.tmp_dir
+    return os.path.join(tmp_dir, _PID_FILE) if tmp_dir else None
 
 
 def _worker_start(parent: int) -> None:
@@ -102,11 +108,13 @@ def run_beam_executor(spec: bytes, invocation: bytes) -> bytes:
     execution_info = data_types.ExecutionInfo.from_proto(
         execution_invocation_pb2.ExecutionInvocation.FromString(invocation)
     )
-    try:
-        with open(os.path.join(execution_info.tmp_dir, _PID_FILE), "w") as f:
-            f.write(str(os.getpid()))
-    except OSError:  # no local tmp dir: a death is then reported without the node
-        pass
+    pid_file = _pid_file(execution_info)
+    if pid_file:
+        try:
+            with open(pid_file, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:  # not a local dir: a death is then reported without the node
+            pass
     operator = beam_executor_operator.BeamExecutorOperator(
         executable_spec_pb2.BeamExecutableSpec.FromString(spec)
     )
@@ -217,7 +225,7 @@ def _death_message(pool: WorkerPool, execution_info: data_types.ExecutionInfo) -
     """
     node = f"{execution_info.pipeline_node.node_info.id} (execution {execution_info.execution_id})"
     try:
-        with open(os.path.join(execution_info.tmp_dir, _PID_FILE)) as f:
+        with open(_pid_file(execution_info) or os.devnull) as f:
             own = int(f.read())
     except (OSError, ValueError):
         own = None
