@@ -21,17 +21,30 @@ copy-on-write) and before any thread, TF runtime or gRPC server exists in the
 orchestrating process, so create the pool before starting threads (and,
 to keep those shared pages shared, after ``memory.freeze_imports``). An
 executor's exception is re-raised in the orchestrator (its traceback from the
-worker as the cause); a worker that dies (killed, out of memory) fails the
-nodes that were on the pool with ``BrokenProcessPool``.
+worker as the cause).
+
+Crashes: a worker that dies (killed, out of memory) breaks the pool. Every
+node that was on it fails with ``WorkerDiedError``, naming the dead worker,
+how it died and the node it was running; TFX's launcher then removes those
+nodes' outputs and marks their executions FAILED, and the run stops. A worker
+dies with the orchestrating process (Linux's parent-death signal), so
+``kill -9`` of ``taxi-pipeline`` leaves no worker behind to finish, or hold
+memory for, an ingestion nobody will publish; the pool must therefore be
+created by a thread that outlives it (the main thread).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
+import ctypes.util
 import functools
 import gc
 import multiprocessing
+import os
+import signal
 import sys
+import time
 
 from tfx.orchestration.portable import base_executor_operator, beam_executor_operator, data_types
 from tfx.proto.orchestration import (
@@ -47,8 +60,37 @@ def _noop() -> None:
     return None
 
 
-def _worker_start() -> None:
-    """In a new worker: objects inherited from the parent are never collected here.
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_PID_FILE = "worker.pid"  # in the execution's tmp dir: which worker runs the node
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process died (killed, out of memory) while the pool ran a node."""
+
+
+def _die_with(parent: int) -> None:
+    """This worker gets SIGKILL when its parent, process ``parent``, dies.
+
+    Linux only; strictly, when the parent's thread that forked it ends. Without it, a worker whose orchestrator was killed is adopted by init and
+    keeps running its executor, then waits forever for more work. If the
+    parent already died before the signal was armed, exit now.
+    """
+    libc = ctypes.util.find_library("c")
+    if not sys.platform.startswith("linux") or libc is None:
+        return
+    ctypes.CDLL(libc, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _pid_file(execution_info: data_types.ExecutionInfo) -> str | None:
+    """Where the worker running ``execution_info`` leaves its pid (None: no tmp dir)."""
+    tmp_dir = execution_info.tmp_dir
+    return os.path.join(tmp_dir, _PID_FILE) if tmp_dir else None
+
+
+def _worker_start(parent: int) -> None:
+    """In a new worker: dies with ``parent``; objects inherited from it are never collected here.
 
     A TF resource the parent left in a reference cycle would otherwise be
     finalized by the worker's ``gc.collect()`` (``memory.release``): its
@@ -57,6 +99,7 @@ def _worker_start() -> None:
     TF before forking a pool). ``taxi-pipeline`` freezes before forking
     (``memory.freeze_imports``); this makes every pool safe.
     """
+    _die_with(parent)
     gc.freeze()
 
 
@@ -65,6 +108,13 @@ def run_beam_executor(spec: bytes, invocation: bytes) -> bytes:
     execution_info = data_types.ExecutionInfo.from_proto(
         execution_invocation_pb2.ExecutionInvocation.FromString(invocation)
     )
+    pid_file = _pid_file(execution_info)
+    if pid_file:
+        try:
+            with open(pid_file, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:  # not a local dir: a death is then reported without the node
+            pass
     operator = beam_executor_operator.BeamExecutorOperator(
         executable_spec_pb2.BeamExecutableSpec.FromString(spec)
     )
@@ -87,13 +137,29 @@ class WorkerPool:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.processes = processes
         self._pool = concurrent.futures.ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start
+            processes,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_worker_start,
+            initargs=(os.getpid(),),
         )
+        before = set(multiprocessing.active_children())
         # With "fork", the first submit forks every worker, here and now.
         self._pool.submit(_noop).result()
+        self.workers = [p for p in multiprocessing.active_children() if p not in before]
 
     def submit(self, spec: bytes, invocation: bytes) -> concurrent.futures.Future:
         return self._pool.submit(run_beam_executor, spec, invocation)
+
+    def deaths(self, timeout: float = 30.0) -> dict[int, str]:
+        """pid -> how it ended, for every worker; waits up to ``timeout`` s for them all to end.
+
+        Called once the pool is broken: Python's pool then terminates (SIGTERM)
+        the workers that are still alive.
+        """
+        deadline = time.monotonic() + timeout
+        while any(w.exitcode is None for w in self.workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {w.pid: _how(w.exitcode) for w in self.workers if w.exitcode is not None}
 
     def operators(self) -> dict:
         return {
@@ -130,8 +196,42 @@ class BeamWorkerOperator(base_executor_operator.BaseExecutorOperator):
     def run_executor(
         self, execution_info: data_types.ExecutionInfo
     ) -> execution_result_pb2.ExecutorOutput:
-        future = self.pool.submit(
-            self._executor_spec.SerializeToString(),
-            execution_info.to_proto().SerializeToString(),
-        )
-        return execution_result_pb2.ExecutorOutput.FromString(future.result())
+        try:
+            future = self.pool.submit(
+                self._executor_spec.SerializeToString(),
+                execution_info.to_proto().SerializeToString(),
+            )
+            return execution_result_pb2.ExecutorOutput.FromString(future.result())
+        except concurrent.futures.process.BrokenProcessPool as e:
+            raise WorkerDiedError(_death_message(self.pool, execution_info)) from e
+
+
+def _how(exitcode: int) -> str:
+    if exitcode == -signal.SIGKILL:
+        return "was killed by SIGKILL (kill -9, or the kernel's out-of-memory killer)"
+    if exitcode < 0:
+        return f"was killed by {signal.Signals(-exitcode).name}"
+    return f"exited with code {exitcode}"
+
+
+_STOPPED_BY_POOL = _how(-signal.SIGTERM)
+
+
+def _death_message(pool: WorkerPool, execution_info: data_types.ExecutionInfo) -> str:
+    """Which worker died and how, and what that did to the node of ``execution_info``.
+
+    A worker the pool terminated (SIGTERM) after another one died is not the
+    cause, unless every worker ended that way.
+    """
+    node = f"{execution_info.pipeline_node.node_info.id} (execution {execution_info.execution_id})"
+    try:
+        with open(_pid_file(execution_info) or os.devnull) as f:
+            own = int(f.read())
+    except (OSError, ValueError):
+        own = None
+    deaths = pool.deaths()
+    causes = {pid: how for pid, how in deaths.items() if how != _STOPPED_BY_POOL} or deaths
+    if own in causes:
+        return f"worker process {own} running {node} {causes[own]}"
+    dead = "; ".join(f"worker process {pid} {how}" for pid, how in causes.items())
+    return f"{node} stopped: {dead or 'a worker process died'}, which broke the worker pool"

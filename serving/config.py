@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--request_log_max_files", type=int, default=10)
     flag("--enable_signature_method_name_check", False)
     add("--log_level", default="INFO")
+    flag(
+        "--exit_with_parent",
+        False,
+        help="ours: shut down (as on SIGTERM) when the process that started the server ends, "
+        "even by kill -9 (serving.process.ServerProcess sets it)",
+    )
     add_http_limit_flags(p)
     return p
 

@@ -29,7 +29,8 @@ class ServerProcess:
 
     ``args`` are the server flags besides the ports and bind address, e.g.
     ``--model_name=taxi --model_base_path=/srv/taxi`` or ``--model_config_file=...``.
-    Output goes to ``log_path``.
+    Output goes to ``log_path``. The child shuts down by itself when this process
+    ends, even by ``kill -9`` (``--exit_with_parent``).
     """
 
     # The ports are chosen free, then bound by the child: another process can
@@ -60,6 +61,7 @@ class ServerProcess:
                 f"--port={self.grpc_port}",
                 f"--rest_api_port={self.rest_port}",
                 "--bind_address=127.0.0.1",
+                "--exit_with_parent",  # a kill -9 of this process must not orphan it
                 *self.args,
             ],
             stdout=self._log,

@@ -3,7 +3,8 @@
 Startup follows TF Serving: models are loaded first and the ports open only
 once every configured model's newest aspired version is AVAILABLE (a model
 whose version fails for good aborts startup; a model without versions keeps
-the server waiting). SIGTERM/SIGINT stop accepting, drain and exit 0.
+the server waiting). SIGTERM/SIGINT stop accepting, drain and exit 0; so
+does, with ``--exit_with_parent``, the end of the process that started it.
 """
 
 import os
@@ -30,6 +31,7 @@ from serving.rest import RestApi  # noqa: E402
 from serving.shadow import ShadowMirror  # noqa: E402
 
 log = logging.getLogger("serving")
+PARENT_POLL_SECONDS = 1.0  # --exit_with_parent: how often the parent is checked
 
 
 class StartupError(Exception):
@@ -214,13 +216,25 @@ class ModelServer:
         self.request_logger.close()
 
 
-async def _serve(server: ModelServer) -> None:
+async def _parent_ended(parent: int, stop: asyncio.Event) -> None:
+    """Sets ``stop`` once this process is no longer a child of ``parent`` (it was re-parented)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_POLL_SECONDS)
+    log.warning("The process that started this server (pid %d) ended", parent)
+    stop.set()
+
+
+async def _serve(server: ModelServer, parent: int | None = None) -> None:
+    """Serves until SIGTERM/SIGINT or, with ``parent``, until that process ends."""
     await server.start_ports()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watch = asyncio.ensure_future(_parent_ended(parent, stop)) if parent else None
     await stop.wait()
+    if watch is not None:
+        watch.cancel()
     log.info("Shutting down")
     await server.stop()
 
@@ -236,6 +250,7 @@ def _new_loop():
 
 def main(argv=None) -> int:
     """Entry point for the `serve` console script."""
+    parent = os.getppid()  # before loading models: the parent may end meanwhile
     args = flags.parse_flags(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.INFO),
@@ -250,7 +265,7 @@ def main(argv=None) -> int:
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_serve(server))
+        loop.run_until_complete(_serve(server, parent if args.exit_with_parent else None))
     finally:
         loop.close()
     return 0

@@ -24,9 +24,9 @@ def write_sample(target: str, spans=SAMPLE_SPANS, rows: int = SAMPLE_ROWS) -> st
     return target
 
 
-def run_pipeline(output_dir: str, data_dir: str, *extra: str, timeout: int = 900):
-    """Runs ``taxi-pipeline`` in a subprocess; returns the CompletedProcess."""
-    command = [
+def pipeline_command(output_dir: str, data_dir: str, *extra: str) -> list[str]:
+    """The ``taxi-pipeline`` command line of ``run_pipeline`` (run it from ``REPO_ROOT``)."""
+    return [
         sys.executable,
         "-m",
         "pipeline.local_runner",
@@ -40,7 +40,17 @@ def run_pipeline(output_dir: str, data_dir: str, *extra: str, timeout: int = 900
         "5",
         *extra,
     ]
-    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def run_pipeline(output_dir: str, data_dir: str, *extra: str, timeout: int = 900):
+    """Runs ``taxi-pipeline`` in a subprocess; returns the CompletedProcess."""
+    return subprocess.run(
+        pipeline_command(output_dir, data_dir, *extra),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def shared_run(root: str) -> dict:

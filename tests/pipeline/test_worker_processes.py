@@ -17,8 +17,9 @@ from tfx.dsl.component.experimental.decorators import component  # noqa: E402
 from tfx.orchestration import metadata  # noqa: E402
 from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
 
+from pipeline import worker_processes  # noqa: E402
 from pipeline.concurrent_runner import ConcurrentLocalDagRunner  # noqa: E402
-from pipeline.worker_processes import WorkerPool  # noqa: E402
+from pipeline.worker_processes import WorkerDiedError, WorkerPool  # noqa: E402
 
 
 def _write(path: str, text: str) -> None:
@@ -72,6 +73,10 @@ def BeamFail(  # noqa: N802
 ) -> OutputDict(total=int):
     if how == "raise":
         raise ValueError("span 7 has no rows")
+    if how.startswith("wait:"):  # leaves its pid in the file named, then waits to be killed
+        _write(how[len("wait:") :], str(os.getpid()))
+        time.sleep(120)
+        raise TimeoutError("the test never killed this worker")
     os._exit(3)  # the worker dies, as if killed
 
 
@@ -153,9 +158,109 @@ def test_an_executor_error_is_raised_with_its_type_and_message(tmp_path, pool):
 def test_a_dead_worker_fails_the_node_instead_of_hanging(tmp_path):
     with WorkerPool(1) as own_pool:
         p = _pipeline(tmp_path, [BeamFail(how="exit").with_id("die")])
-        with pytest.raises(Exception, match="terminated abruptly"):
+        with pytest.raises(
+            WorkerDiedError,
+            match=r"worker process \d+ running die \(execution 1\) exited with code 3",
+        ):
             ConcurrentLocalDagRunner(max_workers=1, worker_pool=own_pool).run(p)
     assert _states(p) == [FAILED]
+
+
+def _wait_for(predicate, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} after {timeout} s")
+        time.sleep(0.05)
+    return value
+
+
+def _read_pid(path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_kill_9_of_a_busy_worker_fails_its_node_naming_the_worker_and_signal(tmp_path):
+    import signal
+    import threading
+
+    pid_file = tmp_path / "worker.pid"
+    with WorkerPool(1) as own_pool:
+        p = _pipeline(tmp_path, [BeamFail(how=f"wait:{pid_file}").with_id("victim")])
+        errors = []
+
+        def run():
+            try:
+                ConcurrentLocalDagRunner(max_workers=1, worker_pool=own_pool).run(p)
+            except Exception as e:  # noqa: BLE001 - inspected below
+                errors.append(e)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        pid = _wait_for(lambda: _read_pid(pid_file), "worker pid")  # the executor is running
+        os.kill(pid, signal.SIGKILL)
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "the run hung after its worker was killed"
+    [error] = errors
+    assert isinstance(error, WorkerDiedError)
+    assert str(error) == (
+        f"worker process {pid} running victim (execution 1) was killed by SIGKILL "
+        "(kill -9, or the kernel's out-of-memory killer)"
+    )
+    assert _states(p) == [FAILED]
+
+
+_POOL_THEN_WAIT = """
+import time
+from pipeline.worker_processes import WorkerPool
+pool = WorkerPool(2)
+print(*(w.pid for w in pool.workers), flush=True)
+time.sleep(300)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (an exited child nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux only: the parent-death signal")
+def test_workers_die_with_the_process_that_forked_them(tmp_path):
+    # kill -9 of taxi-pipeline left its workers running (adopted by init), each
+    # finishing its executor and then waiting forever for more work.
+    import signal
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _POOL_THEN_WAIT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    workers = []
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_running(pid) for pid in workers)
+        parent.kill()
+        parent.wait(timeout=60)
+        _wait_for(lambda: not any(_running(pid) for pid in workers), "end of the workers", 60)
+    finally:
+        parent.kill()
+        parent.wait(timeout=60)
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_pool_size_is_checked():
@@ -200,3 +305,63 @@ def test_a_worker_never_finalizes_garbage_inherited_from_the_parent(tmp_path):
     with open(marker) as f:
         pids = [int(line) for line in f]
     assert worker != os.getpid() and pids == [os.getpid()]
+
+
+class _DeadPool:
+    """A broken pool's ``deaths()``: worker pid -> exit code."""
+
+    def __init__(self, exitcodes: dict[int, int]):
+        self.exitcodes = exitcodes
+
+    def deaths(self) -> dict[int, str]:
+        return {pid: worker_processes._how(code) for pid, code in self.exitcodes.items()}
+
+
+def _execution(tmp_path, node: str, worker: int | None):
+    from tfx.orchestration.portable import data_types
+    from tfx.proto.orchestration import pipeline_pb2
+
+    if worker is not None:
+        (tmp_path / "worker.pid").write_text(str(worker))
+    pipeline_node = pipeline_pb2.PipelineNode()
+    pipeline_node.node_info.id = node
+    return data_types.ExecutionInfo(
+        execution_id=7, pipeline_node=pipeline_node, tmp_dir=str(tmp_path)
+    )
+
+
+KILLED = "was killed by SIGKILL (kill -9, or the kernel's out-of-memory killer)"
+
+
+@pytest.mark.parametrize(
+    "worker, exitcodes, message",
+    [
+        # its own worker was killed; the pool terminated the other one
+        (11, {11: -9, 12: -15}, f"worker process 11 running StatisticsGen (execution 7) {KILLED}"),
+        # its worker was terminated by the pool because another one was killed
+        (
+            12,
+            {11: -9, 12: -15},
+            f"StatisticsGen (execution 7) stopped: worker process 11 {KILLED}, "
+            "which broke the worker pool",
+        ),
+        # not started on a worker yet (the pool was already broken)
+        (
+            None,
+            {11: 3, 12: -15},
+            "StatisticsGen (execution 7) stopped: worker process 11 exited with code 3, "
+            "which broke the worker pool",
+        ),
+        # every worker ended by SIGTERM (kill without -9): its own is the one named
+        (
+            12,
+            {11: -15, 12: -15},
+            "worker process 12 running StatisticsGen (execution 7) was killed by SIGTERM",
+        ),
+    ],
+)
+def test_a_death_is_reported_against_the_worker_that_died_first(
+    tmp_path, worker, exitcodes, message
+):
+    info = _execution(tmp_path, "StatisticsGen", worker)
+    assert worker_processes._death_message(_DeadPool(exitcodes), info) == message

@@ -1,7 +1,11 @@
 """serving.process.ServerProcess: start, report availability, stop (real server, tiny model)."""
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 import model_factory
 import pytest
@@ -63,3 +67,51 @@ def test_a_port_taken_before_the_child_binds_it_is_retried_on_new_ports(tmp_path
             assert server.available_versions("hpt") == [1]
     log = (tmp_path / "server.log").read_text()
     assert "ports taken; starting again (2)" in log
+
+
+_PARENT = """
+import sys, time
+from serving.process import ServerProcess
+server = ServerProcess(["--model_name=hpt", "--model_base_path=" + sys.argv[1]], sys.argv[2])
+print(server.proc.pid, server.wait_available("hpt", 120) or "available", flush=True)
+time.sleep(300)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="watches the server through /proc")
+def test_the_server_shuts_down_when_the_process_that_started_it_is_killed(tmp_path):
+    # kill -9 of taxi-pipeline during its InfraCanary left the candidate's server running.
+    base, log = str(tmp_path / "hpt"), str(tmp_path / "server.log")
+    model_factory.save_half_plus_two(os.path.join(base, "1"))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, base, log], stdout=subprocess.PIPE, text=True, cwd=repo
+    )
+    server = None
+    try:
+        pid, state = parent.stdout.readline().split()
+        server = int(pid)
+        assert state == "available"
+        parent.kill()
+        parent.wait(timeout=60)
+        deadline = time.monotonic() + 120
+        while _running(server):
+            assert time.monotonic() < deadline, "the server outlived its parent by 120 s"
+            time.sleep(0.1)
+    finally:
+        parent.kill()
+        parent.wait(timeout=60)
+        if server and _running(server):
+            os.kill(server, signal.SIGKILL)
+    with open(log) as f:
+        text = f.read()
+    assert "The process that started this server" in text and "Shutting down" in text
