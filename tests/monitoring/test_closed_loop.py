@@ -26,6 +26,7 @@ import time
 
 import pytest
 import requests
+from saved_model_faults import save_failing, save_inverted
 
 from components.features import TIP_FRACTION
 from monitoring import canary, decide, quality, request_logs, rollback, server_metrics
@@ -62,24 +63,6 @@ def save_tip_rule(export_dir: str) -> str:
     module = _TipRule()
     tf.saved_model.save(
         module, export_dir, signatures={"serving_default": module.serve.get_concrete_function()}
-    )
-    return export_dir
-
-
-def save_inverted(source_dir: str, export_dir: str) -> str:
-    """A SavedModel answering 1 - p wherever the model in `source_dir` answers p."""
-    module = tf.Module()
-    module.source = tf.saved_model.load(source_dir)
-    serve = module.source.signatures["serving_default"]
-    specs = serve.structured_input_signature[1]
-
-    @tf.function(input_signature=[specs])
-    def inverted(feats):
-        return {name: 1.0 - value for name, value in serve(**feats).items()}
-
-    module.inverted = inverted
-    tf.saved_model.save(
-        module, export_dir, signatures={"serving_default": inverted.get_concrete_function()}
     )
     return export_dir
 
@@ -143,33 +126,42 @@ class Loop:
         with open(self.labels, "w") as f:
             f.write("request_id,label\n")
 
-    def predict(self, row: dict, label: str | None = None, request_id: str = "") -> float:
+    def post(self, row: dict, label: str | None = None, request_id: str = ""):
         path = f"/labels/{label}" if label else ""
         instance = {
             k: row[k] if t == tf.string else float(row[k] or "nan") for k, t in INPUTS.items()
         }
-        response = requests.post(
+        return requests.post(
             f"{self.server.url}/v1/models/{MODEL}{path}:predict",
             json={"instances": [instance]},
             headers={"x-request-id": request_id} if request_id else {},
             timeout=30,
         )
+
+    def predict(self, row: dict) -> float:
+        """The probability served to a request naming no version or label."""
+        response = self.post(row)
         response.raise_for_status()
         return response.json()["predictions"][0][0]
 
-    def send(self, rows: list[dict]) -> list[tuple[str, int]]:
-        """Even rows to `stable`, odd to `canary`; returns (request id, label) pairs."""
-        pairs = []
+    def send(self, rows: list[dict]) -> dict:
+        """Even rows to `stable`, odd to `canary`, one request each; returns the
+        (request id, label) pairs and the error responses, once every answered
+        request is in the request logs."""
+        pairs, errors = [], []
         for i, row in enumerate(rows):
             request_id = f"trip-{i}"
-            self.predict(row, "stable" if i % 2 == 0 else "canary", request_id)
-            pairs.append((request_id, big_tipper(row)))
+            response = self.post(row, "stable" if i % 2 == 0 else "canary", request_id)
+            if response.ok:
+                pairs.append((request_id, big_tipper(row)))
+            else:
+                errors.append((request_id, response.status_code, response.text))
         ids = {request_id for request_id, _ in pairs}
         deadline = time.monotonic() + 120  # the server's log writer flushes every 0.2 s
         while time.monotonic() < deadline:
             window = request_logs.read_window(self.logs, float("-inf"), float("inf"))
             if ids <= {p["request_id"] for p in window.predictions}:
-                return pairs
+                return {"pairs": pairs, "errors": errors}
             time.sleep(0.2)
         raise TimeoutError(f"not all {len(ids)} requests in the request logs {self.logs}")
 
@@ -215,9 +207,11 @@ def _rule(row: dict) -> float:
     return 0.9 if row["payment_type"] == "Credit Card" else 0.1
 
 
-def _inverted_saver(tmp_path):
+def _faulty_saver(tmp_path, save_faulty):
+    """Saves the tip rule made faulty after blessing by `save_faulty`."""
+
     def save(export_dir):
-        return save_inverted(save_tip_rule(str(tmp_path / "rule")), export_dir)
+        return save_faulty(save_tip_rule(str(tmp_path / "rule")), export_dir)
 
     return save
 
@@ -228,18 +222,26 @@ def test_the_known_answers():
     assert (_expected(rows[0::2], True), _expected(rows[1::2], True)) == (15, 14)
 
 
-def test_inverted_model_answers_one_minus_p(tmp_path):
-    rule = tf.saved_model.load(save_tip_rule(str(tmp_path / "rule")))
-    inverted = tf.saved_model.load(save_inverted(str(tmp_path / "rule"), str(tmp_path / "inv")))
+def test_the_faults_injected_after_blessing(tmp_path):
+    rule_dir = save_tip_rule(str(tmp_path / "rule"))
     rows = _sample()[:20]
     feats = {
         k: tf.constant([r[k] if t == tf.string else float(r[k] or "nan") for r in rows], t)
         for k, t in INPUTS.items()
     }
-    p = rule.signatures["serving_default"](**feats)["probabilities"].numpy()[:, 0]
-    q = inverted.signatures["serving_default"](**feats)["probabilities"].numpy()[:, 0]
-    assert list(p) == pytest.approx([_rule(r) for r in rows])
-    assert list(q) == pytest.approx([1 - _rule(r) for r in rows])
+
+    def probabilities(export_dir):
+        serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+        return list(serve(**feats)["probabilities"].numpy()[:, 0])
+
+    assert probabilities(rule_dir) == pytest.approx([_rule(r) for r in rows])
+    inverted = save_inverted(rule_dir, str(tmp_path / "inverted"))
+    assert probabilities(inverted) == pytest.approx([1 - _rule(r) for r in rows])
+    unchanged = save_inverted(rule_dir, str(tmp_path / "unchanged"), signatures=[])
+    assert probabilities(unchanged) == pytest.approx([_rule(r) for r in rows])
+    failing = save_failing(rule_dir, str(tmp_path / "failing"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="injected fault"):
+        probabilities(failing)
 
 
 def _check_figures(decision, stable_correct, canary_correct, z, p_value):
@@ -257,9 +259,11 @@ def _check_figures(decision, stable_correct, canary_correct, z, p_value):
 
 
 def test_a_canary_made_worse_after_blessing_is_aborted(tmp_path, start_server, fake_store):
-    loop = Loop(tmp_path, start_server, fake_store, save_tip_rule, _inverted_saver(tmp_path))
+    loop = Loop(
+        tmp_path, start_server, fake_store, save_tip_rule, _faulty_saver(tmp_path, save_inverted)
+    )
     rows = _sample()
-    loop.label(loop.send(rows))
+    loop.label(loop.send(rows)["pairs"])
     decision = loop.decide()
     # Pooled one-sided z-test: 105/120 vs 14/120.
     _check_figures(decision, 105, 14, z=-11.748, p_value=0.0)
@@ -270,9 +274,11 @@ def test_a_canary_made_worse_after_blessing_is_aborted(tmp_path, start_server, f
 
 
 def test_a_clearly_better_canary_is_promoted(tmp_path, start_server, fake_store):
-    loop = Loop(tmp_path, start_server, fake_store, _inverted_saver(tmp_path), save_tip_rule)
+    loop = Loop(
+        tmp_path, start_server, fake_store, _faulty_saver(tmp_path, save_inverted), save_tip_rule
+    )
     rows = _sample()
-    loop.label(loop.send(rows))
+    loop.label(loop.send(rows)["pairs"])
     decision = loop.decide()
     _check_figures(decision, 15, 106, z=11.748, p_value=1.0)
     assert decision.action == "promote"
@@ -286,7 +292,7 @@ def test_late_labels_hold_the_decision_until_enough_arrive(tmp_path, start_serve
     # 100 labelled trips per version are in, held before.
     loop = Loop(tmp_path, start_server, fake_store, save_tip_rule, save_tip_rule)
     rows = _sample()
-    pairs = loop.send(rows)
+    pairs = loop.send(rows)["pairs"]
     no_labels = loop.decide()
     assert no_labels.action == "hold"
     assert no_labels.reason == (
@@ -313,3 +319,29 @@ def test_late_labels_hold_the_decision_until_enough_arrive(tmp_path, start_serve
         float("inf"),
     )
     assert joined["counts"]["joined"] == SAMPLE and joined["counts"]["unknown_request_ids"] == 0
+
+
+def test_a_canary_failing_its_requests_is_aborted_before_any_label(
+    tmp_path, start_server, fake_store
+):
+    # Every call of the canary fails (it loads, but cannot answer): the error-rate
+    # guard rail aborts at the first look, labels or not.
+    loop = Loop(
+        tmp_path, start_server, fake_store, save_tip_rule, _faulty_saver(tmp_path, save_failing)
+    )
+    rows = _sample()
+    sent = loop.send(rows)
+    assert len(sent["pairs"]) == 120 and len(sent["errors"]) == 120
+    assert {error[0] for error in sent["errors"]} == {f"trip-{i}" for i in range(1, SAMPLE, 2)}
+    assert "injected fault" in sent["errors"][0][2]
+    decision = loop.decide()
+    assert decision.action == "abort"
+    assert decision.reason == (
+        "guard rail: canary error rate 1.0000 vs stable 0.0000 (limit: > 2.0x and > +0.02)"
+    )
+    f = decision.figures
+    assert (f["stable_requests"], f["stable_errors"]) == (120, 0)
+    assert (f["canary_requests"], f["canary_errors"]) == (120, 120)
+    assert (f["stable_n"], f["canary_n"]) == (0, 0)  # no label had arrived
+    assert loop.actions() == ["deploy", "abort"]
+    loop.serves_only(1, rows[:20], [_rule(r) for r in rows[:20]])
