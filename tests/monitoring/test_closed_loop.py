@@ -10,8 +10,11 @@ decides. Known answers: the stable and canary models are
   right on 105 of the 120 trips sent to the stable label and 106 of the 120
   sent to the canary label (`SAMPLE`, computed in `_expected`);
 * the same rule made worse after blessing: a wrapper SavedModel whose
-  serving signature answers 1 - p (`save_inverted`), as a new version dir
-  next to the stable one; right on 15 and 14 of the same trips.
+  serving signature answers 1 - p (tests/saved_model_faults.py
+  `save_inverted`), as a new version dir next to the stable one; right on 15
+  and 14 of the same trips;
+* the same rule broken after blessing (`save_failing`): it loads, but every
+  call fails, which the error-rate guard rail sees in the server's metrics.
 
 Trips go to the `stable`/`canary` labels explicitly (even/odd trips): the
 server's own share split is random, and these tests pin exact counts; the
