@@ -21,12 +21,10 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from saved_model_faults import save_inverted
-from tfx.dsl.components.common.importer import Importer
-from tfx.orchestration import metadata
-from tfx.orchestration import pipeline as tfx_pipeline
-from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-from tfx.proto import pusher_pb2
-from tfx.types import standard_artifacts
+from tfx.v1.dsl import Importer, Pipeline
+from tfx.v1.orchestration import LocalDagRunner, metadata
+from tfx.v1.proto import PushDestination
+from tfx.v1.types import standard_artifacts
 
 from components.behavioral import BehavioralChecks
 from components.behavioral.artifact import BehavioralBlessing
@@ -83,13 +81,13 @@ def _run_gates(tmp_path, taxi_run, copy_of, invert):
         model_blessing=blessing.outputs["result"],
         infra_blessing=infra.outputs["blessing"],
         behavioral_blessing=behavioral.outputs["blessing"],
-        push_destination=pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)
+        push_destination=PushDestination(
+            filesystem=PushDestination.Filesystem(base_directory=serving_dir)
         ),
     ).with_id("Pusher")
     store_path = str(tmp_path / "metadata.sqlite")
     LocalDagRunner().run(
-        tfx_pipeline.Pipeline(
+        Pipeline(
             pipeline_name="push-gates",
             pipeline_root=str(tmp_path / "pipeline"),
             metadata_connection_config=metadata.sqlite_metadata_connection_config(store_path),
