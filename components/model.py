@@ -211,6 +211,7 @@ MIX_MIN_ROWS = 4 * SHUFFLE_BUFFER
 VALIDATION_EVERY = 10  # _input_fn(subset=...): every 10th record validates
 TRANSFORM_BATCH = 1024  # records per call of the Transform graph in _input_fn
 EPOCH_SEED_STRIDE = 1_000_003  # _input_fn: epoch e of seed s is shuffled with s * stride + e
+TF_MAX_SEED = 2**31 - 1  # TF takes seeds modulo this (a global seed 0 is special)
 
 
 def input_files(file_patterns: list[str]) -> list[str]:
@@ -342,7 +343,14 @@ def _input_fn(
         # advances whenever an iterator (or tf.data's injected read-ahead)
         # starts an epoch, so a second iterator -- the next Tuner trial --
         # would get batches depending on how far the first one had read.
+        # With the global seed 0 (`--seed 0`), TF's seed helper compares the
+        # (tensor) op seed with 0 in Python, which a traced function refuses;
+        # the epoch's function graph then drops the global seed, so its
+        # shuffle depends on the op seed alone (still `seed` and `e`).
         def epoch(e):
+            graph = tf.compat.v1.get_default_graph()  # this function's graph
+            if graph.seed is not None and graph.seed % TF_MAX_SEED == 0:
+                tf.random.set_seed(None)  # in graph mode: this graph's seed only
             return transformed.shuffle(SHUFFLE_BUFFER, seed=seed * EPOCH_SEED_STRIDE + e)
 
         stream = tf.data.Dataset.counter().flat_map(epoch)

@@ -425,18 +425,22 @@ def test_input_fn_mixes_the_files_of_a_large_epoch(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="known bug: with the global seed 0 (taxi-pipeline --seed 0) Dataset.shuffle's "
-    "seed check turns the per-epoch seed tensor into a Python bool "
-    "(OperatorNotAllowedInGraphError); found by running the tests in random order",
-)
-def test_input_fn_with_the_global_seed_zero(train_file):
+def test_input_fn_with_the_global_seed_zero(train_file, raw_rows):
+    # taxi-pipeline --seed 0 sets TF's global seed 0, under which TF's seed helper
+    # compared the per-epoch (tensor) seed with 0 in Python: a TypeError
+    # (OperatorNotAllowedInGraphError) when the dataset was built.
     output, path = train_file
+    epoch_batches = len(raw_rows) // 32
+
+    def run(seed):
+        dataset = taxi_model._input_fn([path], None, output, 32, seed=seed)
+        return _labels(dataset.take(2 * epoch_batches))
+
     tf.random.set_seed(0)
     try:
-        batches = _labels(taxi_model._input_fn([path], None, output, 32, seed=0).take(2))
+        first, again, other = run(0), run(0), run(1)
     finally:
         tf.random.set_seed(None)
-    assert len(batches) == 2
+    assert len(first) == 2 * epoch_batches and all(len(b) == 32 for b in first)
+    assert first == again and first != other  # seeded, and the seed matters
+    assert first[:epoch_batches] != first[epoch_batches:]  # each epoch its own order
