@@ -1,0 +1,3 @@
+"""Project-wide constants."""
+
+MODEL_NAME = "taxi"
