@@ -13,7 +13,7 @@ Examples::
 
 The output is a pipeline job spec (JSON) to submit with the Vertex AI SDK
 (``aiplatform.PipelineJob(template_path=...)``) or to upload to a Kubeflow
-Pipelines v2 cluster. It is built from ``create_pipeline(portable=True)``:
+Pipelines v2 cluster. It is built from ``create_pipeline`` with portable settings:
 the same components, code and configuration as the local run, with TFX's
 stock resolvers (see that flag). Every step runs in ``--image``, an image with
 this project installed (``deploy/pipeline/Dockerfile``); paths must be ones

@@ -1,4 +1,4 @@
-"""``create_pipeline``: the taxi TFX DAG, built from arguments only.
+"""``create_pipeline``: the taxi TFX DAG, built from its settings only.
 
 Ingestion (one span per run)::
 
@@ -17,9 +17,9 @@ Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
 CsvExampleGen is TFX's, with a streaming executor (components/example_gen):
 same records and splits, bounded memory.
 
-``[Tuner]`` only with ``tune_trials > 0``; ``[ModelSelection]`` (k-fold CV of
-the logistic baseline vs wide & deep on the train split, whose choice the
-Trainer trains) unless ``cv_folds == 0``.
+``[Tuner]`` only with ``training.tune_trials > 0``; ``[ModelSelection]`` (k-fold
+CV of the logistic baseline vs wide & deep on the train split, whose choice
+the Trainer trains) unless ``training.cv_folds == 0`` (``pipeline.settings``).
 """
 
 from __future__ import annotations

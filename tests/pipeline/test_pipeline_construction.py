@@ -1,4 +1,4 @@
-"""create_pipeline builds the expected nodes and edges from arguments only."""
+"""create_pipeline builds the expected nodes and edges from its settings only."""
 
 import json
 
