@@ -24,14 +24,23 @@ import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import time
 import warnings
+from typing import TYPE_CHECKING, NamedTuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline import beam_setup, code_digest, flags  # noqa: E402
+
+if TYPE_CHECKING:
+    import argparse
+
+    from pipeline.concurrent_runner import NodeListener
+    from pipeline.progress import NodeRun
+    from pipeline.settings import PipelineSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_DATA = 0, 1, 2
 
@@ -157,12 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
     from components.anomalies_gate import AnomaliesFoundError
-    from pipeline import memory, progress
-    from pipeline.concurrent_runner import ConcurrentLocalDagRunner
-    from pipeline.pipeline import create_pipeline
+    from pipeline import progress
     from pipeline.settings import PipelineSettings
-    from pipeline.worker_processes import WorkerPool
 
+    try:
+        beam_pipeline_args = beam_setup.beam_args(
+            args.beam_mode, args.beam_arg, os.path.join(output_dir, "beam-packages")
+        )
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"ERROR: cannot stage this project for the Beam runner: {e}", file=sys.stderr)
+        return EXIT_FAILED
     settings = PipelineSettings(
         pipeline_name=args.pipeline_name,
         pipeline_root=pipeline_root,
@@ -172,42 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         metadata_path=metadata_path,
         num_spans=args.num_spans,
         code_fingerprints=code,
-        beam_pipeline_args=beam_setup.beam_args(
-            args.beam_mode, args.beam_arg, os.path.join(output_dir, "beam-packages")
-        ),
+        beam_pipeline_args=beam_pipeline_args,
         enable_cache=not args.no_cache,
         analyzer_cache=args.analyzer_cache,
         training=flags.training_settings(args),
     )
-    compat.memoize_beam_dofn_specs()
-    memory.freeze_imports()  # before forking workers (see pipeline.memory)
-    newest = max(spans)
-    processes = beam_setup.worker_processes(args.processes, args.parallel)
-    if processes and not beam_setup.is_direct(args.beam_arg):
-        # The runner has workers of its own; executors stay in this process.
-        print(f"Beam runner {beam_setup.runner_name(args.beam_arg)}: no worker processes of ours")
-        processes = 0
     tracker = progress.Progress()
-    runs = tracker.runs
     try:
-        with WorkerPool(processes) if processes else contextlib.nullcontext() as pool:
-            runner = ConcurrentLocalDagRunner(
-                max_workers=args.parallel, worker_pool=pool, listener=tracker
-            )
-            backfill = [s for s in spans if s not in ingested and s != newest]
-            if backfill and newest not in ingested:
-                # Ingested side by side with the backfill; the main run then
-                # finds its ingestion and validation in TFX's cache.
-                backfill.append(newest)
-            if backfill:
-                print(f"--- backfill: ingest and validate spans {', '.join(map(str, backfill))}")
-                _run_all(
-                    [create_pipeline(settings, span=s, ingest_only=True) for s in backfill],
-                    runner,
-                    args.parallel,
-                )
-            print(f"--- run: ingest span {newest}, train, evaluate, push")
-            runner.run(create_pipeline(settings, span=newest))
+        _run_pipelines(settings, spans, ingested, args, tracker)
     except AnomaliesFoundError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         print(
@@ -216,29 +201,90 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_BAD_DATA
     except Exception as e:  # noqa: BLE001 - report any component failure and exit non-zero
+        runs = tracker.runs
         failed = next((r.node_id for r in reversed(runs) if r.state == "FAILED"), "pipeline")
         print(f"ERROR: {failed} failed: {type(e).__name__}: {e}", file=sys.stderr)
         print("Nothing was pushed by this run.", file=sys.stderr)
         return EXIT_FAILED
 
-    summary = run_summary.summarize(metadata_path, runs, since=started)
-    if summary.pushed_version:
-        card = _write_model_card(output_dir, summary.pushed_version)
-        summary.model_card = card
-    text = run_summary.format_summary(
-        summary, output_dir, serving_dir, time.time() - started, metadata_path
-    )
-    print(text)
+    report = _report(settings, output_dir, tracker.runs, started)
     run_cache.save(
         output_dir,
         {
             "fingerprint": fingerprint,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "pushed_to": summary.pushed_to,
-            "summary": text,
+            "pushed_to": report.pushed_to,
+            "summary": report.text,
         },
     )
     return EXIT_OK
+
+
+def _run_pipelines(
+    settings: PipelineSettings,
+    spans: dict[int, str],
+    ingested: set[int],
+    args: argparse.Namespace,
+    listener: NodeListener,
+) -> None:
+    """Backfills spans never ingested, then ingests the newest span, trains, evaluates, pushes."""
+    from core import compat
+    from pipeline import memory
+    from pipeline.concurrent_runner import ConcurrentLocalDagRunner
+    from pipeline.pipeline import create_pipeline
+    from pipeline.worker_processes import WorkerPool
+
+    compat.memoize_beam_dofn_specs()
+    memory.freeze_imports()  # before forking workers (see pipeline.memory)
+    newest = max(spans)
+    processes = beam_setup.worker_processes(args.processes, args.parallel)
+    if processes and not beam_setup.is_direct(args.beam_arg):
+        # The runner has workers of its own; executors stay in this process.
+        print(f"Beam runner {beam_setup.runner_name(args.beam_arg)}: no worker processes of ours")
+        processes = 0
+    with WorkerPool(processes) if processes else contextlib.nullcontext() as pool:
+        runner = ConcurrentLocalDagRunner(
+            max_workers=args.parallel, worker_pool=pool, listener=listener
+        )
+        backfill = [s for s in spans if s not in ingested and s != newest]
+        if backfill and newest not in ingested:
+            # Ingested side by side with the backfill; the main run then
+            # finds its ingestion and validation in TFX's cache.
+            backfill.append(newest)
+        if backfill:
+            print(f"--- backfill: ingest and validate spans {', '.join(map(str, backfill))}")
+            _run_all(
+                [create_pipeline(settings, span=s, ingest_only=True) for s in backfill],
+                runner,
+                args.parallel,
+            )
+        print(f"--- run: ingest span {newest}, train, evaluate, push")
+        runner.run(create_pipeline(settings, span=newest))
+
+
+class _Report(NamedTuple):
+    text: str  # the summary as printed
+    pushed_to: str | None  # the pushed version's folder, if any
+
+
+def _report(
+    settings: PipelineSettings, output_dir: str, runs: list[NodeRun], started: float
+) -> _Report:
+    """Prints the run summary (after writing the pushed version's model card)."""
+    from pipeline import run_summary
+
+    summary = run_summary.summarize(settings.metadata_path, runs, since=started)
+    if summary.pushed_version:
+        summary.model_card = _write_model_card(output_dir, summary.pushed_version)
+    text = run_summary.format_summary(
+        summary,
+        output_dir,
+        settings.serving_dir,
+        time.time() - started,
+        settings.metadata_path,
+    )
+    print(text)
+    return _Report(text, summary.pushed_to)
 
 
 def cli() -> None:
