@@ -23,13 +23,17 @@ CODE_NODES = {"Transform", "Tuner", "ModelSelection", "Trainer"}
 def tree(tmp_path):
     """A copy of the project's packages, to edit."""
     root = tmp_path / "tree"
-    for package in code_digest.FIRST_PARTY:
-        if os.path.isdir(os.path.join(CHECKOUT, package)):
-            shutil.copytree(
-                os.path.join(CHECKOUT, package),
-                root / package,
-                ignore=shutil.ignore_patterns("__pycache__"),
-            )
+    imported = {  # the packages the nodes' code imports (components, core)
+        dotted.split(".")[0]
+        for entries in code_digest.NODE_ENTRY_MODULES.values()
+        for dotted in code_digest.module_closure(CHECKOUT, entries)
+    }
+    for package in sorted(imported):
+        shutil.copytree(
+            os.path.join(CHECKOUT, package),
+            root / package,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
     return root
 
 

@@ -68,13 +68,18 @@ def test_every_node_covers_the_span_order_it_trains_on():
 
 def test_editing_spans_py_changes_every_nodes_fingerprint(tmp_path):
     root = str(tmp_path)
-    for package in code_digest.FIRST_PARTY:
-        if os.path.isdir(os.path.join(REPO_ROOT, package)):
-            shutil.copytree(
-                os.path.join(REPO_ROOT, package),
-                os.path.join(root, package),
-                ignore=shutil.ignore_patterns("__pycache__"),
-            )
+    # The packages the nodes' code imports (components, core).
+    imported = {
+        dotted.split(".")[0]
+        for entries in code_digest.NODE_ENTRY_MODULES.values()
+        for dotted in code_digest.module_closure(REPO_ROOT, entries)
+    }
+    for package in sorted(imported):
+        shutil.copytree(
+            os.path.join(REPO_ROOT, package),
+            os.path.join(root, package),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
     before = code_digest.node_fingerprints(root)
     assert before == code_digest.node_fingerprints(REPO_ROOT)
     with open(os.path.join(root, "components", "spans.py"), "a") as f:
