@@ -8,7 +8,7 @@ setup(
     description="End-to-end TFX pipeline, TF-Serving-compatible server and tooling",
     python_requires=">=3.9,<3.11",
     packages=find_packages(
-        include=["pipeline*", "components*", "serving*", "reporting*", "monitoring*"]
+        include=["core*", "pipeline*", "components*", "serving*", "reporting*", "monitoring*"]
     ),
     package_data={"monitoring": ["drift_null.json"]},
     install_requires=[

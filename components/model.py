@@ -37,9 +37,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
-from tensorflow_transform.saved import saved_transform_io_v2  # noqa: E402
 
 from components import features  # noqa: E402
+from core import compat  # noqa: E402
 
 if TYPE_CHECKING:
     from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
@@ -488,10 +488,9 @@ class ServingModule(tf.Module):
 
     def __init__(self, model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput):
         super().__init__()
-        loader = saved_transform_io_v2.SavedModelLoader(
+        loader, self.transform_state = compat.load_transform_graph(
             tf_transform_output.transform_savedmodel_dir
         )
-        self.transform_state = loader.__dict__
         self.weights = list(model.variables)
         raw_spec = tf_transform_output.raw_feature_spec()
         serving_spec = {k: raw_spec[k] for k in features.model_feature_keys()}

@@ -25,27 +25,10 @@ import tensorflow_transform as tft  # noqa: E402
 from tfx.components.tuner.component import TunerFnResult  # noqa: E402
 
 from components import model as taxi_model  # noqa: E402
+from core import compat  # noqa: E402
 
 OBJECTIVE = keras_tuner.Objective("val_auc", direction="max")
 HIDDEN_UNITS = ("64,32", "32", "128,64", "32,16")
-
-
-def use_tf_keras() -> None:
-    """Points KerasTuner's engine at tf-keras (the Keras this project trains with).
-
-    KerasTuner 1.4 binds to Keras 3 whenever it is installed (``keras_tuner``
-    is imported, with Keras 3, as soon as ``tfx.components`` is), so it would
-    reject tf-keras models ("Expected ... a valid Keras Model instance") and
-    tf-keras ``History`` results. Its engine only uses ``keras`` at run time
-    for those checks, ``clear_session`` and optimizer copies; rebinding that
-    name is enough. Idempotent.
-    """
-    import tf_keras
-    from keras_tuner.src.engine import tuner as tuner_module
-    from keras_tuner.src.engine import tuner_utils
-
-    tuner_module.keras = tf_keras
-    tuner_utils.keras = tf_keras
 
 
 def search_space(hp: keras_tuner.HyperParameters) -> dict:
@@ -87,7 +70,7 @@ class WideDeepHyperModel(keras_tuner.HyperModel):
 
 def build_tuner(directory: str, max_trials: int, seed: int) -> keras_tuner.RandomSearch:
     """RandomSearch over ``search_space``, maximising validation AUC."""
-    use_tf_keras()
+    compat.use_tf_keras_in_keras_tuner()  # KerasTuner would expect Keras 3 models
     return keras_tuner.RandomSearch(
         WideDeepHyperModel(seed),
         objective=OBJECTIVE,

@@ -1,0 +1,1 @@
+"""Layer 0: environment bootstrap, package resources, constants, library compatibility."""

@@ -11,17 +11,20 @@ project's own modules that the entry modules import, found by reading their
 ``import`` statements with :mod:`ast` (nothing is imported or executed).
 
 Imports of third-party packages are not followed: their versions are pinned
-by ``requirements/lock.txt``.
+by ``requirements/lock.txt``. The project's packages are found where Python
+imports them from (``package_dir``), a checkout or an installed wheel alike.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
+import importlib.util
 import os
 
 # The project's top-level packages (first-party imports are followed).
-FIRST_PARTY = ("components", "pipeline", "serving", "monitoring", "reporting")
+FIRST_PARTY = ("core", "components", "pipeline", "serving", "lineage", "monitoring", "reporting")
 
 # Entry modules per node: the executor module and the module functions it calls.
 NODE_ENTRY_MODULES = {
@@ -32,9 +35,42 @@ NODE_ENTRY_MODULES = {
 }
 
 
-def _module_file(root: str, dotted: str) -> str | None:
-    """The source file of ``dotted`` under ``root`` (module or package), if any."""
-    base = os.path.join(root, *dotted.split("."))
+@functools.cache
+def package_dir(package: str) -> str:
+    """The folder of the top-level ``package``, as Python imports it (without running it).
+
+    Raises:
+      ModuleNotFoundError: ``package`` is not importable.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{package!r} is not an importable package")
+    return os.path.abspath(list(spec.submodule_search_locations)[0])
+
+
+def _package_parent(root: str | None, package: str) -> str | None:
+    """The folder ``package`` is in: ``root`` if given, else where it is imported from.
+
+    None if ``root`` is None and ``package`` is not importable.
+    """
+    if root is not None:
+        return root
+    try:
+        return os.path.dirname(package_dir(package))
+    except ModuleNotFoundError:
+        return None
+
+
+def _module_file(root: str | None, dotted: str) -> str | None:
+    """The source file of ``dotted`` (module or package), if any.
+
+    ``root`` is the folder the project's packages are in; None means the
+    packages Python imports.
+    """
+    parent = _package_parent(root, dotted.split(".")[0])
+    if parent is None:
+        return None
+    base = os.path.join(parent, *dotted.split("."))
     if os.path.isfile(base + ".py"):
         return base + ".py"
     init = os.path.join(base, "__init__.py")
@@ -69,7 +105,7 @@ def _imports(path: str, dotted: str, is_package: bool) -> list[str]:
     return names
 
 
-def module_closure(root: str, entries: tuple[str, ...] | list[str]) -> dict[str, str]:
+def module_closure(root: str | None, entries: tuple[str, ...] | list[str]) -> dict[str, str]:
     """First-party modules reachable from ``entries``: dotted name -> file path.
 
     Raises:
@@ -96,7 +132,7 @@ def module_closure(root: str, entries: tuple[str, ...] | list[str]) -> dict[str,
     return found
 
 
-def fingerprint(root: str, entries: tuple[str, ...] | list[str]) -> str:
+def fingerprint(root: str | None, entries: tuple[str, ...] | list[str]) -> str:
     """16-hex-digit digest of the sources (names and bytes) of ``entries``' closure."""
     digest = hashlib.sha256()
     for dotted, path in sorted(module_closure(root, entries).items()):
@@ -105,6 +141,35 @@ def fingerprint(root: str, entries: tuple[str, ...] | list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def node_fingerprints(root: str) -> dict[str, str]:
-    """Fingerprint per node of :data:`NODE_ENTRY_MODULES` for the tree at ``root``."""
+def node_fingerprints(root: str | None = None) -> dict[str, str]:
+    """Fingerprint per node of :data:`NODE_ENTRY_MODULES`.
+
+    ``root`` is the folder the project's packages are in (a test's copy of
+    the tree); None, the default, means the packages Python imports.
+    """
     return {node: fingerprint(root, entries) for node, entries in NODE_ENTRY_MODULES.items()}
+
+
+# Packages whose code a run executes (pipeline, components, the server they start).
+SOURCE_PACKAGES = ("core", "pipeline", "components", "serving", "lineage")
+
+
+def source_digest(packages: tuple[str, ...] = SOURCE_PACKAGES) -> str:
+    """16-hex-digit digest of every ``.py`` file of ``packages`` (the run-level cache).
+
+    A package that is not importable (not part of this tree) has nothing to digest.
+    """
+    digest = hashlib.sha256()
+    for package in packages:
+        try:
+            top = package_dir(package)
+        except ModuleNotFoundError:
+            continue
+        parent = os.path.dirname(top)
+        for folder, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    digest.update(os.path.relpath(path, parent).encode() + b"\0" + f.read())
+    return digest.hexdigest()[:16]

@@ -26,11 +26,15 @@ What changes:
   executors run in its worker processes, so they also use several cores;
 * after each node, cyclic garbage is collected and free heap returned to
   the OS (``pipeline.memory``);
+* a ``listener`` (e.g. ``pipeline.progress.Progress``) is told when each
+  node starts and how it ended: COMPLETE or CACHED (its execution's state in
+  MLMD), RESOLVED (a resolver, which has no executor) or FAILED;
 * on the first failure no new node starts, running nodes finish, and the
   first error is re-raised as is (so callers can catch e.g. the anomalies
   gate's error type).
 
-Partial runs (``run_options``) are delegated to ``LocalDagRunner`` unchanged.
+Partial runs (``run_options``) are delegated to ``LocalDagRunner`` unchanged
+(without ``listener`` calls).
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import threading
+from typing import Any, Protocol
 
+from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.compiler import constants
 from tfx.orchestration import metadata
 from tfx.orchestration.local import runner_utils
@@ -46,6 +52,7 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import launcher, runtime_parameter_utils
 from tfx.proto.orchestration import pipeline_pb2
 
+from core import compat
 from pipeline import memory, metadata_store
 from pipeline.worker_processes import WorkerPool
 
@@ -81,9 +88,15 @@ class _RetryingMetadata(metadata.Metadata):
 
     def __enter__(self):
         super().__enter__()
-        if not isinstance(self._store, metadata_store.RetryingStore):
-            self._store = metadata_store.RetryingStore(self._store)
+        compat.wrap_metadata_store(self, _retrying)
         return self
+
+
+def _retrying(store):
+    """``store`` behind ``metadata_store.RetryingStore`` (once)."""
+    if isinstance(store, metadata_store.RetryingStore):
+        return store
+    return metadata_store.RetryingStore(store)
 
 
 def mlmd_connection(connection) -> metadata.Metadata:
@@ -95,6 +108,28 @@ def mlmd_connection(connection) -> metadata.Metadata:
     return _SerializedMetadata(connection_config, _MLMD_LOCK)
 
 
+class NodeListener(Protocol):
+    """What a runner tells about each node it launches (called from worker threads)."""
+
+    def node_started(self, node_id: str) -> Any:
+        """``node_id`` starts; returns a token for the calls below."""
+
+    def node_finished(self, token: Any, state: str) -> None:
+        """The node ended well: COMPLETE, CACHED or RESOLVED."""
+
+    def node_failed(self, token: Any) -> None:
+        """The node raised (the runner then re-raises its error)."""
+
+
+def execution_state(connection, info) -> str:
+    """COMPLETE or CACHED: the MLMD state of ``info``'s execution (RESOLVED without one)."""
+    if info is None or not info.execution_id:
+        return "RESOLVED"
+    with mlmd_connection(connection) as m:
+        [execution] = m.store.get_executions_by_id([info.execution_id])
+    return metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+
+
 def ready_nodes(upstream: dict[str, set[str]], done: set[str], started: set[str]) -> list[str]:
     """Nodes not started yet whose upstream nodes are all done, in ``upstream``'s order."""
     return [n for n, deps in upstream.items() if n not in started and deps <= done]
@@ -103,12 +138,18 @@ def ready_nodes(upstream: dict[str, set[str]], done: set[str], started: set[str]
 class ConcurrentLocalDagRunner(LocalDagRunner):
     """``LocalDagRunner`` that runs up to ``max_workers`` ready nodes at once."""
 
-    def __init__(self, max_workers: int = 4, worker_pool: WorkerPool | None = None):
+    def __init__(
+        self,
+        max_workers: int = 4,
+        worker_pool: WorkerPool | None = None,
+        listener: NodeListener | None = None,
+    ):
         super().__init__()
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self._max_workers = max_workers
         self._operators = worker_pool.operators() if worker_pool else None
+        self._listener = listener
 
     def run_with_ir(
         self,
@@ -137,18 +178,30 @@ class ConcurrentLocalDagRunner(LocalDagRunner):
             deps &= nodes.keys()  # skipped nodes do not block anything
 
         def launch(node_id: str) -> None:
-            pipeline_node = nodes[node_id]
-            launcher.Launcher(
-                pipeline_node=pipeline_node,
+            executor_spec = runner_utils.extract_executor_spec(deployment_config, node_id)
+            node_launcher = launcher.Launcher(
+                pipeline_node=nodes[node_id],
                 mlmd_connection=mlmd_connection(connection),
                 pipeline_info=pipeline.pipeline_info,
                 pipeline_runtime_spec=pipeline.runtime_spec,
-                executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),
+                executor_spec=executor_spec,
                 custom_driver_spec=runner_utils.extract_custom_driver_spec(
                     deployment_config, node_id
                 ),
                 custom_executor_operators=self._operators,
-            ).launch()
+            )
+            if self._listener is None:
+                node_launcher.launch()
+            else:
+                token = self._listener.node_started(node_id)
+                try:
+                    info = node_launcher.launch()
+                except BaseException:
+                    self._listener.node_failed(token)
+                    raise
+                # A node without an executor is a system node (a resolver).
+                state = "RESOLVED" if executor_spec is None else execution_state(connection, info)
+                self._listener.node_finished(token, state)
             memory.release()
 
         done: set[str] = set()

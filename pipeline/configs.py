@@ -1,7 +1,8 @@
 """Inert defaults for the taxi pipeline: names, patterns, thresholds.
 
 Nothing here reads the environment or touches the filesystem; runners turn
-flags into arguments for ``pipeline.pipeline.create_pipeline``.
+flags (``pipeline.flags``) into the ``pipeline.settings.PipelineSettings`` that
+``pipeline.pipeline.create_pipeline`` builds the DAG from.
 """
 
 PIPELINE_NAME = "taxi"

@@ -13,7 +13,7 @@ Examples::
 
 The output is a pipeline job spec (JSON) to submit with the Vertex AI SDK
 (``aiplatform.PipelineJob(template_path=...)``) or to upload to a Kubeflow
-Pipelines v2 cluster. It is built from ``create_pipeline(portable=True)``:
+Pipelines v2 cluster. It is built from ``create_pipeline`` with portable settings:
 the same components, code and configuration as the local run, with TFX's
 stock resolvers (see that flag). Every step runs in ``--image``, an image with
 this project installed (``deploy/pipeline/Dockerfile``); paths must be ones
@@ -29,42 +29,15 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline import configs  # noqa: E402
-from pipeline.local_runner import (  # noqa: E402
-    DEPENDENCY_FLAGS,
-    add_training_flags,
-    beam_args,
-    code_fingerprints,
-    training_settings,
-)
+from pipeline import beam_setup, code_digest, flags  # noqa: E402
 
 # Where deploy/pipeline/Dockerfile puts the project inside the image.
 IMAGE_PROJECT_DIR = "/pipeline"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="taxi-kubeflow-compile",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--image", required=True, help="container image every step runs in")
-    parser.add_argument("--pipeline-root", required=True, help="root of the steps' outputs")
-    parser.add_argument("--data-root", required=True, help="folder of span-<N>/*.csv")
-    parser.add_argument("--schema-dir", required=True, help="folder with the curated schema.pbtxt")
-    parser.add_argument("--serving-dir", required=True, help="base dir of pushed versions")
-    parser.add_argument("--output", default="taxi_pipeline.json", help="pipeline spec to write")
-    parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-    add_training_flags(parser)
-    parser.add_argument(
-        "--beam-arg",
-        action="append",
-        default=[],
-        help="Beam flag for the Beam steps (repeatable); default: the in-memory "
-        f"DirectRunner inside the step, code from {IMAGE_PROJECT_DIR}/setup.py",
-    )
-    return parser.parse_args(argv)
+    """The flags of ``taxi-kubeflow-compile`` (see ``pipeline.flags.parse_kubeflow_args``)."""
+    return flags.parse_kubeflow_args(argv, __doc__, IMAGE_PROJECT_DIR)
 
 
 def compile_pipeline(args: argparse.Namespace) -> str:
@@ -72,24 +45,24 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
     from pipeline.pipeline import create_pipeline
+    from pipeline.settings import PipelineSettings
 
     # Inside the image, the project (the components' code) is at IMAGE_PROJECT_DIR.
     extra = list(args.beam_arg)
-    if not any(a.split("=", 1)[0] in DEPENDENCY_FLAGS for a in extra):
+    if not beam_setup.has_dependency_flag(extra):
         extra.append(f"--setup_file={IMAGE_PROJECT_DIR}/setup.py")
-    flags = beam_args("in_memory", extra)
-    pipeline = create_pipeline(
+    settings = PipelineSettings(
         pipeline_name=args.pipeline_name,
         pipeline_root=args.pipeline_root,
         data_root=args.data_root,
         schema_path=args.schema_dir,
         serving_dir=args.serving_dir,
-        metadata_path="",
-        code_fingerprints=code_fingerprints(),
-        beam_pipeline_args=flags,
-        **training_settings(args),
+        code_fingerprints=code_digest.node_fingerprints(),
+        beam_pipeline_args=beam_setup.beam_args("in_memory", extra),
         portable=True,
+        training=flags.training_settings(args),
     )
+    pipeline = create_pipeline(settings)
     output = os.path.abspath(args.output)
     os.makedirs(os.path.dirname(output), exist_ok=True)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(

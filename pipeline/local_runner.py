@@ -20,316 +20,34 @@ anomalies or an ML Metadata store that cannot be opened, 1 any other failure.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
+from typing import TYPE_CHECKING, NamedTuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline import code_digest, configs  # noqa: E402
+from pipeline import beam_setup, code_digest, flags  # noqa: E402
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if TYPE_CHECKING:
+    import argparse
+
+    from pipeline.concurrent_runner import NodeListener
+    from pipeline.progress import NodeRun
+    from pipeline.settings import PipelineSettings
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_DATA = 0, 1, 2
 
 
-def _epochs(text: str) -> float:
-    """An argparse type: a number of passes, >= 0."""
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
-def add_training_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags for what is trained and how it is gated, shared with ``taxi-kubeflow-compile``."""
-    parser.add_argument("--train-steps", type=int, default=configs.TRAIN_STEPS)
-    parser.add_argument("--eval-steps", type=int, default=configs.EVAL_STEPS)
-    parser.add_argument(
-        "--train-epochs",
-        type=_epochs,
-        default=configs.TRAIN_EPOCHS,
-        help="the Trainer trains at least --train-steps steps and this many passes over the "
-        "train split (0 = --train-steps only)",
-    )
-    parser.add_argument("--seed", type=int, default=configs.SEED)
-    parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC)
-    parser.add_argument("--max-auc-drop", type=float, default=configs.MAX_AUC_DROP)
-    parser.add_argument(
-        "--no-canary",
-        action="store_true",
-        help="push without the InfraCanary serving check (not recommended)",
-    )
-    parser.add_argument(
-        "--tune-trials",
-        type=int,
-        default=configs.TUNE_TRIALS,
-        help="KerasTuner RandomSearch trials before training (0 = no Tuner node)",
-    )
-    parser.add_argument(
-        "--tune-steps",
-        type=int,
-        default=configs.TUNE_STEPS,
-        help="train steps per tuning trial (at least)",
-    )
-    parser.add_argument(
-        "--tune-epochs",
-        type=_epochs,
-        default=configs.TUNE_EPOCHS,
-        help="passes over the rows a tuning trial fits on, if more than --tune-steps",
-    )
-    parser.add_argument(
-        "--cv-folds",
-        type=int,
-        default=configs.CV_FOLDS,
-        help="k-fold CV on the train split choosing logistic vs wide & deep "
-        "(0 = no selection: wide & deep)",
-    )
-    parser.add_argument(
-        "--cv-steps",
-        type=int,
-        default=configs.CV_STEPS,
-        help="train steps per fold and model family (at least)",
-    )
-    parser.add_argument(
-        "--cv-epochs",
-        type=_epochs,
-        default=configs.CV_EPOCHS,
-        help="passes over a fold's training rows, if more than --cv-steps",
-    )
-    parser.add_argument(
-        "--cv-max-rows",
-        type=_positive_int,
-        default=configs.CV_MAX_ROWS,
-        help="cross-validate on a seeded sample of at most this many train rows",
-    )
-    parser.add_argument(
-        "--cv-min-auc-gain",
-        type=float,
-        default=configs.CV_MIN_AUC_GAIN,
-        help="wide & deep must beat logistic by more than this (lower 95%% CI bound "
-        "of the paired per-fold AUC gain)",
-    )
-
-
-def training_settings(args: argparse.Namespace) -> dict:
-    """``create_pipeline`` keyword arguments for the flags of ``add_training_flags``."""
-    return dict(
-        train_steps=args.train_steps,
-        eval_steps=args.eval_steps,
-        train_epochs=args.train_epochs,
-        tune_epochs=args.tune_epochs,
-        cv_epochs=args.cv_epochs,
-        cv_max_rows=args.cv_max_rows,
-        seed=args.seed,
-        canary=not args.no_canary,
-        min_auc=args.min_auc,
-        max_auc_drop=args.max_auc_drop,
-        tune_trials=args.tune_trials,
-        tune_steps=args.tune_steps,
-        cv_folds=args.cv_folds,
-        cv_steps=args.cv_steps,
-        cv_min_auc_gain=args.cv_min_auc_gain,
-    )
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="taxi-pipeline",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--output-dir", default="tfx_runs", help="pipeline root, MLMD and serving dir live here"
-    )
-    parser.add_argument(
-        "--metadata",
-        help="ML Metadata: SQLite file or mysql://USER:PASSWORD@HOST:PORT/DB "
-        "(default: $TAXI_METADATA, else <output-dir>/metadata.sqlite)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=os.path.join(REPO_ROOT, "data", "taxi"),
-        help="folder of span-<N>/*.csv",
-    )
-    parser.add_argument(
-        "--schema-dir",
-        default=os.path.join(REPO_ROOT, "data", "schema"),
-        help="folder with the curated schema.pbtxt",
-    )
-    parser.add_argument(
-        "--serving-dir",
-        help="base dir of pushed versions (default: <output-dir>/serving/<model-name>)",
-    )
-    parser.add_argument("--model-name", default=configs.MODEL_NAME)
-    parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-    parser.add_argument(
-        "--num-spans",
-        type=int,
-        default=configs.NUM_SPANS,
-        help="train on the newest N spans (0 = all)",
-    )
-    parser.add_argument(
-        "--beam-mode",
-        choices=["in_memory", "multi_processing"],
-        default="in_memory",
-        help="in_memory (default, fastest here) or multi_processing (one worker per core)",
-    )
-    parser.add_argument(
-        "--beam-arg", action="append", default=[], help="extra Beam pipeline arg (repeatable)"
-    )
-    parser.add_argument(
-        "--analyzer-cache",
-        action="store_true",
-        help="keep Transform's per-span analyzer cache (pays off for large spans)",
-    )
-    parser.add_argument(
-        "--parallel",
-        type=int,
-        default=configs.PARALLEL_NODES,
-        help="components that may run at the same time when the DAG allows it (1 = one by one)",
-    )
-    parser.add_argument(
-        "--processes",
-        type=int,
-        default=None,
-        help="worker processes for Beam components (ExampleGen, StatisticsGen, Transform, "
-        "Evaluator); default: one per core, at most --parallel; 0 = run them in this process",
-    )
-    add_training_flags(parser)
-    parser.add_argument("--no-cache", action="store_true", help="re-execute every component")
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="run through TFX even if nothing changed since the last successful run",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="show TFX/Beam logs")
-    args = parser.parse_args(argv)
-    if args.parallel < 1:
-        parser.error(f"--parallel must be >= 1, got {args.parallel}")
-    if args.processes is not None and args.processes < 0:
-        parser.error(f"--processes must be >= 0, got {args.processes}")
-    return args
-
-
-def code_fingerprints() -> dict[str, str]:
-    """Digest of the code each of Transform, Trainer, Tuner and ModelSelection runs.
-
-    The module code is referenced by dotted path (no module-file packaging),
-    so these digests are what makes a code change invalidate the cache. Each
-    covers every project module its node's code imports, directly or not
-    (see pipeline/code_digest.py).
-    """
-    return code_digest.node_fingerprints(REPO_ROOT)
-
-
-def source_digest() -> str:
-    """Digest of all pipeline, component and server source (run-level cache)."""
-    digest = hashlib.sha256()
-    for package in ("pipeline", "components", "serving"):
-        for folder, dirs, files in os.walk(os.path.join(REPO_ROOT, package)):
-            dirs.sort()
-            for name in sorted(f for f in files if f.endswith(".py")):
-                path = os.path.join(folder, name)
-                with open(path, "rb") as f:
-                    digest.update(os.path.relpath(path, REPO_ROOT).encode() + b"\0" + f.read())
-    return digest.hexdigest()[:16]
-
-
-# Beam flags that tell workers where the code comes from (TFX checks the same ones).
-DEPENDENCY_FLAGS = (
-    "--setup_file",
-    "--extra_package",
-    "--extra_packages",
-    "--requirements_file",
-    "--sdk_container_image",
-    "--worker_harness_container_image",
-)
-
-
-DIRECT_RUNNERS = ("DirectRunner", "direct", "BundleBasedDirectRunner")
-
-
-def runner_name(extra: list[str]) -> str:
-    """The ``--runner`` of the Beam args (the last one wins, as in Beam), default DirectRunner."""
-    runner = "DirectRunner"
-    for arg in extra:
-        if arg.startswith("--runner="):
-            runner = arg.split("=", 1)[1]
-    return runner
-
-
-def is_direct(extra: list[str]) -> bool:
-    """Whether the Beam args run on the local DirectRunner (in this process or its workers)."""
-    return runner_name(extra) in DIRECT_RUNNERS
-
-
-def build_package(directory: str) -> str:
-    """This project's sdist, built once into ``directory`` (reused while the source is the same).
-
-    A runner other than the DirectRunner (Beam's portable job service, Flink,
-    Spark, Dataflow) runs the executors' code on its workers, so the code must
-    be staged. Naming ``setup.py`` as ``--setup_file`` would make every Beam
-    executor build its own sdist in the checkout -- side by side when
-    components run in parallel, which races on the egg-info files.
-    """
-    target = os.path.join(directory, f"taxi_mlops-{source_digest()}.tar.gz")
-    if os.path.exists(target):
-        return target
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        subprocess.run(
-            [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", tmp],
-            cwd=REPO_ROOT,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        (built,) = os.listdir(tmp)
-        os.replace(os.path.join(tmp, built), target)
-    return target
-
-
-def beam_args(mode: str, extra: list[str], package_dir: str | None = None) -> list[str]:
-    """Beam flags for ``mode`` ("in_memory" or "multi_processing") plus ``extra``.
-
-    Unless ``extra`` already says how workers get the code: on the
-    DirectRunner this project's ``setup.py`` is named as the
-    ``--setup_file``, which stops every TFX Beam executor from copying the
-    installed ``tfx`` package and building a throw-away sdist of it (1.5-2 s
-    per executor, about a dozen executors in a cold run) -- work the local
-    DirectRunner never uses. On any other runner the sdist is built once
-    (``build_package`` into ``package_dir``) and staged as ``--extra_package``;
-    the DirectRunner-only flags of ``mode`` are left out.
-    """
-    base = configs.BEAM_ARGS_IN_MEMORY if mode == "in_memory" else configs.BEAM_ARGS_MULTI_PROCESS
-    direct = is_direct(extra)
-    if not direct:
-        base = [a for a in base if not a.startswith("--direct_")]
-    args = [*base, *extra]
-    if not any(a.split("=", 1)[0] in DEPENDENCY_FLAGS for a in args):
-        if direct:
-            args.append(f"--setup_file={os.path.join(REPO_ROOT, 'setup.py')}")
-        else:
-            if package_dir is None:
-                raise ValueError(f"runner {runner_name(extra)} needs a package_dir for the sdist")
-            args.append(f"--extra_package={build_package(package_dir)}")
-    return args
+def parse_args(argv: list[str] | None = None):
+    """The flags of ``taxi-pipeline`` (see ``pipeline.flags.parse_local_args``)."""
+    return flags.parse_local_args(argv, __doc__)
 
 
 def stage_schema(schema_dir: str, output_dir: str) -> str:
@@ -373,20 +91,6 @@ def _write_model_card(output_dir: str, version: str) -> str:
     return f"{markdown} (+ .html)"
 
 
-def worker_processes(requested: int | None, parallel: int) -> int:
-    """Worker processes for Beam executors: ``requested``, else one per core up to ``parallel``.
-
-    One component at a time (``parallel`` 1) gains nothing from a worker, so
-    the default is then none. Workers are forked from a process that has
-    imported TF, which is only sound on Linux: elsewhere the default is none.
-    """
-    if requested is not None:
-        return requested
-    if parallel <= 1 or not sys.platform.startswith("linux"):
-        return 0
-    return min(parallel, os.cpu_count() or 1)
-
-
 def _run_all(pipelines: list, runner, parallel: int) -> None:
     """Runs independent pipelines, up to ``parallel`` at once; re-raises the first error."""
     import concurrent.futures
@@ -401,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.verbose:
         _quiet()
+    from core import compat
+
+    try:  # before anything runs on internals that other versions may not have
+        compat.check_versions()
+    except compat.IncompatibleVersionError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return EXIT_FAILED
     # Only light imports until the run-level cache has been consulted.
     from pipeline import data_check, metadata_store, run_cache, run_summary
 
@@ -435,14 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         print("Nothing was ingested or pushed.", file=sys.stderr)
         return EXIT_BAD_DATA
 
-    code = code_fingerprints()
+    code = code_digest.node_fingerprints()
     run_args = {
         k: v
         for k, v in vars(args).items()
         if k not in ("force", "verbose", "parallel", "processes")
     }
     fingerprint = run_cache.inputs_fingerprint(
-        spans, schema_path, {**code, "source": source_digest()}, run_args
+        spans, schema_path, {**code, "source": code_digest.source_digest()}, run_args
     )
     last = run_cache.load(output_dir)
     if not (args.force or args.no_cache) and run_cache.is_fresh(last, fingerprint):
@@ -455,12 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
     from components.anomalies_gate import AnomaliesFoundError
-    from pipeline import beam_speedups, memory, progress
-    from pipeline.concurrent_runner import ConcurrentLocalDagRunner
-    from pipeline.pipeline import create_pipeline
-    from pipeline.worker_processes import WorkerPool
+    from pipeline import progress
+    from pipeline.settings import PipelineSettings
 
-    common = dict(
+    try:
+        beam_pipeline_args = beam_setup.beam_args(
+            args.beam_mode, args.beam_arg, os.path.join(output_dir, "beam-packages")
+        )
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"ERROR: cannot stage this project for the Beam runner: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    settings = PipelineSettings(
         pipeline_name=args.pipeline_name,
         pipeline_root=pipeline_root,
         data_root=data_root,
@@ -469,42 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         metadata_path=metadata_path,
         num_spans=args.num_spans,
         code_fingerprints=code,
-        beam_pipeline_args=beam_args(
-            args.beam_mode, args.beam_arg, os.path.join(output_dir, "beam-packages")
-        ),
+        beam_pipeline_args=beam_pipeline_args,
         enable_cache=not args.no_cache,
         analyzer_cache=args.analyzer_cache,
-        **training_settings(args),
+        training=flags.training_settings(args),
     )
-    beam_speedups.install()
-    memory.freeze_imports()  # before forking workers (see pipeline.memory)
-    newest = max(spans)
-    processes = worker_processes(args.processes, args.parallel)
-    if processes and not is_direct(args.beam_arg):
-        # The runner has workers of its own; executors stay in this process.
-        print(f"Beam runner {runner_name(args.beam_arg)}: no worker processes of ours")
-        processes = 0
-    runs = []
+    tracker = progress.Progress()
     try:
-        with (
-            WorkerPool(processes) if processes else contextlib.nullcontext() as pool,
-            progress.track() as runs,
-        ):
-            runner = ConcurrentLocalDagRunner(max_workers=args.parallel, worker_pool=pool)
-            backfill = [s for s in spans if s not in ingested and s != newest]
-            if backfill and newest not in ingested:
-                # Ingested side by side with the backfill; the main run then
-                # finds its ingestion and validation in TFX's cache.
-                backfill.append(newest)
-            if backfill:
-                print(f"--- backfill: ingest and validate spans {', '.join(map(str, backfill))}")
-                _run_all(
-                    [create_pipeline(**common, span=s, ingest_only=True) for s in backfill],
-                    runner,
-                    args.parallel,
-                )
-            print(f"--- run: ingest span {newest}, train, evaluate, push")
-            runner.run(create_pipeline(**common, span=newest))
+        _run_pipelines(settings, spans, ingested, args, tracker)
     except AnomaliesFoundError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         print(
@@ -513,29 +201,90 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_BAD_DATA
     except Exception as e:  # noqa: BLE001 - report any component failure and exit non-zero
+        runs = tracker.runs
         failed = next((r.node_id for r in reversed(runs) if r.state == "FAILED"), "pipeline")
         print(f"ERROR: {failed} failed: {type(e).__name__}: {e}", file=sys.stderr)
         print("Nothing was pushed by this run.", file=sys.stderr)
         return EXIT_FAILED
 
-    summary = run_summary.summarize(metadata_path, runs, since=started)
-    if summary.pushed_version:
-        card = _write_model_card(output_dir, summary.pushed_version)
-        summary.model_card = card
-    text = run_summary.format_summary(
-        summary, output_dir, serving_dir, time.time() - started, metadata_path
-    )
-    print(text)
+    report = _report(settings, output_dir, tracker.runs, started)
     run_cache.save(
         output_dir,
         {
             "fingerprint": fingerprint,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "pushed_to": summary.pushed_to,
-            "summary": text,
+            "pushed_to": report.pushed_to,
+            "summary": report.text,
         },
     )
     return EXIT_OK
+
+
+def _run_pipelines(
+    settings: PipelineSettings,
+    spans: dict[int, str],
+    ingested: set[int],
+    args: argparse.Namespace,
+    listener: NodeListener,
+) -> None:
+    """Backfills spans never ingested, then ingests the newest span, trains, evaluates, pushes."""
+    from core import compat
+    from pipeline import memory
+    from pipeline.concurrent_runner import ConcurrentLocalDagRunner
+    from pipeline.pipeline import create_pipeline
+    from pipeline.worker_processes import WorkerPool
+
+    compat.memoize_beam_dofn_specs()
+    memory.freeze_imports()  # before forking workers (see pipeline.memory)
+    newest = max(spans)
+    processes = beam_setup.worker_processes(args.processes, args.parallel)
+    if processes and not beam_setup.is_direct(args.beam_arg):
+        # The runner has workers of its own; executors stay in this process.
+        print(f"Beam runner {beam_setup.runner_name(args.beam_arg)}: no worker processes of ours")
+        processes = 0
+    with WorkerPool(processes) if processes else contextlib.nullcontext() as pool:
+        runner = ConcurrentLocalDagRunner(
+            max_workers=args.parallel, worker_pool=pool, listener=listener
+        )
+        backfill = [s for s in spans if s not in ingested and s != newest]
+        if backfill and newest not in ingested:
+            # Ingested side by side with the backfill; the main run then
+            # finds its ingestion and validation in TFX's cache.
+            backfill.append(newest)
+        if backfill:
+            print(f"--- backfill: ingest and validate spans {', '.join(map(str, backfill))}")
+            _run_all(
+                [create_pipeline(settings, span=s, ingest_only=True) for s in backfill],
+                runner,
+                args.parallel,
+            )
+        print(f"--- run: ingest span {newest}, train, evaluate, push")
+        runner.run(create_pipeline(settings, span=newest))
+
+
+class _Report(NamedTuple):
+    text: str  # the summary as printed
+    pushed_to: str | None  # the pushed version's folder, if any
+
+
+def _report(
+    settings: PipelineSettings, output_dir: str, runs: list[NodeRun], started: float
+) -> _Report:
+    """Prints the run summary (after writing the pushed version's model card)."""
+    from pipeline import run_summary
+
+    summary = run_summary.summarize(settings.metadata_path, runs, since=started)
+    if summary.pushed_version:
+        summary.model_card = _write_model_card(output_dir, summary.pushed_version)
+    text = run_summary.format_summary(
+        summary,
+        output_dir,
+        settings.serving_dir,
+        time.time() - started,
+        settings.metadata_path,
+    )
+    print(text)
+    return _Report(text, summary.pushed_to)
 
 
 def cli() -> None:

@@ -1,4 +1,4 @@
-"""``create_pipeline``: the taxi TFX DAG, built from arguments only.
+"""``create_pipeline``: the taxi TFX DAG, built from its settings only.
 
 Ingestion (one span per run)::
 
@@ -17,9 +17,9 @@ Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
 CsvExampleGen is TFX's, with a streaming executor (components/example_gen):
 same records and splits, bounded memory.
 
-``[Tuner]`` only with ``tune_trials > 0``; ``[ModelSelection]`` (k-fold CV of
-the logistic baseline vs wide & deep on the train split, whose choice the
-Trainer trains) unless ``cv_folds == 0``.
+``[Tuner]`` only with ``training.tune_trials > 0``; ``[ModelSelection]`` (k-fold
+CV of the logistic baseline vs wide & deep on the train split, whose choice
+the Trainer trains) unless ``training.cv_folds == 0`` (``pipeline.settings``).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ from components.pusher import AtomicPusher  # noqa: E402
 from components.span_order import Trainer, Transform, Tuner  # noqa: E402
 from components.spans import LatestValidatedSpansStrategy  # noqa: E402
 from pipeline import configs, metadata_store  # noqa: E402
+from pipeline.settings import PipelineSettings  # noqa: E402
 
 INGEST_NODES = (
     "CsvExampleGen",
@@ -146,90 +147,16 @@ def eval_config(
 
 
 def create_pipeline(
-    *,
-    pipeline_name: str,
-    pipeline_root: str,
-    data_root: str,
-    schema_path: str,
-    serving_dir: str,
-    metadata_path: str,
-    span: int | None = None,
-    num_spans: int = configs.NUM_SPANS,
-    train_steps: int = configs.TRAIN_STEPS,
-    eval_steps: int = configs.EVAL_STEPS,
-    train_epochs: float = configs.TRAIN_EPOCHS,
-    seed: int = configs.SEED,
-    code_fingerprints: dict[str, str] | None = None,
-    beam_pipeline_args: list[str] | None = None,
-    ingest_only: bool = False,
-    canary: bool = True,
-    analyzer_cache: bool = False,
-    enable_cache: bool = True,
-    min_auc: float = configs.MIN_AUC,
-    max_auc_drop: float = configs.MAX_AUC_DROP,
-    tune_trials: int = configs.TUNE_TRIALS,
-    tune_steps: int = configs.TUNE_STEPS,
-    tune_epochs: float = configs.TUNE_EPOCHS,
-    cv_folds: int = configs.CV_FOLDS,
-    cv_steps: int = configs.CV_STEPS,
-    cv_epochs: float = configs.CV_EPOCHS,
-    cv_max_rows: int = configs.CV_MAX_ROWS,
-    cv_min_auc_gain: float = configs.CV_MIN_AUC_GAIN,
-    cv_confidence: float = configs.CV_CONFIDENCE,
-    portable: bool = False,
+    settings: PipelineSettings, *, span: int | None = None, ingest_only: bool = False
 ) -> tfx_pipeline.Pipeline:
     """Builds the taxi pipeline.
 
     Args:
-      pipeline_name: MLMD pipeline context name; runs that share it share
-        lineage and caching.
-      pipeline_root: root for component outputs.
-      data_root: folder holding ``span-<N>/*.csv`` spans.
-      schema_path: folder holding the curated ``schema.pbtxt``.
-      serving_dir: models are pushed to ``serving_dir/<version>``.
-      metadata_path: ML Metadata: an SQLite file or a mysql:// URL (pipeline/metadata_store.py).
-      span: span to ingest; None means the newest span in ``data_root``.
-      num_spans: train on the newest ``num_spans`` ingested spans; 0 means all.
-      train_steps / eval_steps: Trainer steps (``train_steps`` at least).
-      train_epochs: the Trainer also trains this many passes over the train
-        split (``components.model.budget_steps``); 0 = ``train_steps`` only.
-      seed: training seed.
-      code_fingerprints: digests of the Transform and Trainer code, keyed
-        "transform" and "trainer"; part of their exec properties so a code
-        change invalidates their cache.
-      beam_pipeline_args: Beam flags for Beam-powered components.
+      settings: paths, Beam flags, caching and training settings
+        (``pipeline.settings.PipelineSettings``).
+      span: span to ingest; None means the newest span in ``settings.data_root``.
       ingest_only: build only the ingestion and validation nodes (used to
         backfill older spans).
-      canary: serve the candidate on our TF-Serving-compatible server and
-        probe it over REST and gRPC before pushing (InfraCanary); Pusher then
-        needs both the model blessing and the infra blessing.
-      analyzer_cache: keep Transform's per-span analyzer cache, so a new span
-        is analyzed alone. It pays off for large spans; on the taxi sample it
-        doubles Transform's time (one analyzer graph per span), so it is off
-        by default.
-      enable_cache: reuse results of executions whose inputs are unchanged.
-      min_auc / max_auc_drop: blessing thresholds.
-      tune_trials: KerasTuner RandomSearch trials of a Tuner node whose best
-        hyperparameters feed the Trainer; 0 (the default) means no Tuner.
-      tune_steps / tune_epochs: train steps per tuning trial: at least
-        ``tune_steps``, and ``tune_epochs`` passes over the rows it fits on.
-      cv_folds: k of the ModelSelection node (k-fold cross-validation of the
-        logistic baseline and wide & deep on the train split); its choice
-        feeds the Trainer. 0 means no selection: the Trainer trains wide &
-        deep (with the Tuner's values if it runs).
-      cv_steps / cv_epochs: train steps per fold and family: at least
-        ``cv_steps``, and ``cv_epochs`` passes over the training folds.
-      cv_max_rows: cross-validate on a seeded sample of at most this many
-        train rows.
-      cv_min_auc_gain / cv_confidence: the selection rule (see
-        ``components.model_selection.cv.RULE``).
-      portable: the variant for orchestrators whose compilers only know
-        TFX's stock resolver strategies (Kubeflow Pipelines v2 / Vertex AI:
-        LatestArtifact and LatestBlessedModel). It trains on the span this
-        run ingested (no SpanResolver: ``num_spans`` is ignored), takes the
-        newest blessed model as the baseline (TFX's LatestBlessedModelStrategy)
-        and has no metadata connection (the orchestrator brings its own).
-        Every component, its code and configuration are the same.
 
     Returns:
       A ``tfx_pipeline.Pipeline``.
@@ -240,7 +167,7 @@ def create_pipeline(
             static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span)
         )
     example_gen = CsvExampleGen(
-        input_base=data_root,
+        input_base=settings.data_root,
         input_config=example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="single_split", pattern=configs.SPAN_PATTERN)]
         ),
@@ -255,7 +182,7 @@ def create_pipeline(
         range_config=range_config,
     )
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    import_schema = ImportSchemaGen(schema_file=os.path.join(schema_path, "schema.pbtxt"))
+    import_schema = ImportSchemaGen(schema_file=os.path.join(settings.schema_path, "schema.pbtxt"))
     inferred_schema = SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
     )
@@ -278,79 +205,35 @@ def create_pipeline(
 
     if not ingest_only:
         components += _training_nodes(
+            settings,
             example_gen=example_gen,
             gate=gate,
             schema=import_schema.outputs["schema"],
-            serving_dir=serving_dir,
-            num_spans=num_spans,
-            train_steps=train_steps,
-            eval_steps=eval_steps,
-            train_epochs=train_epochs,
-            seed=seed,
-            code_fingerprints=code_fingerprints or {},
-            eval_cfg=eval_config(min_auc, max_auc_drop),
-            test_eval_cfg=eval_config(thresholds=False),
-            canary=canary,
-            analyzer_cache=analyzer_cache,
-            tune_trials=tune_trials,
-            tune_steps=tune_steps,
-            tune_epochs=tune_epochs,
-            cv_folds=cv_folds,
-            cv_steps=cv_steps,
-            cv_epochs=cv_epochs,
-            cv_max_rows=cv_max_rows,
-            cv_min_auc_gain=cv_min_auc_gain,
-            cv_confidence=cv_confidence,
-            portable=portable,
         )
 
     return tfx_pipeline.Pipeline(
-        pipeline_name=pipeline_name,
-        pipeline_root=pipeline_root,
+        pipeline_name=settings.pipeline_name,
+        pipeline_root=settings.pipeline_root,
         components=components,
-        enable_cache=enable_cache,
+        enable_cache=settings.enable_cache,
         metadata_connection_config=None
-        if portable
-        else metadata_store.connection_config(metadata_path),
-        beam_pipeline_args=list(beam_pipeline_args or configs.BEAM_ARGS_IN_MEMORY),
+        if settings.portable
+        else metadata_store.connection_config(settings.metadata_path),
+        beam_pipeline_args=list(settings.beam_pipeline_args),
     )
 
 
-def _training_nodes(
-    *,
-    example_gen,
-    gate,
-    schema,
-    serving_dir: str,
-    num_spans: int,
-    train_steps: int,
-    eval_steps: int,
-    seed: int,
-    code_fingerprints: dict[str, str],
-    train_epochs: float = 0.0,
-    eval_cfg: tfma.EvalConfig,
-    test_eval_cfg: tfma.EvalConfig,
-    canary: bool,
-    analyzer_cache: bool,
-    tune_trials: int = 0,
-    tune_steps: int = configs.TUNE_STEPS,
-    tune_epochs: float = 0.0,
-    cv_folds: int = 0,
-    cv_steps: int = configs.CV_STEPS,
-    cv_epochs: float = 0.0,
-    cv_max_rows: int = configs.CV_MAX_ROWS,
-    cv_min_auc_gain: float = configs.CV_MIN_AUC_GAIN,
-    cv_confidence: float = configs.CV_CONFIDENCE,
-    portable: bool = False,
-) -> list:
+def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) -> list:
     """Span resolver, Transform, Trainer, baseline resolver, Evaluators, checks, Pusher."""
+    training = settings.training
+    code_fingerprints = settings.code_fingerprints
     span_resolver = None
-    if portable:
+    if settings.portable:
         examples = example_gen.outputs["examples"]  # this run's span (gated below)
     else:
         span_resolver = Resolver(
             strategy_class=LatestValidatedSpansStrategy,
-            config={"num_spans": num_spans},
+            config={"num_spans": settings.num_spans},
             examples=Channel(
                 type=standard_artifacts.Examples, producer_component_id=example_gen.id
             ),
@@ -369,11 +252,11 @@ def _training_nodes(
         custom_config={"code_fingerprint": code_fingerprints.get("transform", "")},
         # StatisticsGen already profiles the data; skip Transform's own stats.
         disable_statistics=True,
-        disable_analyzer_cache=not analyzer_cache,
+        disable_analyzer_cache=not settings.analyzer_cache,
     )
     transform.add_upstream_node(gate)
     tuner = None
-    if tune_trials > 0:
+    if training.tune_trials > 0:
         # Fits and scores on the train split (a fixed 10% validates, see
         # components/tuning.py): eval gates the blessing, test is held out.
         tuner = Tuner(
@@ -381,30 +264,30 @@ def _training_nodes(
             examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             schema=schema,
-            train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=tune_steps),
-            eval_args=trainer_pb2.EvalArgs(splits=["train"], num_steps=eval_steps),
+            train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=training.tune_steps),
+            eval_args=trainer_pb2.EvalArgs(splits=["train"], num_steps=training.eval_steps),
             custom_config={
                 "code_fingerprint": code_fingerprints.get("tuner", ""),
-                "seed": seed,
-                "max_trials": tune_trials,
-                "tune_epochs": tune_epochs,
+                "seed": training.seed,
+                "max_trials": training.tune_trials,
+                "tune_epochs": training.tune_epochs,
             },
         )
     hyperparameters = tuner.outputs["best_hyperparameters"] if tuner else None
     selection = None
-    if cv_folds > 0:
+    if training.cv_folds > 0:
         # k-fold CV on the train split only: eval gates the blessing, test is held out.
         selection = ModelSelection(
             examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             hyperparameters=hyperparameters,
-            folds=cv_folds,
-            steps=cv_steps,
-            epochs=cv_epochs,
-            max_rows=cv_max_rows,
-            seed=seed,
-            min_auc_gain=cv_min_auc_gain,
-            confidence=cv_confidence,
+            folds=training.cv_folds,
+            steps=training.cv_steps,
+            epochs=training.cv_epochs,
+            max_rows=training.cv_max_rows,
+            seed=training.seed,
+            min_auc_gain=training.cv_min_auc_gain,
+            confidence=training.cv_confidence,
             code_fingerprint=code_fingerprints.get("selection", ""),
         )
         hyperparameters = selection.outputs["best_hyperparameters"]
@@ -414,17 +297,17 @@ def _training_nodes(
         transform_graph=transform.outputs["transform_graph"],
         hyperparameters=hyperparameters,
         schema=schema,
-        train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=train_steps),
-        eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=eval_steps),
+        train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=training.train_steps),
+        eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=training.eval_steps),
         custom_config={
             "code_fingerprint": code_fingerprints.get("trainer", ""),
-            "seed": seed,
-            "train_epochs": train_epochs,
+            "seed": training.seed,
+            "train_epochs": training.train_epochs,
         },
     )
     # Only the gating Evaluator blesses (TestEvaluator's blessing is never set).
     blessings = Channel(type=standard_artifacts.ModelBlessing, producer_component_id="Evaluator")
-    if portable:
+    if settings.portable:
         baseline_resolver = Resolver(
             strategy_class=LatestBlessedModelStrategy,
             model=Channel(type=standard_artifacts.Model),
@@ -442,14 +325,14 @@ def _training_nodes(
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
         example_splits=["eval"],
-        eval_config=eval_cfg,
+        eval_config=eval_config(training.min_auc, training.max_auc_drop),
     )
     # The held-out test split: reported, never used to bless, tune or select.
     test_evaluator = Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         example_splits=["test"],
-        eval_config=test_eval_cfg,
+        eval_config=eval_config(thresholds=False),
     ).with_id("TestEvaluator")
     behavioral = BehavioralChecks(model=trainer.outputs["model"])
     nodes = [n for n in (span_resolver, transform, tuner, selection) if n] + [trainer]
@@ -457,7 +340,7 @@ def _training_nodes(
     nodes += [evaluator, test_evaluator]
     nodes.append(behavioral)
     infra_blessing = None
-    if canary:
+    if training.canary:
         infra_canary = InfraCanary(
             model=trainer.outputs["model"], examples=example_gen.outputs["examples"]
         )
@@ -469,7 +352,7 @@ def _training_nodes(
         infra_blessing=infra_blessing,
         behavioral_blessing=behavioral.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=settings.serving_dir)
         ),
     ).with_id("Pusher")
     return [*nodes, pusher]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from tfx import types
 from tfx.components import Pusher
-from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 
 from components.behavioral.artifact import BehavioralBlessing
 from components.pusher.executor import BEHAVIORAL_BLESSING_KEY, AtomicPushExecutor
+from core import compat
 
 
 class AtomicPusherSpec(standard_component_specs.PusherSpec):
@@ -50,4 +51,4 @@ class AtomicPusher(Pusher):
             push_destination=push_destination,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         )
-        base_component.BaseComponent.__init__(self, spec=spec)
+        compat.init_base_component(self, spec)  # Pusher.__init__ would build a PusherSpec

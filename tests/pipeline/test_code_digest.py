@@ -68,14 +68,30 @@ def test_every_node_covers_the_span_order_it_trains_on():
 
 def test_editing_spans_py_changes_every_nodes_fingerprint(tmp_path):
     root = str(tmp_path)
-    shutil.copytree(
-        os.path.join(REPO_ROOT, "components"),
-        os.path.join(root, "components"),
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    # The packages the nodes' code imports (components, core).
+    imported = {
+        dotted.split(".")[0]
+        for entries in code_digest.NODE_ENTRY_MODULES.values()
+        for dotted in code_digest.module_closure(REPO_ROOT, entries)
+    }
+    for package in sorted(imported):
+        shutil.copytree(
+            os.path.join(REPO_ROOT, package),
+            os.path.join(root, package),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
     before = code_digest.node_fingerprints(root)
     assert before == code_digest.node_fingerprints(REPO_ROOT)
     with open(os.path.join(root, "components", "spans.py"), "a") as f:
         f.write("\n# an edit\n")
     after = code_digest.node_fingerprints(root)
     assert all(after[node] != before[node] for node in before), (before, after)
+
+
+def test_without_a_root_the_imported_packages_are_digested():
+    # The runner passes no root: the packages are found where Python imports
+    # them from (here the checkout; in a wheel install, site-packages).
+    assert code_digest.package_dir("components") == os.path.join(REPO_ROOT, "components")
+    assert code_digest.node_fingerprints() == code_digest.node_fingerprints(REPO_ROOT)
+    with pytest.raises(ModuleNotFoundError, match="no_such_package"):
+        code_digest.package_dir("no_such_package")

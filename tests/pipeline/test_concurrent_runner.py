@@ -129,3 +129,63 @@ def test_mlmd_sessions_never_overlap(tmp_path, monkeypatch):
     assert most[0] == 1
     assert concurrent_runner._MLMD_LOCK.acquire(blocking=False)  # released at the end
     concurrent_runner._MLMD_LOCK.release()
+
+
+def _chain(tmp_path, enable_cache: bool, middle=None):
+    """root -> resolver of root's output -> b: one executor node, one system node, one more."""
+    from tfx.dsl.components.common import resolver
+    from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import (
+        LatestArtifactStrategy,
+    )
+
+    root = Sleep(name="root", seconds=0.0).with_id("root")
+    latest = resolver.Resolver(
+        strategy_class=LatestArtifactStrategy, done=root.outputs["done"]
+    ).with_id("latest")
+    b = (middle or Sleep(name="b", seconds=0.0)).with_id("b")
+    b.add_upstream_node(latest)
+    return tfx_pipeline.Pipeline(
+        pipeline_name="chain",
+        pipeline_root=str(tmp_path / "root"),
+        components=[root, latest, b],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(
+            str(tmp_path / "m.sqlite")
+        ),
+    )
+
+
+@pytest.mark.slow
+def test_the_listener_hears_each_node_start_and_how_it_ended(tmp_path):
+    import io
+
+    from pipeline.progress import Progress
+
+    out = io.StringIO()
+    first = Progress(out)
+    ConcurrentLocalDagRunner(max_workers=2, listener=first).run(_chain(tmp_path, True))
+    assert [(r.node_id, r.state) for r in first.runs] == [
+        ("root", "COMPLETE"),
+        ("latest", "RESOLVED"),
+        ("b", "COMPLETE"),
+    ]
+    assert all(r.seconds >= 0 for r in first.runs)
+    again = Progress(out)
+    ConcurrentLocalDagRunner(max_workers=2, listener=again).run(_chain(tmp_path, True))
+    assert [r.state for r in again.runs] == ["CACHED", "RESOLVED", "CACHED"]
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 12  # a start and an end line per node and run
+    assert lines[0].endswith("start root") and lines[-1].endswith("cached")
+
+
+@pytest.mark.slow
+def test_the_listener_hears_a_failure_before_it_is_raised(tmp_path):
+    import io
+
+    from pipeline.progress import Progress
+
+    progress = Progress(io.StringIO())
+    runner = ConcurrentLocalDagRunner(max_workers=2, listener=progress)
+    with pytest.raises(RuntimeError, match="b broke"):
+        runner.run(_chain(tmp_path, False, Fail(name="b")))
+    assert [(r.node_id, r.state) for r in progress.runs][-1] == ("b", "FAILED")

@@ -10,6 +10,7 @@ from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
 
 from pipeline import kubeflow_runner
 from pipeline.pipeline import INGEST_NODES, create_pipeline
+from pipeline.settings import PipelineSettings
 
 IMAGE = "registry.example/taxi:1"
 REMOTE = dict(
@@ -38,13 +39,14 @@ def _tasks(spec) -> dict:
 
 def test_portable_variant_uses_only_stock_resolvers(tmp_path):
     p = create_pipeline(
-        pipeline_name="t",
-        pipeline_root=str(tmp_path / "root"),
-        data_root=str(tmp_path / "data"),
-        schema_path=str(tmp_path / "schema"),
-        serving_dir=str(tmp_path / "serving"),
-        metadata_path="",
-        portable=True,
+        PipelineSettings(
+            pipeline_name="t",
+            pipeline_root=str(tmp_path / "root"),
+            data_root=str(tmp_path / "data"),
+            schema_path=str(tmp_path / "schema"),
+            serving_dir=str(tmp_path / "serving"),
+            portable=True,
+        )
     )
     nodes = {c.id: c for c in p.components}
     assert "SpanResolver" not in nodes

@@ -1,4 +1,4 @@
-"""create_pipeline builds the expected nodes and edges from arguments only."""
+"""create_pipeline builds the expected nodes and edges from its settings only."""
 
 import json
 
@@ -8,12 +8,13 @@ from tfx.proto import pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.utils import proto_utils
 
 from pipeline.pipeline import INGEST_NODES, create_pipeline, eval_config
+from pipeline.settings import PipelineSettings
 
 
 @pytest.fixture(scope="module")
-def args(tmp_path_factory):
+def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("p")
-    return dict(
+    return PipelineSettings(
         pipeline_name="t",
         pipeline_root=str(root / "root"),
         data_root=str(root / "data"),
@@ -31,8 +32,8 @@ def _upstream(component):
     return {c.id for c in component.upstream_nodes}
 
 
-def test_full_pipeline_nodes_and_edges(args):
-    p = create_pipeline(**args, span=2016, train_steps=10)
+def test_full_pipeline_nodes_and_edges(settings):
+    p = create_pipeline(settings.replace(train_steps=10), span=2016)
     nodes = _nodes(p)
     assert set(nodes) == set(INGEST_NODES) | {
         "SpanResolver",
@@ -67,12 +68,12 @@ def test_full_pipeline_nodes_and_edges(args):
     assert {"Trainer", "SpanResolver"} <= _upstream(nodes["TestEvaluator"])
     assert "TestEvaluator" not in _upstream(nodes["Pusher"])
     assert {"Trainer", "CsvExampleGen"} <= _upstream(nodes["InfraCanary"])
-    assert p.metadata_connection_config.sqlite.filename_uri == args["metadata_path"]
+    assert p.metadata_connection_config.sqlite.filename_uri == settings.metadata_path
     assert "--direct_running_mode=in_memory" in p.beam_pipeline_args
 
 
-def test_span_and_steps_are_wired(args):
-    nodes = _nodes(create_pipeline(**args, span=2015, train_steps=33, eval_steps=4))
+def test_span_and_steps_are_wired(settings):
+    nodes = _nodes(create_pipeline(settings.replace(train_steps=33, eval_steps=4), span=2015))
     range_config = proto_utils.json_to_proto(
         nodes["CsvExampleGen"].exec_properties["range_config"], range_config_pb2.RangeConfig()
     )
@@ -85,17 +86,17 @@ def test_span_and_steps_are_wired(args):
     push = proto_utils.json_to_proto(
         nodes["Pusher"].exec_properties["push_destination"], pusher_pb2.PushDestination()
     )
-    assert push.filesystem.base_directory == args["serving_dir"]
+    assert push.filesystem.base_directory == settings.serving_dir
 
 
-def test_without_canary_pusher_needs_only_the_model_blessing(args):
-    nodes = _nodes(create_pipeline(**args, canary=False))
+def test_without_canary_pusher_needs_only_the_model_blessing(settings):
+    nodes = _nodes(create_pipeline(settings.replace(canary=False)))
     assert "InfraCanary" not in nodes
     assert "infra_blessing" not in nodes["Pusher"].inputs
 
 
-def test_ingest_only_has_no_training(args):
-    p = create_pipeline(**args, span=2013, ingest_only=True)
+def test_ingest_only_has_no_training(settings):
+    p = create_pipeline(settings, span=2013, ingest_only=True)
     assert set(_nodes(p)) == set(INGEST_NODES)
 
 
@@ -108,14 +109,15 @@ def _thresholds(config) -> dict:
     }
 
 
-def test_default_blessing_thresholds_in_config_flags_and_node(args):
-    from pipeline import configs, local_runner
+def test_default_blessing_thresholds_in_config_flags_and_node(settings):
+    from pipeline import configs, flags, local_runner
 
     assert configs.MIN_AUC == 0.75 and configs.MAX_AUC_DROP == 0.01
     assert configs.CALIBRATION_BOUNDS == (0.85, 1.15)
-    settings = local_runner.training_settings(local_runner.parse_args([]))
-    assert settings["min_auc"] == 0.75 and settings["max_auc_drop"] == 0.01
-    node = _nodes(create_pipeline(**args, span=2016, **settings))["Evaluator"]
+    training = flags.training_settings(local_runner.parse_args([]))
+    assert training.min_auc == 0.75 and training.max_auc_drop == 0.01
+    assert training == settings.training  # the flags' defaults are the settings' defaults
+    node = _nodes(create_pipeline(settings, span=2016))["Evaluator"]
     config = proto_utils.json_to_proto(node.exec_properties["eval_config"], tfma.EvalConfig())
     thresholds = _thresholds(config)
     assert set(thresholds) == {"AUC", "Calibration"}
@@ -141,8 +143,8 @@ def test_thresholds_gate_overall_slice_only():
     assert "BinaryAccuracy" in metrics and not metrics["BinaryAccuracy"].HasField("threshold")
 
 
-def test_test_evaluator_reports_test_split_without_thresholds(args):
-    nodes = _nodes(create_pipeline(**args, span=2016))
+def test_test_evaluator_reports_test_split_without_thresholds(settings):
+    nodes = _nodes(create_pipeline(settings, span=2016))
     assert json.loads(nodes["TestEvaluator"].exec_properties["example_splits"]) == ["test"]
     assert json.loads(nodes["Evaluator"].exec_properties["example_splits"]) == ["eval"]
     assert "baseline_model" not in nodes["TestEvaluator"].inputs
@@ -154,17 +156,19 @@ def test_test_evaluator_reports_test_split_without_thresholds(args):
     assert config.slicing_specs == eval_config().slicing_specs
 
 
-def test_tuner_runs_by_default_with_a_small_budget_and_can_be_disabled(args):
+def test_tuner_runs_by_default_with_a_small_budget_and_can_be_disabled(settings):
     from pipeline import configs
 
     assert 0 < configs.TUNE_TRIALS <= 3
-    assert "Tuner" in _nodes(create_pipeline(**args, span=2016))
-    assert "Tuner" not in _nodes(create_pipeline(**args, span=2016, tune_trials=0))
+    assert "Tuner" in _nodes(create_pipeline(settings, span=2016))
+    assert "Tuner" not in _nodes(create_pipeline(settings.replace(tune_trials=0), span=2016))
 
 
-def test_tuner_feeds_the_trainer(args):
+def test_tuner_feeds_the_trainer(settings):
     # Without model selection the Tuner's values go straight to the Trainer.
-    nodes = _nodes(create_pipeline(**args, span=2016, tune_trials=3, tune_steps=20, cv_folds=0))
+    nodes = _nodes(
+        create_pipeline(settings.replace(tune_trials=3, tune_steps=20, cv_folds=0), span=2016)
+    )
     tuner = nodes["Tuner"]
     assert {"SpanResolver", "Transform"} <= _upstream(tuner)
     assert "Tuner" in _upstream(nodes["Trainer"])
@@ -182,8 +186,10 @@ def test_tuner_feeds_the_trainer(args):
     assert list(eval_args.splits) == ["train"]
 
 
-def test_model_selection_feeds_the_trainer_and_can_be_disabled(args):
-    nodes = _nodes(create_pipeline(**args, span=2016, cv_folds=4, cv_steps=30, tune_trials=0))
+def test_model_selection_feeds_the_trainer_and_can_be_disabled(settings):
+    nodes = _nodes(
+        create_pipeline(settings.replace(cv_folds=4, cv_steps=30, tune_trials=0), span=2016)
+    )
     selection = nodes["ModelSelection"]
     assert {"SpanResolver", "Transform"} <= _upstream(selection)
     assert "Tuner" not in nodes and "hyperparameters" not in selection.inputs
@@ -194,32 +200,34 @@ def test_model_selection_feeds_the_trainer_and_can_be_disabled(args):
     assert props["folds"] == 4 and props["steps"] == 30
     assert props["min_auc_gain"] == 0.0 and props["confidence"] == 0.95
 
-    off = _nodes(create_pipeline(**args, span=2016, cv_folds=0, tune_trials=0))
+    off = _nodes(create_pipeline(settings.replace(cv_folds=0, tune_trials=0), span=2016))
     assert "ModelSelection" not in off
     assert "hyperparameters" not in off["Trainer"].inputs
 
 
-def test_model_selection_is_on_by_default_and_fingerprinted(args):
-    nodes = _nodes(create_pipeline(**args, span=2016, code_fingerprints={"selection": "abc123"}))
+def test_model_selection_is_on_by_default_and_fingerprinted(settings):
+    nodes = _nodes(
+        create_pipeline(settings.replace(code_fingerprints={"selection": "abc123"}), span=2016)
+    )
     assert nodes["ModelSelection"].exec_properties["code_fingerprint"] == "abc123"
     assert nodes["ModelSelection"].exec_properties["folds"] == 3
 
 
-def test_tuner_values_are_an_input_of_model_selection(args):
-    nodes = _nodes(create_pipeline(**args, span=2016, tune_trials=2))
+def test_tuner_values_are_an_input_of_model_selection(settings):
+    nodes = _nodes(create_pipeline(settings.replace(tune_trials=2), span=2016))
     assert "Tuner" in _upstream(nodes["ModelSelection"])
     assert nodes["ModelSelection"].inputs["hyperparameters"].producer_component_id == "Tuner"
     assert nodes["Trainer"].inputs["hyperparameters"].producer_component_id == "ModelSelection"
 
 
-def test_each_code_running_node_carries_its_own_code_fingerprint(args):
+def test_each_code_running_node_carries_its_own_code_fingerprint(settings):
     # A changed fingerprint changes the node's exec properties, which is what makes
     # TFX's cache re-run it after an edit (pipeline/code_digest.py computes them).
-    from pipeline.local_runner import code_fingerprints
+    from pipeline import code_digest
 
-    code = code_fingerprints()
+    code = code_digest.node_fingerprints()
     assert len(set(code.values())) == 4
-    nodes = _nodes(create_pipeline(**args, span=2016, code_fingerprints=code))
+    nodes = _nodes(create_pipeline(settings.replace(code_fingerprints=code), span=2016))
     custom = {
         node: json.loads(nodes[name].exec_properties["custom_config"])["code_fingerprint"]
         for node, name in (("transform", "Transform"), ("trainer", "Trainer"))
@@ -230,16 +238,13 @@ def test_each_code_running_node_carries_its_own_code_fingerprint(args):
     assert tuner_config["code_fingerprint"] == code["tuner"]
 
 
-def test_epoch_budgets_and_cv_sample_are_wired(args):
+def test_epoch_budgets_and_cv_sample_are_wired(settings):
     nodes = _nodes(
         create_pipeline(
-            **args,
+            settings.replace(
+                tune_trials=2, train_epochs=2.0, tune_epochs=0.5, cv_epochs=3.0, cv_max_rows=1234
+            ),
             span=2016,
-            tune_trials=2,
-            train_epochs=2.0,
-            tune_epochs=0.5,
-            cv_epochs=3.0,
-            cv_max_rows=1234,
         )
     )
     assert json.loads(nodes["Trainer"].exec_properties["custom_config"])["train_epochs"] == 2.0

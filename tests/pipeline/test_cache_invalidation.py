@@ -1,0 +1,112 @@
+"""An edit to a module a node's code imports makes TFX's cache miss for that node only.
+
+TFX reuses an execution whose cache key matches; the key hashes the node,
+its input artifacts and its exec properties (``cache_utils.get_cache_context``,
+what the launcher calls before deciding to re-run). With the same inputs, the
+code fingerprints in the exec properties decide. These tests compile the
+pipeline as the runner does, compute each node's key the way TFX's launcher
+does, and edit a copy of the source tree.
+"""
+
+import os
+import shutil
+
+import pytest
+
+from pipeline import code_digest
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CODE_NODES = {"Transform", "Tuner", "ModelSelection", "Trainer"}
+
+
+@pytest.fixture()
+def tree(tmp_path):
+    """A copy of the project's packages, to edit."""
+    root = tmp_path / "tree"
+    imported = {  # the packages the nodes' code imports (components, core)
+        dotted.split(".")[0]
+        for entries in code_digest.NODE_ENTRY_MODULES.values()
+        for dotted in code_digest.module_closure(CHECKOUT, entries)
+    }
+    for package in sorted(imported):
+        shutil.copytree(
+            os.path.join(CHECKOUT, package),
+            root / package,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    return root
+
+
+def _cache_keys(tmp_path, code: dict[str, str]) -> dict[str, str]:
+    """Node id -> TFX's cache key for the same (no) inputs, with code fingerprints ``code``."""
+    from tfx.dsl.compiler import compiler
+    from tfx.orchestration import data_types_utils, metadata
+    from tfx.orchestration.portable import cache_utils, inputs_utils
+
+    from pipeline.pipeline import create_pipeline
+    from pipeline.settings import PipelineSettings
+
+    settings = PipelineSettings(
+        pipeline_name="t",
+        pipeline_root=str(tmp_path / "root"),
+        data_root=str(tmp_path / "data"),
+        schema_path=str(tmp_path / "schema"),
+        serving_dir=str(tmp_path / "serving"),
+        metadata_path=str(tmp_path / "m.sqlite"),
+        code_fingerprints=code,
+    )
+    ir = compiler.Compiler().compile(create_pipeline(settings, span=2016))
+    keys = {}
+    with metadata.Metadata(metadata.sqlite_metadata_connection_config(settings.metadata_path)) as m:
+        for node in ir.nodes:
+            pipeline_node = node.pipeline_node
+            parameters = data_types_utils.build_parsed_value_dict(
+                inputs_utils.resolve_parameters_with_schema(
+                    node_parameters=pipeline_node.parameters
+                )
+            )
+            context = cache_utils.get_cache_context(
+                metadata_handle=m,
+                pipeline_node=pipeline_node,
+                pipeline_info=ir.pipeline_info,
+                parameters=parameters,
+            )
+            keys[pipeline_node.node_info.id] = context.name
+    return keys
+
+
+def _edit(path) -> None:
+    with open(path, "a") as f:
+        f.write("\n# an edit\n")
+
+
+def _missed(tmp_path, tree, edited: str) -> set[str]:
+    """Nodes whose cache key changes when ``edited`` (a path in ``tree``) is edited."""
+    before = _cache_keys(tmp_path, code_digest.node_fingerprints(str(tree)))
+    _edit(tree / edited)
+    after = _cache_keys(tmp_path, code_digest.node_fingerprints(str(tree)))
+    assert before.keys() == after.keys()
+    return {node for node in before if before[node] != after[node]}
+
+
+@pytest.mark.slow
+def test_the_runners_fingerprints_are_those_of_the_imported_tree(tmp_path, tree):
+    assert code_digest.node_fingerprints(str(tree)) == code_digest.node_fingerprints()
+
+
+@pytest.mark.slow
+def test_editing_spans_py_misses_the_cache_of_every_node_that_reads_spans(tmp_path, tree):
+    # components/spans.py orders the spans the model trains on; a hand-written
+    # list of files once omitted it, and an edit was a stale cache hit.
+    assert _missed(tmp_path, tree, "components/spans.py") == CODE_NODES
+
+
+@pytest.mark.slow
+def test_editing_the_model_misses_training_nodes_but_not_transform(tmp_path, tree):
+    assert _missed(tmp_path, tree, "components/model.py") == CODE_NODES - {"Transform"}
+
+
+@pytest.mark.slow
+def test_editing_code_no_node_runs_keeps_every_cache_hit(tmp_path, tree):
+    # The model card is written by the runner after the run, not by a node.
+    assert _missed(tmp_path, tree, "components/model_card/card.py") == set()
