@@ -8,9 +8,14 @@ setup(
     description="End-to-end TFX pipeline, TF-Serving-compatible server and tooling",
     python_requires=">=3.9,<3.11",
     packages=find_packages(
-        include=["pipeline*", "components*", "serving*", "reporting*", "monitoring*"]
+        include=["core*", "pipeline*", "components*", "serving*", "reporting*", "monitoring*"]
     ),
-    package_data={"monitoring": ["drift_null.json"]},
+    # core/data is a symlink to data/: the bundled spans and schema ship as files
+    # of the core package (core.resources finds them there).
+    package_data={
+        "core": ["data/taxi/*/*.csv", "data/schema/*.pbtxt"],
+        "monitoring": ["drift_null.json"],
+    },
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",

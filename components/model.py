@@ -30,16 +30,13 @@ import math
 import os
 from typing import TYPE_CHECKING
 
+import tensorflow as tf
+import tensorflow_transform as tft
 from absl import logging
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_transform.saved import saved_transform_io_v2
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
-from tensorflow_transform.saved import saved_transform_io_v2  # noqa: E402
-
-from components import features  # noqa: E402
+from components import features
 
 if TYPE_CHECKING:
     from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs

@@ -41,6 +41,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from core import constants
 from monitoring.gauges import PREFIX
 from serving import config as serving_config
 
@@ -229,7 +230,7 @@ def add_parser(sub) -> None:
     e.add_argument(
         "--textfile-dir", required=True, help="folder of the checks' --textfile *.prom files"
     )
-    e.add_argument("--model-name", default="taxi", help="added as label model_name")
+    e.add_argument("--model-name", default=constants.MODEL_NAME, help="added as label model_name")
     e.add_argument("--model-config", help="the server's --model_config_file (version roles)")
     e.add_argument(
         "--baseline-accuracy",

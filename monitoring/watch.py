@@ -34,6 +34,7 @@ import os
 import re
 import subprocess
 
+from core import constants
 from monitoring import alerts, canary, decide, server_metrics, shadow, shadow_deploy
 from monitoring.baselines import _raw_examples_by_span
 from pipeline import lineage, metadata_store
@@ -189,7 +190,7 @@ def check_once(
     timeout: float = 3600,
     server_url: str | None = None,
     model_config: str | None = None,
-    model_name: str = "taxi",
+    model_name: str = constants.MODEL_NAME,
     requested_by: str = "monitor watch",
     logs: str | None = None,
     labels: str | None = None,

@@ -4,8 +4,10 @@ Nothing here reads the environment or touches the filesystem; runners turn
 flags into arguments for ``pipeline.pipeline.create_pipeline``.
 """
 
+from core import constants
+
 PIPELINE_NAME = "taxi"
-MODEL_NAME = "taxi"
+MODEL_NAME = constants.MODEL_NAME
 
 # ExampleGen reads one span per execution: data_root/span-<SPAN>/*.csv
 SPAN_PATTERN = "span-{SPAN}/*.csv"

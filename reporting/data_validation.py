@@ -87,7 +87,6 @@ def explain_anomaly(type_name: str) -> str:
 
 
 def _tfdv():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow_data_validation as tfdv
 
     return tfdv

@@ -19,18 +19,15 @@ Serving accepts), "" for strings; an integer input (DT_INT64) cannot say
 "missing", so an empty cell for one is an error, not a silent 0.
 """
 
+import argparse
+import base64
+import csv
+import json
+import math
 import os
+import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import argparse  # noqa: E402
-import base64  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-
-import requests  # noqa: E402
+import requests
 
 DEFAULT_URL = "http://127.0.0.1:8501"
 DEFAULT_SIGNATURE = "serving_default"
