@@ -29,7 +29,8 @@ import threading
 import time
 
 from serving.errors import Code, ServingError
-from serving.servable import Servable, warmup
+from serving.servable import Servable
+from serving.warmup import warmup
 
 log = logging.getLogger(__name__)
 
