@@ -32,7 +32,7 @@ setup(
             "taxi-lineage=pipeline.lineage_cli:main",
             "taxi-report=reporting.cli:main",
             "serve=serving.server:main",
-            "serving-client=serving.client:main",
+            "serving-client=serving.client_cli:main",
             "taxi-monitor=monitoring.cli:main",
             "taxi-model-card=components.model_card.__main__:main",
         ]
