@@ -26,6 +26,10 @@ Client and server share the machine's cores; the report prints the core
 count and the load average before and after. This is a benchmark, not a
 test: nothing is asserted. Needs `wrk` (`apt-get install wrk`, or
 `scripts/setup.sh --bench`).
+
+Over 400 lines: a benchmark script: server configurations, the ``wrk`` REST driver, the
+``grpc.aio`` driver and the in-process rate, run in one invocation so the figures come
+from one machine state.
 """
 
 import core.env  # noqa: F401 - first: legacy Keras before TensorFlow (bench/ is no package)
