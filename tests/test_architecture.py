@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import functools
 import os
 
 import pytest
@@ -112,13 +113,21 @@ def _resolve(name: str, modules: dict) -> str | None:
     return name or None
 
 
+def _statements(nodes):
+    """Every statement, nested ones too (in functions, classes, if/try/with blocks)."""
+    for node in nodes:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, field, ()))
+
+
 def imports_of(module: str, path: str, modules: dict) -> set[str]:
     """The project modules that ``module`` imports anywhere in its source."""
     with open(path) as f:
         tree = ast.parse(f.read(), path)
     package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
     names = []
-    for node in ast.walk(tree):
+    for node in _statements(tree.body):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -141,6 +150,7 @@ def is_app(module: str, modules: dict, root: str) -> bool:
     return any(fnmatch.fnmatch(relative, pattern) for pattern in APP_PATTERNS)
 
 
+@functools.lru_cache(maxsize=4)  # parsed once per root per session (read-only results)
 def import_graph(root: str) -> tuple[dict, dict]:
     modules = project_modules(root)
     return modules, {module: imports_of(module, path, modules) for module, path in modules.items()}
