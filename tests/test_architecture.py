@@ -249,6 +249,18 @@ def test_core_imports_nothing_from_the_project():
             assert all(t.split(".")[0] == "core" for t in targets), (module, targets)
 
 
+def test_every_package_imports_the_environment_bootstrap_first():
+    """``import core.env`` is the first import of each package's ``__init__`` (ARCHITECTURE.md)."""
+    for package in LAYERS:
+        path = os.path.join(CHECKOUT, package, "__init__.py")
+        if package == "core" or not os.path.exists(path):
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        first = next((n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))), None)
+        assert isinstance(first, ast.Import) and first.names[0].name == "core.env", package
+
+
 # -- the checks themselves, on a tiny tree --------------------------------------------------
 
 
