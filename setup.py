@@ -10,7 +10,12 @@ setup(
     packages=find_packages(
         include=["core*", "pipeline*", "components*", "serving*", "reporting*", "monitoring*"]
     ),
-    package_data={"monitoring": ["drift_null.json"]},
+    # core/data is a symlink to data/: the bundled spans and schema ship as files
+    # of the core package (core.resources finds them there).
+    package_data={
+        "core": ["data/taxi/*/*.csv", "data/schema/*.pbtxt"],
+        "monitoring": ["drift_null.json"],
+    },
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",
@@ -27,7 +32,7 @@ setup(
             "taxi-lineage=pipeline.lineage_cli:main",
             "taxi-report=reporting.cli:main",
             "serve=serving.server:main",
-            "serving-client=serving.client:main",
+            "serving-client=serving.client_cli:main",
             "taxi-monitor=monitoring.cli:main",
             "taxi-model-card=components.model_card.__main__:main",
         ]

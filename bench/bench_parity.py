@@ -19,27 +19,26 @@ For each it prints the max |difference| and the rows differing by more than
 0.01 and 1e-6. This is a measurement, not a test: nothing is asserted.
 """
 
+import core.env  # noqa: F401 - first: legacy Keras before TensorFlow (bench/ is no package)
+
+# isort: split
+
+import argparse
+import csv
+import json
 import os
+import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
+from core import resources
+from serving.client import build_instance, instance_columns
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: E402
-
-from serving.client import build_instance, instance_columns  # noqa: E402
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-DEFAULT_CSV = os.path.join(REPO_ROOT, "data", "taxi", "span-2016", "data.csv")
-SCHEMA = os.path.join(REPO_ROOT, "data", "schema", "schema.pbtxt")
+DEFAULT_CSV = os.path.join(resources.data_root(), "span-2016", "data.csv")
+SCHEMA = os.path.join(resources.schema_dir(), "schema.pbtxt")
 
 
 def load_schema_types(path: str = SCHEMA) -> dict:

@@ -34,6 +34,8 @@ import time
 
 import psutil
 
+from core import resources
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 END_LINE = re.compile(r"^\[[\d:]+\] end\s+(\S+)\s+([\d.]+)s\s+(\w+)")
 
@@ -98,9 +100,7 @@ def scaled_data(workdir: str, factor: int) -> tuple[str, int]:
         import scale_taxi_spans
 
         started = time.time()
-        rows = scale_taxi_spans.scale_spans(
-            os.path.join(REPO_ROOT, "data", "taxi"), folder, factor, seed=0
-        )
+        rows = scale_taxi_spans.scale_spans(resources.data_root(), folder, factor, seed=0)
         print(f"  wrote {sum(rows.values()):,} rows in {time.time() - started:.0f} s", flush=True)
         with open(done, "w") as f:
             json.dump(rows, f)

@@ -26,26 +26,30 @@ Client and server share the machine's cores; the report prints the core
 count and the load average before and after. This is a benchmark, not a
 test: nothing is asserted. Needs `wrk` (`apt-get install wrk`, or
 `scripts/setup.sh --bench`).
+
+Over 400 lines: a benchmark script: server configurations, the ``wrk`` REST driver, the
+``grpc.aio`` driver and the in-process rate, run in one invocation so the figures come
+from one machine state.
 """
 
+import core.env  # noqa: F401 - first: legacy Keras before TensorFlow (bench/ is no package)
+
+# isort: split
+
+import argparse
+import importlib.util
+import json
 import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import requests  # noqa: E402
+import numpy as np
+import requests
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # TF Serving's defaults, which were ours before serving/defaults.py

@@ -22,6 +22,13 @@ raw data:
   ``:classify`` and ``:regress`` APIs work.
 * ``transform_features``: serialized ``tf.Example`` -> transformed features
   (the Evaluator reads the label from it).
+
+Over 400 lines: it is the Trainer's module file (TFX imports ``run_fn`` from one
+module): the two model families, the input pipeline and the exported signatures, whose
+raw-input checks (``_to_raw_features``) must agree with the Transform graph. The
+signatures (``raw_serving_specs`` to ``export_model``, about 200 lines) could be a
+module of their own; not split in issue 11 because another branch moves this file's TFT
+internals to ``core/compat.py``.
 """
 
 from __future__ import annotations
@@ -30,16 +37,13 @@ import math
 import os
 from typing import TYPE_CHECKING
 
+import tensorflow as tf
+import tensorflow_transform as tft
 from absl import logging
+from tensorflow.core.protobuf import saved_model_pb2
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
-
-from components import features  # noqa: E402
-from core import compat  # noqa: E402
+from components import features
+from core import compat
 
 if TYPE_CHECKING:
     from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs

@@ -15,17 +15,14 @@ and ``custom_config["tune_epochs"]`` passes over the 90% it fits on.
 from __future__ import annotations
 
 import math
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import keras_tuner
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.components.tuner.component import TunerFnResult
 
-import keras_tuner  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-from tfx.components.tuner.component import TunerFnResult  # noqa: E402
-
-from components import model as taxi_model  # noqa: E402
-from core import compat  # noqa: E402
+from components import model as taxi_model
+from core import compat
 
 OBJECTIVE = keras_tuner.Objective("val_auc", direction="max")
 HIDDEN_UNITS = ("64,32", "32", "128,64", "32,16")

@@ -36,6 +36,7 @@ import zlib
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from core import resources
 from monitoring import config, drift
 from monitoring.features import is_categorical
 
@@ -226,10 +227,9 @@ def _read_csv_rows(data_root: str, spans: list[int]) -> list[dict]:
 
 def main(argv=None) -> int:
     """Measures the null table of the bundled training spans and writes it."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--data-root", default=os.path.join(root, "data", "taxi"))
-    parser.add_argument("--schema", default=os.path.join(root, "data", "schema", "schema.pbtxt"))
+    parser.add_argument("--data-root", default=resources.data_root())
+    parser.add_argument("--schema", default=os.path.join(resources.schema_dir(), "schema.pbtxt"))
     parser.add_argument("--spans", default="2013,2014", help="training spans, comma-separated")
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)))
     parser.add_argument("--windows", type=int, default=200)

@@ -5,8 +5,10 @@ flags (``pipeline.flags``) into the ``pipeline.settings.PipelineSettings`` that
 ``pipeline.pipeline.create_pipeline`` builds the DAG from.
 """
 
+from core import constants
+
 PIPELINE_NAME = "taxi"
-MODEL_NAME = "taxi"
+MODEL_NAME = constants.MODEL_NAME
 
 # ExampleGen reads one span per execution: data_root/span-<SPAN>/*.csv
 SPAN_PATTERN = "span-{SPAN}/*.csv"

@@ -26,10 +26,7 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from pipeline import beam_setup, code_digest, flags  # noqa: E402
+from pipeline import beam_setup, code_digest, flags
 
 # Where deploy/pipeline/Dockerfile puts the project inside the image.
 IMAGE_PROJECT_DIR = "/pipeline"

@@ -30,10 +30,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, NamedTuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from pipeline import beam_setup, code_digest, flags  # noqa: E402
+from pipeline import beam_setup, code_digest, flags
 
 if TYPE_CHECKING:
     import argparse

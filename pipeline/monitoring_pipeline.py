@@ -14,18 +14,14 @@ environment.
 
 from __future__ import annotations
 
-import os
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.importer import Importer
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.types.standard_artifacts import ExampleStatistics
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen  # noqa: E402
-from tfx.dsl.components.common.importer import Importer  # noqa: E402
-from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
-from tfx.types.standard_artifacts import ExampleStatistics  # noqa: E402
-
-from components.request_log_monitor.component import RequestLogMonitor  # noqa: E402
-from monitoring import config  # noqa: E402
-from pipeline import configs, metadata_store  # noqa: E402
+from components.request_log_monitor.component import RequestLogMonitor
+from monitoring import config
+from pipeline import configs, metadata_store
 
 MONITOR_ID = "RequestLogMonitor"
 

@@ -26,45 +26,43 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 # Narrow imports on purpose: ``tfx.v1`` and ``tensorflow_model_analysis``
 # pull in Google Cloud clients and TFMA's Beam code, seconds of start-up that
 # a local run (and a cached re-run above all) does not need.
-from tensorflow_model_analysis.proto import config_pb2 as tfma  # noqa: E402
-from tfx.components import (  # noqa: E402
+from tensorflow_model_analysis.proto import config_pb2 as tfma
+from tfx.components import (
     Evaluator,
     ExampleValidator,
     SchemaGen,
     StatisticsGen,
 )
-from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen  # noqa: E402
-from tfx.dsl.components.common.resolver import Resolver  # noqa: E402
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (  # noqa: E402
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy,
 )
-from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
-from tfx.proto import (  # noqa: E402
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import (
     example_gen_pb2,
     pusher_pb2,
     range_config_pb2,
     trainer_pb2,
     transform_pb2,
 )
-from tfx.types import Channel, standard_artifacts  # noqa: E402
+from tfx.types import Channel, standard_artifacts
 
-from components.anomalies_gate import AnomaliesGate  # noqa: E402
-from components.baseline import PreviousBlessedModelStrategy  # noqa: E402
-from components.behavioral import BehavioralChecks  # noqa: E402
-from components.example_gen import CsvExampleGen  # noqa: E402
-from components.features import LABEL_KEY, SLICE_KEYS  # noqa: E402
-from components.infra_canary import InfraCanary  # noqa: E402
-from components.model_selection import ModelSelection  # noqa: E402
-from components.pusher import AtomicPusher  # noqa: E402
-from components.span_order import Trainer, Transform, Tuner  # noqa: E402
-from components.spans import LatestValidatedSpansStrategy  # noqa: E402
-from pipeline import configs, metadata_store  # noqa: E402
-from pipeline.settings import PipelineSettings  # noqa: E402
+from components.anomalies_gate import AnomaliesGate
+from components.baseline import PreviousBlessedModelStrategy
+from components.behavioral import BehavioralChecks
+from components.example_gen import CsvExampleGen
+from components.features import LABEL_KEY, SLICE_KEYS
+from components.infra_canary import InfraCanary
+from components.model_selection import ModelSelection
+from components.pusher import AtomicPusher
+from components.span_order import Trainer, Transform, Tuner
+from components.spans import LatestValidatedSpansStrategy
+from pipeline import configs, metadata_store
+from pipeline.settings import PipelineSettings
 
 INGEST_NODES = (
     "CsvExampleGen",

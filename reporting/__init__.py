@@ -11,3 +11,5 @@ package:
 * ``reporting.lineage_view``: served model back to spans; table of runs.
 * ``reporting.html_report``: one self-contained HTML file per run.
 """
+
+import core.env  # noqa: F401 - first: the environment TensorFlow needs (legacy Keras)

@@ -23,9 +23,6 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -93,11 +90,7 @@ def main(argv=None) -> int:
     from reporting import html_report
     from reporting import runs as runs_lib
 
-    run_dir = (
-        os.path.abspath(args.run_dir)
-        if args.run_dir
-        else runs_lib.run_dir_from_env(os.path.abspath("tfx_runs"))
-    )
+    run_dir = os.path.abspath(args.run_dir) if args.run_dir else runs_lib.run_dir_from_env()
     try:
         store = runs_lib.RunStore(run_dir)
         if args.list:

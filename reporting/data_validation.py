@@ -2,6 +2,10 @@
 
 Inputs are MLMD artifacts found by ``reporting.runs``; everything else is
 computed by TFDV (statistics loading, validation, drift comparators).
+
+Over 400 lines: the loaders, tables and drift views of one artifact family (TFDV
+statistics, schema, anomalies) that the run report, the notebooks and the model card all
+render; each section is short and they share the schema helpers.
 """
 
 from __future__ import annotations
@@ -85,7 +89,6 @@ def explain_anomaly(type_name: str) -> str:
 
 
 def _tfdv():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow_data_validation as tfdv
 
     return tfdv

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 
 import pandas as pd
@@ -31,7 +30,6 @@ METRIC_COLUMNS = ["slice", "slice_feature", "slice_value", "model", "metric", "i
 
 
 def _tfma():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow_model_analysis as tfma
 
     return tfma

@@ -17,6 +17,10 @@ Read from a monitoring output folder (`taxi-monitor window|quality|ab|watch
 
 Pages are self-contained (inline styles, plots as embedded PNGs, no
 JavaScript), like the run report.
+
+Over 400 lines: one page type end to end: collecting the monitoring outputs (windows,
+quality, shadow, A/B reports, alerts) onto their windows, then the tables, plots and
+HTML of that page, which nothing else uses.
 """
 
 from __future__ import annotations

@@ -18,12 +18,10 @@ import os
 
 from ml_metadata.proto import metadata_store_pb2
 
+from core import resources
 from pipeline import lineage, metadata_store
 
-RUN_DIR_ENV = "TAXI_RUN_DIR"
 RUN_ID_ENV = "TAXI_RUN_ID"
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_RUN_DIR = os.path.join(REPO_ROOT, "tfx_runs")
 RUN_CONTEXT_TYPE = "pipeline_run"
 
 _STATE_NAMES = {value: name.lower() for name, value in metadata_store_pb2.Execution.State.items()}
@@ -34,9 +32,12 @@ class RunNotFoundError(LookupError):
     """No run matches the request (or the run dir holds no metadata)."""
 
 
-def run_dir_from_env(default: str | None = None) -> str:
-    """``$TAXI_RUN_DIR``, else ``default``, else ``<repo>/tfx_runs``."""
-    return os.path.abspath(os.environ.get(RUN_DIR_ENV) or default or DEFAULT_RUN_DIR)
+def run_dir_from_env() -> str:
+    """The run dir to read by default: ``$TAXI_RUN_DIR``, else ``./tfx_runs`` (absolute).
+
+    The same default as ``taxi-pipeline --output-dir`` (``core.resources.default_run_dir``).
+    """
+    return resources.default_run_dir()
 
 
 def run_id_from_env() -> str | None:
@@ -106,12 +107,12 @@ class RunStore:
     file or a ``mysql://`` URL), else ``$TAXI_METADATA``, else ``<run_dir>/metadata.sqlite``."""
 
     def __init__(self, run_dir: str | None = None, metadata: str | None = None):
-        self.run_dir = run_dir_from_env(run_dir) if run_dir is None else os.path.abspath(run_dir)
+        self.run_dir = run_dir_from_env() if run_dir is None else os.path.abspath(run_dir)
         self.metadata_path = metadata_store.resolve(metadata, self.run_dir)
         if not metadata_store.exists(self.metadata_path):
             raise RunNotFoundError(
                 f"no ML Metadata at {self.metadata_path}; run the pipeline first "
-                f"(taxi-pipeline --output-dir {self.run_dir}) or set ${RUN_DIR_ENV}"
+                f"(taxi-pipeline --output-dir {self.run_dir}) or set ${resources.RUN_DIR_ENV}"
             )
         self.store = lineage.open_store(self.metadata_path)
         self.graph = lineage.Graph.load(self.store)

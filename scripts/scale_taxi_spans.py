@@ -23,21 +23,21 @@ holds one source span (rows are written as they are made). Usage::
 
 from __future__ import annotations
 
+import core.env  # noqa: F401 - first: legacy Keras before TensorFlow (scripts/ is no package)
+
+# isort: split
+
 import argparse
 import csv
 import os
-import sys
 import time
 
 import numpy as np
 import pyarrow as pa
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from components.example_gen import executor as example_gen  # noqa: E402
-from pipeline import configs, data_check  # noqa: E402
+from components.example_gen import executor as example_gen
+from core import resources
+from pipeline import configs, data_check
 
 PRICE_COLUMNS = ("fare", "tips")  # scaled together: the tip share stays
 DISTANCE_COLUMNS = ("trip_miles",)
@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--factor", type=int, required=True, help="copies of every source row")
     parser.add_argument("--out", required=True, help="folder for span-<N>/data.csv")
-    parser.add_argument("--src", default=os.path.join(REPO_ROOT, "data", "taxi"))
+    parser.add_argument("--src", default=resources.data_root())
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     started = time.time()

@@ -12,6 +12,10 @@ With batching disabled the same workers run each request on its own, so a
 signature call never blocks the REST event loop or a gRPC thread's peers.
 Completions for asyncio callers are handed back to their loop with one
 `call_soon_threadsafe` per batch.
+
+Over 400 lines: ``Scheduler`` is one queue / worker / merge / split loop with the
+per-request re-run of a failed batch, which shares its queues and locks, plus the
+parsing of TF Serving's ``BatchingParameters`` it is configured by.
 """
 
 import collections

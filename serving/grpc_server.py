@@ -15,6 +15,10 @@ Methods are registered on raw bytes, so the server controls decoding:
   not on the event loop;
 * every tensor and example list is charged to the request's
   `serving.limits.Budget` before it is allocated.
+
+Over 400 lines: both TF Serving gRPC services (PredictionService's five methods,
+ModelService's two) and the raw-bytes registration, offloading and error mapping they
+share; each method mirrors one upstream handler's checks and messages.
 """
 
 import asyncio

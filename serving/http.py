@@ -14,6 +14,12 @@ checked by one periodic sweep, not a timer per request.
 Routing and everything a client sees in a body belongs to the application
 object, whose `handle(request)` must eventually call `request.respond(...)`
 exactly once (possibly from a later loop callback).
+
+Over 400 lines: one HTTP/1.1 connection state machine (``_Connection``: framing,
+pipelining order, flow control, limits and timeouts all read and change its
+per-connection state) and the server that owns the connections and sweeps them;
+splitting the limits from the protocol callbacks would spread one state machine over two
+files.
 """
 
 import asyncio

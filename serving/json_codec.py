@@ -6,6 +6,10 @@ each level, and the exact upstream error messages. A numpy fast path handles
 well-formed requests (one numpy call per dtype group for scalar features);
 anything it cannot prove valid is re-decoded by the exact path, which
 produces the upstream error text.
+
+Over 400 lines: the exact decoder (upstream's error text) and the numpy fast path of
+each request format (row, columnar, examples) sit together because the fast path must
+hand anything it cannot prove valid to the exact one.
 """
 
 import numpy as np

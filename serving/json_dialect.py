@@ -7,6 +7,10 @@ rapidjson's English messages. `debug_string` re-serializes a value for error
 messages (single-line arrays, 256-character cap). b64 objects are
 `{"b64": "<standard base64>"}`. `format_float`/`format_double` write numbers
 like TF Serving's `WriteDecimal`.
+
+Over 400 lines: a JSON reader and writer that reproduce rapidjson's accepted syntax and
+error messages (``_Deep`` parses what Python's ``json`` rejects) and TF Serving's number
+formatting; reader, error text and writer share the token rules.
 """
 
 import base64

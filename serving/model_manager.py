@@ -17,6 +17,11 @@ Mirrors TF Serving's file-system source plus AvailabilityPreserving manager:
 * Labels may only point at AVAILABLE versions (unless
   `allow_version_labels_for_unavailable_models` and the label is new).
 * Version states are never forgotten, so status lists unloaded versions as END.
+
+Over 400 lines: one lock-guarded state machine per model (version policy, load retries,
+stand-ins for failed versions, label checks, unload order) and the policy functions only
+it uses, kept together so the rules of TF Serving's AvailabilityPreserving manager read
+in one place.
 """
 
 import dataclasses
@@ -29,7 +34,8 @@ import threading
 import time
 
 from serving.errors import Code, ServingError
-from serving.servable import Servable, warmup
+from serving.servable import Servable
+from serving.warmup import warmup
 
 log = logging.getLogger(__name__)
 

@@ -2,19 +2,21 @@
 
 Used by the pipeline's InfraCanary (serve a candidate, probe it) and by the
 monitoring replay scenario (a long-lived server with request logging).
+
+The child is the same interpreter (``sys.executable``) with the parent's
+environment, so it imports ``serving`` from wherever the parent's installation
+put it (a wheel, an editable install, or the caller's ``PYTHONPATH``); the
+legacy-Keras setting comes from ``core.env`` when ``serving`` is imported.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import time
 
 import requests
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port() -> int:
@@ -51,8 +53,6 @@ class ServerProcess:
         self.rest_port = free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -66,8 +66,6 @@ class ServerProcess:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO_ROOT,
         )
 
     def _lost_a_port(self) -> bool:

@@ -7,28 +7,25 @@ the server waiting). SIGTERM/SIGINT stop accepting, drain and exit 0; so
 does, with ``--exit_with_parent``, the end of the process that started it.
 """
 
+import asyncio
+import logging
 import os
+import signal
+import sys
+import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import asyncio  # noqa: E402
-import logging  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-from serving import config as flags  # noqa: E402
-from serving import defaults  # noqa: E402
-from serving.batching import Scheduler, parse_batching_parameters  # noqa: E402
-from serving.errors import ServingError  # noqa: E402
-from serving.grpc_server import start_grpc_server  # noqa: E402
-from serving.http import limits_from_flags, start_http_server  # noqa: E402
-from serving.limits import RequestLimits  # noqa: E402
-from serving.metrics import ServingMetrics  # noqa: E402
-from serving.model_manager import ManagerOptions, ModelManager  # noqa: E402
-from serving.request_log import RequestLogger  # noqa: E402
-from serving.rest import RestApi  # noqa: E402
-from serving.shadow import ShadowMirror  # noqa: E402
+from serving import config as flags
+from serving import defaults
+from serving.batching import Scheduler, parse_batching_parameters
+from serving.errors import ServingError
+from serving.grpc_server import start_grpc_server
+from serving.http import limits_from_flags, start_http_server
+from serving.limits import RequestLimits
+from serving.metrics import ServingMetrics
+from serving.model_manager import ManagerOptions, ModelManager
+from serving.request_log import RequestLogger
+from serving.rest import RestApi
+from serving.shadow import ShadowMirror
 
 log = logging.getLogger("serving")
 PARENT_POLL_SECONDS = 1.0  # --exit_with_parent: how often the parent is checked

@@ -24,10 +24,16 @@ import socket
 
 import pytest
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import core.env  # noqa: F401 - legacy Keras before any test imports TensorFlow
 
-from taxi_runs import shared_run  # noqa: E402
+# isort: split
+
+from taxi_runs import shared_run
+
+# Processes started by tests or by the code under test (servers, pipelines,
+# CLIs) import this checkout's packages, as the tests do, whichever copy is installed.
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [CHECKOUT, os.environ.get("PYTHONPATH")]))
 
 REUSE_RUN_ENV = "TAXI_TEST_RUN"
 

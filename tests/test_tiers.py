@@ -2,8 +2,14 @@
 
 import os
 
+import matplotlib.font_manager  # noqa: F401 - see below
 import pytest
+from tfx.orchestration.portable import launcher  # noqa: F401 - see below
 
+# The unit-tier guard (tests/conftest.py) imports TFX and matplotlib. Run inline by
+# pytester, a first import there would be undone afterwards (pytester restores
+# sys.modules), and importing TensorFlow / Beam again in this process then fails
+# ("already in the pool") or aborts it. Imported here, they stay imported.
 pytest_plugins = ["pytester"]
 
 CONFTEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py")

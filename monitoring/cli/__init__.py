@@ -74,7 +74,6 @@ with a message on stderr and the counts in the report.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from monitoring.cli.common import (  # noqa: F401 - the package's interface
@@ -84,9 +83,6 @@ from monitoring.cli.common import (  # noqa: F401 - the package's interface
     EXIT_OK,
     parse_time,
 )
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from serving import client as client_lib
+from serving import client_cli
 from serving.client import ServingClient, ServingClientError, build_instance
 
 
@@ -94,7 +95,7 @@ def test_cli_csv_and_json(rest_url, grpc_target, tmp_path, capsys):
     csv_path = tmp_path / "rows.csv"
     csv_path.write_text("name,age,score,unused\nann,30,0.5,x\nbob,40,1,y\n")
     assert (
-        client_lib.main(
+        client_cli.main(
             ["predict", "--url", rest_url, "--model", "multi", "--csv", str(csv_path), "--row", "1"]
         )
         == 0
@@ -102,7 +103,7 @@ def test_cli_csv_and_json(rest_url, grpc_target, tmp_path, capsys):
     answer = json.loads(capsys.readouterr().out)
     assert answer["predictions"][0]["greeting"] == "bob!"
     assert (
-        client_lib.main(
+        client_cli.main(
             [
                 "predict",
                 "--url",
@@ -120,7 +121,7 @@ def test_cli_csv_and_json(rest_url, grpc_target, tmp_path, capsys):
     answer = json.loads(capsys.readouterr().out)
     assert answer["outputs"]["age_plus"] == [31, 41]
     assert (
-        client_lib.main(
+        client_cli.main(
             [
                 "classify",
                 "--url",
@@ -136,7 +137,7 @@ def test_cli_csv_and_json(rest_url, grpc_target, tmp_path, capsys):
         == 0
     )
     assert json.loads(capsys.readouterr().out) == {"results": [[["", 12.0]]]}
-    assert client_lib.main(["status", "--url", rest_url, "--model", "missing"]) == 1
+    assert client_cli.main(["status", "--url", rest_url, "--model", "missing"]) == 1
 
 
 def test_cli_refuses_an_empty_cell_for_an_int64_input(rest_url, tmp_path):
@@ -145,5 +146,5 @@ def test_cli_refuses_an_empty_cell_for_an_int64_input(rest_url, tmp_path):
     csv_path.write_text("name,age,score\nann,30,0.5\nbob,,1\n")
     argv = ["predict", "--url", rest_url, "--model", "multi", "--csv", str(csv_path)]
     with pytest.raises(SystemExit) as error:
-        client_lib.main(argv)
+        client_cli.main(argv)
     assert str(error.value).startswith(f"{csv_path}: row 1: age is missing, but the signature")
