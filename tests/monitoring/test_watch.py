@@ -134,6 +134,7 @@ def test_watch_command(tmp_path, capsys, monkeypatch):
     assert "watch: nothing new" in printed  # the second check
 
 
+@pytest.mark.slow
 def test_shadow_first_deploys_the_new_version_as_shadow_then_judges_it(tmp_path, monkeypatch):
     data = _data(tmp_path, [2013, 2014])
     metadata = _store(tmp_path / "metadata.sqlite", [2013])
