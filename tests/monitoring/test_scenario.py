@@ -4,6 +4,8 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -46,6 +48,19 @@ def test_scenario_refuses_a_used_work_dir(tmp_path, capsys):
     # its own entry point, `python -m monitoring.scenario`, too
     assert replay.main(["--work-dir", str(tmp_path), "--small"]) == cli.EXIT_BAD_INPUT
     assert "is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_python_dash_m_monitoring_scenario_runs_the_package(tmp_path):
+    (tmp_path / "something").write_text("x")
+    result = subprocess.run(
+        [sys.executable, "-m", "monitoring.scenario", "--work-dir", str(tmp_path), "--small"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == cli.EXIT_BAD_INPUT, result.stderr[-2000:]
+    assert "error: scenario stopped: work dir" in result.stderr
 
 
 @pytest.mark.slow
