@@ -5,7 +5,7 @@
     taxi-monitor spans --metadata tfx_runs/metadata.sqlite --out monitoring_out
 
 A thin dispatch: one module per command group (`checks`, `quality`,
-`alerting`, `deploy`; the scenario is monitoring/scenario.py), each with a
+`alerting`, `deploy`; the scenario is monitoring/scenario/), each with a
 `run_<command>(...)` function callable without argv; the logic is in the
 monitoring library (monitoring/window.py, live_quality.py, alert_check.py, ...).
 
@@ -46,7 +46,7 @@ see monitoring/watch.py and monitoring/decide.py), writing an A/B report.
 the training pipeline's MLMD, linked to the training statistics.
 
 `scenario` replays the spans with an injected drift through detection, alert,
-retrain, canary and decision against a real server (see monitoring/scenario.py).
+retrain, canary and decision against a real server (see monitoring/scenario/).
 
 `shadow` compares a shadow version with the stable one on the mirrored
 requests: agreement, |difference|, latency, and with late labels both
@@ -87,9 +87,9 @@ from monitoring.cli.common import (  # noqa: F401 - the package's interface
 
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand, registered by its command group's module."""
-    from monitoring import scenario
     from monitoring.cli import alerting, checks, deploy, quality
     from monitoring.cli.common import calls
+    from monitoring.scenario import replay
 
     parser = argparse.ArgumentParser(prog="taxi-monitor", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "scenario",
         help="replay: drift -> detection -> alert -> retrain -> canary -> decision",
     )
-    scenario.add_arguments(sc)
-    sc.set_defaults(func=calls(scenario.run_command))
+    replay.add_arguments(sc)
+    sc.set_defaults(func=calls(replay.run_command))
     return parser
 
 

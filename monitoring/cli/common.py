@@ -8,16 +8,12 @@ import inspect
 import os
 import sys
 
+from core import resources
 from monitoring import config, outcome
 
 EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT = outcome.OK, outcome.FOUND, outcome.BAD_INPUT
 METADATA_HELP = ": SQLite file or mysql://USER:PASSWORD@HOST:PORT/DB (default: $TAXI_METADATA)"
-DEFAULT_SCHEMA = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "data",
-    "schema",
-    "schema.pbtxt",
-)
+DEFAULT_SCHEMA = os.path.join(resources.schema_dir(), "schema.pbtxt")
 
 
 def parse_time(text: str) -> float:

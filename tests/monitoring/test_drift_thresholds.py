@@ -11,7 +11,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from monitoring import drift, drift_thresholds
 from monitoring.cli import DEFAULT_SCHEMA
-from monitoring.scenario import inject_drift
+from monitoring.scenario.data import inject_drift
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -160,7 +160,7 @@ def _alarm_rates(schema_for, windows, size, seed):
 @pytest.mark.slow
 def test_detector_rates_on_known_answers_at_the_default_window_size():
     """Windows of 400 rows from the training distribution itself rarely alert
-    (<= 5%); windows with the documented injected drift (scenario.inject_drift)
+    (<= 5%); windows with the documented injected drift (scenario.data.inject_drift)
     alert (>= 95%). The seed differs from the one the bundled table was made with.
     """
     base = drift.load_schema(DEFAULT_SCHEMA)

@@ -1,14 +1,19 @@
 """The replay scenario: its data (fast) and the whole run (slow, e2e)."""
 
+import dataclasses
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
-from monitoring import cli, scenario
+from core import resources
+from monitoring import cli
+from monitoring.scenario import data, replay, settings
 
-SOURCE = os.path.join(scenario.REPO, "data", "taxi")
+SOURCE = resources.data_root()
 
 
 def test_inject_drift_scales_and_shifts_but_keeps_the_label():
@@ -16,19 +21,19 @@ def test_inject_drift_scales_and_shifts_but_keeps_the_label():
         {"trip_miles": "2.0", "fare": "10.0", "tips": "3.0", "payment_type": "Credit Card"}
         for _ in range(200)
     ] + [{"trip_miles": "", "fare": "5.0", "tips": "0.0", "payment_type": "Cash"}]
-    drifted = scenario.inject_drift(rows)
+    drifted = data.inject_drift(rows)
     assert drifted[0]["trip_miles"] == "3.22" and drifted[0]["fare"] == "15.00"
-    assert [scenario.big_tipper(r) for r in drifted] == [scenario.big_tipper(r) for r in rows]
+    assert [data.big_tipper(r) for r in drifted] == [data.big_tipper(r) for r in rows]
     cash = sum(r["payment_type"] == "Cash" for r in drifted[:200])
     assert 70 < cash < 130 and drifted[-1]["trip_miles"] == ""
     assert rows[0]["fare"] == "10.0"  # the input is not modified
 
 
 def test_prepare_data_writes_only_under_the_work_dir(tmp_path):
-    settings = scenario.dataclasses.replace(scenario.SMALL, history_rows=1000)
-    parts = scenario.prepare_data(str(tmp_path), settings, SOURCE)
+    small = dataclasses.replace(settings.SMALL, history_rows=1000)
+    parts = data.prepare_data(str(tmp_path), small, SOURCE)
     assert sorted(os.listdir(tmp_path / "data")) == ["span-2013", "span-2014"]
-    assert len(scenario.read_rows(str(tmp_path / "data" / "span-2013" / "data.csv"))) == 1000
+    assert len(data.read_rows(str(tmp_path / "data" / "span-2013" / "data.csv"))) == 1000
     ids = [json.dumps(r, sort_keys=True) for p in ("normal", "drift", "canary") for r in parts[p]]
     assert len(parts["normal"]) == 400 and len(parts["canary"]) == 800
     # Rows with gaps are traffic too (sent as missing, not zero-filled).
@@ -41,14 +46,27 @@ def test_scenario_refuses_a_used_work_dir(tmp_path, capsys):
     assert cli.main(["scenario", "--work-dir", str(tmp_path), "--small"]) == cli.EXIT_BAD_INPUT
     assert "is not empty" in capsys.readouterr().err
     # its own entry point, `python -m monitoring.scenario`, too
-    assert scenario.main(["--work-dir", str(tmp_path), "--small"]) == cli.EXIT_BAD_INPUT
+    assert replay.main(["--work-dir", str(tmp_path), "--small"]) == cli.EXIT_BAD_INPUT
     assert "is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_python_dash_m_monitoring_scenario_runs_the_package(tmp_path):
+    (tmp_path / "something").write_text("x")
+    result = subprocess.run(
+        [sys.executable, "-m", "monitoring.scenario", "--work-dir", str(tmp_path), "--small"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == cli.EXIT_BAD_INPUT, result.stderr[-2000:]
+    assert "error: scenario stopped: work dir" in result.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_scenario_end_to_end(tmp_path):
-    summary = scenario.run(str(tmp_path / "work"), small=True)
+    summary = replay.run(str(tmp_path / "work"), small=True)
     detection = summary["detection"]
     # trip_miles x 1.609 moves TFDV's Jensen-Shannon divergence of 400 rows by less
     # than sampling noise does (monitoring/README.md, "thresholds"): not asserted.
