@@ -44,6 +44,9 @@ class _NumberTooBig(ValueError):
 
 
 def _first_key_wins(pairs):
+    obj = dict(pairs)
+    if len(obj) == len(pairs):  # no repeated key: the common case, built in C
+        return obj
     obj = {}
     for key, value in pairs:
         obj.setdefault(key, value)
@@ -71,6 +74,19 @@ _DECODER = json.JSONDecoder(
     parse_float=_parse_float,
     parse_constant=float,
 )
+# Documents whose numbers all fit (no digit run of 19+, no 3-digit exponent: every
+# integer is within int64 and no float overflows) parse their numbers in C.
+_PLAIN_NUMBERS_DECODER = json.JSONDecoder(object_pairs_hook=_first_key_wins, parse_constant=float)
+_DIGITS_TO_9 = bytes.maketrans(b"0123456789E", b"9999999999e")
+_BIG_NUMBER_SHAPES = (b"9" * 19, b"e999", b"e+999", b"e-999")
+
+
+def _may_have_big_numbers(body: bytes) -> bool:
+    """True unless every digit run is shorter than 19 and every exponent under 100."""
+    shapes = body.translate(_DIGITS_TO_9)
+    return any(shape in shapes for shape in _BIG_NUMBER_SHAPES)
+
+
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(\.\d+)?([eE][-+]?\d+)?")
 _LITERALS = (
@@ -324,12 +340,14 @@ def _slow_parse(body: bytes):
     start = len(text) - len(text.lstrip(" \t\r\n"))
     if start == len(text):
         raise _parse_error("The document is empty.", start)
-    text = _normalize_inf(text)
+    if "Inf" in text:
+        text = _normalize_inf(text)
     if "\\u" in text:
         _check_surrogates(text)
+    decoder = _DECODER if _may_have_big_numbers(body) else _PLAIN_NUMBERS_DECODER
     try:
         try:
-            value, _ = _DECODER.raw_decode(text, start)
+            value, _ = decoder.raw_decode(text, start)
         except json.JSONDecodeError as e:
             raise _parse_error(_rapidjson_message(e, text), e.pos) from None
         except RecursionError:

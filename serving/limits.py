@@ -79,6 +79,11 @@ class Budget:
         """
         self.elements += elements
         self.decoded_bytes += decoded_bytes
+        if (
+            self.elements <= self.limits.max_elements
+            and self.decoded_bytes <= self.limits.max_decoded_bytes
+        ):
+            return
         shown = "[" + ",".join(str(d) for d in shape) + "]"
         if self.elements > self.limits.max_elements:
             raise invalid(
@@ -117,5 +122,5 @@ def charge_arrays(budget: Budget, arrays: dict) -> None:
     for name, array in arrays.items():
         decoded = array.nbytes
         if array.dtype.kind == "O":
-            decoded += sum(len(v) for v in array.ravel().tolist() if isinstance(v, bytes))
+            decoded += sum([len(v) for v in array.ravel().tolist() if type(v) is bytes])
         budget.charge(name, array.shape, array.size, decoded)
