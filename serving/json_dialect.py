@@ -385,13 +385,16 @@ def parse_json_object(body: bytes) -> dict:
     """
     if not body:
         raise invalid("JSON Parse error: The document is empty")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    if b"NaN" in body:  # orjson refuses NaN: skip a failed attempt
         doc = _slow_parse(body)
     else:
-        if isinstance(doc, dict) and _may_repeat_keys(body, doc):
-            doc = _slow_parse(body)  # rapidjson keeps the first duplicate
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = _slow_parse(body)
+        else:
+            if isinstance(doc, dict) and _may_repeat_keys(body, doc):
+                doc = _slow_parse(body)  # rapidjson keeps the first duplicate
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {debug_string(doc)} Is not object")
     return doc
