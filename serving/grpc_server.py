@@ -20,6 +20,7 @@ Methods are registered on raw bytes, so the server controls decoding:
 import asyncio
 import concurrent.futures
 import logging
+import math
 import time
 
 import grpc
@@ -226,8 +227,7 @@ class PredictionServicer:
                 servable, request.model_spec.signature_name
             )
             declared = sum(
-                limits.element_count(d.size for d in t.tensor_shape.dim)
-                for t in request.inputs.values()
+                [math.prod([d.size for d in t.tensor_shape.dim]) for t in request.inputs.values()]
             )
             feeds = await self._offload(
                 big or declared > _OFFLOAD_ELEMENTS,
