@@ -113,5 +113,5 @@ def test_context_copies_are_charged_per_example():
 )
 def test_decoded_bytes_of_typed_and_other_dtypes(dtype, item_bytes):
     budget = limits.RequestLimits(max_elements=100, max_decoded_bytes=10**9).budget()
-    from_tensor_proto(_declared([3], dtype, value=0), "t", budget)
+    from_tensor_proto(_declared([3], dtype, value=False if dtype == tf.bool else 0), "t", budget)
     assert budget.decoded_bytes == 3 * item_bytes
