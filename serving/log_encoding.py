@@ -114,7 +114,13 @@ def _map(number: int, tensors: dict) -> bytes:
 
 
 def encode_predict_log(
-    spec_bytes: bytes, metadata_bytes: bytes, timestamp: int, feeds, outputs, client_id=b""
+    spec_bytes: bytes,
+    metadata_bytes: bytes,
+    timestamp: int,
+    feeds,
+    outputs,
+    client_id=b"",
+    response_spec_bytes: bytes = None,
 ) -> bytes:
     """A serialized `PredictionLog` of one predict call.
 
@@ -124,11 +130,16 @@ def encode_predict_log(
       timestamp: `timestamp_secs` (unix seconds).
       feeds: alias -> input array; outputs: alias -> output array.
       client_id: the request id (empty: none).
+      response_spec_bytes: the response's ModelSpec when it differs from the
+        request's (a shadow record: the version that answered the client
+        is the request's, the shadow version the response's).
     """
     request = _field(_REQUEST_SPEC, spec_bytes) + _map(_REQUEST_INPUTS, feeds)
     if client_id:
         request += _field(_REQUEST_CLIENT_ID, client_id)
-    response = _field(_RESPONSE_SPEC, spec_bytes) + _map(_RESPONSE_OUTPUTS, outputs)
+    if response_spec_bytes is None:
+        response_spec_bytes = spec_bytes
+    response = _field(_RESPONSE_SPEC, response_spec_bytes) + _map(_RESPONSE_OUTPUTS, outputs)
     metadata = metadata_bytes + _varint(_TIMESTAMP << 3 | _VARINT) + _varint(timestamp)
     log = _field(_LOG_REQUEST, request) + _field(_LOG_RESPONSE, response)
     return _field(_METADATA, metadata) + _field(_PREDICT_LOG, log)

@@ -52,9 +52,9 @@ import numpy as np
 
 from serving.batching import BatchSlice, _task_rows
 from serving.errors import ServingError, invalid
+from serving.log_encoding import encode_predict_log
 from serving.model_info import model_spec
 from serving.request_log import MAX_REQUEST_ID_BYTES
-from serving.tensors import fill_tensor_proto
 
 log = logging.getLogger(__name__)
 
@@ -259,36 +259,30 @@ class ShadowMirror:
         share, now = self.share, int(time.time())
         signature_key = copies[0].signature_key
 
-        def build() -> bytes:
-            from tensorflow_serving.apis import logging_pb2, predict_pb2, prediction_log_pb2
+        def build() -> bytes:  # on the writer thread; values encoded as packed bytes
+            from tensorflow_serving.apis import logging_pb2
             from tensorflow_serving.config import logging_config_pb2
 
             shadow_spec = model_spec(shadow.name, shadow.version, signature_key)
-            request = predict_pb2.PredictRequest(
-                model_spec=model_spec(stable.name, stable.version, signature_key)
+            metadata = logging_pb2.LogMetadata(
+                model_spec=shadow_spec,
+                sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=share),
+                saved_model_tags=["serve"],
             )
-            for alias, array in feeds.items():
-                fill_tensor_proto(request.inputs[alias], array)
-            response = predict_pb2.PredictResponse(model_spec=shadow_spec)
-            extra = {
-                REQUEST_IDS: np.array(ids, dtype=object),
-                STABLE_LATENCY: stable_latency,
-                SHADOW_LATENCY: np.full(len(ids), latency_us, np.float64),
-                SHADOW_ERROR: np.array(error.encode(), dtype=object),
-            }
-            extra.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
-            for alias, array in {**outputs, **extra}.items():
-                fill_tensor_proto(response.outputs[alias], array)
-            entry = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request, response=response),
-                log_metadata=logging_pb2.LogMetadata(
-                    model_spec=shadow_spec,
-                    sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=share),
-                    saved_model_tags=["serve"],
-                    timestamp_secs=now,
-                ),
+            response = dict(outputs)
+            response[REQUEST_IDS] = np.array(ids, dtype=object)
+            response[STABLE_LATENCY] = stable_latency
+            response[SHADOW_LATENCY] = np.full(len(ids), latency_us, np.float64)
+            response[SHADOW_ERROR] = np.array(error.encode(), dtype=object)
+            response.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
+            return encode_predict_log(
+                model_spec(stable.name, stable.version, signature_key).SerializeToString(),
+                metadata.SerializeToString(),
+                now,
+                feeds,
+                response,
+                response_spec_bytes=shadow_spec.SerializeToString(),
             )
-            return entry.SerializeToString()
 
         self._logger.write(prefix, stable.name, build)
 

@@ -116,8 +116,19 @@ def test_copies_run_on_the_shadow_thread_and_are_recorded_per_batch(tmp_path):
     assert _column(records, "_shadow_error") == [b""] * len(records)
     first = records[0]
     assert first.log_metadata.model_spec.version.value == 1  # the shadow
+    assert first.predict_log.response.model_spec.version.value == 1
     assert first.predict_log.request.model_spec.version.value == 2  # the version that answered
     assert first.log_metadata.sampling_config.sampling_rate == 1.0
+    assert list(first.log_metadata.saved_model_tags) == ["serve"]
+    assert first.log_metadata.timestamp_secs > 1_600_000_000
+    inputs = [
+        v for r in records for v in tf.make_ndarray(r.predict_log.request.inputs["x"]).ravel()
+    ]
+    assert inputs == [1.0, 2.0, 3.0, 4.0]
+    ids = first.predict_log.response.outputs["_request_ids"]
+    assert ids.dtype == tf.string.as_datatype_enum and list(ids.string_val[:1]) == [b"a"]
+    latency = first.predict_log.response.outputs["_stable_latency_us"]
+    assert latency.dtype == tf.float64.as_datatype_enum and latency.double_val[0] == 100.0
     assert metrics.shadow_request_count.get("m", "1", "OK") == 3
     diffs = metrics.shadow_abs_diff.get("m", "1")
     assert diffs[-1] == 4 and diffs[-2] == pytest.approx(2 + 4 + 6 + 8)  # count, sum of |3x - x|
