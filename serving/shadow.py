@@ -308,6 +308,10 @@ def _rows(feeds: dict) -> int:
     return 0
 
 
+def _start(copy) -> int:
+    return copy.outputs.start
+
+
 def _gather(copies: list) -> tuple:
     """(copies in record order, their inputs, their stable outputs), each row once.
 
@@ -329,19 +333,30 @@ def _gather(copies: list) -> tuple:
             feed_parts.append(group[0].feeds)
             output_parts.append(first)
             continue
-        group.sort(key=lambda c: c.outputs.start)
+        group.sort(key=_start)
         ordered += group
         if len(group) == 1:
             feed_parts.append(group[0].feeds)
             output_parts.append(first)
             continue
-        index = np.fromiter(
-            (i for c in group for i in range(c.outputs.start, c.outputs.end)), dtype=np.intp
-        )
-        if index[-1] - index[0] + 1 == len(index) and (np.diff(index) == 1).all():
-            index = slice(int(index[0]), int(index[-1]) + 1)  # consecutive rows: views
-        feed_parts.append({a: first.batch_feeds[a][index] for a in group[0].feeds})
-        output_parts.append({a: first.batch_outputs[a][index] for a in first})
+        low = end = group[0].outputs.start
+        for copy in group:
+            if copy.outputs.start != end:  # rows missing in between: index them
+                index = np.fromiter(
+                    (i for c in group for i in range(c.outputs.start, c.outputs.end)),
+                    dtype=np.intp,
+                )
+                break
+            end = copy.outputs.end
+        else:  # consecutive rows: the batch arrays themselves, or views
+            whole = low == 0 and end == len(next(iter(first.batch_outputs.values())))
+            index = None if whole else slice(low, end)
+        if index is None:
+            feed_parts.append({a: first.batch_feeds[a] for a in group[0].feeds})
+            output_parts.append({a: first.batch_outputs[a] for a in first})
+        else:
+            feed_parts.append({a: first.batch_feeds[a][index] for a in group[0].feeds})
+            output_parts.append({a: first.batch_outputs[a][index] for a in first})
     return ordered, _concat(feed_parts), _concat(output_parts)
 
 
