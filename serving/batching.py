@@ -11,9 +11,7 @@ fails alone instead of failing its batch-mates (TF Serving fails the batch).
 With batching disabled the same workers run each request on its own, so a
 signature call never blocks the REST event loop or a gRPC thread's peers.
 Completions for asyncio callers are handed back to their loop with one
-`call_soon_threadsafe` per batch; an idle worker is woken for an asyncio
-caller's submissions once the loop's current callbacks have run, so what
-they submitted forms one batch.
+`call_soon_threadsafe` per batch.
 """
 
 import collections
@@ -180,7 +178,6 @@ class Scheduler:
         self._ready: dict = {}
         self._stopping = False
         self._idle = 0  # workers waiting on the condition
-        self._waking: set = set()  # loops with a pending `_wake`
         self._on_batch = on_batch
         count = params.num_batch_threads if params else num_threads
         self._threads = [
@@ -196,8 +193,6 @@ class Scheduler:
         """Queues a signature call.
 
         `callback(outputs, error)` runs on `loop` (if given) or on the worker.
-        With a `loop`, call this on the loop's thread: an idle worker is woken
-        once the loop's current callbacks are done (`_wake`).
 
         Raises:
           ServingError: for batching-level rejections (size, queue full).
@@ -239,25 +234,6 @@ class Scheduler:
             queue.rows += rows
             self._ready[qkey] = queue
             if self._idle:
-                if loop is None:
-                    self._cond.notify()
-                elif loop not in self._waking:
-                    try:
-                        loop.call_soon(self._wake, loop)
-                        self._waking.add(loop)
-                    except RuntimeError:  # loop closed
-                        self._cond.notify()
-
-    def _wake(self, loop) -> None:
-        """Wakes a worker for what the loop submitted during its last callbacks.
-
-        A worker woken at once by a loop's first submission would run it
-        alone whenever the loop releases the GIL (gRPC's core does, per
-        call); woken after the loop's current callbacks, it takes them all.
-        """
-        with self._cond:
-            self._waking.discard(loop)
-            if self._idle and self._ready:
                 self._cond.notify()
 
     def run(self, servable, signature, feeds: dict, timeout: float = None) -> dict:

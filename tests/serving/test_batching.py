@@ -261,38 +261,3 @@ def test_unbatchable_requests_run_alone_when_asked(feeds):
     # the odd one ran alone, the two ordinary requests shared one batch
     assert servable.calls == [1, int(np.size(feeds["x"])), 2]
     scheduler.stop()
-
-
-def test_a_loops_submissions_in_one_callback_share_a_batch():
-    """The worker is woken after the loop's callback, not by its first submission,
-    so a loop that releases the GIL between submissions (gRPC's core does) still
-    gets one batch, not a batch of one followed by the rest."""
-    import asyncio
-    import time
-
-    scheduler = Scheduler(BatchingParameters(max_batch_size=8, num_batch_threads=1))
-    servable = FakeServable()
-    loop = asyncio.new_event_loop()
-    try:
-        answered = loop.create_future()
-        results = []
-
-        def finish(outputs, error):
-            results.append((outputs, error))
-            if len(results) == 3:
-                answered.set_result(None)
-
-        def handle_three():
-            for i in range(3):
-                scheduler.submit(
-                    servable, FakeSignature(), {"x": np.array([float(i)])}, finish, loop
-                )
-                time.sleep(0.05)  # the GIL is free: a woken worker would start now
-
-        loop.call_soon(handle_three)
-        loop.run_until_complete(asyncio.wait_for(answered, 60))
-    finally:
-        loop.close()
-        scheduler.stop()
-    assert servable.calls == [3]
-    assert [o["y"].tolist() for o, _ in results] == [[0.0], [2.0], [4.0]]
