@@ -124,7 +124,7 @@ def charge_arrays(budget: Budget, arrays: dict) -> None:
     for name, array in arrays.items():
         decoded = array.nbytes
         if array.dtype.kind == "O":
-            decoded += sum([len(v) for v in array.ravel().tolist() if type(v) is bytes])
+            decoded += sum([len(v) for v in array.ravel().tolist() if isinstance(v, bytes)])
         charges.append((name, array.shape, array.size, decoded))
         elements += array.size
         decoded_bytes += decoded
