@@ -24,6 +24,7 @@ share; each method mirrors one upstream handler's checks and messages.
 import asyncio
 import concurrent.futures
 import logging
+import math
 import time
 
 import grpc
@@ -230,8 +231,7 @@ class PredictionServicer:
                 servable, request.model_spec.signature_name
             )
             declared = sum(
-                limits.element_count(d.size for d in t.tensor_shape.dim)
-                for t in request.inputs.values()
+                [math.prod([d.size for d in t.tensor_shape.dim]) for t in request.inputs.values()]
             )
             feeds = await self._offload(
                 big or declared > _OFFLOAD_ELEMENTS,

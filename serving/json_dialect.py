@@ -48,6 +48,9 @@ class _NumberTooBig(ValueError):
 
 
 def _first_key_wins(pairs):
+    obj = dict(pairs)
+    if len(obj) == len(pairs):  # no repeated key: the common case, built in C
+        return obj
     obj = {}
     for key, value in pairs:
         obj.setdefault(key, value)
@@ -75,6 +78,19 @@ _DECODER = json.JSONDecoder(
     parse_float=_parse_float,
     parse_constant=float,
 )
+# Documents whose numbers all fit (no digit run of 19+, no 3-digit exponent: every
+# integer is within int64 and no float overflows) parse their numbers in C.
+_PLAIN_NUMBERS_DECODER = json.JSONDecoder(object_pairs_hook=_first_key_wins, parse_constant=float)
+_DIGITS_TO_9 = bytes.maketrans(b"0123456789E", b"9999999999e")
+_BIG_NUMBER_SHAPES = (b"9" * 19, b"e999", b"e+999", b"e-999")
+
+
+def _may_have_big_numbers(body: bytes) -> bool:
+    """True unless every digit run is shorter than 19 and every exponent under 100."""
+    shapes = body.translate(_DIGITS_TO_9)
+    return any(shape in shapes for shape in _BIG_NUMBER_SHAPES)
+
+
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(\.\d+)?([eE][-+]?\d+)?")
 _LITERALS = (
@@ -328,12 +344,14 @@ def _slow_parse(body: bytes):
     start = len(text) - len(text.lstrip(" \t\r\n"))
     if start == len(text):
         raise _parse_error("The document is empty.", start)
-    text = _normalize_inf(text)
+    if "Inf" in text:
+        text = _normalize_inf(text)
     if "\\u" in text:
         _check_surrogates(text)
+    decoder = _DECODER if _may_have_big_numbers(body) else _PLAIN_NUMBERS_DECODER
     try:
         try:
-            value, _ = _DECODER.raw_decode(text, start)
+            value, _ = decoder.raw_decode(text, start)
         except json.JSONDecodeError as e:
             raise _parse_error(_rapidjson_message(e, text), e.pos) from None
         except RecursionError:
@@ -371,13 +389,16 @@ def parse_json_object(body: bytes) -> dict:
     """
     if not body:
         raise invalid("JSON Parse error: The document is empty")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    if b"NaN" in body:  # orjson refuses NaN: skip a failed attempt
         doc = _slow_parse(body)
     else:
-        if isinstance(doc, dict) and _may_repeat_keys(body, doc):
-            doc = _slow_parse(body)  # rapidjson keeps the first duplicate
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = _slow_parse(body)
+        else:
+            if isinstance(doc, dict) and _may_repeat_keys(body, doc):
+                doc = _slow_parse(body)  # rapidjson keeps the first duplicate
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {debug_string(doc)} Is not object")
     return doc

@@ -79,6 +79,11 @@ class Budget:
         """
         self.elements += elements
         self.decoded_bytes += decoded_bytes
+        if (
+            self.elements <= self.limits.max_elements
+            and self.decoded_bytes <= self.limits.max_decoded_bytes
+        ):
+            return
         shown = "[" + ",".join(str(d) for d in shape) + "]"
         if self.elements > self.limits.max_elements:
             raise invalid(
@@ -114,8 +119,22 @@ def charge_examples(budget: Budget, count: int, context_bytes: int, example_byte
 
 def charge_arrays(budget: Budget, arrays: dict) -> None:
     """Charges decoded arrays (alias -> ndarray); strings count pointer + payload."""
+    charges = []
+    elements = decoded_bytes = 0
     for name, array in arrays.items():
         decoded = array.nbytes
         if array.dtype.kind == "O":
-            decoded += sum(len(v) for v in array.ravel().tolist() if isinstance(v, bytes))
-        budget.charge(name, array.shape, array.size, decoded)
+            decoded += sum([len(v) for v in array.ravel().tolist() if isinstance(v, bytes)])
+        charges.append((name, array.shape, array.size, decoded))
+        elements += array.size
+        decoded_bytes += decoded
+    limits = budget.limits
+    if (
+        budget.elements + elements <= limits.max_elements
+        and budget.decoded_bytes + decoded_bytes <= limits.max_decoded_bytes
+    ):
+        budget.elements += elements
+        budget.decoded_bytes += decoded_bytes
+        return
+    for charge in charges:  # one by one, to name the tensor that goes over
+        budget.charge(*charge)

@@ -42,10 +42,21 @@ _TIMESTAMP = _number(logging_pb2.LogMetadata, "timestamp_secs")
 _STRING_VAL = _number(tensor_pb2.TensorProto, "string_val")
 _HALF_VAL = _number(tensor_pb2.TensorProto, "half_val")
 _FIXED = {np.dtype(np.float32): "<f4", np.dtype(np.float64): "<f8"}
+_TYPED_FIELDS = {  # numpy dtype -> (DataType, TensorProto field number)
+    np_dtype: (dtype, _number(tensor_pb2.TensorProto, name))
+    for np_dtype, (dtype, name) in _TYPED.items()
+}
 _MASK = (1 << 64) - 1  # negative integers are varints of their 64-bit two's complement
 
 
+_ONE_BYTE = [bytes([i]) for i in range(0x80)]  # most varints are short lengths and tags
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
+    if 0 < value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while True:
         low = value & 0x7F
@@ -93,8 +104,7 @@ def encode_tensor(array: np.ndarray) -> bytes:
         dtype, number = types_pb2.DT_HALF, _HALF_VAL
         array = array.view(np.uint16)
     else:
-        dtype, name = _TYPED[array.dtype]
-        number = _number(tensor_pb2.TensorProto, name)
+        dtype, number = _TYPED_FIELDS[array.dtype]
     head = _head(dtype, array.shape)
     if not array.size:
         return head
@@ -114,7 +124,13 @@ def _map(number: int, tensors: dict) -> bytes:
 
 
 def encode_predict_log(
-    spec_bytes: bytes, metadata_bytes: bytes, timestamp: int, feeds, outputs, client_id=b""
+    spec_bytes: bytes,
+    metadata_bytes: bytes,
+    timestamp: int,
+    feeds,
+    outputs,
+    client_id=b"",
+    response_spec_bytes: bytes = None,
 ) -> bytes:
     """A serialized `PredictionLog` of one predict call.
 
@@ -124,11 +140,16 @@ def encode_predict_log(
       timestamp: `timestamp_secs` (unix seconds).
       feeds: alias -> input array; outputs: alias -> output array.
       client_id: the request id (empty: none).
+      response_spec_bytes: the response's ModelSpec when it differs from the
+        request's (a shadow record: the version that answered the client
+        is the request's, the shadow version the response's).
     """
     request = _field(_REQUEST_SPEC, spec_bytes) + _map(_REQUEST_INPUTS, feeds)
     if client_id:
         request += _field(_REQUEST_CLIENT_ID, client_id)
-    response = _field(_RESPONSE_SPEC, spec_bytes) + _map(_RESPONSE_OUTPUTS, outputs)
+    if response_spec_bytes is None:
+        response_spec_bytes = spec_bytes
+    response = _field(_RESPONSE_SPEC, response_spec_bytes) + _map(_RESPONSE_OUTPUTS, outputs)
     metadata = metadata_bytes + _varint(_TIMESTAMP << 3 | _VARINT) + _varint(timestamp)
     log = _field(_LOG_REQUEST, request) + _field(_LOG_RESPONSE, response)
     return _field(_METADATA, metadata) + _field(_PREDICT_LOG, log)

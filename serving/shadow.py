@@ -52,9 +52,9 @@ import numpy as np
 
 from serving.batching import BatchSlice, _task_rows
 from serving.errors import ServingError, invalid
+from serving.log_encoding import encode_predict_log
 from serving.model_info import model_spec
 from serving.request_log import MAX_REQUEST_ID_BYTES
-from serving.tensors import fill_tensor_proto
 
 log = logging.getLogger(__name__)
 
@@ -259,36 +259,30 @@ class ShadowMirror:
         share, now = self.share, int(time.time())
         signature_key = copies[0].signature_key
 
-        def build() -> bytes:
-            from tensorflow_serving.apis import logging_pb2, predict_pb2, prediction_log_pb2
+        def build() -> bytes:  # on the writer thread; values encoded as packed bytes
+            from tensorflow_serving.apis import logging_pb2
             from tensorflow_serving.config import logging_config_pb2
 
             shadow_spec = model_spec(shadow.name, shadow.version, signature_key)
-            request = predict_pb2.PredictRequest(
-                model_spec=model_spec(stable.name, stable.version, signature_key)
+            metadata = logging_pb2.LogMetadata(
+                model_spec=shadow_spec,
+                sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=share),
+                saved_model_tags=["serve"],
             )
-            for alias, array in feeds.items():
-                fill_tensor_proto(request.inputs[alias], array)
-            response = predict_pb2.PredictResponse(model_spec=shadow_spec)
-            extra = {
-                REQUEST_IDS: np.array(ids, dtype=object),
-                STABLE_LATENCY: stable_latency,
-                SHADOW_LATENCY: np.full(len(ids), latency_us, np.float64),
-                SHADOW_ERROR: np.array(error.encode(), dtype=object),
-            }
-            extra.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
-            for alias, array in {**outputs, **extra}.items():
-                fill_tensor_proto(response.outputs[alias], array)
-            entry = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request, response=response),
-                log_metadata=logging_pb2.LogMetadata(
-                    model_spec=shadow_spec,
-                    sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=share),
-                    saved_model_tags=["serve"],
-                    timestamp_secs=now,
-                ),
+            response = dict(outputs)
+            response[REQUEST_IDS] = np.array(ids, dtype=object)
+            response[STABLE_LATENCY] = stable_latency
+            response[SHADOW_LATENCY] = np.full(len(ids), latency_us, np.float64)
+            response[SHADOW_ERROR] = np.array(error.encode(), dtype=object)
+            response.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
+            return encode_predict_log(
+                model_spec(stable.name, stable.version, signature_key).SerializeToString(),
+                metadata.SerializeToString(),
+                now,
+                feeds,
+                response,
+                response_spec_bytes=shadow_spec.SerializeToString(),
             )
-            return entry.SerializeToString()
 
         self._logger.write(prefix, stable.name, build)
 
@@ -314,6 +308,10 @@ def _rows(feeds: dict) -> int:
     return 0
 
 
+def _start(copy) -> int:
+    return copy.outputs.start
+
+
 def _gather(copies: list) -> tuple:
     """(copies in record order, their inputs, their stable outputs), each row once.
 
@@ -335,19 +333,30 @@ def _gather(copies: list) -> tuple:
             feed_parts.append(group[0].feeds)
             output_parts.append(first)
             continue
-        group.sort(key=lambda c: c.outputs.start)
+        group.sort(key=_start)
         ordered += group
         if len(group) == 1:
             feed_parts.append(group[0].feeds)
             output_parts.append(first)
             continue
-        index = np.fromiter(
-            (i for c in group for i in range(c.outputs.start, c.outputs.end)), dtype=np.intp
-        )
-        if index[-1] - index[0] + 1 == len(index) and (np.diff(index) == 1).all():
-            index = slice(int(index[0]), int(index[-1]) + 1)  # consecutive rows: views
-        feed_parts.append({a: first.batch_feeds[a][index] for a in group[0].feeds})
-        output_parts.append({a: first.batch_outputs[a][index] for a in first})
+        low = end = group[0].outputs.start
+        for copy in group:
+            if copy.outputs.start != end:  # rows missing in between: index them
+                index = np.fromiter(
+                    (i for c in group for i in range(c.outputs.start, c.outputs.end)),
+                    dtype=np.intp,
+                )
+                break
+            end = copy.outputs.end
+        else:  # consecutive rows: the batch arrays themselves, or views
+            whole = low == 0 and end == len(next(iter(first.batch_outputs.values())))
+            index = None if whole else slice(low, end)
+        if index is None:
+            feed_parts.append({a: first.batch_feeds[a] for a in group[0].feeds})
+            output_parts.append({a: first.batch_outputs[a] for a in first})
+        else:
+            feed_parts.append({a: first.batch_feeds[a][index] for a in group[0].feeds})
+            output_parts.append({a: first.batch_outputs[a][index] for a in first})
     return ordered, _concat(feed_parts), _concat(output_parts)
 
 

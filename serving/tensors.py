@@ -4,11 +4,13 @@ TF Serving fills `float_val`, `int64_val`, ... (`Tensor::AsProtoField`), not
 `tensor_content`; clients such as upstream's tests read `float_val` directly.
 """
 
+import math
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from serving.limits import POINTER_BYTES, Budget, element_count
+from serving.limits import POINTER_BYTES, Budget
 
 _TYPED = {
     np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
@@ -68,16 +70,20 @@ def _chunks(flat: np.ndarray):
 
 _CHUNK = 1 << 16
 _FIELDS = {dtype: (field, np_dtype) for np_dtype, (dtype, field) in _TYPED.items()}
+_ITEMSIZES = {dtype: np_dtype.itemsize for np_dtype, (dtype, _) in _TYPED.items()}
 
 
 def _decoded_bytes(proto: tensor_pb2.TensorProto, elements: int) -> int:
     """Bytes `proto` decodes to: elements x item size (strings: pointers + payload)."""
-    if proto.dtype == types_pb2.DT_STRING:
-        return elements * POINTER_BYTES + sum(len(v) for v in proto.string_val)
-    try:
-        itemsize = tf.dtypes.as_dtype(proto.dtype).size
-    except TypeError:
-        raise ValueError(f"unsupported dtype {proto.dtype}") from None
+    dtype = proto.dtype
+    if dtype == types_pb2.DT_STRING:
+        return elements * POINTER_BYTES + sum([len(v) for v in proto.string_val])
+    itemsize = _ITEMSIZES.get(dtype)
+    if itemsize is None:
+        try:
+            itemsize = tf.dtypes.as_dtype(dtype).size
+        except TypeError:
+            raise ValueError(f"unsupported dtype {dtype}") from None
     return elements * itemsize
 
 
@@ -94,33 +100,37 @@ def from_tensor_proto(
       ServingError: INVALID_ARGUMENT when the tensor passes the budget's caps.
       ValueError: a negative dimension or unknown rank, or an unsupported dtype.
     """
-    if proto.tensor_shape.unknown_rank:
+    shape_proto = proto.tensor_shape
+    if shape_proto.unknown_rank:
         raise ValueError("unknown rank")
-    shape = tuple(d.size for d in proto.tensor_shape.dim)
-    if any(d < 0 for d in shape):
+    shape = tuple([d.size for d in shape_proto.dim])
+    if shape and min(shape) < 0:
         raise ValueError(f"negative dimension in shape {list(shape)}")
-    size = element_count(shape)
+    size = math.prod(shape)
     if budget is not None:
         budget.charge(name, shape, size, _decoded_bytes(proto, size))
-    if proto.dtype == types_pb2.DT_STRING:
+    dtype = proto.dtype
+    if dtype == types_pb2.DT_STRING:
         values = list(proto.string_val)
         if len(values) == size:
             array = np.empty(size, dtype=object)
             array[:] = values
             return array.reshape(shape)
-    elif proto.dtype in _FIELDS and proto.dtype != types_pb2.DT_UINT16:
-        field, np_dtype = _FIELDS[proto.dtype]
-        if proto.tensor_content:
-            array = np.frombuffer(proto.tensor_content, dtype=np_dtype)
+    elif dtype in _FIELDS and dtype != types_pb2.DT_UINT16:
+        field, np_dtype = _FIELDS[dtype]
+        content = proto.tensor_content
+        if content:
+            array = np.frombuffer(content, dtype=np_dtype)
             if array.size == size:
                 return array.reshape(shape)
         else:
             values = getattr(proto, field)
-            if len(values) == size:
-                return np.array(values, dtype=np_dtype).reshape(shape)
-            if len(values) == 1:
+            count = len(values)
+            if count == size:  # values[:] is a list: numpy converts it in one pass
+                return np.array(values[:], dtype=np_dtype).reshape(shape)
+            if count == 1:
                 return np.full(shape, values[0], dtype=np_dtype)
     array = tf.make_ndarray(proto)
-    if proto.dtype == types_pb2.DT_STRING:
+    if dtype == types_pb2.DT_STRING:
         array = array.astype(object)
     return array

@@ -103,3 +103,31 @@ def test_server_without_flags_batches_and_still_serves_any_request(
     metrics = requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=60).text
     assert "# TYPE :tensorflow:serving:batching_session:input_batch_size histogram" in metrics
     assert "defaults for the flags not given: batching on (max_batch_size 128" in server.read_log()
+
+
+@pytest.mark.slow
+def test_sessions_inline_function_calls_and_predict_the_same(tmp_path):
+    import model_factory
+    import numpy as np
+
+    from serving.servable import Servable
+    from serving.server import _session_config
+
+    args = parse_flags(["--model_name=m", "--model_base_path=/m"])
+    defaults.apply(args, 2)
+    config = _session_config(args)
+    assert config.graph_options.optimizer_options.do_function_inlining
+    assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, -1)
+    path = model_factory.save_taxi_like(str(tmp_path / "1"))
+    inlined, plain = Servable("m", 1, path, session_config=config), Servable("m", 1, path)
+    examples = np.array([model_factory.taxi_example(i).SerializeToString() for i in range(5)])
+    for key in ("serving_examples", "classification", "regression"):
+        got = inlined.run(
+            inlined.signatures[key], {a: examples for a in inlined.signatures[key].inputs}
+        )
+        want = plain.run(plain.signatures[key], {a: examples for a in plain.signatures[key].inputs})
+        assert got.keys() == want.keys()
+        for alias in got:
+            np.testing.assert_array_equal(got[alias], want[alias])
+    inlined.close()
+    plain.close()

@@ -87,3 +87,35 @@ def test_debug_string_of_deep_values_is_capped_without_recursing_deeply():
     for _ in range(5000):  # built bottom-up: no recursion to make it
         value = [value]
     assert len(debug_string({"k": value})) == 256
+
+
+# Bodies with NaN (every row with a missing value) are parsed by the json module
+# instead of orjson; its numbers are parsed in C unless one may not fit.
+
+
+def test_nan_body_numbers_beyond_int64_are_doubles_as_in_rapidjson():
+    doc = parse_json_object(
+        b'{"x": NaN, "i": -9999999999999999999, "u": 18446744073709551615, '
+        b'"big": 123456789012345678901234, "small": -9223372036854775808, "f": 1e99}'
+    )
+    assert doc["x"] != doc["x"]
+    assert type(doc["i"]) is float and doc["i"] == -1e19
+    assert type(doc["u"]) is int and doc["u"] == 2**64 - 1
+    assert type(doc["big"]) is float and doc["big"] == 1.2345678901234568e23
+    assert type(doc["small"]) is int and doc["small"] == -(2**63)
+    assert doc["f"] == 1e99
+
+
+@pytest.mark.parametrize("number", [b"1e999", b"1E+400", b"-2.5e-999", b"1" * 400])
+def test_nan_body_number_too_big(number):
+    if number == b"-2.5e-999":  # underflow is fine: 0.0
+        assert parse_json_object(b'{"x": NaN, "f": ' + number + b"}")["f"] == 0.0
+        return
+    with pytest.raises(ServingError, match="Number too big to be stored in double"):
+        parse_json_object(b'{"x": NaN, "f": ' + number + b"}")
+
+
+def test_nan_body_first_repeated_key_wins_at_every_level():
+    doc = parse_json_object(b'{"x": NaN, "a": 1, "a": 2, "o": {"k": [1], "k": 2, "j": 3}}')
+    assert doc["a"] == 1 and doc["o"] == {"k": [1], "j": 3}
+    assert list(doc) == ["x", "a", "o"] and list(doc["o"]) == ["k", "j"]

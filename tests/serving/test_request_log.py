@@ -240,3 +240,13 @@ def test_encoded_predict_log_equals_the_protobuf_built_one():
     expected.predict_log.request.CopyFrom(request)
     expected.predict_log.response.CopyFrom(response)
     assert encoded == expected
+
+
+def test_varints_are_protobufs_at_every_length_boundary():
+    from google.protobuf.internal.encoder import _VarintBytes
+
+    from serving.log_encoding import _varint
+
+    edges = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000, 2**35 + 7, 2**63 - 1, 2**64 - 1]
+    for value in edges + list(range(0, 20000, 7)):
+        assert _varint(value) == _VarintBytes(value), value

@@ -116,8 +116,19 @@ def test_copies_run_on_the_shadow_thread_and_are_recorded_per_batch(tmp_path):
     assert _column(records, "_shadow_error") == [b""] * len(records)
     first = records[0]
     assert first.log_metadata.model_spec.version.value == 1  # the shadow
+    assert first.predict_log.response.model_spec.version.value == 1
     assert first.predict_log.request.model_spec.version.value == 2  # the version that answered
     assert first.log_metadata.sampling_config.sampling_rate == 1.0
+    assert list(first.log_metadata.saved_model_tags) == ["serve"]
+    assert first.log_metadata.timestamp_secs > 1_600_000_000
+    inputs = [
+        v for r in records for v in tf.make_ndarray(r.predict_log.request.inputs["x"]).ravel()
+    ]
+    assert inputs == [1.0, 2.0, 3.0, 4.0]
+    ids = first.predict_log.response.outputs["_request_ids"]
+    assert ids.dtype == tf.string.as_datatype_enum and list(ids.string_val[:1]) == [b"a"]
+    latency = first.predict_log.response.outputs["_stable_latency_us"]
+    assert latency.dtype == tf.float64.as_datatype_enum and latency.double_val[0] == 100.0
     assert metrics.shadow_request_count.get("m", "1", "OK") == 3
     diffs = metrics.shadow_abs_diff.get("m", "1")
     assert diffs[-1] == 4 and diffs[-2] == pytest.approx(2 + 4 + 6 + 8)  # count, sum of |3x - x|
@@ -328,3 +339,32 @@ def test_copies_from_one_merged_batch_take_their_rows_from_it(tmp_path):
         b"c": (2.0, 6.0, 2.0),
         b"z": (9.0, 27.0, 9.0),
     }
+
+
+@pytest.mark.parametrize(
+    "rows, batch_rows",
+    [
+        ([3, 1, 0, 2], 4),  # the whole batch, offered out of order
+        ([2, 1], 4),  # consecutive rows inside it
+        ([0, 3], 4),  # rows with a gap
+        ([0, 1, 2], 4),  # all requests of a batch padded to 4 rows
+    ],
+)
+def test_gather_takes_each_offered_row_of_a_batch_in_order(rows, batch_rows):
+    from serving.batching import BatchSlice
+    from serving.shadow import _Copy, _gather
+
+    batch_x = np.arange(batch_rows, dtype=np.float32).reshape(batch_rows, 1)
+    batch_y = batch_x * 10
+    batch_feeds, batch_outputs = {"x": batch_x}, {"y": batch_y}  # shared, as the scheduler does
+
+    def copy(row):
+        outputs = BatchSlice({"y": batch_y[row : row + 1]})
+        outputs.batch_feeds, outputs.batch_outputs = batch_feeds, batch_outputs
+        outputs.start, outputs.end = row, row + 1
+        return _Copy(None, "serving_default", {"x": batch_x[row : row + 1]}, outputs, 1.0, b"")
+
+    ordered, feeds, outputs = _gather([copy(r) for r in rows])
+    assert [c.outputs.start for c in ordered] == sorted(rows)
+    assert feeds["x"].ravel().tolist() == [float(r) for r in sorted(rows)]
+    assert outputs["y"].ravel().tolist() == [10.0 * r for r in sorted(rows)]

@@ -98,3 +98,20 @@ def test_context_copies_are_charged_per_example():
     with pytest.raises(ServingError, match=r"^Tensor examples \(shape \[1000\]"):
         limits.charge_examples(budget, 1000, 4 << 20, 1000 * 10)
     assert budget.decoded_bytes == 1000 * ((4 << 20) + limits.POINTER_BYTES) + 10_000
+
+
+@pytest.mark.parametrize(
+    "dtype, item_bytes",
+    [
+        (tf.float32, 4),
+        (tf.float64, 8),
+        (tf.uint8, 1),
+        (tf.bool, 1),
+        (tf.float16, 2),
+        (tf.complex128, 16),
+    ],
+)
+def test_decoded_bytes_of_typed_and_other_dtypes(dtype, item_bytes):
+    budget = limits.RequestLimits(max_elements=100, max_decoded_bytes=10**9).budget()
+    from_tensor_proto(_declared([3], dtype, value=False if dtype == tf.bool else 0), "t", budget)
+    assert budget.decoded_bytes == 3 * item_bytes
