@@ -1,10 +1,11 @@
 """Code fingerprints derived from what a node's code really imports.
 
-TFX caches an execution on its inputs and exec properties. Our Transform,
-Trainer, Tuner and ModelSelection run code referenced by dotted path
-(``components.model.run_fn``), which TFX does not hash; the runner puts a
-digest of that code into each node's properties so that an edit re-runs the
-node. A hand-written list of files goes stale (it once omitted
+TFX caches an execution on its inputs and exec properties, not on the code
+it runs: neither the code our Transform, Trainer, Tuner and ModelSelection
+run by dotted path (``components.model.run_fn``) nor the executors of our
+custom components (their executor spec names a class, not its source). The
+runner puts a digest of that code into each node's exec properties so that an
+edit re-runs the node. A hand-written list of files goes stale (it once omitted
 ``components/spans.py``, whose span order changes the model, so editing it
 gave a stale cache hit). Here the digest covers the transitive closure of the
 project's own modules that the entry modules import, found by reading their
@@ -26,12 +27,24 @@ import os
 # The project's top-level packages (first-party imports are followed).
 FIRST_PARTY = ("core", "components", "pipeline", "serving", "lineage", "monitoring", "reporting")
 
-# Entry modules per node: the executor module and the module functions it calls.
+# Entry modules per node: the executor module and the module functions it
+# calls (tests/pipeline/test_pipeline_construction.py checks that each custom
+# node's executor class is covered).
 NODE_ENTRY_MODULES = {
+    # TFX's Transform, Trainer and Tuner with our executors' span order, running
+    # our module functions; ModelSelection is ours.
     "transform": ("components.span_order", "components.preprocessing"),
     "trainer": ("components.span_order", "components.model"),
     "tuner": ("components.span_order", "components.tuning"),
     "selection": ("components.model_selection.component",),
+    # Our class- and function-based components: their executors. InfraCanary
+    # also runs ``python -m serving.server`` in a child process, which no
+    # import statement shows.
+    "example_gen": ("components.example_gen.executor",),
+    "anomalies_gate": ("components.anomalies_gate.component",),
+    "behavioral": ("components.behavioral.component",),
+    "infra_canary": ("components.infra_canary.executor", "serving.server"),
+    "pusher": ("components.pusher.executor",),
 }
 
 

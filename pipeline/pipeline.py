@@ -178,6 +178,7 @@ def create_pipeline(
             )
         ),
         range_config=range_config,
+        code_fingerprint=settings.code_fingerprints.get("example_gen", ""),
     )
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     import_schema = ImportSchemaGen(schema_file=os.path.join(settings.schema_path, "schema.pbtxt"))
@@ -191,6 +192,7 @@ def create_pipeline(
     gate = AnomaliesGate(
         anomalies=example_validator.outputs["anomalies"],
         examples=example_gen.outputs["examples"],
+        code_fingerprint=settings.code_fingerprints.get("anomalies_gate", ""),
     )
     components = [
         example_gen,
@@ -332,7 +334,10 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
         example_splits=["test"],
         eval_config=eval_config(thresholds=False),
     ).with_id("TestEvaluator")
-    behavioral = BehavioralChecks(model=trainer.outputs["model"])
+    behavioral = BehavioralChecks(
+        model=trainer.outputs["model"],
+        code_fingerprint=code_fingerprints.get("behavioral", ""),
+    )
     nodes = [n for n in (span_resolver, transform, tuner, selection) if n] + [trainer]
     nodes.append(baseline_resolver)
     nodes += [evaluator, test_evaluator]
@@ -340,7 +345,9 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
     infra_blessing = None
     if training.canary:
         infra_canary = InfraCanary(
-            model=trainer.outputs["model"], examples=example_gen.outputs["examples"]
+            model=trainer.outputs["model"],
+            examples=example_gen.outputs["examples"],
+            code_fingerprint=code_fingerprints.get("infra_canary", ""),
         )
         infra_blessing = infra_canary.outputs["blessing"]
         nodes.append(infra_canary)
@@ -352,5 +359,6 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=settings.serving_dir)
         ),
+        code_fingerprint=code_fingerprints.get("pusher", ""),
     ).with_id("Pusher")
     return [*nodes, pusher]

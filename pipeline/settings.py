@@ -18,9 +18,20 @@ from collections.abc import Mapping
 
 from pipeline import configs
 
-# Nodes whose code is referenced by dotted path; their code fingerprints are
-# part of their exec properties (see pipeline/code_digest.py).
-FINGERPRINTED_NODES = ("transform", "trainer", "tuner", "selection")
+# Nodes that run our code (by dotted path, or as a custom executor); their
+# code fingerprints are part of their exec properties, hence of TFX's cache
+# key (see pipeline/code_digest.py).
+FINGERPRINTED_NODES = (
+    "transform",
+    "trainer",
+    "tuner",
+    "selection",
+    "example_gen",
+    "anomalies_gate",
+    "behavioral",
+    "infra_canary",
+    "pusher",
+)
 
 
 class SettingsError(ValueError):

@@ -7,7 +7,7 @@ as ``behavioral_blessing`` and pushes only when it is blessed.
 import json
 import os
 
-from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model
 from tfx.utils import io_utils, path_utils
@@ -20,8 +20,15 @@ from components.behavioral.artifact import BLESSED_PROPERTY, REPORT_FILE, Behavi
 def BehavioralChecks(
     model: InputArtifact[Model],
     blessing: OutputArtifact[BehavioralBlessing],
+    code_fingerprint: Parameter[str] = "",
 ) -> None:
-    """Runs ``checks.default_cases()`` on ``<model.uri>/Format-Serving``."""
+    """Runs ``checks.default_cases()`` on ``<model.uri>/Format-Serving``.
+
+    ``code_fingerprint`` is not read: it is a digest of the checks' code
+    (``pipeline/code_digest.py``), an exec property so that an edit changes
+    TFX's cache key.
+    """
+    del code_fingerprint
     saved_model = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
     report = checks.run_cases(checks.load_predict_fn(saved_model), checks.default_cases())
     io_utils.write_string_file(

@@ -15,6 +15,7 @@ NUM_REQUESTS_KEY = "num_requests"
 TIMEOUT_SECONDS_KEY = "timeout_seconds"
 PARITY_ROWS_KEY = "parity_rows"
 PARITY_TOLERANCE_KEY = "parity_tolerance"
+CODE_FINGERPRINT_KEY = "code_fingerprint"
 
 
 class InfraCanarySpec(ComponentSpec):
@@ -26,6 +27,7 @@ class InfraCanarySpec(ComponentSpec):
         TIMEOUT_SECONDS_KEY: ExecutionParameter(type=int),
         PARITY_ROWS_KEY: ExecutionParameter(type=int),
         PARITY_TOLERANCE_KEY: ExecutionParameter(type=float),
+        CODE_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -76,6 +78,7 @@ class InfraCanary(base_component.BaseComponent):
         parity_rows: int = 256,
         parity_tolerance: float = 1e-6,
         blessing: types.BaseChannel | None = None,
+        code_fingerprint: str = "",
     ):
         """Builds the component.
 
@@ -90,6 +93,9 @@ class InfraCanary(base_component.BaseComponent):
             against `serving_examples`).
           parity_tolerance: largest allowed |served - offline| probability.
           blessing: optional output channel override.
+          code_fingerprint: a digest of the executor's and the server's code
+            (``pipeline/code_digest.py``), not read: an exec property so that
+            an edit changes TFX's cache key.
         """
         spec = InfraCanarySpec(
             model=model,
@@ -99,6 +105,7 @@ class InfraCanary(base_component.BaseComponent):
             timeout_seconds=timeout_seconds,
             parity_rows=parity_rows,
             parity_tolerance=parity_tolerance,
+            code_fingerprint=code_fingerprint,
             blessing=blessing or types.Channel(type=standard_artifacts.InfraBlessing),
         )
         super().__init__(spec=spec)

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from google.protobuf import struct_pb2
 
 pytest.importorskip("tfx")
 
@@ -167,3 +168,32 @@ def test_sort_features_is_deterministic_serialization():
     assert streaming.sort_features(shuffled.SerializeToString()) == expected
     assert streaming.sort_features(b"") is None
     assert streaming.sort_features(b"\x12\x00") is None  # not a features field
+
+
+def test_the_component_is_tfx_csv_example_gen_plus_a_code_fingerprint():
+    # Same node id, driver and exec properties as TFX's CsvExampleGen (so the
+    # same cache key but for the executor's code fingerprint in custom_config).
+    from tfx.components import CsvExampleGen as TfxCsvExampleGen
+
+    from components.example_gen import CsvExampleGen
+
+    stock = TfxCsvExampleGen(input_base="/data")
+    ours = CsvExampleGen(input_base="/data")
+    assert ours.id == stock.id == "CsvExampleGen"
+    assert ours.driver_class is stock.driver_class
+    assert ours.executor_spec.executor_class is streaming.Executor
+    assert ours.exec_properties == stock.exec_properties
+
+    fingerprinted = CsvExampleGen(input_base="/data", code_fingerprint="abc123")
+    changed = {
+        key
+        for key, value in fingerprinted.exec_properties.items()
+        if value != stock.exec_properties.get(key)
+    }
+    assert changed == {"custom_config"}
+    config = proto_utils.json_to_proto(
+        fingerprinted.exec_properties["custom_config"], example_gen_pb2.CustomConfig()
+    )
+    value = struct_pb2.Struct()
+    assert config.custom_config.Unpack(value)
+    assert dict(value) == {"code_fingerprint": "abc123"}

@@ -17,13 +17,15 @@ from pipeline import code_digest
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CODE_NODES = {"Transform", "Tuner", "ModelSelection", "Trainer"}
+# The custom components whose executors are ours.
+COMPONENT_NODES = {"CsvExampleGen", "AnomaliesGate", "BehavioralChecks", "InfraCanary", "Pusher"}
 
 
 @pytest.fixture()
 def tree(tmp_path):
     """A copy of the project's packages, to edit."""
     root = tmp_path / "tree"
-    imported = {  # the packages the nodes' code imports (components, core)
+    imported = {  # the packages the nodes' code imports (components, core, serving)
         dotted.split(".")[0]
         for entries in code_digest.NODE_ENTRY_MODULES.values()
         for dotted in code_digest.module_closure(CHECKOUT, entries)
@@ -80,10 +82,11 @@ def _edit(path) -> None:
         f.write("\n# an edit\n")
 
 
-def _missed(tmp_path, tree, edited: str) -> set[str]:
-    """Nodes whose cache key changes when ``edited`` (a path in ``tree``) is edited."""
+def _missed(tmp_path, tree, edited: str | None) -> set[str]:
+    """Nodes whose cache key changes when ``edited`` (a path in ``tree``; None: nothing) is edited."""
     before = _cache_keys(tmp_path, code_digest.node_fingerprints(str(tree)))
-    _edit(tree / edited)
+    if edited is not None:
+        _edit(tree / edited)
     after = _cache_keys(tmp_path, code_digest.node_fingerprints(str(tree)))
     assert before.keys() == after.keys()
     return {node for node in before if before[node] != after[node]}
@@ -110,3 +113,38 @@ def test_editing_the_model_misses_training_nodes_but_not_transform(tmp_path, tre
 def test_editing_code_no_node_runs_keeps_every_cache_hit(tmp_path, tree):
     # The model card is written by the runner after the run, not by a node.
     assert _missed(tmp_path, tree, "components/model_card/card.py") == set()
+
+
+@pytest.mark.slow
+def test_a_rerun_of_unchanged_code_keeps_every_cache_key(tmp_path, tree):
+    assert _missed(tmp_path, tree, None) == set()
+
+
+# Module edited -> the nodes whose cache key it changes (and no other).
+COMPONENT_EDITS = {
+    # Our streaming CsvExampleGen executor.
+    "components/example_gen/executor.py": {"CsvExampleGen"},
+    "components/anomalies_gate/gate.py": {"AnomaliesGate"},
+    # The Pusher imports components.behavioral.artifact, whose package
+    # __init__ imports the checks: Python runs them when the Pusher starts.
+    "components/behavioral/checks.py": {"BehavioralChecks", "Pusher"},
+    "components/infra_canary/canary.py": {"InfraCanary"},
+    "components/pusher/executor.py": {"Pusher"},
+    "components/pusher/component.py": {"Pusher"},
+    # The client encodes the canary's and the checks' requests.
+    "serving/client.py": {"BehavioralChecks", "InfraCanary", "Pusher"},
+    # The server InfraCanary starts as `python -m serving.server` (no import).
+    "serving/server.py": {"InfraCanary"},
+    "serving/model_manager.py": {"InfraCanary"},
+    # Every node's code imports its top-level package, which imports core.env.
+    "core/env.py": CODE_NODES | COMPONENT_NODES,
+    # Code no node runs: a CLI, package data paths.
+    "serving/client_cli.py": set(),
+    "core/resources.py": set(),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edited", sorted(COMPONENT_EDITS))
+def test_editing_a_custom_components_code_misses_exactly_its_nodes(tmp_path, tree, edited):
+    assert _missed(tmp_path, tree, edited) == COMPONENT_EDITS[edited]

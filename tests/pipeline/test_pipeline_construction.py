@@ -226,7 +226,7 @@ def test_each_code_running_node_carries_its_own_code_fingerprint(settings):
     from pipeline import code_digest
 
     code = code_digest.node_fingerprints()
-    assert len(set(code.values())) == 4
+    assert len(set(code.values())) == 9
     nodes = _nodes(create_pipeline(settings.replace(code_fingerprints=code), span=2016))
     custom = {
         node: json.loads(nodes[name].exec_properties["custom_config"])["code_fingerprint"]
@@ -236,6 +236,59 @@ def test_each_code_running_node_carries_its_own_code_fingerprint(settings):
     assert nodes["ModelSelection"].exec_properties["code_fingerprint"] == code["selection"]
     tuner_config = json.loads(nodes["Tuner"].exec_properties["custom_config"])
     assert tuner_config["code_fingerprint"] == code["tuner"]
+    props = {
+        node: nodes[name].exec_properties.get("code_fingerprint")
+        for node, name in (
+            ("anomalies_gate", "AnomaliesGate"),
+            ("behavioral", "BehavioralChecks"),
+            ("infra_canary", "InfraCanary"),
+            ("pusher", "Pusher"),
+        )
+    }
+    assert props == {node: code[node] for node in props}
+    example_gen_config = json.loads(nodes["CsvExampleGen"].exec_properties["custom_config"])
+    assert example_gen_config["custom_config"]["value"] == {"code_fingerprint": code["example_gen"]}
+
+
+def _carried(component, code: dict[str, str]) -> list[str]:
+    """The fingerprints of ``code`` (node -> digest) among ``component``'s exec properties."""
+    text = " ".join(str(value) for value in component.exec_properties.values())
+    return [node for node, digest in code.items() if digest in text]
+
+
+def test_every_node_running_our_executor_carries_the_fingerprint_of_that_executor(settings):
+    # The fingerprint table (pipeline/code_digest.py) must follow the executors
+    # create_pipeline really uses: a new custom component, or a node whose
+    # executor moved, without a covering fingerprint would be a stale cache hit.
+    from pipeline import code_digest
+
+    code = {node: f"digest-of-{node}" for node in code_digest.NODE_ENTRY_MODULES}
+    nodes = _nodes(create_pipeline(settings.replace(code_fingerprints=code), span=2016))
+    ours = {}
+    for name, component in nodes.items():
+        spec = getattr(component, "executor_spec", None)
+        module = getattr(getattr(spec, "executor_class", None), "__module__", "")
+        if module.split(".")[0] in code_digest.FIRST_PARTY:
+            ours[name] = module
+    assert set(ours) == {
+        "CsvExampleGen",
+        "AnomaliesGate",
+        "Transform",
+        "Tuner",
+        "ModelSelection",
+        "Trainer",
+        "BehavioralChecks",
+        "InfraCanary",
+        "Pusher",
+    }
+    for name, component in nodes.items():
+        carried = _carried(component, code)
+        if name not in ours:
+            assert carried == [], name  # TFX's own executors: TFX's version is the code
+            continue
+        assert len(carried) == 1, (name, carried)
+        closure = code_digest.module_closure(None, code_digest.NODE_ENTRY_MODULES[carried[0]])
+        assert ours[name] in closure, (name, carried)
 
 
 def test_epoch_budgets_and_cv_sample_are_wired(settings):
