@@ -1,1 +1,1 @@
-"""Pipeline definition, runners and lineage queries for the taxi model."""
+"""Pipeline definition and runners for the taxi model."""

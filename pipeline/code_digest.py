@@ -21,7 +21,7 @@ import hashlib
 import os
 
 # The project's top-level packages (first-party imports are followed).
-FIRST_PARTY = ("components", "pipeline", "serving", "monitoring", "reporting")
+FIRST_PARTY = ("components", "pipeline", "serving", "monitoring", "reporting", "lineage")
 
 # Entry modules per node: the executor module and the module functions it calls.
 NODE_ENTRY_MODULES = {

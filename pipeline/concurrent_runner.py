@@ -46,7 +46,8 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import launcher, runtime_parameter_utils
 from tfx.proto.orchestration import pipeline_pb2
 
-from pipeline import memory, metadata_store
+from lineage import metadata_store
+from pipeline import memory
 from pipeline.worker_processes import WorkerPool
 
 # One lock per process: every MLMD session opened by these runners takes it.

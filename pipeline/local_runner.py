@@ -13,7 +13,7 @@ Every run backfills spans that were never ingested (ingestion + validation
 only, up to ``--parallel`` spans at once, the newest among them), then
 ingests and validates the newest span (a cache hit if it was just backfilled)
 and trains on the newest ``--num-spans`` spans. ML Metadata is ``--metadata``
-(an SQLite file or a shared ``mysql://`` store, see pipeline/metadata_store.py).
+(an SQLite file or a shared ``mysql://`` store, see lineage/metadata_store.py).
 Exit codes: 0 done (pushed or not blessed, see the summary), 2 bad input data,
 anomalies or an ML Metadata store that cannot be opened, 1 any other failure.
 """
@@ -239,9 +239,9 @@ def code_fingerprints() -> dict[str, str]:
 
 
 def source_digest() -> str:
-    """Digest of all pipeline, component and server source (run-level cache)."""
+    """Digest of all pipeline, component, server, lineage and reporting source (run-level cache)."""
     digest = hashlib.sha256()
-    for package in ("pipeline", "components", "serving"):
+    for package in ("pipeline", "components", "serving", "lineage", "reporting"):
         for folder, dirs, files in os.walk(os.path.join(REPO_ROOT, package)):
             dirs.sort()
             for name in sorted(f for f in files if f.endswith(".py")):
@@ -364,7 +364,7 @@ def _quiet() -> None:
 
 def _write_model_card(output_dir: str, version: str) -> str:
     """Writes the pushed version's model card under ``output_dir``; a line for the summary."""
-    from components.model_card import write_card
+    from reporting.model_card import write_card
 
     try:
         markdown, page = write_card(output_dir, version)
@@ -402,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet()
     # Only light imports until the run-level cache has been consulted.
-    from pipeline import data_check, metadata_store, run_cache, run_summary
+    from lineage import metadata_store
+    from pipeline import data_check, run_cache, run_summary
 
     started = time.time()
     output_dir = os.path.abspath(args.output_dir)

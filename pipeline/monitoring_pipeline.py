@@ -24,7 +24,8 @@ from tfx.orchestration import pipeline as tfx_pipeline  # noqa: E402
 from tfx.types.standard_artifacts import ExampleStatistics  # noqa: E402
 
 from components.request_log_monitor.component import RequestLogMonitor  # noqa: E402
-from pipeline import configs, metadata_store  # noqa: E402
+from lineage import metadata_store  # noqa: E402
+from pipeline import configs  # noqa: E402
 
 MONITOR_ID = "RequestLogMonitor"
 

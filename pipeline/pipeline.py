@@ -63,7 +63,8 @@ from components.model_selection import ModelSelection  # noqa: E402
 from components.pusher import AtomicPusher  # noqa: E402
 from components.span_order import Trainer, Transform, Tuner  # noqa: E402
 from components.spans import LatestValidatedSpansStrategy  # noqa: E402
-from pipeline import configs, metadata_store  # noqa: E402
+from lineage import metadata_store  # noqa: E402
+from pipeline import configs  # noqa: E402
 
 INGEST_NODES = (
     "CsvExampleGen",
@@ -187,7 +188,7 @@ def create_pipeline(
       data_root: folder holding ``span-<N>/*.csv`` spans.
       schema_path: folder holding the curated ``schema.pbtxt``.
       serving_dir: models are pushed to ``serving_dir/<version>``.
-      metadata_path: ML Metadata: an SQLite file or a mysql:// URL (pipeline/metadata_store.py).
+      metadata_path: ML Metadata: an SQLite file or a mysql:// URL (lineage/metadata_store.py).
       span: span to ingest; None means the newest span in ``data_root``.
       num_spans: train on the newest ``num_spans`` ingested spans; 0 means all.
       train_steps / eval_steps: Trainer steps (``train_steps`` at least).

@@ -13,7 +13,8 @@ import os
 import pandas as pd
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from reporting import runs as runs_lib
+import lineage
+from lineage import runs as runs_lib
 
 STATS_FILE = "FeatureStats.pb"
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -101,7 +102,7 @@ def load_split_statistics(artifact, split: str) -> statistics_pb2.DatasetFeature
 def load_statistics(artifact) -> dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
     """Split name -> statistics of a StatisticsGen artifact."""
     return {
-        split: load_split_statistics(artifact, split) for split in runs_lib.split_names(artifact)
+        split: load_split_statistics(artifact, split) for split in lineage.split_names(artifact)
     }
 
 
@@ -113,7 +114,7 @@ def load_schema(artifact) -> schema_pb2.Schema:
 def load_anomalies(artifact) -> dict[str, anomalies_pb2.Anomalies]:
     """Split name -> anomalies of an ExampleAnomalies artifact."""
     result = {}
-    for split in runs_lib.split_names(artifact):
+    for split in lineage.split_names(artifact):
         anomalies = anomalies_pb2.Anomalies()
         with open(os.path.join(artifact.uri, f"Split-{split}", ANOMALIES_FILE), "rb") as f:
             anomalies.ParseFromString(f.read())
@@ -405,7 +406,7 @@ def for_run(store: runs_lib.RunStore, run: runs_lib.Run, split: str = "train") -
     previous_span = max(previous_spans) if previous_spans else None
     stats_by_span = {}
     for s, artifact in by_span_artifacts.items():
-        if split in runs_lib.split_names(artifact):
+        if split in lineage.split_names(artifact):
             stats_by_span[s] = load_split_statistics(artifact, split)
     return RunDataValidation(
         run=run,

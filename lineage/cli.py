@@ -13,7 +13,8 @@ import argparse
 import json
 import sys
 
-from pipeline import lineage, metadata_store
+import lineage
+from lineage import metadata_store
 
 
 def _print_version(info: dict) -> None:
@@ -78,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     except metadata_store.MetadataError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 2
+    graph = lineage.Graph.load(store)
     try:
         if args.question == "versions":
-            info = {"versions": sorted(lineage.pushed_versions(lineage.Graph.load(store)))}
+            info = {"versions": sorted(lineage.pushed_versions(graph))}
             printer = lambda i: print("\n".join(i["versions"]) or "no pushed versions")  # noqa: E731
         elif args.question == "version":
-            info, printer = lineage.version_lineage(store, args.version), _print_version
+            info, printer = lineage.version_lineage(graph, args.version), _print_version
         else:
-            info, printer = lineage.models_for_span(store, args.span), _print_span
+            info, printer = lineage.models_for_span(graph, args.span), _print_span
     except lineage.LineageError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
