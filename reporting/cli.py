@@ -104,9 +104,7 @@ def main(argv=None) -> int:
             for run in store.runs():
                 print(f"{run.run_id}  {store.describe_run(run)}")
             return 0
-        selected = (
-            store.runs() if args.all else [store.get_run(args.run or runs.run_id_from_env())]
-        )
+        selected = store.runs() if args.all else [store.get_run(args.run or runs.run_id_from_env())]
         if not selected:
             raise runs_lib.RunNotFoundError(f"no runs in {store.metadata_path}")
     except runs_lib.RunNotFoundError as e:

@@ -1,6 +1,6 @@
 """Data validation views: TFDV statistics, schema, anomalies, drift between spans.
 
-Inputs are MLMD artifacts found by ``reporting.runs``; everything else is
+Inputs are MLMD artifacts found by ``lineage.runs``; everything else is
 computed by TFDV (statistics loading, validation, drift comparators).
 """
 
