@@ -19,6 +19,9 @@ blessed version on disk older than it) as the stable version and pins it
 (`specific`) together with the candidate. `pin` does the same without a
 candidate: `watch` calls it before running the pipeline, so a push is not
 served before it has been a canary.
+
+Each function takes the command's ML Metadata (`lineage.Metadata`, opened
+once, its graph read once) or a target it opens itself.
 """
 
 from __future__ import annotations
