@@ -1,8 +1,8 @@
 """ML Metadata, read: the lineage graph, spans, pushed versions, blessings and runs.
 
-The lowest layer above the libraries: it imports no other package of the
-project, and everything that asks ML Metadata a question (the pipeline
-runner's summary, reporting, the model card, monitoring) asks it here.
+A low layer: it imports libraries and nothing of the project above core/,
+and everything that asks ML Metadata a question (the pipeline runner's
+backfill and summary, reporting, the model card, monitoring) asks it here.
 
 * ``lineage.metadata_store``: where the store lives (SQLite or MySQL) and
   opening it with retries.
