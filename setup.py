@@ -8,7 +8,15 @@ setup(
     description="End-to-end TFX pipeline, TF-Serving-compatible server and tooling",
     python_requires=">=3.9,<3.11",
     packages=find_packages(
-        include=["core*", "pipeline*", "components*", "serving*", "reporting*", "monitoring*"]
+        include=[
+            "core*",
+            "pipeline*",
+            "components*",
+            "serving*",
+            "reporting*",
+            "monitoring*",
+            "lineage*",
+        ]
     ),
     # core/data is a symlink to data/: the bundled spans and schema ship as files
     # of the core package (core.resources finds them there).
@@ -29,12 +37,12 @@ setup(
         "console_scripts": [
             "taxi-pipeline=pipeline.local_runner:cli",
             "taxi-kubeflow-compile=pipeline.kubeflow_runner:main",
-            "taxi-lineage=pipeline.lineage_cli:main",
+            "taxi-lineage=lineage.cli:main",
             "taxi-report=reporting.cli:main",
             "serve=serving.server:main",
             "serving-client=serving.client_cli:main",
             "taxi-monitor=monitoring.cli:main",
-            "taxi-model-card=components.model_card.__main__:main",
+            "taxi-model-card=reporting.model_card:main",
         ]
     },
 )

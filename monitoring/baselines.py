@@ -1,7 +1,7 @@
 """Reference statistics found through ML Metadata (never by path guessing).
 
 * `training_statistics`: the train split statistics of the newest span the
-  served version was trained on (pipeline/lineage.py gives its Examples; the
+  served version was trained on (lineage.version_lineage gives its Examples; the
   StatisticsGen execution that consumed them gives the statistics).
 * `span_statistics`: train split statistics of every ingested span.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import ml_metadata as mlmd
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+import lineage
 from monitoring.artifacts import load_split_statistics
-from pipeline import lineage
 
 
 def _statistics_of(graph: lineage.Graph, examples_id: int):
@@ -23,11 +23,11 @@ def _statistics_of(graph: lineage.Graph, examples_id: int):
 
 
 def _raw_examples_by_span(graph: lineage.Graph) -> dict[int, list[int]]:
+    """Span -> ids of its raw Examples (every ingestion, validated or not), oldest first."""
     spans: dict[int, list[int]] = {}
     for artifact_id in sorted(graph.artifacts):
-        if lineage._is_raw_examples(graph, artifact_id):
-            span = lineage._prop(graph.artifacts[artifact_id], "span")
-            spans.setdefault(int(span), []).append(artifact_id)
+        if lineage.is_raw_examples(graph, artifact_id):
+            spans.setdefault(lineage.span_of(graph, artifact_id), []).append(artifact_id)
     return spans
 
 
@@ -49,11 +49,11 @@ def training_statistics_artifact(store: mlmd.MetadataStore, version: str):
     Raises:
       lineage.LineageError: unknown version, or no statistics for its span.
     """
-    info = lineage.version_lineage(store, str(version))
     graph = lineage.Graph.load(store)
+    info = lineage.version_lineage(graph, str(version))
     uris = set(info["examples"])
     candidates = [
-        (int(lineage._prop(graph.artifacts[a], "span")), a)
+        (lineage.span_of(graph, a), a)
         for ids in _raw_examples_by_span(graph).values()
         for a in ids
         if graph.artifacts[a].uri in uris

@@ -19,6 +19,9 @@ blessed version on disk older than it) as the stable version and pins it
 (`specific`) together with the candidate. `pin` does the same without a
 candidate: `watch` calls it before running the pipeline, so a push is not
 served before it has been a canary.
+
+Each function takes the command's ML Metadata (`lineage.Metadata`, opened
+once, its graph read once) or a target it opens itself.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ import requests
 from google.protobuf import text_format
 from ml_metadata import errors as mlmd_errors
 
+import lineage
 from monitoring import rollback
 from monitoring.rollback import RollbackError as CanaryError  # noqa: F401 - same failure kind
-from pipeline import lineage
 from serving.model_manager import list_versions
 
 EXECUTION_TYPE = "Canary"
@@ -86,18 +89,26 @@ def wait_label(server_url: str, model: str, label: str, version: int, timeout: f
     raise CanaryError(f"label {label} of {model} not on version {version} after {timeout}s")
 
 
-def _context(metadata_path: str, config_file: str, model_name: str):
-    store = rollback.writable_store(metadata_path)
+def _context(metadata: str | lineage.Metadata, config_file: str, model_name: str):
+    """(the command's `lineage.Metadata`, the server config, the model's entry)."""
+    metadata = rollback.writable(metadata)
     try:
         server_config = rollback.read_config(config_file)
     except (OSError, ValueError) as e:
         raise CanaryError(f"model config file {config_file}: {e}") from None
     entry = rollback.model_entry(server_config, model_name)
-    return store, server_config, entry
+    return metadata, server_config, entry
 
 
 def _record(
-    store, action, model_name, stable, candidate, reason, requested_by, figures=None
+    metadata: lineage.Metadata,
+    action,
+    model_name,
+    stable,
+    candidate,
+    reason,
+    requested_by,
+    figures=None,
 ) -> int:
     values = {
         "action": action,
@@ -109,7 +120,7 @@ def _record(
     }
     for name, value in (figures or {}).items():
         values[name] = "" if value is None else value
-    return rollback.record_execution(store, EXECUTION_TYPE, values, candidate)
+    return rollback.record_execution(metadata, EXECUTION_TYPE, values, candidate)
 
 
 def available_versions(server_url: str, model: str) -> list[int]:
@@ -167,7 +178,7 @@ def served_stable(entry, server_url: str, model: str, blessed, candidate=None) -
 
 
 def pin(
-    metadata_path: str,
+    metadata: str | lineage.Metadata,
     config_file: str,
     model_name: str,
     server_url: str,
@@ -175,20 +186,20 @@ def pin(
     requested_by: str,
 ) -> dict:
     """Pins the currently served version as `stable` (no-op if already pinned)."""
-    store, server_config, entry = _context(metadata_path, config_file, model_name)
+    metadata, server_config, entry = _context(metadata, config_file, model_name)
     stable = pinned_stable(entry)
     if stable is not None:
         return {"stable": stable, "pinned": False, "execution_id": None}
-    blessed = {int(v) for v in lineage.pushed_versions(lineage.Graph.load(store))}
+    blessed = {int(v) for v in lineage.pushed_versions(metadata.graph)}
     stable = served_stable(entry, server_url, model_name, blessed)
     _set(entry, [stable], {"stable": stable})
     _write(config_file, server_config)
-    execution_id = _record(store, "pin", model_name, stable, stable, reason, requested_by)
+    execution_id = _record(metadata, "pin", model_name, stable, stable, reason, requested_by)
     return {"stable": stable, "pinned": True, "execution_id": execution_id}
 
 
 def serve_next_to_stable(
-    metadata_path: str,
+    metadata: str | lineage.Metadata,
     config_file: str,
     model_name: str,
     candidate: int,
@@ -198,11 +209,11 @@ def serve_next_to_stable(
 ) -> tuple:
     """Serves `candidate` (blessed, on disk) labelled `label` next to the stable version.
 
-    Returns (store, stable version, whether stable was pinned now because the
-    policy was `latest`).
+    Returns (the command's `lineage.Metadata`, stable version, whether stable
+    was pinned now because the policy was `latest`).
     """
-    store, server_config, entry = _context(metadata_path, config_file, model_name)
-    blessed = {int(v) for v in lineage.pushed_versions(lineage.Graph.load(store))}
+    metadata, server_config, entry = _context(metadata, config_file, model_name)
+    blessed = {int(v) for v in lineage.pushed_versions(metadata.graph)}
     stable = pinned_stable(entry)
     pinned_now = stable is None
     if pinned_now:  # `latest`: keep what the server serves now as the stable version
@@ -217,11 +228,11 @@ def serve_next_to_stable(
     _set(entry, [stable, candidate], {"stable": stable, label: candidate})
     _write(config_file, server_config)
     wait_label(server_url, model_name, label, candidate, timeout)
-    return store, stable, pinned_now
+    return metadata, stable, pinned_now
 
 
 def deploy(
-    metadata_path: str,
+    metadata: str | lineage.Metadata,
     config_file: str,
     model_name: str,
     candidate: int,
@@ -230,13 +241,16 @@ def deploy(
     requested_by: str,
     timeout: float = 120,
 ) -> dict:
-    """Serves `candidate` (blessed, on disk) as the canary next to the stable version."""
-    store, stable, pinned_now = serve_next_to_stable(
-        metadata_path, config_file, model_name, candidate, server_url, "canary", timeout
+    """Serves `candidate` (blessed, on disk) as the canary next to the stable version.
+
+    `metadata`: ML Metadata already open for this command, or a target to open.
+    """
+    metadata, stable, pinned_now = serve_next_to_stable(
+        metadata, config_file, model_name, candidate, server_url, "canary", timeout
     )
     if pinned_now:
         reason += f" (policy was latest: version {stable} pinned as stable)"
-    execution_id = _record(store, "deploy", model_name, stable, candidate, reason, requested_by)
+    execution_id = _record(metadata, "deploy", model_name, stable, candidate, reason, requested_by)
     return {
         "stable": stable,
         "candidate": candidate,
@@ -246,7 +260,7 @@ def deploy(
 
 
 def finish(
-    metadata_path: str,
+    metadata: str | lineage.Metadata,
     config_file: str,
     model_name: str,
     action: str,
@@ -254,14 +268,17 @@ def finish(
     requested_by: str,
     figures: dict | None = None,
 ) -> dict:
-    """`promote` (the canary becomes the only, stable version) or `abort` (back to stable)."""
-    store, server_config, entry = _context(metadata_path, config_file, model_name)
+    """`promote` (the canary becomes the only, stable version) or `abort` (back to stable).
+
+    `metadata`: ML Metadata already open for this command, or a target to open.
+    """
+    metadata, server_config, entry = _context(metadata, config_file, model_name)
     stable, candidate = _deployed(entry, model_name)
     keep = candidate if action == "promote" else stable
     _set(entry, [keep], {"stable": keep})
     _write(config_file, server_config)
     execution_id = _record(
-        store, action, model_name, stable, candidate, reason, requested_by, figures
+        metadata, action, model_name, stable, candidate, reason, requested_by, figures
     )
     return {
         "stable": keep,
@@ -271,16 +288,16 @@ def finish(
     }
 
 
-def deployed(metadata_path: str, config_file: str, model_name: str) -> dict | None:
+def deployed(metadata: str | lineage.Metadata, config_file: str, model_name: str) -> dict | None:
     """The live canary: {"stable", "candidate", "deploy_id", "deployed_at" (unix s),
     "holds": [execution ids of `hold` decisions since]}, None without one."""
-    store, _, entry = _context(metadata_path, config_file, model_name)
+    metadata, _, entry = _context(metadata, config_file, model_name)
     stable = entry.version_labels.get("stable")
     candidate = entry.version_labels.get("canary")
     if not stable or not candidate:
         return None
     try:
-        executions = store.get_executions_by_type(EXECUTION_TYPE)
+        executions = metadata.store.get_executions_by_type(EXECUTION_TYPE)
     except mlmd_errors.NotFoundError:
         executions = []
     mine = [e for e in executions if e.properties["model_name"].string_value == model_name]
@@ -308,7 +325,7 @@ def deployed(metadata_path: str, config_file: str, model_name: str) -> dict | No
 
 
 def hold(
-    metadata_path: str,
+    metadata: str | lineage.Metadata,
     config_file: str,
     model_name: str,
     reason: str,
@@ -316,9 +333,9 @@ def hold(
     figures: dict | None = None,
 ) -> dict:
     """Records a decision to keep the canary running (nothing changes in serving)."""
-    store, _, entry = _context(metadata_path, config_file, model_name)
+    metadata, _, entry = _context(metadata, config_file, model_name)
     stable, candidate = _deployed(entry, model_name)
     execution_id = _record(
-        store, "hold", model_name, stable, candidate, reason, requested_by, figures
+        metadata, "hold", model_name, stable, candidate, reason, requested_by, figures
     )
     return {"stable": stable, "candidate": candidate, "execution_id": execution_id}

@@ -35,7 +35,17 @@ import math
 import os
 import time
 
-from monitoring import ab, ab_report, canary, config, quality, request_logs, server_metrics
+import lineage
+from monitoring import (
+    ab,
+    ab_report,
+    canary,
+    config,
+    quality,
+    request_logs,
+    rollback,
+    server_metrics,
+)
 
 
 @dataclasses.dataclass
@@ -99,7 +109,7 @@ def _figures(result: dict, serving: dict, stable: str, candidate: str) -> dict:
 
 
 def evaluate(
-    metadata_path: str,
+    metadata: str | lineage.Metadata,
     config_file: str,
     model_name: str,
     logs: str,
@@ -119,7 +129,8 @@ def evaluate(
     """
     policy = policy or Policy()
     now = time.time() if now is None else now
-    live = canary.deployed(metadata_path, config_file, model_name)
+    metadata = rollback.writable(metadata)
+    live = canary.deployed(metadata, config_file, model_name)
     if live is None:
         return None
     stable, candidate = str(live["stable"]), str(live["candidate"])
@@ -180,10 +191,10 @@ def evaluate(
     figures = _figures(result, serving, stable, candidate)
     figures.update(check=looks, elapsed_s=round(elapsed, 1), guard_rails="; ".join(fired) or "none")
     if action == "hold":
-        done = canary.hold(metadata_path, config_file, model_name, reason, requested_by, figures)
+        done = canary.hold(metadata, config_file, model_name, reason, requested_by, figures)
     else:
         done = canary.finish(
-            metadata_path, config_file, model_name, action, reason, requested_by, figures
+            metadata, config_file, model_name, action, reason, requested_by, figures
         )
     report = ab_report.build(
         result,

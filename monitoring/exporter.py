@@ -17,7 +17,9 @@ Every scrape of `/metrics` serves, read fresh:
   live-accuracy-drop alert measures from: with `--metadata`, for each version
   the model config names (labels, `specific` versions; under `latest` the
   newest pushed version), the overall `binary_accuracy` of the Evaluator run
-  that blessed it (found through MLMD lineage, read once per version); with
+  that blessed it (found through MLMD lineage, read once per version; a
+  scrape reads the MLMD graph at most once, and not at all when it knows
+  every version's accuracy and the served versions are named); with
   `--baseline-accuracy`, version `all` (compared with the live accuracy of all
   versions together);
 * `taxi_monitor_textfile_mtime_seconds{file}`.
@@ -28,6 +30,7 @@ files; the exporter only reads them, so a slow check never blocks a scrape.
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import os
@@ -156,14 +159,16 @@ class MonitorCollector(Collector):
         if self.baseline_accuracy is not None:
             baseline.add_metric([self.model_name, "all"], self.baseline_accuracy)
         if self.metadata and self.model_config:
-            for version in self._configured_versions():
-                accuracy = self._evaluation_accuracy(version)
+            graph = _graph_loader(self.metadata)
+            for version in self._configured_versions(graph):
+                accuracy = self._evaluation_accuracy(version, graph)
                 if accuracy is not None:
                     baseline.add_metric([self.model_name, version], accuracy)
         yield baseline
 
-    def _configured_versions(self) -> list[str]:
-        """Versions the model config makes the server serve (see the module docstring)."""
+    def _configured_versions(self, graph) -> list[str]:
+        """Versions the model config makes the server serve (see the module docstring);
+        `graph()` is this scrape's MLMD graph."""
         try:
             entry = _entry(self.model_config, self.model_name)
             versions = {str(v) for v in entry.version_labels.values()}
@@ -171,32 +176,43 @@ class MonitorCollector(Collector):
             if policy.WhichOneof("policy_choice") == "specific":
                 versions |= {str(v) for v in policy.specific.versions}
             elif not versions:
-                from pipeline import lineage
+                import lineage
 
-                pushed = lineage.pushed_versions(
-                    lineage.Graph.load(lineage.open_store(self.metadata))
-                )
+                pushed = lineage.pushed_versions(graph())
                 versions = {max(pushed, key=int)} if pushed else set()
             return sorted(versions, key=int)
         except Exception as e:  # noqa: BLE001 - a scrape must not fail on a bad config/store
             log.warning("served versions of %s: %s", self.model_name, e)
             return []
 
-    def _evaluation_accuracy(self, version: str) -> float | None:
-        """Overall binary_accuracy of the evaluation that blessed `version` (cached)."""
+    def _evaluation_accuracy(self, version: str, graph) -> float | None:
+        """Overall binary_accuracy of the evaluation that blessed `version` (cached);
+        `graph()` is this scrape's MLMD graph."""
         if version not in self._evaluated:
             self._evaluated[version] = None
             try:
+                import lineage
                 from monitoring import evaluation
-                from pipeline import lineage
 
-                info = lineage.version_lineage(lineage.open_store(self.metadata), version)
+                info = lineage.version_lineage(graph(), version)
                 self._evaluated[version] = evaluation.overall_metric(
                     info["evaluation"][0], "binary_accuracy"
                 )
             except Exception as e:  # noqa: BLE001 - logged; the other gauges are still served
                 log.warning("evaluation accuracy of version %s: %s", version, e)
         return self._evaluated[version]
+
+
+def _graph_loader(metadata: str):
+    """A function that returns the MLMD graph of `metadata`, read at its first call only."""
+
+    @functools.cache
+    def graph():
+        import lineage
+
+        return lineage.Graph.load(lineage.open_store(metadata))
+
+    return graph
 
 
 def _mtime_or_zero(path: str) -> float:

@@ -374,16 +374,16 @@ def act(
     The manifest is rewritten atomically, only after the new route passed
     `check_route`; the execution is recorded after the write.
     """
+    import lineage
     from monitoring import canary, rollback
-    from pipeline import lineage
 
     docs = load(manifest)
     current = state(docs, model_name)
-    store = rollback.writable_store(metadata_path)
+    metadata = rollback.writable(metadata_path)
     if action == "deploy":
         if candidate is None:
             raise RouteError("deploy needs --candidate")
-        blessed = {int(v) for v in lineage.pushed_versions(lineage.Graph.load(store))}
+        blessed = {int(v) for v in lineage.pushed_versions(metadata.graph)}
         if candidate not in blessed:
             raise RouteError(f"version {candidate} is not a blessed (pushed) version in MLMD")
         target = deploy(current, candidate, 10 if weight is None else weight, mirror)
@@ -410,6 +410,6 @@ def act(
         "k8s_manifest": manifest,
     }
     execution_id = canary._record(
-        store, action, model_name, current.stable, changed, reason, requested_by, figures
+        metadata, action, model_name, current.stable, changed, reason, requested_by, figures
     )
     return dict(dataclasses.asdict(target), execution_id=execution_id)

@@ -19,7 +19,8 @@ import ml_metadata as mlmd
 from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import lineage, metadata_store
+import lineage
+from lineage import metadata_store
 from serving import config as serving_config
 from serving.model_manager import list_versions
 
@@ -33,10 +34,18 @@ class RollbackError(ValueError):
 
 def writable_store(metadata_path: str) -> mlmd.MetadataStore:
     """A read-write store: an existing MLMD SQLite file or a `mysql://` URL."""
-    if not metadata_store.exists(metadata_path):
-        raise RollbackError(f"metadata not found: {metadata_path}")
+    return writable(metadata_path).store
+
+
+def writable(metadata: str | lineage.Metadata) -> lineage.Metadata:
+    """The command's ML Metadata: `metadata` itself when the caller has it open
+    already, else the existing target `metadata` opened read-write (once)."""
+    if isinstance(metadata, lineage.Metadata):
+        return metadata
+    if not metadata_store.exists(metadata):
+        raise RollbackError(f"metadata not found: {metadata}")
     try:
-        return metadata_store.open_store(metadata_path)
+        return lineage.Metadata.open(metadata)
     except metadata_store.MetadataError as e:
         raise RollbackError(str(e)) from None
 
@@ -105,10 +114,11 @@ def write_atomically(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def record_execution(store: mlmd.MetadataStore, type_name: str, values: dict, version: int) -> int:
+def record_execution(metadata: lineage.Metadata, type_name: str, values: dict, version: int) -> int:
     """Records a COMPLETE execution of `type_name` with string `values` as
     properties and version `version`'s PushedModel as input; returns its id.
     On MySQL, a write that lost a deadlock (rolled back) is retried."""
+    store = metadata.store
     execution_type = metadata_store_pb2.ExecutionType(name=type_name)
     for name in values:
         execution_type.properties[name] = metadata_store_pb2.STRING
@@ -118,7 +128,7 @@ def record_execution(store: mlmd.MetadataStore, type_name: str, values: dict, ve
     )
     for name, value in values.items():
         execution.properties[name].string_value = str(value)
-    graph = lineage.Graph.load(store)
+    graph = metadata.graph
     pushed = lineage.pushed_versions(graph).get(str(version))
     events = []
     if pushed is not None:
@@ -129,7 +139,7 @@ def record_execution(store: mlmd.MetadataStore, type_name: str, values: dict, ve
 
 
 def record(
-    store: mlmd.MetadataStore,
+    metadata: lineage.Metadata,
     model_name: str,
     from_version,
     to_version: int,
@@ -146,7 +156,7 @@ def record(
         "requested_by": requested_by,
         "config_file": os.path.abspath(config_file),
     }
-    return record_execution(store, EXECUTION_TYPE, values, to_version)
+    return record_execution(metadata, EXECUTION_TYPE, values, to_version)
 
 
 def history(store: mlmd.MetadataStore) -> list[dict]:
@@ -180,17 +190,17 @@ def rollback(
     """
     if not reason.strip() or not requested_by.strip():
         raise RollbackError("a rollback needs a reason and who asked for it")
-    store = writable_store(metadata_path)
+    metadata = writable(metadata_path)
     try:
         server_config = read_config(config_file)
     except (OSError, ValueError) as e:
         raise RollbackError(f"model config file {config_file}: {e}") from None
     entry = model_entry(server_config, model_name)
     current = served_version(entry)
-    blessed = [int(v) for v in lineage.pushed_versions(lineage.Graph.load(store))]
+    blessed = [int(v) for v in lineage.pushed_versions(metadata.graph)]
     target = choose_target(blessed, list(list_versions(entry.base_path)), current, to_version)
     write_atomically(config_file, pin_version(server_config, model_name, target))
-    execution_id = record(store, model_name, current, target, reason, requested_by, config_file)
+    execution_id = record(metadata, model_name, current, target, reason, requested_by, config_file)
     return {
         "model_name": model_name,
         "from_version": current,

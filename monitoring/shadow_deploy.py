@@ -21,6 +21,7 @@ Deploy, pass and reject are recorded in ML Metadata as executions of type
 
 from __future__ import annotations
 
+import lineage
 from monitoring import canary, quality, rollback, shadow
 
 LABEL = "shadow"
@@ -36,7 +37,7 @@ FIGURES = (
 )
 
 
-def _record(store, action, model_name, stable, candidate, reason, requested_by, figures=None):
+def _record(metadata, action, model_name, stable, candidate, reason, requested_by, figures=None):
     values = {
         "action": action,
         "model_name": model_name,
@@ -48,7 +49,7 @@ def _record(store, action, model_name, stable, candidate, reason, requested_by, 
     figures = figures or {}
     for name in FIGURES:  # always every property: MLMD types may only grow
         values[name] = "" if figures.get(name) is None else figures[name]
-    return rollback.record_execution(store, EXECUTION_TYPE, values, candidate)
+    return rollback.record_execution(metadata, EXECUTION_TYPE, values, candidate)
 
 
 def live(config_file: str, model_name: str) -> dict | None:
@@ -61,7 +62,7 @@ def live(config_file: str, model_name: str) -> dict | None:
 
 
 def deploy(
-    metadata_path: str,
+    metadata: str | lineage.Metadata,
     config_file: str,
     model_name: str,
     candidate: int,
@@ -70,18 +71,21 @@ def deploy(
     requested_by: str,
     timeout: float = 120,
 ) -> dict:
-    """Serves `candidate` (blessed, on disk) as the shadow of the stable version."""
-    store, stable, pinned_now = canary.serve_next_to_stable(
-        metadata_path, config_file, model_name, candidate, server_url, LABEL, timeout
+    """Serves `candidate` (blessed, on disk) as the shadow of the stable version.
+
+    `metadata`: ML Metadata already open for this command, or a target to open.
+    """
+    metadata, stable, pinned_now = canary.serve_next_to_stable(
+        metadata, config_file, model_name, candidate, server_url, LABEL, timeout
     )
     if pinned_now:
         reason += f" (policy was latest: version {stable} pinned as stable)"
-    execution_id = _record(store, "deploy", model_name, stable, candidate, reason, requested_by)
+    execution_id = _record(metadata, "deploy", model_name, stable, candidate, reason, requested_by)
     return {"stable": stable, "candidate": candidate, "execution_id": execution_id}
 
 
 def evaluate(
-    metadata_path: str,
+    metadata: str | lineage.Metadata,
     config_file: str,
     model_name: str,
     shadow_logs: str,
@@ -133,10 +137,10 @@ def evaluate(
     }
     if verdict == "insufficient data":
         return result
-    store, server_config, model = canary._context(metadata_path, config_file, model_name)
+    metadata, server_config, model = canary._context(metadata, config_file, model_name)
     action = "pass" if verdict == "pass" else "reject"
     result["execution_id"] = _record(
-        store, action, model_name, stable, candidate, why, requested_by, figures
+        metadata, action, model_name, stable, candidate, why, requested_by, figures
     )
     # the shadow label goes first: the candidate stays loaded for a pass
     keep = [stable, candidate] if action == "pass" else [stable]
@@ -144,7 +148,7 @@ def evaluate(
     canary._write(config_file, server_config)
     if action == "pass":
         result["canary"] = canary.deploy(
-            metadata_path,
+            metadata,
             config_file,
             model_name,
             candidate,

@@ -25,6 +25,9 @@ shadow instead (monitoring/shadow_deploy.py: mirrored traffic, no user sees
 it); while a shadow is live, a check judges it from the shadow records
 (`shadow_logs`) and late labels and moves it on to the canary phase above,
 unloads it, or keeps it running.
+
+A check opens ML Metadata once and reads its graph once (`lineage.Metadata`),
+plus once more after the pipeline it ran, for the versions that run pushed.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ import re
 import subprocess
 import sys
 
+import lineage
 from core.constants import MODEL_NAME
+from lineage import metadata_store
 from monitoring import alerts, canary, decide, server_metrics, shadow, shadow_deploy
-from monitoring.baselines import _raw_examples_by_span
-from pipeline import lineage, metadata_store
 
 TRIGGER_RULES = ("serving drift", "training-serving skew")
 
@@ -66,26 +69,31 @@ def data_spans(data_dir: str) -> list[int]:
     return sorted(spans)
 
 
-def _graph(metadata_path: str):
+def open_metadata(metadata_path: str) -> lineage.Metadata | None:
+    """The check's ML Metadata, opened read-write once (None: no store yet).
+
+    Raises:
+      lineage.metadata_store.MetadataError: the store cannot be opened.
+    """
     if not metadata_store.exists(metadata_path):
         return None
-    return lineage.Graph.load(lineage.open_store(metadata_path))
+    return lineage.Metadata.open(metadata_path)
 
 
-def ingested_spans(metadata_path: str) -> list[int]:
-    graph = _graph(metadata_path)
-    return sorted(_raw_examples_by_span(graph)) if graph is not None else []
-
-
-def pushed(metadata_path: str) -> set[int]:
-    graph = _graph(metadata_path)
+def pushed(graph: lineage.Graph | None) -> set[int]:
+    """Versions pushed (blessed) according to `graph` (None: no store yet)."""
     return {int(v) for v in lineage.pushed_versions(graph)} if graph is not None else set()
 
 
-def reasons(data_dir: str, metadata_path: str, alert_state: str | None) -> list[str]:
-    """Why the pipeline should run now (empty: it should not)."""
+def reasons(data_dir: str, graph: lineage.Graph | None, alert_state: str | None) -> list[str]:
+    """Why the pipeline should run now (empty: it should not).
+
+    A span folder counts as new until it is ingested (`lineage.ingested_spans`:
+    its data passed validation), so a span whose data failed is retried.
+    """
     found = []
-    new = sorted(set(data_spans(data_dir)) - set(ingested_spans(metadata_path)))
+    ingested = lineage.ingested_spans(graph) if graph is not None else set()
+    new = sorted(set(data_spans(data_dir)) - ingested)
     if new:
         found.append(f"new span(s) {new}")
     if alert_state:
@@ -98,7 +106,7 @@ def reasons(data_dir: str, metadata_path: str, alert_state: str | None) -> list[
 
 def evaluate_shadow(
     check: Check,
-    metadata_path: str,
+    metadata: lineage.Metadata,
     server_url: str,
     model_config: str,
     model_name: str,
@@ -121,7 +129,7 @@ def evaluate_shadow(
         return True
     try:
         check.shadow = shadow_deploy.evaluate(
-            metadata_path,
+            metadata,
             model_config,
             model_name,
             shadow_logs,
@@ -137,7 +145,7 @@ def evaluate_shadow(
 
 def evaluate_canary(
     check: Check,
-    metadata_path: str,
+    metadata: lineage.Metadata,
     server_url: str,
     model_config: str,
     model_name: str,
@@ -149,7 +157,7 @@ def evaluate_canary(
 ) -> bool:
     """Evaluates a live canary into `check`; False when no canary is live."""
     try:
-        live = canary.deployed(metadata_path, model_config, model_name)
+        live = canary.deployed(metadata, model_config, model_name)
     except canary.CanaryError as e:
         check.problems.append(str(e))
         return True
@@ -166,7 +174,7 @@ def evaluate_canary(
         check.problems.append(f"server metrics (no guard rails this check): {e}")
     try:
         check.decision = decide.evaluate(
-            metadata_path,
+            metadata,
             model_config,
             model_name,
             logs,
@@ -204,12 +212,13 @@ def check_once(
     """One check; see the module docstring."""
     serving = bool(server_url and model_config)
     check = Check([])
+    metadata = open_metadata(metadata_path)
     if (
         serving
-        and os.path.exists(metadata_path)
+        and metadata is not None
         and evaluate_shadow(
             check,
-            metadata_path,
+            metadata,
             server_url,
             model_config,
             model_name,
@@ -220,11 +229,11 @@ def check_once(
         )
     ):
         return check
-    if serving and os.path.exists(metadata_path):
+    if serving and metadata is not None:
         report_dir = report_dir or os.path.join(os.path.dirname(metadata_path), "monitoring")
         if evaluate_canary(
             check,
-            metadata_path,
+            metadata,
             server_url,
             model_config,
             model_name,
@@ -235,13 +244,14 @@ def check_once(
             requested_by,
         ):
             return check
-    check.reasons = reasons(data_dir, metadata_path, alert_state)
+    graph = metadata.graph if metadata is not None else None
+    check.reasons = reasons(data_dir, graph, alert_state)
     if not check.reasons:
         return check
-    if serving and os.path.exists(metadata_path):
+    if serving and metadata is not None:
         try:
             check.pinned = canary.pin(
-                metadata_path,
+                metadata,
                 model_config,
                 model_name,
                 server_url,
@@ -250,7 +260,7 @@ def check_once(
             )
         except canary.CanaryError as e:
             check.problems.append(f"pin of the served version: {e}")
-    before = pushed(metadata_path)
+    before = pushed(graph)
     check.ran_pipeline = True
     try:
         result = subprocess.run(pipeline_cmd, timeout=timeout, capture_output=True, text=True)
@@ -262,11 +272,16 @@ def check_once(
     except (OSError, subprocess.TimeoutExpired) as e:
         check.problems.append(f"pipeline did not run to the end: {e}")
         return check
-    check.new_versions = sorted(pushed(metadata_path) - before)
+    # What the pipeline run wrote: the graph is read again.
+    if metadata is None:
+        metadata = open_metadata(metadata_path)
+    else:
+        metadata.refresh()
+    check.new_versions = sorted(pushed(metadata.graph if metadata else None) - before)
     if check.new_versions and serving and shadow_first:
         try:
             check.shadow = shadow_deploy.deploy(
-                metadata_path,
+                metadata,
                 model_config,
                 model_name,
                 check.new_versions[-1],
@@ -279,7 +294,7 @@ def check_once(
     elif check.new_versions and serving:
         try:
             check.deployed = canary.deploy(
-                metadata_path,
+                metadata,
                 model_config,
                 model_name,
                 check.new_versions[-1],

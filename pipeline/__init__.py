@@ -1,3 +1,3 @@
-"""Pipeline definition, runners and lineage queries for the taxi model."""
+"""Pipeline definition and runners for the taxi model."""
 
 import core.env  # noqa: F401 - first: the environment TensorFlow needs (legacy Keras)

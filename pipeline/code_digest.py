@@ -164,7 +164,7 @@ def node_fingerprints(root: str | None = None) -> dict[str, str]:
 
 
 # Packages whose code a run executes (pipeline, components, the server they start).
-SOURCE_PACKAGES = ("core", "pipeline", "components", "serving", "lineage")
+SOURCE_PACKAGES = ("core", "pipeline", "components", "serving", "lineage", "reporting")
 
 
 def source_digest(packages: tuple[str, ...] = SOURCE_PACKAGES) -> str:

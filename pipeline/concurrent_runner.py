@@ -53,7 +53,8 @@ from tfx.orchestration.portable import launcher, runtime_parameter_utils
 from tfx.proto.orchestration import pipeline_pb2
 
 from core import compat
-from pipeline import memory, metadata_store
+from lineage import metadata_store
+from pipeline import memory
 from pipeline.worker_processes import WorkerPool
 
 # One lock per process: every MLMD session opened by these runners takes it.

@@ -13,7 +13,7 @@ Every run backfills spans that were never ingested (ingestion + validation
 only, up to ``--parallel`` spans at once, the newest among them), then
 ingests and validates the newest span (a cache hit if it was just backfilled)
 and trains on the newest ``--num-spans`` spans. ML Metadata is ``--metadata``
-(an SQLite file or a shared ``mysql://`` store, see pipeline/metadata_store.py).
+(an SQLite file or a shared ``mysql://`` store, see lineage/metadata_store.py).
 Exit codes: 0 done (pushed or not blessed, see the summary), 2 bad input data,
 anomalies or an ML Metadata store that cannot be opened, 1 any other failure.
 """
@@ -79,7 +79,7 @@ def _quiet() -> None:
 
 def _write_model_card(output_dir: str, version: str) -> str:
     """Writes the pushed version's model card under ``output_dir``; a line for the summary."""
-    from components.model_card import write_card
+    from reporting.model_card import write_card
 
     try:
         markdown, page = write_card(output_dir, version)
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {e}", file=sys.stderr)
         return EXIT_FAILED
     # Only light imports until the run-level cache has been consulted.
-    from pipeline import data_check, metadata_store, run_cache, run_summary
+    from lineage import metadata_store
+    from pipeline import data_check, run_cache, run_summary
 
     started = time.time()
     output_dir = os.path.abspath(args.output_dir)

@@ -20,8 +20,9 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.types.standard_artifacts import ExampleStatistics
 
 from components.request_log_monitor.component import RequestLogMonitor
+from lineage import metadata_store
 from monitoring import config
-from pipeline import configs, metadata_store
+from pipeline import configs
 
 MONITOR_ID = "RequestLogMonitor"
 

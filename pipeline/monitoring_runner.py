@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import lineage
+from lineage import metadata_store
 from monitoring import baselines, config, outcome, request_logs
-from pipeline import lineage, metadata_store
 
 DEFAULT_PIPELINE_NAME = "taxi-monitoring"
 

@@ -61,7 +61,8 @@ from components.model_selection import ModelSelection
 from components.pusher import AtomicPusher
 from components.span_order import Trainer, Transform, Tuner
 from components.spans import LatestValidatedSpansStrategy
-from pipeline import configs, metadata_store
+from lineage import metadata_store
+from pipeline import configs
 from pipeline.settings import PipelineSettings
 
 INGEST_NODES = (

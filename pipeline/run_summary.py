@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
-from ml_metadata.proto import metadata_store_pb2
-
-from pipeline import lineage, metadata_store
+import lineage
+from lineage import metadata_store
 
 
 def load_schema(schema_dir: str):
@@ -22,23 +20,12 @@ def load_schema(schema_dir: str):
 
 
 def ingested_spans(metadata_path: str, pipeline_name: str) -> set[int]:
-    """Spans whose ingestion passed the anomalies gate in an earlier run."""
+    """``lineage.ingested_spans`` of ``pipeline_name`` in an earlier run (none: no store yet)."""
     if not metadata_store.exists(metadata_path):
         return set()
-    graph = lineage.Graph.load(lineage.open_store(metadata_path))
-    spans = set()
-    for execution_id, execution in graph.executions.items():
-        if "AnomaliesGate" not in graph.node_of(execution_id):
-            continue
-        if execution.last_known_state not in (
-            metadata_store_pb2.Execution.COMPLETE,
-            metadata_store_pb2.Execution.CACHED,
-        ):
-            continue
-        for artifact_id in graph.inputs.get(execution_id, ()):
-            if lineage._is_raw_examples(graph, artifact_id):
-                spans.add(int(lineage._prop(graph.artifacts[artifact_id], "span")))
-    return spans
+    return lineage.ingested_spans(
+        lineage.Graph.load(lineage.open_store(metadata_path)), pipeline_name
+    )
 
 
 @dataclasses.dataclass
@@ -107,34 +94,11 @@ def overall_metrics(evaluation_uri: str, names=TEST_METRICS) -> dict[str, float]
     return {name: float(row[name]) for name in table.columns}
 
 
-def behavioral_report(blessing_uri: str) -> dict | None:
-    """The JSON report BehavioralChecks wrote next to its blessing, if readable."""
-    from components.behavioral.artifact import REPORT_FILE
-
+def _readable(read, uri: str) -> dict | None:
+    """``read(uri)`` (an artifact module's reader), None if the file is missing or broken:
+    the summary reports what it can."""
     try:
-        with open(os.path.join(blessing_uri, REPORT_FILE)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def best_hyperparameters(uri: str) -> dict | None:
-    """Values in the Tuner's ``best_hyperparameters.txt`` (KerasTuner config JSON)."""
-    try:
-        with open(os.path.join(uri, "best_hyperparameters.txt")) as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return config.get("values", config)
-
-
-def selection_result(uri: str) -> dict | None:
-    """ModelSelection's ``cv_result.json``, if readable."""
-    from components.model_selection.artifact import RESULT_FILE
-
-    try:
-        with open(os.path.join(uri, RESULT_FILE)) as f:
-            return json.load(f)
+        return read(uri)
     except (OSError, ValueError):
         return None
 
@@ -165,38 +129,39 @@ def format_selection(result: dict) -> list[str]:
 
 def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
     # Imported here: this module is also used before TF is imported (run cache).
-    from components.behavioral.artifact import BehavioralBlessing
-    from components.model_selection.artifact import CrossValidationResult
+    from components import hyperparameters
+    from components.behavioral.artifact import BehavioralBlessing, read_report
+    from components.model_selection.artifact import CrossValidationResult, read_result
 
     graph = lineage.Graph.load(lineage.open_store(metadata_path))
     spans, blessed, reasons, version, pushed_to, model_uri = [], None, [], None, None, None
     transform = _latest(graph, "Transform", since)
     if transform is not None:
         spans = sorted(
-            int(lineage._prop(graph.artifacts[a], "span"))
+            lineage.span_of(graph, a)
             for a in graph.inputs.get(transform, ())
-            if lineage._is_raw_examples(graph, a)
+            if lineage.is_raw_examples(graph, a)
         )
     evaluator = _latest(graph, "Evaluator", since)
     if evaluator is not None:
         for a in graph.outputs.get(evaluator, ()):
             if graph.type_of(a) == "ModelBlessing":
-                blessed = lineage._prop(graph.artifacts[a], "blessed") == 1
+                blessed = lineage.prop(graph.artifacts[a], "blessed") == 1
             if graph.type_of(a) == "ModelEvaluation":
                 reasons = blessing_reasons(graph.artifacts[a].uri)
     infra_blessed, infra_reason = None, ""
     canary = _latest(graph, "InfraCanary", since)
     if canary is not None:
         for a in graph.linked([canary], graph.outputs, "InfraBlessing"):
-            infra_blessed = lineage._prop(graph.artifacts[a], "blessed") == 1
-            infra_reason = lineage._prop(graph.artifacts[a], "reason") or ""
+            infra_blessed = lineage.prop(graph.artifacts[a], "blessed") == 1
+            infra_reason = lineage.prop(graph.artifacts[a], "reason") or ""
     pusher = _latest(graph, "Pusher", since)
     if pusher is not None:
         for a in graph.outputs.get(pusher, ()):
             artifact = graph.artifacts[a]
-            if lineage._prop(artifact, "pushed") == 1:
-                version = str(lineage._prop(artifact, "pushed_version"))
-                pushed_to = lineage._prop(artifact, "pushed_destination")
+            if lineage.prop(artifact, "pushed") == 1:
+                version = str(lineage.prop(artifact, "pushed_version"))
+                pushed_to = lineage.prop(artifact, "pushed_destination")
         models = graph.linked([pusher], graph.inputs, "Model")
         model_uri = graph.artifacts[models[0]].uri if models else None
     test_metrics = {}
@@ -208,17 +173,17 @@ def summarize(metadata_path: str, nodes: list, since: float) -> Summary:
     checks = _latest(graph, "BehavioralChecks", since)
     if checks is not None:
         for a in graph.linked([checks], graph.outputs, BehavioralBlessing.TYPE_NAME):
-            behavioral = behavioral_report(graph.artifacts[a].uri)
+            behavioral = _readable(read_report, graph.artifacts[a].uri)
     tuned = None
     tuner = _latest(graph, "Tuner", since)
     if tuner is not None:
         for a in graph.linked([tuner], graph.outputs, "HyperParameters"):
-            tuned = best_hyperparameters(graph.artifacts[a].uri)
+            tuned = _readable(hyperparameters.read_values, graph.artifacts[a].uri)
     selection = None
     selector = _latest(graph, "ModelSelection", since)
     if selector is not None:
         for a in graph.linked([selector], graph.outputs, CrossValidationResult.TYPE_NAME):
-            selection = selection_result(graph.artifacts[a].uri)
+            selection = _readable(read_result, graph.artifacts[a].uri)
     return Summary(
         nodes,
         spans,

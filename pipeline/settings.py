@@ -120,7 +120,7 @@ class PipelineSettings:
       schema_path: folder holding the curated ``schema.pbtxt``.
       serving_dir: models are pushed to ``serving_dir/<version>``.
       metadata_path: ML Metadata: an SQLite file or a mysql:// URL
-        (pipeline/metadata_store.py); empty when ``portable``.
+        (lineage/metadata_store.py); empty when ``portable``.
       num_spans: train on the newest ``num_spans`` ingested spans; 0 = all.
       code_fingerprints: digests of the code of the nodes in
         ``FINGERPRINTED_NODES`` (pipeline/code_digest.py), part of their exec

@@ -87,19 +87,17 @@ def main(argv=None) -> int:
             return 2
         print(f"{len(paths) - 1} window pages: {paths[0]}")
         return 0
-    from reporting import html_report
-    from reporting import runs as runs_lib
+    from lineage import runs as runs_lib
+    from reporting import html_report, runs
 
-    run_dir = os.path.abspath(args.run_dir) if args.run_dir else runs_lib.run_dir_from_env()
+    run_dir = os.path.abspath(args.run_dir) if args.run_dir else runs.run_dir_from_env()
     try:
         store = runs_lib.RunStore(run_dir)
         if args.list:
             for run in store.runs():
                 print(f"{run.run_id}  {store.describe_run(run)}")
             return 0
-        selected = (
-            store.runs() if args.all else [store.get_run(args.run or runs_lib.run_id_from_env())]
-        )
+        selected = store.runs() if args.all else [store.get_run(args.run or runs.run_id_from_env())]
         if not selected:
             raise runs_lib.RunNotFoundError(f"no runs in {store.metadata_path}")
     except runs_lib.RunNotFoundError as e:

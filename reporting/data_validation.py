@@ -1,6 +1,6 @@
 """Data validation views: TFDV statistics, schema, anomalies, drift between spans.
 
-Inputs are MLMD artifacts found by ``reporting.runs``; everything else is
+Inputs are MLMD artifacts found by ``lineage.runs``; everything else is
 computed by TFDV (statistics loading, validation, drift comparators).
 
 Over 400 lines: the loaders, tables and drift views of one artifact family (TFDV
@@ -17,10 +17,11 @@ import os
 import pandas as pd
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+import lineage
+from lineage import runs as runs_lib
 from monitoring.artifacts import load_split_statistics
 from monitoring.config import JSD_THRESHOLD, LINF_THRESHOLD
 from monitoring.features import is_categorical
-from reporting import runs as runs_lib
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 SCHEMA_FILE = "schema.pbtxt"
@@ -97,7 +98,7 @@ def _tfdv():
 def load_statistics(artifact) -> dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
     """Split name -> statistics of a StatisticsGen artifact."""
     return {
-        split: load_split_statistics(artifact, split) for split in runs_lib.split_names(artifact)
+        split: load_split_statistics(artifact, split) for split in lineage.split_names(artifact)
     }
 
 
@@ -109,7 +110,7 @@ def load_schema(artifact) -> schema_pb2.Schema:
 def load_anomalies(artifact) -> dict[str, anomalies_pb2.Anomalies]:
     """Split name -> anomalies of an ExampleAnomalies artifact."""
     result = {}
-    for split in runs_lib.split_names(artifact):
+    for split in lineage.split_names(artifact):
         anomalies = anomalies_pb2.Anomalies()
         with open(os.path.join(artifact.uri, f"Split-{split}", ANOMALIES_FILE), "rb") as f:
             anomalies.ParseFromString(f.read())
@@ -394,7 +395,7 @@ def for_run(store: runs_lib.RunStore, run: runs_lib.Run, split: str = "train") -
     previous_span = max(previous_spans) if previous_spans else None
     stats_by_span = {}
     for s, artifact in by_span_artifacts.items():
-        if split in runs_lib.split_names(artifact):
+        if split in lineage.split_names(artifact):
             stats_by_span[s] = load_split_statistics(artifact, split)
     return RunDataValidation(
         run=run,

@@ -17,8 +17,8 @@ import re
 
 import pandas as pd
 
+from lineage import runs as runs_lib
 from reporting import model_analysis
-from reporting import runs as runs_lib
 
 TUNER_FILE = "tuner_results.json"
 CV_FILE = "cv_result.json"

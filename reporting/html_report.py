@@ -16,8 +16,9 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+import lineage
+from lineage import runs as runs_lib
 from reporting import data_validation, gates, lineage_view, model_analysis
-from reporting import runs as runs_lib
 
 
 def figure_to_data_uri(fig) -> str:
@@ -213,10 +214,10 @@ def render(store: runs_lib.RunStore, run: runs_lib.Run) -> str:
             no_model_reason = "No model evaluation was recorded for this run."
     chain_html = ""
     pushed = [
-        p for p in store.outputs(run, "Pusher", "PushedModel") if runs_lib.prop(p, "pushed") == 1
+        p for p in store.outputs(run, "Pusher", "PushedModel") if lineage.prop(p, "pushed") == 1
     ]
     if pushed:
-        chain = lineage_view.version_chain(store, str(runs_lib.prop(pushed[-1], "pushed_version")))
+        chain = lineage_view.version_chain(store, str(lineage.prop(pushed[-1], "pushed_version")))
         chain_html = table_html(lineage_view.chain_table(store, chain), index=False, left=True)
     g = gates.for_run(store, run)
     markup = Markup

@@ -1,6 +1,6 @@
 """Lineage views: the served model back to its data spans, and a table of runs.
 
-The graph walk is ``pipeline.lineage`` (``version_lineage``); this module only
+The graph walk is ``lineage.version_lineage``; this module only
 shapes its answers into tables for notebooks and the HTML report.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline import lineage
-from reporting import runs as runs_lib
+import lineage
+from lineage import runs as runs_lib
 
 RUN_COLUMNS = [
     "run_id",
@@ -37,7 +37,7 @@ def served_version(store: runs_lib.RunStore) -> str | None:
 
 
 def version_chain(store: runs_lib.RunStore, version: str | None = None) -> dict:
-    """``pipeline.lineage.version_lineage`` of ``version`` (default: the served one).
+    """``lineage.version_lineage`` of ``version`` (default: the served one).
 
     Raises:
       lineage.LineageError: nothing was pushed, or not that version.
@@ -45,7 +45,7 @@ def version_chain(store: runs_lib.RunStore, version: str | None = None) -> dict:
     version = version or served_version(store)
     if version is None:
         raise lineage.LineageError(f"no model was pushed yet in {store.metadata_path}")
-    return lineage.version_lineage(store.store, version)
+    return lineage.version_lineage(store.graph, version)
 
 
 def _run_of_execution(store: runs_lib.RunStore, execution_id: int | None) -> str:
@@ -99,10 +99,10 @@ def chain_table(store: runs_lib.RunStore, chain: dict) -> pd.DataFrame:
     for uri in chain["schema"]:
         rows.append(("schema", "curated schema", uri, "ImportSchemaGen", ""))
     span_by_uri = {
-        store.artifact(a).uri: runs_lib.prop(store.artifact(a), "span")
+        store.artifact(a).uri: lineage.prop(store.artifact(a), "span")
         for a in store.graph.artifacts
         if store.graph.type_of(a) == "Examples"
-        and runs_lib.prop(store.artifact(a), "span") is not None
+        and lineage.prop(store.artifact(a), "span") is not None
     }
     for uri in chain["examples"]:
         span = span_by_uri.get(uri)
@@ -149,10 +149,10 @@ def runs_table(store: runs_lib.RunStore) -> pd.DataFrame:
             )
         blessing = store.output(run, "Evaluator", "ModelBlessing")
         if blessing is not None:
-            row["blessed"] = runs_lib.prop(blessing, "blessed") == 1
+            row["blessed"] = lineage.prop(blessing, "blessed") == 1
         for pushed in store.outputs(run, "Pusher", "PushedModel"):
-            if runs_lib.prop(pushed, "pushed") == 1:
-                row["pushed_version"] = str(runs_lib.prop(pushed, "pushed_version"))
+            if lineage.prop(pushed, "pushed") == 1:
+                row["pushed_version"] = str(lineage.prop(pushed, "pushed_version"))
         rows.append(row)
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
@@ -184,13 +184,13 @@ def run_lineage_summary(store: runs_lib.RunStore, run: runs_lib.Run) -> list[tup
     if baseline:
         facts.append(("baseline model", baseline[-1].uri))
     pushed = [
-        p for p in store.outputs(run, "Pusher", "PushedModel") if runs_lib.prop(p, "pushed") == 1
+        p for p in store.outputs(run, "Pusher", "PushedModel") if lineage.prop(p, "pushed") == 1
     ]
     if pushed:
         facts.append(
             (
                 "pushed",
-                f"version {runs_lib.prop(pushed[-1], 'pushed_version')} -> {runs_lib.prop(pushed[-1], 'pushed_destination')}",
+                f"version {lineage.prop(pushed[-1], 'pushed_version')} -> {lineage.prop(pushed[-1], 'pushed_destination')}",
             )
         )
     elif run.has("Pusher"):

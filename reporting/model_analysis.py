@@ -13,7 +13,8 @@ import re
 
 import pandas as pd
 
-from reporting import runs as runs_lib
+import lineage
+from lineage import runs as runs_lib
 
 OVERALL = "Overall"
 HEADLINE_METRICS = (
@@ -326,7 +327,7 @@ def for_run(store: runs_lib.RunStore, run: runs_lib.Run) -> RunModelAnalysis:
     metrics = load_metrics(evaluation.uri)
     eval_config = eval_config_writer.load_eval_run(evaluation.uri)[0]
     validation = _tfma().load_validation_result(evaluation.uri)
-    blessed = None if blessing is None else runs_lib.prop(blessing, "blessed") == 1
+    blessed = None if blessing is None else lineage.prop(blessing, "blessed") == 1
     return RunModelAnalysis(
         run=run,
         evaluation_uri=evaluation.uri,

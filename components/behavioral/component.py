@@ -4,16 +4,13 @@ Placed between the Trainer and the Pusher; ``AtomicPusher`` takes its output
 as ``behavioral_blessing`` and pushes only when it is blessed.
 """
 
-import json
-import os
-
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model
-from tfx.utils import io_utils, path_utils
+from tfx.utils import path_utils
 
 from components.behavioral import checks
-from components.behavioral.artifact import BLESSED_PROPERTY, REPORT_FILE, BehavioralBlessing
+from components.behavioral.artifact import BLESSED_PROPERTY, BehavioralBlessing, write_report
 
 
 @component
@@ -31,7 +28,5 @@ def BehavioralChecks(
     del code_fingerprint
     saved_model = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
     report = checks.run_cases(checks.load_predict_fn(saved_model), checks.default_cases())
-    io_utils.write_string_file(
-        os.path.join(blessing.uri, REPORT_FILE), json.dumps(report, indent=2)
-    )
+    write_report(blessing.uri, report)
     blessing.set_int_custom_property(BLESSED_PROPERTY, 1 if report["passed"] else 0)

@@ -1,9 +1,17 @@
-"""``CrossValidationResult``: the evidence behind the model family choice."""
+"""``CrossValidationResult``: the evidence behind the model family choice.
+
+This module owns ``cv_result.json``: ``write_result`` (the component) and
+``read_result`` (the run summary, the model card, tests) are its only writer
+and reader.
+"""
+
+import json
+import os
 
 from tfx.types.artifact import Artifact
+from tfx.utils import io_utils
 
 RESULT_FILE = "cv_result.json"
-HPARAMS_FILE = "best_hyperparameters.txt"  # the name the Tuner writes; the Trainer reads any
 CHOSEN_FAMILY = "chosen_family"
 
 
@@ -16,6 +24,21 @@ class CrossValidationResult(Artifact):
     """
 
     TYPE_NAME = "taxi.CrossValidationResult"
+
+
+def write_result(uri: str, result: dict) -> None:
+    """Writes ``result`` (``run_selection``'s) into the artifact at ``uri``."""
+    io_utils.write_string_file(os.path.join(uri, RESULT_FILE), json.dumps(result, indent=2))
+
+
+def read_result(uri: str) -> dict:
+    """The ``cv_result.json`` of the artifact at ``uri``.
+
+    Raises:
+      OSError: no result file; ValueError: it is not JSON.
+    """
+    with open(os.path.join(uri, RESULT_FILE)) as f:
+        return json.load(f)
 
 
 def rows_text(result: dict) -> str:

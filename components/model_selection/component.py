@@ -17,7 +17,6 @@ With a Tuner upstream, its best values are the wide & deep candidate's
 hyperparameters (and what the Trainer gets if wide & deep is chosen).
 """
 
-import json
 import math
 import os
 import time
@@ -30,27 +29,12 @@ from tfx.dsl.component.experimental.annotations import (
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import Examples, HyperParameters, TransformGraph
-from tfx.utils import io_utils
 
-from components.model_selection.artifact import (
-    CHOSEN_FAMILY,
-    HPARAMS_FILE,
-    RESULT_FILE,
-    CrossValidationResult,
-)
+from components import hyperparameters as hyperparameters_file
+from components.model_selection.artifact import CHOSEN_FAMILY, CrossValidationResult, write_result
 from components.spans import by_span
 
 TRAIN_SPLIT = "train"
-
-
-def _tuned_values(hyperparameters) -> dict:
-    """Values of a Tuner's ``best_hyperparameters.txt`` (KerasTuner config JSON)."""
-    if hyperparameters is None:
-        return {}
-    path = io_utils.get_only_uri_in_dir(hyperparameters.uri)
-    with open(path) as f:
-        config = json.load(f)
-    return dict(config.get("values", config))
 
 
 def run_selection(
@@ -176,14 +160,11 @@ def ModelSelection(
         seed,
         min_auc_gain,
         confidence,
-        tuned=_tuned_values(hyperparameters),
+        tuned=hyperparameters_file.read_values(hyperparameters.uri) if hyperparameters else {},
         epochs=epochs,
         max_rows=max_rows,
     )
-    io_utils.write_string_file(os.path.join(result.uri, RESULT_FILE), json.dumps(outcome, indent=2))
-    io_utils.write_string_file(
-        os.path.join(best_hyperparameters.uri, HPARAMS_FILE),
-        json.dumps({"space": [], "values": outcome["hyperparameters"]}),
-    )
+    write_result(result.uri, outcome)
+    hyperparameters_file.write_values(best_hyperparameters.uri, outcome["hyperparameters"])
     record(outcome, result)
     record(outcome, best_hyperparameters)

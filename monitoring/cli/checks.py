@@ -73,7 +73,8 @@ def add_parsers(sub) -> None:
 
 def training_lookup(metadata: str):
     """served version -> (span, training statistics) from the ML Metadata `metadata`."""
-    from pipeline import lineage, metadata_store
+    import lineage
+    from lineage import metadata_store
 
     def lookup(version: str):
         if not metadata_store.exists(metadata):
@@ -149,7 +150,8 @@ def run_spans(
     textfile: str | None = None,
 ) -> int:
     """`spans`: drift between consecutive spans' statistics in ML Metadata."""
-    from pipeline import lineage, metadata_store
+    import lineage
+    from lineage import metadata_store
 
     if not metadata or not metadata_store.exists(metadata):
         return error(f"metadata not found: {metadata!r}")
@@ -177,7 +179,8 @@ def run_monitor_pipeline(
     max_malformed_fraction: float = config.MAX_MALFORMED_FRACTION,
 ) -> int:
     """`monitor-pipeline`: `window` as a TFX pipeline run recorded in the training MLMD."""
-    from pipeline import metadata_store, monitoring_runner
+    from lineage import metadata_store
+    from pipeline import monitoring_runner
 
     if end <= start:
         return error(f"--end ({end}) must be after --start ({start})")

@@ -197,7 +197,7 @@ def run_watch(
     requested_by: str = "monitor watch",
 ) -> int:
     """`watch`: `max_checks` checks of monitoring/watch.py, `interval` seconds apart."""
-    from pipeline import metadata_store
+    from lineage import metadata_store
 
     command = watch.pipeline_command(output_dir, data_dir, metadata, list(pipeline_arg))
     metadata = metadata_store.resolve(metadata, output_dir)

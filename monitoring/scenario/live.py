@@ -7,10 +7,10 @@ import time
 
 import requests
 
+import lineage
 from monitoring import baselines, canary, drift, rollback, window
 from monitoring.scenario.data import big_tipper
 from monitoring.scenario.settings import MODEL, SCHEMA, ScenarioError
-from pipeline import lineage
 from serving.process import ServerProcess
 
 

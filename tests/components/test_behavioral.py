@@ -3,11 +3,13 @@
 import json
 import os
 
+import pytest
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components.behavioral import BehavioralBlessing, checks
+from components.behavioral.artifact import read_report, write_report
 from components.pusher import AtomicPushExecutor
 
 
@@ -33,7 +35,16 @@ def test_default_cases_pass_on_a_sane_model():
         "directional",
     }
     assert checks.format_report(report) == []
-    json.dumps(report)  # the artifact stores it as JSON
+
+
+def test_report_is_read_back_as_written(tmp_path):
+    report = checks.run_cases(_inverted, checks.default_cases())
+    write_report(str(tmp_path), report)
+    assert os.listdir(tmp_path) == ["behavioral_report.json"]
+    assert read_report(str(tmp_path)) == json.loads(json.dumps(report))
+    assert read_report(str(tmp_path))["failed"] == report["failed"] > 0
+    with pytest.raises(OSError):
+        read_report(str(tmp_path / "missing"))
 
 
 def test_failures_name_the_case_and_expected_vs_got():

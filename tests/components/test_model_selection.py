@@ -11,6 +11,7 @@ from scipy import stats as scipy_stats
 
 from components import model as taxi_model
 from components.model_selection import cv
+from components.model_selection.artifact import read_result, write_result
 from components.model_selection.component import record, run_selection
 
 # -- folds
@@ -219,15 +220,16 @@ def test_cross_validation_is_reproducible(train_split):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_hparams_file_is_what_the_trainer_reads(tmp_path):
-    # The Trainer loads the only file under the HyperParameters URI as JSON.
-    from tfx.utils import io_utils
-
-    from components.model_selection.artifact import HPARAMS_FILE
-
-    path = os.path.join(tmp_path, HPARAMS_FILE)
-    io_utils.write_string_file(path, json.dumps({"values": {"model_family": "logistic"}}))
-    assert io_utils.get_only_uri_in_dir(str(tmp_path)) == path
+def test_cv_result_is_read_back_as_written(tmp_path):
+    result = {"chosen_family": "logistic", "folds": 2, "rows": 900, "reason": "simpler"}
+    write_result(str(tmp_path), result)
+    assert os.listdir(tmp_path) == ["cv_result.json"]
+    assert read_result(str(tmp_path)) == result
+    with pytest.raises(OSError):
+        read_result(str(tmp_path / "missing"))
+    (tmp_path / "cv_result.json").write_text("{not json")
+    with pytest.raises(ValueError):
+        read_result(str(tmp_path))
 
 
 def test_cv_sample_is_bounded_seeded_and_order_independent(train_split, tmp_path):

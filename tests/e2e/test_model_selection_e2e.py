@@ -3,27 +3,18 @@
 No pipeline run of its own: the default run has ``--cv-folds 3``.
 """
 
-import json
 import os
 
 import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
+import lineage
 from components import model as taxi_model
-from components.model_card import card as model_card
-from components.model_selection.artifact import (
-    CHOSEN_FAMILY,
-    RESULT_FILE,
-    CrossValidationResult,
-)
-from pipeline import lineage
+from components.model_selection.artifact import CHOSEN_FAMILY, CrossValidationResult, read_result
+from reporting import model_card
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def _prop(artifact, name):
-    return lineage._prop(artifact, name)  # noqa: SLF001 - the project's MLMD property reader
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +29,7 @@ def selection(taxi_run):
     ]
     [result] = graph.linked([execution], graph.outputs, CrossValidationResult.TYPE_NAME)
     [hparams] = graph.linked([execution], graph.outputs, "HyperParameters")
-    with open(os.path.join(graph.artifacts[result].uri, RESULT_FILE)) as f:
-        outcome = json.load(f)
+    outcome = read_result(graph.artifacts[result].uri)
     return {
         "graph": graph,
         "execution": execution,
@@ -73,15 +63,17 @@ def test_cross_validation_result_has_k_folds_per_family_on_train_only(selection)
 
 def test_mlmd_alone_says_which_family_and_why(selection):
     result, hparams, outcome = selection["result"], selection["hparams"], selection["outcome"]
-    chosen = _prop(result, CHOSEN_FAMILY)
+    chosen = lineage.prop(result, CHOSEN_FAMILY)
     assert chosen in taxi_model.MODEL_FAMILIES and chosen == outcome["chosen_family"]
-    assert _prop(hparams, CHOSEN_FAMILY) == chosen
-    assert _prop(result, "reason") == outcome["reason"] and _prop(result, "rule")
+    assert lineage.prop(hparams, CHOSEN_FAMILY) == chosen
+    assert lineage.prop(result, "reason") == outcome["reason"] and lineage.prop(result, "rule")
     for family in taxi_model.MODEL_FAMILIES:
-        assert _prop(result, f"{family}_auc_mean") == pytest.approx(
+        assert lineage.prop(result, f"{family}_auc_mean") == pytest.approx(
             outcome["families"][family]["summary"]["auc"]["mean"]
         )
-        assert _prop(result, f"{family}_auc_ci_low") <= _prop(result, f"{family}_auc_mean")
+        assert lineage.prop(result, f"{family}_auc_ci_low") <= lineage.prop(
+            result, f"{family}_auc_mean"
+        )
 
 
 def test_trainer_trained_the_chosen_family(selection, taxi_run):

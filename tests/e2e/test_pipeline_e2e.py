@@ -7,7 +7,6 @@ state work on copies of its data and output directories.
 import csv
 import glob
 import itertools
-import json
 import os
 import shutil
 import subprocess
@@ -20,9 +19,9 @@ from ml_metadata.proto import metadata_store_pb2
 from sklearn.metrics import roc_auc_score
 from taxi_runs import REPO_ROOT, run_pipeline
 
+import lineage
 from components import features
-from components.behavioral.artifact import BehavioralBlessing
-from pipeline import lineage
+from components.behavioral.artifact import BehavioralBlessing, read_report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -167,16 +166,15 @@ def test_held_out_test_split_is_reported_not_gated(taxi_run):
 def test_behavioral_checks_ran_and_gate_the_push(taxi_run):
     [blessing] = _outputs_of(taxi_run["metadata"], "BehavioralChecks", BehavioralBlessing.TYPE_NAME)
     assert blessing.custom_properties["blessed"].int_value == 1
-    with open(os.path.join(blessing.uri, "behavioral_report.json")) as f:
-        report = json.load(f)
+    report = read_report(blessing.uri)
     assert report["passed"] and len(report["cases"]) == 6
     assert "behavioral checks: passed (6 cases)" in taxi_run["stdout"]
 
 
 def test_lineage_answers(taxi_run):
-    store = lineage.open_store(taxi_run["metadata"])
+    graph = lineage.Graph.load(lineage.open_store(taxi_run["metadata"]))
     [version] = _versions(taxi_run["serving_dir"])
-    info = lineage.version_lineage(store, version)
+    info = lineage.version_lineage(graph, version)
     assert info["spans"] == [2013, 2014, 2015]
     assert info["destination"] == os.path.join(taxi_run["serving_dir"], version)
     assert info["trainer"]["node"] == "Trainer"
@@ -185,15 +183,15 @@ def test_lineage_answers(taxi_run):
     assert info["blessing"][0]["blessed"] is True
     assert info["baseline_model"] == []  # first run: nothing to compare with
     for span in (2013, 2015):
-        models = lineage.models_for_span(store, span)["models"]
+        models = lineage.models_for_span(graph, span)["models"]
         assert [m["pushed_versions"] for m in models] == [[version]]
     with pytest.raises(lineage.LineageError, match="never ingested"):
-        lineage.models_for_span(store, 1999)
+        lineage.models_for_span(graph, 1999)
     cli = subprocess.run(
         [
             sys.executable,
             "-m",
-            "pipeline.lineage_cli",
+            "lineage.cli",
             "--output-dir",
             taxi_run["output_dir"],
             "version",
@@ -274,6 +272,9 @@ def test_anomalous_span_stops_then_fixed_span_is_trained_on(taxi_run, tmp_path):
     assert "stops before Transform" in result.stderr
     states = _states(os.path.join(output_dir, "metadata.sqlite"))
     assert states["AnomaliesGate"][-1] == "FAILED"
+    # Read but rejected: not ingested, so the next run (or `watch`) tries it again.
+    metadata = os.path.join(output_dir, "metadata.sqlite")
+    assert lineage.ingested_spans(_graph(metadata), "taxi") == {2013, 2014, 2015}
     assert states["Transform"] == _states(taxi_run["metadata"])["Transform"]  # no new Transform
     assert _versions(serving_dir) == served
 
@@ -284,15 +285,16 @@ def test_anomalous_span_stops_then_fixed_span_is_trained_on(taxi_run, tmp_path):
     result = run_pipeline(output_dir, data_dir, "--min-auc", "0.6", "--max-auc-drop", "1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "trained on spans: 2013, 2014, 2015, 2016" in result.stdout
-    store = lineage.open_store(os.path.join(output_dir, "metadata.sqlite"))
-    models = lineage.models_for_span(store, 2016)["models"]
+    graph = _graph(metadata)
+    assert lineage.ingested_spans(graph, "taxi") == {2013, 2014, 2015, 2016}
+    models = lineage.models_for_span(graph, 2016)["models"]
     assert len(models) == 1  # the anomalous ingestion trained nothing
     [newest] = sorted(set(_versions(serving_dir)) - set(served))  # blessed and pushed
     assert _versions(serving_dir) == sorted([*served, newest])
-    info = lineage.version_lineage(store, newest)
+    info = lineage.version_lineage(graph, newest)
     assert info["spans"] == [2013, 2014, 2015, 2016]
     [baseline] = info["baseline_model"]  # compared with the first model, the one served
-    [first] = lineage.version_lineage(store, served[0])["model"]
+    [first] = lineage.version_lineage(graph, served[0])["model"]
     assert baseline == first, (baseline, first)
 
 

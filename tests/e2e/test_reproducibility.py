@@ -13,7 +13,6 @@ multi-threaded CPU while still catching any real seed leak (an unseeded
 shuffle or initialiser moves AUC by 1e-3 or more on this sample).
 """
 
-import json
 import os
 import shutil
 
@@ -21,8 +20,8 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 from taxi_runs import run_pipeline
 
-from components.model_selection.artifact import RESULT_FILE, CrossValidationResult
-from pipeline import lineage
+import lineage
+from components.model_selection.artifact import CrossValidationResult, read_result
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -74,13 +73,12 @@ def test_two_no_cache_runs_give_the_same_metrics(taxi_run, tmp_path):
         for metric in METRICS:
             assert second[metric] == pytest.approx(first[metric], abs=TOLERANCE), (node, metric)
     # Model selection re-ran too: same folds, same per-fold AUCs, same choice.
-    outcomes = []
-    for artifact in _first_and_second(
-        graph, "ModelSelection", CrossValidationResult.TYPE_NAME, since
-    ):
-        with open(os.path.join(artifact.uri, RESULT_FILE)) as f:
-            outcomes.append(json.load(f))
-    first, second = outcomes
+    first, second = (
+        read_result(artifact.uri)
+        for artifact in _first_and_second(
+            graph, "ModelSelection", CrossValidationResult.TYPE_NAME, since
+        )
+    )
     assert second["chosen_family"] == first["chosen_family"]
     assert second["fold_sizes"] == first["fold_sizes"]
     for family, info in first["families"].items():

@@ -1,6 +1,5 @@
 """Tuner in the pipeline, on a copy of the session's ``taxi_run`` (tiny budget)."""
 
-import json
 import os
 import shutil
 
@@ -8,9 +7,9 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 from taxi_runs import run_pipeline
 
-from components import tuning
-from components.model_selection.artifact import RESULT_FILE, CrossValidationResult
-from pipeline import lineage
+import lineage
+from components import hyperparameters, tuning
+from components.model_selection.artifact import CrossValidationResult, read_result
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -41,8 +40,7 @@ def test_tuner_feeds_model_selection_and_an_unchanged_tuning_run_is_cached(taxi_
     assert _states(graph, "Tuner") == [*before, "COMPLETE"]
     tuner = max(e for e in graph.executions if graph.node_of(e) == "Tuner")
     [best] = graph.linked([tuner], graph.outputs, "HyperParameters")
-    with open(os.path.join(graph.artifacts[best].uri, "best_hyperparameters.txt")) as f:
-        values = json.load(f)["values"]
+    values = hyperparameters.read_values(graph.artifacts[best].uri)
     assert values["hidden_units"] in tuning.HIDDEN_UNITS
     # The Tuner's best values are the wide & deep candidate of model selection,
     # whose choice (with its hyperparameters) is what the Trainer gets.
@@ -50,8 +48,7 @@ def test_tuner_feeds_model_selection_and_an_unchanged_tuning_run_is_cached(taxi_
     assert best in graph.linked([max(selections)], graph.inputs, "HyperParameters")
     [chosen] = graph.linked([max(selections)], graph.outputs, "HyperParameters")
     [cv_result] = graph.linked([max(selections)], graph.outputs, CrossValidationResult.TYPE_NAME)
-    with open(os.path.join(graph.artifacts[cv_result].uri, RESULT_FILE)) as f:
-        wide_deep = json.load(f)["families"]["wide_deep"]["hparams"]
+    wide_deep = read_result(graph.artifacts[cv_result].uri)["families"]["wide_deep"]["hparams"]
     assert {k: wide_deep[k] for k in values} == values
     trainers = [e for e in graph.executions if graph.node_of(e) == "Trainer"]
     assert graph.linked([max(trainers)], graph.inputs, "HyperParameters") == [chosen]

@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+import lineage
+from lineage import metadata_store
 from monitoring import canary, cli, decide, rollback, watch
 from serving.metrics import ServingMetrics
 
@@ -22,8 +24,7 @@ def live_canary(tmp_path, fake_store):
         "model_platform: 'tensorflow' model_version_policy { specific { versions: [1, 2] } } "
         "version_labels { key: 'stable' value: 1 } version_labels { key: 'canary' value: 2 } } }"
     )
-    store = rollback.writable_store(metadata)
-    canary._record(store, "deploy", "taxi", 1, 2, "test", "pytest")
+    canary._record(rollback.writable(metadata), "deploy", "taxi", 1, 2, "test", "pytest")
     return metadata, str(config)
 
 
@@ -149,6 +150,12 @@ def test_watch_decides_instead_of_retraining(
 ):
     labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 0.97)
     metadata, config = live_canary
+    opened, loaded = [], []
+    open_store, load = metadata_store.open_store, lineage.Graph.load
+    monkeypatch.setattr(
+        metadata_store, "open_store", lambda *a, **k: opened.append(a) or open_store(*a, **k)
+    )
+    monkeypatch.setattr(lineage.Graph, "load", lambda store: loaded.append(store) or load(store))
     monkeypatch.setattr(
         watch.server_metrics,
         "fetch",
@@ -168,6 +175,8 @@ def test_watch_decides_instead_of_retraining(
     assert not check.ran_pipeline and check.decision.action == "promote"
     assert check.reasons == ["canary 2 live (stable 1)"]
     assert "no guard rails this check" in check.problems[0]
+    # The check opened ML Metadata once and read its graph once (to record the promotion).
+    assert len(opened) == 1 and len(loaded) == 1
     missing = watch.check_once(
         str(tmp_path / "data"), metadata, ["false"], server_url="x", model_config=config
     )

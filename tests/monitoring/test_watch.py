@@ -1,51 +1,67 @@
 """watch: triggers (new span, drift incident), pipeline run, new pushed versions."""
 
+import inspect
 import json
 import sys
 
 import pytest
 from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
+from ml_metadata.proto import metadata_store_pb2 as pb
 
+import lineage
 from monitoring import cli, watch
+
+
+def ingest(store, span, gate=pb.Execution.COMPLETE):
+    """What a run records in MLMD for the ingestion of a span: ExampleGen writes
+    its Examples, and the AnomaliesGate execution that validated them ends `gate`."""
+    gen = store.put_execution_type(pb.ExecutionType(name="CsvExampleGen"))
+    check = store.put_execution_type(pb.ExecutionType(name="AnomaliesGate"))
+    examples = store.put_artifact_type(pb.ArtifactType(name="Examples"))
+    artifact = pb.Artifact(type_id=examples, uri=f"/examples/{span}")
+    artifact.custom_properties["span"].int_value = span
+    done = pb.Execution(type_id=gen, last_known_state=pb.Execution.COMPLETE)
+    _, [artifact.id], _ = store.put_execution(
+        done, [(artifact, pb.Event(type=pb.Event.OUTPUT))], []
+    )
+    validation = pb.Execution(type_id=check, last_known_state=gate)
+    store.put_execution(validation, [(artifact, pb.Event(type=pb.Event.INPUT))], [])
+
 
 # Stands in for the pipeline: ingests the given span and pushes the given version
 # (what a real run records in MLMD), or fails.
-FAKE_PIPELINE = """
+FAKE_PIPELINE = f"""
 import sys
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
+{inspect.getsource(ingest)}
 path, span, version = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if version == "fail":
     print("boom"); sys.exit(3)
 config = pb.ConnectionConfig(sqlite=pb.SqliteMetadataSourceConfig(filename_uri=path))
 store = metadata_store.MetadataStore(config)
-gen = store.put_execution_type(pb.ExecutionType(name="CsvExampleGen"))
-examples = store.put_artifact_type(pb.ArtifactType(name="Examples"))
+ingest(store, span)
 pushed = store.put_artifact_type(pb.ArtifactType(name="PushedModel"))
-artifact = pb.Artifact(type_id=examples, uri=f"/examples/{span}")
-artifact.custom_properties["span"].int_value = span
-store.put_execution(pb.Execution(type_id=gen), [(artifact, pb.Event(type=pb.Event.OUTPUT))], [])
-model = pb.Artifact(type_id=pushed, uri=f"/pushed/{version}")
+model = pb.Artifact(type_id=pushed, uri=f"/pushed/{{version}}")
 model.custom_properties["pushed"].int_value = 1
 model.custom_properties["pushed_version"].string_value = version
 store.put_artifacts([model])
 """
 
 
-def _store(path, spans):
-    config = metadata_store_pb2.ConnectionConfig(
-        sqlite=metadata_store_pb2.SqliteMetadataSourceConfig(filename_uri=str(path))
-    )
+def _store(path, spans, failed=()):
+    """An MLMD file in which `spans` passed validation and `failed` did not."""
+    config = pb.ConnectionConfig(sqlite=pb.SqliteMetadataSourceConfig(filename_uri=str(path)))
     store = metadata_store.MetadataStore(config)
-    gen = store.put_execution_type(metadata_store_pb2.ExecutionType(name="CsvExampleGen"))
-    examples = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
     for span in spans:
-        artifact = metadata_store_pb2.Artifact(type_id=examples, uri=f"/examples/{span}")
-        artifact.custom_properties["span"].int_value = span
-        event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)
-        store.put_execution(metadata_store_pb2.Execution(type_id=gen), [(artifact, event)], [])
+        ingest(store, span)
+    for span in failed:
+        ingest(store, span, gate=pb.Execution.FAILED)
     return str(path)
+
+
+def _graph(path):
+    return lineage.Graph.load(lineage.open_store(path))
 
 
 def _data(tmp_path, spans):
@@ -57,20 +73,48 @@ def _data(tmp_path, spans):
 
 def test_reasons(tmp_path):
     data = _data(tmp_path, [2013, 2014])
-    metadata = _store(tmp_path / "metadata.sqlite", [2013, 2014])
+    graph = _graph(_store(tmp_path / "metadata.sqlite", [2013, 2014]))
     assert watch.data_spans(data) == [2013, 2014]
-    assert watch.reasons(data, metadata, None) == []
+    assert watch.reasons(data, graph, None) == []
     _data(tmp_path, [2015])
-    assert watch.reasons(data, metadata, None) == ["new span(s) [2015]"]
+    assert watch.reasons(data, graph, None) == ["new span(s) [2015]"]
     state = tmp_path / "state.json"
     state.write_text(json.dumps({"incidents": {"serving drift/taxi": {}, "p99 latency/taxi": {}}}))
-    assert watch.reasons(data, metadata, str(state)) == [
+    assert watch.reasons(data, graph, str(state)) == [
         "new span(s) [2015]",
         "open incident serving drift/taxi",
     ]
-    assert watch.reasons(data, str(tmp_path / "none.sqlite"), None) == [
-        "new span(s) [2013, 2014, 2015]"
-    ]
+    assert watch.reasons(data, None, None) == ["new span(s) [2013, 2014, 2015]"]
+
+
+def test_a_span_whose_data_failed_validation_is_still_new(tmp_path):
+    data = _data(tmp_path, [2013, 2014])
+    graph = _graph(_store(tmp_path / "metadata.sqlite", [2013], failed=[2014]))
+    assert watch.reasons(data, graph, None) == ["new span(s) [2014]"]
+
+
+@pytest.fixture
+def graph_loads(monkeypatch):
+    """Every load of an MLMD graph, counted (the list of stores it was loaded from)."""
+    loads = []
+    load = lineage.Graph.load
+    monkeypatch.setattr(lineage.Graph, "load", lambda store: loads.append(store) or load(store))
+    return loads
+
+
+@pytest.mark.slow
+def test_one_check_reads_the_graph_once(tmp_path, graph_loads):
+    data = _data(tmp_path, [2013])
+    metadata = _store(tmp_path / "metadata.sqlite", [2013])
+    assert not watch.check_once(data, metadata, ["false"]).ran_pipeline
+    assert len(graph_loads) == 1
+    # Plus once after the pipeline it ran, for the versions that run pushed.
+    _data(tmp_path, [2014])
+    command = [sys.executable, "-c", FAKE_PIPELINE, metadata, "2014", "7"]
+    graph_loads.clear()
+    check = watch.check_once(data, metadata, command)
+    assert check.ran_pipeline and check.new_versions == [7] and len(graph_loads) == 2
+    assert len({id(store) for store in graph_loads}) == 1  # one store, opened once
 
 
 @pytest.mark.slow

@@ -112,7 +112,7 @@ def test_editing_the_model_misses_training_nodes_but_not_transform(tmp_path, tre
 @pytest.mark.slow
 def test_editing_code_no_node_runs_keeps_every_cache_hit(tmp_path, tree):
     # The model card is written by the runner after the run, not by a node.
-    assert _missed(tmp_path, tree, "components/model_card/card.py") == set()
+    assert _missed(tmp_path, tree, "reporting/model_card.py") == set()
 
 
 @pytest.mark.slow

@@ -60,7 +60,7 @@ def _run_pipeline(args: list[str], cwd: str, expected: int) -> None:
 
 @pytest.fixture(scope="session")
 def pipeline_runs(tmp_path_factory) -> PipelineRuns:
-    from reporting import runs as runs_lib
+    from lineage import runs as runs_lib
 
     root = tmp_path_factory.mktemp("reporting_e2e")
     run_dir = str(root / "run")

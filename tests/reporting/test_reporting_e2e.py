@@ -50,7 +50,7 @@ def execute_notebook(name: str, monkeypatch, run_dir: str, run_id: str | None = 
 
 
 def test_runs_are_found_through_mlmd(pipeline_runs):
-    from reporting import runs
+    from lineage import runs
 
     store = runs.RunStore(pipeline_runs.run_dir)
     good, bad = store.get_run(pipeline_runs.good_run_id), store.get_run()
@@ -154,8 +154,8 @@ def test_report_of_training_run(pipeline_runs, reports):
 
 
 def test_report_shows_each_gates_evidence(pipeline_runs, reports):
+    from lineage import runs as runs_lib
     from reporting import gates, model_analysis
-    from reporting import runs as runs_lib
 
     html = open(reports[pipeline_runs.good_run_id], encoding="utf-8").read()
     store = runs_lib.RunStore(pipeline_runs.run_dir)

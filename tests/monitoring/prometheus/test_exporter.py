@@ -229,11 +229,11 @@ def test_cli_serves_until_sigterm(textfile_dir, tmp_path):
 def test_baseline_is_each_versions_evaluation_accuracy(taxi_run, tmp_path):
     import tensorflow_model_analysis as tfma
 
-    from pipeline import lineage
+    import lineage
 
-    store = lineage.open_store(taxi_run["metadata"])
-    version = max(lineage.pushed_versions(lineage.Graph.load(store)), key=int)
-    (evaluation,) = lineage.version_lineage(store, version)["evaluation"]
+    graph = lineage.Graph.load(lineage.open_store(taxi_run["metadata"]))
+    version = max(lineage.pushed_versions(graph), key=int)
+    (evaluation,) = lineage.version_lineage(graph, version)["evaluation"]
     expected = None  # the overall slice's binary_accuracy, read with TFMA's own API
     for slice_metrics in tfma.load_metrics(evaluation):
         if not slice_metrics.slice_key.single_slice_keys:

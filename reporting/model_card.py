@@ -1,27 +1,38 @@
-"""Plain functions behind the model card: gather facts, render Markdown and HTML.
+"""``taxi-model-card``: the model card of a pushed version, from ML Metadata, TFDV and TFMA.
 
-Everything is read through the existing helpers: ``pipeline.lineage``
-(``version_lineage``), ``reporting.runs`` (runs and artifacts),
+Not a TFX component: it reads MLMD after the run (it needs the Pusher's
+output), so the runner calls ``write_card``, and this command does it for
+any pushed version. Everything is read through the existing helpers:
+``lineage`` (``version_lineage``, runs and artifacts), the artifact modules
+of the custom components (behavioral report, CV result),
 ``reporting.data_validation`` (TFDV statistics) and ``reporting.model_analysis``
 (TFMA metrics, thresholds, blessing explanation).
 
 Cards go to ``<output-dir>/model_cards/<version>/model_card.{md,html}``,
 never into the serving directory (which holds SavedModels only).
+
+Examples::
+
+    taxi-model-card --output-dir tfx_runs                        # newest pushed version
+    taxi-model-card --output-dir tfx_runs --version 1795627508
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import html
-import json
 import os
+import sys
 
 import pandas as pd
 
+import lineage
 from components import features
-from components.behavioral.artifact import REPORT_FILE, BehavioralBlessing
-from components.model_selection.artifact import rows_text
-from pipeline import lineage
+from components.behavioral.artifact import BehavioralBlessing, read_report
+from components.model_selection.artifact import CrossValidationResult, read_result, rows_text
+from core import resources
+from lineage import runs as runs_lib
 
 CARDS_DIR = "model_cards"
 MIN_SLICE_EXAMPLES = 50  # slices smaller than this are flagged as unreliable
@@ -64,16 +75,13 @@ def _behavioral(run_store, run) -> dict | None:
     if blessing is None:
         return None
     try:
-        with open(os.path.join(blessing.uri, REPORT_FILE)) as f:
-            return json.load(f)
+        return read_report(blessing.uri)
     except (OSError, ValueError):
         return None
 
 
 def _selection(run_store, run) -> dict | None:
     """ModelSelection's CV result, if the Trainer's hyperparameters came from one."""
-    from components.model_selection.artifact import RESULT_FILE, CrossValidationResult
-
     graph = run_store.graph
     for hparams in run_store.inputs(run, "Trainer", "HyperParameters"):
         producer = graph.producer(hparams.id)
@@ -81,8 +89,7 @@ def _selection(run_store, run) -> dict | None:
             continue
         for artifact_id in graph.linked([producer], graph.outputs, CrossValidationResult.TYPE_NAME):
             try:
-                with open(os.path.join(graph.artifacts[artifact_id].uri, RESULT_FILE)) as f:
-                    return json.load(f)
+                return read_result(graph.artifacts[artifact_id].uri)
             except (OSError, ValueError):
                 return None
     return None
@@ -121,7 +128,6 @@ def build_card(output_dir: str, version: str | None = None) -> dict:
       lineage.LineageError: no such pushed version.
     """
     from reporting import model_analysis
-    from reporting import runs as runs_lib
 
     run_store = runs_lib.RunStore(output_dir)
     store = run_store.store
@@ -130,7 +136,7 @@ def build_card(output_dir: str, version: str | None = None) -> dict:
         if not versions:
             raise lineage.LineageError(f"no pushed model in {run_store.metadata_path}")
         version = max(versions, key=int)
-    info = lineage.version_lineage(store, str(version))
+    info = lineage.version_lineage(run_store.graph, str(version))
     run = run_store.get_run(info["pusher"]["execution_id"])
     analysis = model_analysis.for_run(run_store, run)
     test_evaluation = run_store.output(run, "TestEvaluator", "ModelEvaluation")
@@ -320,3 +326,30 @@ def write_card(output_dir: str, version: str | None = None) -> tuple[str, str]:
         os.replace(path + ".tmp", path)
         paths.append(path)
     return paths[0], paths[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="taxi-model-card",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n")[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=resources.default_run_dir(),
+        help="the pipeline's --output-dir (default: $TAXI_RUN_DIR, else ./tfx_runs)",
+    )
+    parser.add_argument("--version", help="pushed version (default: the newest)")
+    args = parser.parse_args(argv)
+    try:
+        markdown, page = write_card(os.path.abspath(args.output_dir), args.version)
+    except (lineage.LineageError, runs_lib.RunNotFoundError) as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    print(f"model card: {markdown}\nmodel card: {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

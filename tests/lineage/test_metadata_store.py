@@ -13,7 +13,8 @@ import pytest
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import lineage, metadata_store
+import lineage
+from lineage import metadata_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WRITERS, EXECUTIONS = 4, 40
@@ -146,7 +147,7 @@ def closed_port():
 @pytest.mark.parametrize(
     "command",
     [
-        [sys.executable, "-m", "pipeline.lineage_cli", "--metadata", "{url}", "versions"],
+        [sys.executable, "-m", "lineage.cli", "--metadata", "{url}", "versions"],
         [
             sys.executable,
             "-m",
@@ -199,10 +200,10 @@ def _writer(url: str, writer: int, barrier) -> None:
     from monitoring import rollback
 
     barrier.wait(timeout=900)
-    store = metadata_store.open_store(url)
+    metadata = lineage.Metadata.open(url)
     for index in range(EXECUTIONS):
         rollback.record_execution(
-            store, "ConcurrentWrite", {"writer": writer, "index": index}, version=0
+            metadata, "ConcurrentWrite", {"writer": writer, "index": index}, version=0
         )
 
 
@@ -320,7 +321,7 @@ def test_pipeline_and_watch_write_one_store_at_once(mariadb, tmp_path):
     # The readers work unchanged on the shared store.
     pushed = sorted(lineage.pushed_versions(lineage.Graph.load(store)))
     versions = subprocess.run(
-        [sys.executable, "-m", "pipeline.lineage_cli", "--metadata", url, "--json", "versions"],
+        [sys.executable, "-m", "lineage.cli", "--metadata", url, "--json", "versions"],
         cwd=ROOT,
         env=env,
         capture_output=True,

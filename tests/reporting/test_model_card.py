@@ -8,7 +8,7 @@ import sys
 import pytest
 from taxi_runs import REPO_ROOT
 
-from components.model_card import card as model_card
+from reporting import model_card
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -70,7 +70,7 @@ def test_cli_writes_a_named_version(taxi_run, copy_of):
 
     def cli(version):
         return subprocess.run(
-            [sys.executable, "-m", "components.model_card", "--output-dir", output_dir]
+            [sys.executable, "-m", "reporting.model_card", "--output-dir", output_dir]
             + ["--version", version],
             cwd=REPO_ROOT,
             capture_output=True,

@@ -1,5 +1,10 @@
-"""Lineage questions answered from ML Metadata alone.
+"""The ML Metadata graph and the lineage questions answered from it alone.
 
+* ``Graph``: every artifact, execution and event of a store, loaded at once
+  (``Metadata`` holds one store and its graph for one command).
+* ``prop``, ``split_names``, ``is_raw_examples``: reading artifacts.
+* ``ingested_spans``: the spans a pipeline has accepted (see its docstring).
+* ``pushed_versions``: serving version -> its PushedModel.
 * ``version_lineage``: which spans, schema, transform graph, trainer run and
   evaluation produced serving version V.
 * ``models_for_span``: which models were trained on span S, and which of them
@@ -9,12 +14,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import metadata_store
+from lineage import metadata_store
 
+# Executions whose outputs count (a cache hit reuses the outputs of a complete one).
+DONE_STATES = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+# The node that validates ingested Examples (components/anomalies_gate).
+GATE_NODE = "AnomaliesGate"
 INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
@@ -25,7 +35,7 @@ class LineageError(LookupError):
 
 def open_store(metadata_path: str) -> mlmd.MetadataStore:
     """The store of a metadata target: an SQLite file opened read-only, or a
-    `mysql://` URL (see pipeline/metadata_store.py)."""
+    `mysql://` URL (see lineage/metadata_store.py)."""
     return metadata_store.open_store(metadata_path, readonly=True)
 
 
@@ -42,6 +52,7 @@ class Graph:
     inputs: dict[int, set[int]]  # execution id -> input artifact ids
     outputs: dict[int, set[int]]  # execution id -> output artifact ids
     nodes: dict[int, str]  # execution id -> pipeline node id (e.g. "Trainer")
+    pipelines: dict[int, str]  # execution id -> pipeline name (e.g. "taxi")
 
     @classmethod
     def load(cls, store: mlmd.MetadataStore) -> Graph:
@@ -57,13 +68,15 @@ class Graph:
             inputs={},
             outputs={},
             nodes={},
+            pipelines={},
         )
         # TFX attributes every execution to a "node" context named
         # "<pipeline>.<node id>".
         for context in store.get_contexts_by_type("node"):
-            node_id = context.name.split(".", 1)[-1]
+            pipeline_name, _, node_id = context.name.partition(".")
             for execution in store.get_executions_by_context(context.id):
                 graph.nodes[execution.id] = node_id
+                graph.pipelines[execution.id] = pipeline_name
         for event in store.get_events_by_execution_ids(list(executions)):
             if event.type in INPUT_EVENTS:
                 graph.consumers.setdefault(event.artifact_id, set()).add(event.execution_id)
@@ -82,6 +95,10 @@ class Graph:
             return self.nodes[execution_id]
         name = self.execution_types[self.executions[execution_id].type_id]
         return name.rsplit(".", 1)[-1]
+
+    def pipeline_of(self, execution_id: int) -> str | None:
+        """Name of the pipeline an execution ran in (None: not a pipeline node)."""
+        return self.pipelines.get(execution_id)
 
     def producer(self, artifact_id: int) -> int | None:
         """The execution that wrote ``artifact_id`` (the first, not a cache hit)."""
@@ -103,7 +120,40 @@ class Graph:
         return sorted(found)
 
 
-def _prop(artifact: metadata_store_pb2.Artifact, name: str):
+class Metadata:
+    """The ML Metadata of one command: its store, opened once, and its graph,
+    loaded on first use and then kept (a snapshot).
+
+    A command opens one and passes it down, so a `watch` check reads the
+    graph once, not once per question. After something else wrote what the
+    command must see (the pipeline run it started), ``refresh`` makes the next
+    question read it again; the command's own writes (executions it records)
+    do not change what it asks.
+    """
+
+    def __init__(self, store: mlmd.MetadataStore, target: str = ""):
+        self.store = store
+        self.target = target
+        self._graph: Graph | None = None
+
+    @classmethod
+    def open(cls, target: str, readonly: bool = False) -> Metadata:
+        """Opens ``target`` (lineage/metadata_store.py; MetadataError if it cannot be)."""
+        return cls(metadata_store.open_store(target, readonly=readonly), target)
+
+    @property
+    def graph(self) -> Graph:
+        if self._graph is None:
+            self._graph = Graph.load(self.store)
+        return self._graph
+
+    def refresh(self) -> None:
+        """Forgets the snapshot: the next ``graph`` reads the store again."""
+        self._graph = None
+
+
+def prop(artifact: metadata_store_pb2.Artifact, name: str):
+    """A custom property (else a property) value of an MLMD artifact, or None."""
     for props in (artifact.custom_properties, artifact.properties):
         if name in props:
             value = props[name]
@@ -111,29 +161,66 @@ def _prop(artifact: metadata_store_pb2.Artifact, name: str):
     return None
 
 
-def _is_raw_examples(graph: Graph, artifact_id: int) -> bool:
+def split_names(artifact: metadata_store_pb2.Artifact) -> list[str]:
+    """The ``split_names`` property of Examples/statistics/anomalies artifacts."""
+    value = prop(artifact, "split_names")
+    return json.loads(value) if value else []
+
+
+def is_raw_examples(graph: Graph, artifact_id: int) -> bool:
     """Examples written by ExampleGen (not Transform's transformed examples)."""
     if graph.type_of(artifact_id) != "Examples":
         return False
     return any("ExampleGen" in graph.node_of(e) for e in graph.producers.get(artifact_id, ()))
 
 
-def _execution(graph: Graph, execution_id: int | None) -> dict | None:
+def span_of(graph: Graph, artifact_id: int) -> int:
+    """The ``span`` property of an Examples artifact."""
+    return int(prop(graph.artifacts[artifact_id], "span"))
+
+
+def execution_ref(graph: Graph, execution_id: int | None) -> dict | None:
+    """``{"execution_id", "node"}`` of an execution (None for None)."""
     if execution_id is None:
         return None
     return {"execution_id": execution_id, "node": graph.node_of(execution_id)}
+
+
+def ingested_spans(graph: Graph, pipeline_name: str | None = None) -> set[int]:
+    """Spans that ``pipeline_name`` (None: any pipeline) has ingested.
+
+    A span is ingested once an AnomaliesGate execution of the pipeline passed
+    (completed, or was a cache hit of a completed one) with the span's raw
+    Examples as input: its data was read, validated and accepted, which is
+    what the span resolver trains on (components/spans.py). Raw Examples
+    whose validation failed, or that were never validated, do not count: the
+    span is re-ingested by the next run (the runner's backfill, `watch`) once
+    its data is fixed.
+    """
+    spans = set()
+    for execution_id, execution in graph.executions.items():
+        if GATE_NODE not in graph.node_of(execution_id):
+            continue
+        if pipeline_name is not None and graph.pipeline_of(execution_id) != pipeline_name:
+            continue
+        if execution.last_known_state not in DONE_STATES:
+            continue
+        for artifact_id in graph.inputs.get(execution_id, ()):
+            if is_raw_examples(graph, artifact_id):
+                spans.add(span_of(graph, artifact_id))
+    return spans
 
 
 def pushed_versions(graph: Graph) -> dict[str, int]:
     """Serving version -> PushedModel artifact id, for successful pushes."""
     versions = {}
     for artifact_id, artifact in graph.artifacts.items():
-        if graph.type_of(artifact_id) == "PushedModel" and _prop(artifact, "pushed") == 1:
-            versions[str(_prop(artifact, "pushed_version"))] = artifact_id
+        if graph.type_of(artifact_id) == "PushedModel" and prop(artifact, "pushed") == 1:
+            versions[str(prop(artifact, "pushed_version"))] = artifact_id
     return versions
 
 
-def version_lineage(store: mlmd.MetadataStore, version: str) -> dict:
+def version_lineage(graph: Graph, version: str) -> dict:
     """What produced serving version ``version``.
 
     Returns:
@@ -145,7 +232,6 @@ def version_lineage(store: mlmd.MetadataStore, version: str) -> dict:
     Raises:
       LineageError: no successful push of that version is recorded.
     """
-    graph = Graph.load(store)
     versions = pushed_versions(graph)
     if str(version) not in versions:
         known = ", ".join(sorted(versions)) or "none"
@@ -157,7 +243,7 @@ def version_lineage(store: mlmd.MetadataStore, version: str) -> dict:
     transform_graph = graph.linked([trainer], graph.inputs, "TransformGraph")
     transform = graph.producer(transform_graph[0]) if transform_graph else None
     raw = [
-        a for a in graph.linked([transform], graph.inputs, "Examples") if _is_raw_examples(graph, a)
+        a for a in graph.linked([transform], graph.inputs, "Examples") if is_raw_examples(graph, a)
     ]
     blessing = graph.linked([pusher], graph.inputs, "ModelBlessing")
     evaluator = graph.producer(blessing[0]) if blessing else None
@@ -166,44 +252,34 @@ def version_lineage(store: mlmd.MetadataStore, version: str) -> dict:
     pushed = graph.artifacts[pushed_id]
     return {
         "version": str(version),
-        "destination": _prop(pushed, "pushed_destination"),
-        "spans": sorted({int(_prop(graph.artifacts[a], "span")) for a in raw}),
+        "destination": prop(pushed, "pushed_destination"),
+        "spans": sorted({span_of(graph, a) for a in raw}),
         "examples": uris(raw),
         "schema": uris(graph.linked([trainer, transform], graph.inputs, "Schema")),
         "transform_graph": uris(transform_graph),
         "model": uris(model),
-        "trainer": _execution(graph, trainer),
-        "transform": _execution(graph, transform),
+        "trainer": execution_ref(graph, trainer),
+        "transform": execution_ref(graph, transform),
         "evaluation": uris(graph.linked([evaluator], graph.outputs, "ModelEvaluation")),
         "baseline_model": uris(baseline),
         "blessing": [
-            {"uri": graph.artifacts[a].uri, "blessed": _prop(graph.artifacts[a], "blessed") == 1}
+            {"uri": graph.artifacts[a].uri, "blessed": prop(graph.artifacts[a], "blessed") == 1}
             for a in blessing
         ],
-        "pusher": _execution(graph, pusher),
+        "pusher": execution_ref(graph, pusher),
     }
 
 
-def models_for_span(store: mlmd.MetadataStore, span: int) -> dict:
+def models_for_span(graph: Graph, span: int) -> dict:
     """Models trained on ``span`` and the serving versions they were pushed as.
 
     Raises:
-      LineageError: the span was never ingested.
+      LineageError: the span was never ingested (no raw Examples of it).
     """
-    graph = Graph.load(store)
-    span_examples = [
-        a
-        for a in graph.artifacts
-        if _is_raw_examples(graph, a) and _prop(graph.artifacts[a], "span") == span
-    ]
+    raw = [a for a in graph.artifacts if is_raw_examples(graph, a)]
+    span_examples = [a for a in raw if span_of(graph, a) == span]
     if not span_examples:
-        ingested = sorted(
-            {
-                int(_prop(graph.artifacts[a], "span"))
-                for a in graph.artifacts
-                if _is_raw_examples(graph, a)
-            }
-        )
+        ingested = sorted({span_of(graph, a) for a in raw})
         raise LineageError(f"span {span} was never ingested (ingested spans: {ingested or 'none'})")
     transforms = graph.executions_of(span_examples, graph.consumers, "Transform")
     graphs = graph.linked(transforms, graph.outputs, "TransformGraph")
@@ -212,9 +288,9 @@ def models_for_span(store: mlmd.MetadataStore, span: int) -> dict:
     for model_id in graph.linked(trainers, graph.outputs, "Model"):
         pushers = graph.executions_of([model_id], graph.consumers, "Pusher")
         versions = sorted(
-            str(_prop(graph.artifacts[a], "pushed_version"))
+            str(prop(graph.artifacts[a], "pushed_version"))
             for a in graph.linked(pushers, graph.outputs, "PushedModel")
-            if _prop(graph.artifacts[a], "pushed") == 1
+            if prop(graph.artifacts[a], "pushed") == 1
         )
         models[model_id] = {
             "model": graph.artifacts[model_id].uri,

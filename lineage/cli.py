@@ -13,7 +13,9 @@ import argparse
 import json
 import sys
 
-from pipeline import lineage, metadata_store
+import lineage
+from core import resources
+from lineage import metadata_store
 
 
 def _print_version(info: dict) -> None:
@@ -54,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--output-dir", default="tfx_runs", help="the pipeline run's output dir")
+    parser.add_argument(
+        "--output-dir",
+        default=resources.default_run_dir(),
+        help="the pipeline run's output dir (default: $TAXI_RUN_DIR, else ./tfx_runs)",
+    )
     parser.add_argument(
         "--metadata",
         help="ML Metadata: SQLite file or mysql://USER:PASSWORD@HOST:PORT/DB "
@@ -78,14 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     except metadata_store.MetadataError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 2
+    graph = lineage.Graph.load(store)
     try:
         if args.question == "versions":
-            info = {"versions": sorted(lineage.pushed_versions(lineage.Graph.load(store)))}
+            info = {"versions": sorted(lineage.pushed_versions(graph))}
             printer = lambda i: print("\n".join(i["versions"]) or "no pushed versions")  # noqa: E731
         elif args.question == "version":
-            info, printer = lineage.version_lineage(store, args.version), _print_version
+            info, printer = lineage.version_lineage(graph, args.version), _print_version
         else:
-            info, printer = lineage.models_for_span(store, args.span), _print_span
+            info, printer = lineage.models_for_span(graph, args.span), _print_span
     except lineage.LineageError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
