@@ -24,7 +24,7 @@ SOURCES = ("setup.py", "pyproject.toml", "data", "core", "pipeline", "components
 SOURCES += ("serving", "monitoring", "reporting", "lineage")
 
 PROBE = r"""
-import importlib, json, os, pkgutil, sys
+import importlib, importlib.util, json, os, pkgutil, sys
 
 target, model_base, log_path = sys.argv[1:4]
 packages = sorted(
@@ -36,6 +36,9 @@ for package in packages:
     module = importlib.import_module(package)
     files[package] = module.__file__
     for info in pkgutil.walk_packages(module.__path__, package + "."):
+        if info.name.endswith(".__main__"):  # runs its command on import: located, not run
+            files[info.name] = importlib.util.find_spec(info.name).origin
+            continue
         files[info.name] = importlib.import_module(info.name).__file__
 
 from core import resources
