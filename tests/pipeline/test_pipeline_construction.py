@@ -173,9 +173,7 @@ def test_tfma_computes_the_reported_metrics_and_gates_auc_and_calibration():
         ("calibration", False): [
             (
                 overall,
-                tfma.GenericValueThreshold(
-                    lower_bound={"value": 0.9}, upper_bound={"value": 1.1}
-                ),
+                tfma.GenericValueThreshold(lower_bound={"value": 0.9}, upper_bound={"value": 1.1}),
             )
         ],
     }
