@@ -305,3 +305,44 @@ def test_rails_with_missing_or_empty_series():
     fine = {"requests": 100, "errors": 0, "p99_ms": 10.0}
     assert _rails(fine, dict(fine, p99_ms=None), min_requests=10) == []
     assert _rails(dict(fine, p99_ms=None), dict(fine, p99_ms=900.0), min_requests=10) == []
+
+
+def test_decision_records_the_figures_of_both_versions(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 0.97)  # canary 59/60 right
+    metrics = ServingMetrics()
+    for _ in range(100):
+        metrics.record_request("taxi", 1, "predict", "REST", "OK", 800.0)
+    for _ in range(59):
+        metrics.record_request("taxi", 2, "predict", "REST", "OK", 3000.0)
+    metrics.record_request("taxi", 2, "predict", "REST", "INTERNAL")
+    now = _deployed_at(live_canary) + 42.26
+    decision = _evaluate(
+        live_canary, log_prefix, labels, tmp_path, metrics_text=metrics.render().decode(), now=now
+    )
+    # 60/60 vs 59/60: pooled 119/120, z = (59/60 - 1) / sqrt(p (1 - p) (2 / 60)) = -1.00419.
+    assert decision.action == "promote"
+    assert decision.reason == "A/B: canary not worse (z=-1.004, p=0.1576, n=60/60)"
+    assert decision.figures == {
+        "verdict": "promote",
+        "z": pytest.approx(-1.004193, abs=1e-6),
+        "p_value": pytest.approx(0.157643, abs=1e-6),
+        "stable_version": "1",
+        "stable_n": 60,
+        "stable_accuracy": 1.0,
+        "stable_requests": 100,
+        "stable_errors": 0,
+        "stable_p99_ms": pytest.approx(1.102),  # the latency histogram's bucket ends
+        "canary_version": "2",
+        "canary_n": 60,
+        "canary_accuracy": pytest.approx(59 / 60),
+        "canary_requests": 60,
+        "canary_errors": 1,
+        "canary_p99_ms": pytest.approx(3.57047),
+        "check": 1,
+        "elapsed_s": 42.3,
+        "guard_rails": "none",
+    }
+    folder = tmp_path / "reports" / f"ab-{int(now)}-promote"
+    assert decision.report_paths["json"] == str(folder / "report.json")
