@@ -9,13 +9,18 @@ from serving import json_dialect
 from serving.errors import ServingError
 from serving.json_dialect import debug_string, parse_json_object
 
+LEAVES = [0, -7, 2.5, 1e300, "x", 'é\n\\"', None, True, False, [], {}]
 
-def _random_value(rng: random.Random, depth: int):
+
+def _random_value(rng: random.Random, depth: int, leaves=LEAVES, least: int = 1):
     if depth == 0:
-        return rng.choice([0, -7, 2.5, 1e300, "x", 'é\n\\"', None, True, False, [], {}])
+        return rng.choice(leaves)
     if rng.random() < 0.5:
-        return [_random_value(rng, depth - 1) for _ in range(rng.randint(1, 3))]
-    return {rng.choice("abc"): _random_value(rng, depth - 1) for _ in range(rng.randint(1, 3))}
+        return [_random_value(rng, depth - 1, leaves, least) for _ in range(rng.randint(least, 3))]
+    return {
+        rng.choice("abc"): _random_value(rng, depth - 1, leaves, least)
+        for _ in range(rng.randint(least, 3))
+    }
 
 
 def test_iterative_parser_agrees_with_json_module():
@@ -87,3 +92,56 @@ def test_debug_string_of_deep_values_is_capped_without_recursing_deeply():
     for _ in range(5000):  # built bottom-up: no recursion to make it
         value = [value]
     assert len(debug_string({"k": value})) == 256
+
+
+def _spaced(rng: random.Random, text: str) -> str:
+    """`text` with random JSON whitespace after some structural characters."""
+    out, in_string, escaped = [], False, False
+    for char in text:
+        out.append(char)
+        if in_string:
+            escaped, in_string = not escaped and char == "\\", escaped or char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "[]{},:" and rng.random() < 0.3:
+            out.append(rng.choice([" ", "\n", "\t", "\r", "  "]))
+    return "".join(out)
+
+
+def _outcome(parse, text: str):
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    try:
+        return "value", repr(parse(text, start))  # repr: NaN equals NaN
+    except ServingError as e:
+        return "error", e.message
+    except json_dialect._NumberTooBig as e:
+        return "too big", e.text
+
+
+def _recursive(text: str, start: int):
+    try:
+        return json_dialect._DECODER.raw_decode(text, start)[0]
+    except json.JSONDecodeError as e:
+        raise json_dialect._parse_error(json_dialect._rapidjson_message(e, text), e.pos) from None
+
+
+def test_iterative_parser_agrees_with_the_recursive_one_on_broken_documents():
+    # Same value, or same message at the same offset, on valid documents and on documents
+    # cut short, missing a character or with a stray one.
+    rng = random.Random(11)
+    leaves = [0, -7, 12345678901234567890, 2.5, -1e-5, 1e300, "x", 'é\n\\"', "", None, True, [], {}]
+    for _ in range(1500):
+        value = _random_value(rng, rng.randint(0, 6), leaves, least=0)
+        text = _spaced(rng, json.dumps(value))
+        cut = rng.randint(0, len(text))
+        text = rng.choice(
+            [
+                text,
+                text[:cut],
+                text[:cut] + text[cut + 1 :],
+                text[:cut] + rng.choice('[]{},:" 1x') + text[cut:],
+            ]
+        )
+        if text.strip():
+            deep = _outcome(lambda t, s: json_dialect._Deep(t).parse(s), text)
+            assert deep == _outcome(_recursive, text), text
