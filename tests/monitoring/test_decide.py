@@ -346,3 +346,51 @@ def test_decision_records_the_figures_of_both_versions(
     }
     folder = tmp_path / "reports" / f"ab-{int(now)}-promote"
     assert decision.report_paths["json"] == str(folder / "report.json")
+    store = rollback.writable_store(live_canary[0])
+    [execution] = store.get_executions_by_id([decision.execution_id])
+    assert execution.properties["requested_by"].string_value == "monitor watch"
+    assert decision.report["counts"] == {
+        "labels": 120,
+        "malformed_labels": 0,
+        "unknown_request_ids": 0,
+        "outside_window": 0,
+        "joined": 120,
+        "no_prediction_value": 0,
+        "predictions_in_window": 120,
+        "predictions_without_id": 0,
+        "malformed_log_records": 0,
+    }
+
+
+def test_policy_alpha_is_the_level_of_the_test(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 0.97)  # p = 0.1576
+    metadata, config = live_canary
+    decision = decide.evaluate(
+        metadata,
+        config,
+        "taxi",
+        log_prefix,
+        labels,
+        policy=decide.Policy(min_samples=50, alpha=0.2),
+        report_dir=str(tmp_path / "reports"),
+    )
+    assert decision.action == "abort"
+    assert decision.reason == "A/B: canary accuracy lower (z=-1.004, p=0.1576)"
+
+
+def test_a_canary_without_labels_counts_zero_of_zero(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 1.0)
+    path = tmp_path / "labels" / "labels-1.csv"
+    path.write_text("".join(x for x in path.read_text().splitlines(True) if "-v2-" not in x))
+    decision = _evaluate(live_canary, log_prefix, labels, tmp_path)
+    assert decision.action == "hold"
+    assert decision.reason == (
+        "insufficient data, check 1 of 3 (labelled stable/canary 60/0, need 50 each)"
+    )
+    assert (decision.figures["canary_n"], decision.figures["canary_accuracy"]) == (0, None)
+    canary_report = decision.report["versions"]["canary"]
+    assert (canary_report["correct"], canary_report["labelled"]) == (0, 0)
