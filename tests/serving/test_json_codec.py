@@ -1,5 +1,8 @@
 """Unit tests of the JSON dialect, request decoding and response encoding."""
 
+import json
+import random
+
 import numpy as np
 import pytest
 from tensorflow.core.framework import types_pb2 as T
@@ -208,3 +211,71 @@ def test_examples_from_json():
 
 def test_error_body_escaping():
     assert jr.encode_error('Bad key: "key"') == b'{\n    "error": "Bad key: \\"key\\""\n}'
+
+
+_RANDOM_LEAVES = {
+    T.DT_FLOAT: [0, 1, -2, 0.5, 1e300, 3.25, 2**40, -(2**63)],
+    T.DT_DOUBLE: [0, -1, 0.1, 1e-300, 2**53 + 1, 7.5],
+    T.DT_INT32: [0, 1, -(2**31), 2**31 - 1, 2**31, -(2**31) - 1, 1.5],
+    T.DT_INT16: [0, 7, -(2**31), 2**31 - 1, 2**31],
+    T.DT_INT8: [0, -3, 2**31 - 1],
+    T.DT_UINT8: [0, 9, -(2**31)],
+    T.DT_INT64: [0, -5, 2**63 - 1, -(2**63), 2**63, 1.0],
+    T.DT_UINT32: [0, 4, 2**32 - 1, 2**32, -1],
+    T.DT_UINT64: [0, 6, 2**64 - 1, -1, 2**63],
+    T.DT_BOOL: [True, False],
+    T.DT_STRING: ["", "a", "é", {"b64": "aGk="}, {"b64": "-_"}],
+}
+_STRANGERS = [True, "s", None, 2.5, {"b64": "aGk="}, {"x": 1}]
+
+
+def _random_item(rng, dtype, shape):
+    if not shape:
+        leaves = _RANDOM_LEAVES[dtype]
+        return rng.choice(_STRANGERS) if rng.random() < 0.03 else rng.choice(leaves)
+    return [_random_item(rng, dtype, shape[1:]) for _ in range(shape[0])]
+
+
+def _outcome(decode_, *args):
+    try:
+        tensors = decode_(*args)
+    except ServingError as e:
+        return "error", e.code, e.message
+    return "tensors", {k: (v.dtype.str, v.shape, v.tolist()) for k, v in sorted(tensors.items())}
+
+
+def _exact(doc, inputs):
+    if "instances" in doc:
+        return jc._rows_exact(doc["instances"], inputs)
+    return {n: jc._exact_tensor(doc["inputs"][n], inputs[n])[0] for n in sorted(inputs)}
+
+
+def _fast_or_exact(doc, inputs):
+    return jc.decode_predict_inputs(doc, inputs, json.dumps(doc).encode())[0]
+
+
+def test_fast_path_gives_what_the_exact_path_gives():
+    # The numpy fast path is an optimisation: on any request, valid or not, the result
+    # (tensors, or the upstream error) must be the exact path's.
+    rng = random.Random(5)
+    dtypes = list(_RANDOM_LEAVES)
+    fast = 0
+    for _ in range(600):
+        names = rng.sample("abcd", rng.randint(1, 3))
+        inputs = {name: rng.choice(dtypes) for name in names}
+        shapes = {name: rng.choice([[], [2], [1, 2], [0]]) for name in names}
+        rows = rng.randint(1, 3)
+        if len(names) == 1 and rng.random() < 0.5:
+            [(name, dtype)] = inputs.items()
+            doc = {"instances": [_random_item(rng, dtype, shapes[name]) for _ in range(rows)]}
+        elif rng.random() < 0.5:
+            instances = [
+                {n: _random_item(rng, inputs[n], shapes[n]) for n in names} for _ in range(rows)
+            ]
+            doc = {"instances": instances}
+        else:
+            doc = {"inputs": {n: _random_item(rng, inputs[n], [rows, *shapes[n]]) for n in names}}
+        with np.errstate(over="ignore"):
+            assert _outcome(_fast_or_exact, doc, inputs) == _outcome(_exact, doc, inputs), doc
+        fast += "instances" in doc and jc._rows_fast(doc["instances"], inputs, True) is not None
+    assert fast > 50  # the fast path did take the well-formed requests
