@@ -3,6 +3,7 @@
 import json
 import random
 
+import numpy as np
 import pytest
 
 from serving import json_dialect
@@ -145,3 +146,134 @@ def test_iterative_parser_agrees_with_the_recursive_one_on_broken_documents():
         if text.strip():
             deep = _outcome(lambda t, s: json_dialect._Deep(t).parse(s), text)
             assert deep == _outcome(_recursive, text), text
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"", "JSON Parse error: The document is empty"),
+        (b" \n", "JSON Parse error: The document is empty. at offset: 2"),
+        (b"1", "JSON Value: 1 Is not object"),
+        (b'["x", {}]', 'JSON Value: ["x", {}] Is not object'),
+        # A high surrogate must be followed at once by a low one; a low one alone is invalid.
+        (b'{"a": "\\ud800x"}', "surrogate pair in string is invalid. at offset: 13"),
+        (b'{"a": "\\ud800\\n"}', "surrogate pair in string is invalid. at offset: 13"),
+        (b'{"a": "\\ud800\\ud800"}', "surrogate pair in string is invalid. at offset: 13"),
+        (b'{"a": "\\ud800 \\udc00"}', "surrogate pair in string is invalid. at offset: 13"),
+        (b'{"a": "\\uD800', "surrogate pair in string is invalid. at offset: 13"),
+        (b'{"a": "\\uDC00"}', "surrogate pair in string is invalid. at offset: 7"),
+        (b'{"a": "\\udfff"}', "surrogate pair in string is invalid. at offset: 7"),
+    ],
+)
+def test_whole_parse_error_messages(body, message):
+    with pytest.raises(ServingError) as error:
+        parse_json_object(body)
+    if "surrogate" in message:
+        message = "JSON Parse error: The " + message
+    assert error.value.message == message
+
+
+def test_surrogate_pairs_in_either_case_and_other_escapes_parse():
+    body = b'{"a": "x\\ny\\u00e9", "b": "\\uD83D\\uDE00", "c": "\\ud83d\\ude00", "d": "\\uDBFF\\uDFFF"}'
+    assert parse_json_object(body) == {"a": "x\nyé", "b": "😀", "c": "😀", "d": "\U0010ffff"}
+
+
+def test_integers_beyond_64_bits_become_doubles():
+    # rapidjson keeps int64 and uint64 values exact and stores anything bigger as a double.
+    for text in ("-9223372036854775808", "18446744073709551615", "0", "-5"):
+        value = json_dialect._slow_parse(b'{"a": %s}' % text.encode())["a"]
+        assert (type(value), value) == (int, int(text))
+    for text in ("-9223372036854775809", "18446744073709551616", "99999999999999999999"):
+        value = parse_json_object(b'{"a": %s}' % text.encode())["a"]
+        assert (type(value), value) == (float, float(text))
+
+
+def test_repeated_keys_are_detected_by_their_quoted_token():
+    assert json_dialect._may_repeat_keys(b'{"a": 1, "b": "a"}', {"a": 1, "b": "a"})
+    assert not json_dialect._may_repeat_keys(b'{"a": 1, "b": 2}', {"a": 1, "b": 2})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '["]", 1 2]',  # a bracket inside a string does not open anything
+        '{"a": "\\"[", "b": 1 2}',  # nor after an escaped quote
+        '{"a": "\\\\", "b": [1 2]}',  # an escaped backslash ends no string
+        '[{"a": 1} 2]',
+        '{"a": [1] "b"}',
+        '{"a": [[1] ] ]}',  # more closing brackets than open arrays
+        '{"a": [[1]\n]\t] }',
+        "[[[1] ], 2 ]",
+        '{"a": {"b": [[]] } }',
+    ],
+)
+def test_both_parsers_report_the_same_on_tricky_documents(text):
+    assert _outcome(lambda t, s: json_dialect._Deep(t).parse(s), text) == _outcome(_recursive, text)
+
+
+def test_debug_string_renders_like_rapidjson_pretty_writer():
+    value = {"a": [1, 2.5, "é", None, True, False, {}, []], "b": {"c": {"d": 0.1}}}
+    assert debug_string(value) == (
+        '{\n    "a": [1, 2.5, "é", null, true, false, {}, []],\n'
+        '    "b": {\n        "c": {\n            "d": 0.1\n        }\n    }\n}'
+    )
+
+
+def test_debug_string_is_the_first_256_characters(monkeypatch):
+    value = {f"key{i}": [i, {"x": "y" * i}] for i in range(40)}
+    cut = debug_string(value)
+    monkeypatch.setattr(json_dialect, "_DEBUG_CAP", 10**9)
+    whole = debug_string(value)
+    assert len(cut) == 256 and len(whole) > 1000 and whole.startswith(cut)
+
+
+def test_json_type_names():
+    values = [None, True, False, {}, [], "s", 1, 1.5]
+    assert [json_dialect.json_type(v) for v in values] == [
+        "Null",
+        "True",
+        "False",
+        "Object",
+        "Array",
+        "String",
+        "Number",
+        "Number",
+    ]
+
+
+def test_b64_objects():
+    assert json_dialect.decode_b64({"b64": "aGk"}) == b"hi"  # padding is optional
+    assert json_dialect.decode_b64({"b64": " aGk= "}) == b"hi"
+    assert not json_dialect.is_b64_object({"b64": "aGk=", "c": 1})
+    assert not json_dialect.is_b64_object(["aGk="]) and not json_dialect.is_b64_object({"b64": 1})
+    with pytest.raises(ServingError) as error:
+        json_dialect.decode_b64({"b64": 1})
+    assert error.value.message == (
+        'JSON Value: {\n    "b64": 1\n} not formatted correctly for base64 data'
+    )
+    for text in ("é", "a", "a-_b"):
+        with pytest.raises(ServingError) as error:
+            json_dialect.decode_b64({"b64": text})
+        assert error.value.message == "Unable to base64 decode"
+
+
+def test_write_decimal_double_and_float():
+    doubles = [0.1, 1 / 3, 1e20, 100.0, 1e-7, 2.5, -0.0, float("nan"), float("-inf")]
+    assert [json_dialect.format_double(v) for v in doubles] == [
+        "0.1",
+        "0.33333333333333331",
+        "1e+20",
+        "100.0",
+        "1e-07",
+        "2.5",
+        "-0.0",
+        "NaN",
+        "-Infinity",
+    ]
+    floats = [1 / 3 * 1e-10, 1e20, 0.1, 16777216.0]
+    assert [json_dialect.format_float(float(np.float32(v))) for v in floats] == [
+        "3.33333326e-11",
+        "1e+20",
+        "0.1",
+        "16777216.0",
+    ]
