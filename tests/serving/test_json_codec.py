@@ -279,3 +279,192 @@ def test_fast_path_gives_what_the_exact_path_gives():
             assert _outcome(_fast_or_exact, doc, inputs) == _outcome(_exact, doc, inputs), doc
         fast += "instances" in doc and jc._rows_fast(doc["instances"], inputs, True) is not None
     assert fast > 50  # the fast path did take the well-formed requests
+
+
+TWO = {"a": T.DT_FLOAT, "b": T.DT_INT64}
+ROW = "Failed to process element: {} of 'instances' list. Error: INVALID_ARGUMENT: "
+
+
+@pytest.mark.parametrize(
+    "body, inputs, message",
+    [
+        (
+            b'{"instances": [1, 2], "inputs": [1]}',
+            FLOAT,
+            'JSON Value: {\n    "instances": [1, 2],\n    "inputs": [1]\n} Not formatted '
+            "correctly expecting only one of 'inputs' or 'instances' keys to exist ",
+        ),
+        (
+            b'{"instances": {"x": 1}}',
+            FLOAT,
+            'JSON Value: {\n    "instances": {\n        "x": 1\n    }\n} '
+            "Expecting 'instances' to be an list/array",
+        ),
+        (
+            b'{"instances": []}',
+            FLOAT,
+            "JSON Value: {\n    \"instances\": []\n} No values in 'instances' array",
+        ),
+        (b'{"signature_name": "s"}', FLOAT, "Missing 'inputs' or 'instances' key"),
+        (
+            b'{"instances": [1, 2]}',
+            TWO,
+            "instances is a plain list, but expecting list of objects as multiple input "
+            "tensors required as per tensorinfo_map",
+        ),
+        (
+            b'{"instances": [{"a": 1, "b": 2}, [1]]}',
+            TWO,
+            "Expecting object but got list at item 1 of input list",
+        ),
+        (
+            b'{"instances": [{"a": 1, "z": 2}]}',
+            TWO,
+            "Failed to process element: 0 key: z of 'instances' list. Error: "
+            "INVALID_ARGUMENT: JSON object: does not have named input: z",
+        ),
+        (
+            b'{"instances": [{"a": 1}]}',
+            TWO,
+            "Failed to process element: 0 of 'instances' list. JSON object: "
+            '{\n    "a": 1\n} keys must be equal to: a,b',
+        ),
+        (
+            b'{"instances": [1, {"x": 2}]}',
+            FLOAT,
+            "Expecting value/list but got object at item 1 of input list",
+        ),
+        (
+            b'{"instances": [[1], [[2]]]}',
+            FLOAT,
+            ROW.format(1) + "Expecting shape [1] but got: [1,1]",
+        ),
+        (
+            b'{"instances": [[1.0], [1.0, 2.0]]}',
+            FLOAT,
+            ROW.format(1) + "Expecting tensor size: 1 but got: 2",
+        ),
+        (b'{"inputs": [1, [2]]}', FLOAT, "Encountered list at unexpected level: 1 expected < 1"),
+        (
+            b'{"inputs": [1, 2]}',
+            TWO,
+            "inputs is a plain value/list, but expecting an object as multiple input "
+            "tensors required as per tensorinfo_map",
+        ),
+        (b'{"inputs": {"a": [1]}}', TWO, "Missing named input: b in 'inputs' object."),
+        (
+            b'{"instances": [' + b"[" * 32 + b"1" + b"]" * 32 + b"]}",
+            FLOAT,
+            ROW.format(0) + "JSON value nested more than 32 levels deep: "
+            "tensors have at most 32 dimensions",
+        ),
+        (
+            b'{"inputs": ' + b"[" * 33 + b"1" + b"]" * 33 + b"}",
+            FLOAT,
+            "JSON value nested more than 32 levels deep: tensors have at most 32 dimensions",
+        ),
+        (
+            b'{"instances": [true]}',
+            FLOAT,
+            ROW.format(0) + "JSON Value: true Type: True is not of expected type: float",
+        ),
+        (
+            b'{"instances": [1]}',
+            {"x": T.DT_STRING},
+            ROW.format(0) + "JSON Value: 1 Type: Number is not of expected type: string",
+        ),
+        (
+            b'{"instances": [18446744073709551615]}',
+            {"x": T.DT_INT64},
+            ROW.format(0) + "JSON Value: 18446744073709551615 Type: Number is not of "
+            "expected type: int64",
+        ),
+        (
+            b'{"instances": [{"b64": "aGk="}]}',
+            FLOAT,
+            ROW.format(0) + 'JSON Value: {\n    "b64": "aGk="\n} Type: Object is not of '
+            "expected type: float",
+        ),
+    ],
+)
+def test_whole_request_error_messages(body, inputs, message):
+    with pytest.raises(ServingError) as error:
+        decode(body, inputs)
+    assert (error.value.code, error.value.message) == (Code.INVALID_ARGUMENT, message)
+
+
+def test_thirty_two_dimensions_are_allowed():
+    tensors, _ = decode(b'{"inputs": ' + b"[" * 32 + b"1" + b"]" * 32 + b"}")
+    assert tensors["x"].shape == (1,) * 32
+
+
+def test_signature_name_must_be_a_string():
+    assert jc.read_signature_name({"instances": [1]}) == ""
+    assert jc.read_signature_name({"signature_name": "s"}) == "s"
+    with pytest.raises(ServingError) as error:
+        jc.read_signature_name({"signature_name": 1})
+    assert error.value.message == (
+        'JSON Value: {\n    "signature_name": 1\n} not formatted correctly. '
+        "'signature_name' key must be a string value."
+    )
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"examples": [{"f": None}]}, "Feature: f has element with unexpected JSON type: Null"),
+        ({"examples": [{"f": [[1]]}]}, "Feature: f has element with unexpected JSON type: Array"),
+        (
+            {"examples": [{"f": {"a": 1}}]},
+            "Feature: f has element with unexpected JSON type: Object",
+        ),
+        (
+            {"examples": [{"f": [1.0, 2]}]},
+            "Unexpected element type in feature: f expecting type: float",
+        ),
+        (
+            {"examples": [{"f": ["a", 1]}]},
+            "Unexpected element type in feature: f expecting type: bytes",
+        ),
+        (
+            {"examples": [{"f": [1, "a"]}]},
+            "Unexpected element type in feature: f expecting type: int64",
+        ),
+        (
+            {"examples": [{"f": [True, 1.5]}]},
+            "Unexpected element type in feature: f expecting type: int64",
+        ),
+        (
+            {"examples": [{"f": 18446744073709551615}]},
+            "Feature: f has uint64_t element. Only int64_t is supported.",
+        ),
+        ({"examples": [[1]]}, "Example must be JSON object but got JSON Array"),
+        ({"context": 1, "examples": [{}]}, "Example must be JSON object but got JSON Number"),
+        (
+            {},
+            "JSON Value: {} When method is classify, key 'examples' is expected and was not found",
+        ),
+        (
+            {"examples": {}},
+            "JSON Value: {\n    \"examples\": {}\n} Expecting 'examples' value to be an list/array",
+        ),
+        (
+            {"examples": []},
+            "JSON Value: {\n    \"examples\": []\n} 'examples' value is an empty array",
+        ),
+    ],
+)
+def test_whole_example_error_messages(doc, message):
+    with pytest.raises(ServingError) as error:
+        jc.decode_examples(doc)
+    assert (error.value.code, error.value.message) == (Code.INVALID_ARGUMENT, message)
+
+
+def test_example_values_of_every_kind():
+    doc = {"examples": [{"i": [True, False, 2, 2**63 - 1], "b": {"b64": "aGk="}, "s": "é"}]}
+    [example], context = jc.decode_examples(doc)
+    feature = example.features.feature
+    assert list(feature["i"].int64_list.value) == [1, 0, 2, 2**63 - 1]
+    assert list(feature["b"].bytes_list.value) == [b"hi"]
+    assert list(feature["s"].bytes_list.value) == ["é".encode()]
+    assert context is None
