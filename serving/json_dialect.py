@@ -172,7 +172,8 @@ class _Deep:
 
     def _open_object(self) -> None:
         container = {} if len(self.stack) < _KEEP_DEPTH else None
-        self._attach(container)
+        if container is not None:  # an object too deep to build is left out, like an array
+            self._attach(container)
         self.objects.append(len(self.stack))
         self.stack.append(container)
         self.keys.append("")

@@ -277,3 +277,20 @@ def test_write_decimal_double_and_float():
         "0.1",
         "16777216.0",
     ]
+
+
+@pytest.mark.parametrize(
+    "inner, deepest",
+    [
+        ("[1]", []),  # one array opened on its own
+        ("[[1]]", []),  # a run of arrays
+        ('{"b": [1]}', []),  # an object (was attached as None)
+        ("1", [1]),  # a value in the last built container is kept
+    ],
+)
+def test_containers_deeper_than_keep_depth_are_not_built(inner, deepest):
+    levels = json_dialect._KEEP_DEPTH
+    value = json_dialect._Deep("[" * levels + inner + "]" * levels).parse(0)
+    for _ in range(levels - 1):
+        [value] = value
+    assert value == deepest
