@@ -1,6 +1,7 @@
 """The request JSON dialect: iterative parsing of deep documents, strictness."""
 
 import json
+import math
 import random
 
 import numpy as np
@@ -205,6 +206,7 @@ def test_repeated_keys_are_detected_by_their_quoted_token():
         '{"a": [[1]\n]\t] }',
         "[[[1] ], 2 ]",
         '{"a": {"b": [[]] } }',
+        '{"": {"a": [1 2]}}',  # an empty string closes at its second quote
     ],
 )
 def test_both_parsers_report_the_same_on_tricky_documents(text):
@@ -217,6 +219,25 @@ def test_debug_string_renders_like_rapidjson_pretty_writer():
         '{\n    "a": [1, 2.5, "é", null, true, false, {}, []],\n'
         '    "b": {\n        "c": {\n            "d": 0.1\n        }\n    }\n}'
     )
+
+
+def test_debug_string_of_deep_objects_is_capped_without_recursing_deeply():
+    value = 1
+    for _ in range(5000):
+        value = {"k": value}
+    assert debug_string(value).startswith('{\n    "k": {\n        "k": {')
+    assert len(debug_string(value)) == 256
+
+
+def test_too_big_numbers_and_the_slow_path():
+    for body, offset in ((b'{"a": 1e999}', 6), (b"-1e400", 0), (b'{"a": [1, 2e308]}', 10)):
+        with pytest.raises(ServingError) as error:
+            parse_json_object(body)
+        assert error.value.message == (
+            f"JSON Parse error: Number too big to be stored in double. at offset: {offset}"
+        )
+    # Leading white space before a document only the slow path takes (a repeated key).
+    assert parse_json_object(b' \n{"a": 1, "a": 2, "Inf": Inf}') == {"a": 1, "Inf": math.inf}
 
 
 def test_debug_string_is_the_first_256_characters(monkeypatch):
