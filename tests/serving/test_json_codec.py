@@ -431,6 +431,10 @@ def test_signature_name_must_be_a_string():
             "Unexpected element type in feature: f expecting type: int64",
         ),
         (
+            {"examples": [{"f": [{"b64": "aGk="}, 1]}]},
+            "Unexpected element type in feature: f expecting type: bytes",
+        ),
+        (
             {"examples": [{"f": [True, 1.5]}]},
             "Unexpected element type in feature: f expecting type: int64",
         ),
@@ -468,3 +472,60 @@ def test_example_values_of_every_kind():
     assert list(feature["b"].bytes_list.value) == [b"hi"]
     assert list(feature["s"].bytes_list.value) == ["é".encode()]
     assert context is None
+
+
+@pytest.mark.parametrize(
+    "body, inputs, expected",
+    [
+        (b'{"instances": [1, 2.5]}', FLOAT, {"x": ("<f4", [1.0, 2.5])}),
+        (b'{"instances": [{"x": 1}, {"x": 2}]}', {"x": T.DT_DOUBLE}, {"x": ("<f8", [1.0, 2.0])}),
+        (
+            b'{"instances": [-2147483648, 2147483647]}',
+            {"x": T.DT_INT32},
+            {"x": ("<i4", [-(2**31), 2**31 - 1])},
+        ),
+        (b'{"instances": [0, 4294967295]}', {"x": T.DT_UINT32}, {"x": ("<u4", [0, 2**32 - 1])}),
+        (b'{"instances": [-5, 7]}', {"x": T.DT_INT64}, {"x": ("<i8", [-5, 7])}),
+        (b'{"instances": [true, false]}', {"x": T.DT_BOOL}, {"x": ("|b1", [True, False])}),
+        (b'{"instances": ["a", "\u00e9"]}', {"x": T.DT_STRING}, {"x": ("|O", [b"a", b"\xc3\xa9"])}),
+        (
+            b'{"instances": [{"a": 1, "b": 2, "c": 3, "d": "s"}, {"a": 4, "b": 5.5, "c": 6, '
+            b'"d": "t"}]}',
+            {"a": T.DT_INT64, "b": T.DT_FLOAT, "c": T.DT_INT32, "d": T.DT_STRING},
+            {
+                "a": ("<i8", [1, 4]),
+                "b": ("<f4", [2.0, 5.5]),
+                "c": ("<i4", [3, 6]),
+                "d": ("|O", [b"s", b"t"]),
+            },
+        ),
+        (
+            b'{"inputs": {"a": [1, 2], "b": [0.5]}}',
+            {"a": T.DT_INT64, "b": T.DT_FLOAT},
+            {"a": ("<i8", [1, 2]), "b": ("<f4", [0.5])},
+        ),
+        (b'{"inputs": []}', FLOAT, {"x": ("<f4", [])}),
+    ],
+)
+def test_well_formed_requests_take_the_fast_path(monkeypatch, body, inputs, expected):
+    # One numpy call per feature (per dtype group for scalars): the exact, per-value
+    # path is never entered for these.
+    def exact(*args, **kwargs):
+        raise AssertionError("took the exact path")
+
+    monkeypatch.setattr(jc, "_rows_exact", exact)
+    monkeypatch.setattr(jc, "_exact_tensor", exact)
+    tensors, _ = decode(body, inputs)
+    assert {k: (v.dtype.str, v.tolist()) for k, v in tensors.items()} == expected
+
+
+def test_the_dtype_plan_is_cached_per_signature_and_bounded():
+    inputs = {"a": T.DT_FLOAT, "b": T.DT_INT32, "c": T.DT_FLOAT}
+    plan = jc._plan(inputs)
+    assert plan == ([(T.DT_FLOAT, ["a", "c"])], [("b", T.DT_INT32)])
+    assert jc._plan(inputs) is plan
+    assert jc._plan(dict(inputs)) is not plan  # another signature's dict
+    signatures = [{"x": T.DT_FLOAT} for _ in range(300)]
+    for signature in signatures:
+        jc._plan(signature)
+    assert len(jc._PLANS) <= 257
