@@ -2,6 +2,7 @@
 
 import json
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -214,7 +215,7 @@ def test_error_body_escaping():
 
 
 _RANDOM_LEAVES = {
-    T.DT_FLOAT: [0, 1, -2, 0.5, 1e300, 3.25, 2**40, -(2**63)],
+    T.DT_FLOAT: [0, 1, -2, 0.5, 1e300, 3.25, 2**40, -(2**63), 2**60 + 2**36 + 1],
     T.DT_DOUBLE: [0, -1, 0.1, 1e-300, 2**53 + 1, 7.5],
     T.DT_INT32: [0, 1, -(2**31), 2**31 - 1, 2**31, -(2**31) - 1, 1.5],
     T.DT_INT16: [0, 7, -(2**31), 2**31 - 1, 2**31],
@@ -394,7 +395,10 @@ def test_whole_request_error_messages(body, inputs, message):
 
 
 def test_thirty_two_dimensions_are_allowed():
-    tensors, _ = decode(b'{"inputs": ' + b"[" * 32 + b"1" + b"]" * 32 + b"}")
+    # "true" in the body keeps the fast path out: these are the exact path's checks.
+    tensors, _ = decode(b'{"b": true, "inputs": ' + b"[" * 32 + b"1" + b"]" * 32 + b"}")
+    assert tensors["x"].shape == (1,) * 32
+    tensors, _ = decode(b'{"b": true, "instances": [' + b"[" * 31 + b"1" + b"]" * 31 + b"]}")
     assert tensors["x"].shape == (1,) * 32
 
 
@@ -529,3 +533,26 @@ def test_the_dtype_plan_is_cached_per_signature_and_bounded():
     for signature in signatures:
         jc._plan(signature)
     assert len(jc._PLANS) <= 257
+
+
+XY = {"x": T.DT_FLOAT, "y": T.DT_FLOAT}
+
+
+@pytest.mark.parametrize(
+    "body, inputs",
+    [
+        (b'{"instances": [%s]}', FLOAT),  # numpy fast path, one feature
+        (b'{"inputs": [%s]}', FLOAT),  # columnar
+        (b'{"instances": [{"x": %s, "y": 1}]}', XY),  # a dtype group of integer features
+        (b'{"b": true, "instances": [%s]}', FLOAT),  # the exact path
+    ],
+)
+def test_integers_reach_float32_through_double(body, inputs):
+    # rapidjson's GetFloat is (float) GetDouble(): 2^60 + 2^36 + 1 is 2^60 + 2^36 as a
+    # double, a tie that rounds to even (2^60) as a float; int64 straight to float32
+    # would round up to 2^60 + 2^37.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no overflow warning for 1e300 either
+        tensors, _ = decode(body % b"%d" % (2**60 + 2**36 + 1), inputs)
+        assert int(tensors["x"][0]) == 2**60
+        assert np.isinf(decode(body % b"1e300", inputs)[0]["x"][0])
