@@ -88,3 +88,11 @@ def test_reads_each_split_from_its_own_folder(tmp_path):
     }
     with pytest.raises(FileNotFoundError, match="Split-test"):
         gate.read_anomalies(str(tmp_path), ["test"])
+
+
+def test_check_without_a_source_names_the_split_only():
+    with pytest.raises(gate.AnomaliesFoundError) as error:
+        gate.check({"train": _anomalies("fare", "Out of range", "Negative fares.")})
+    assert str(error.value).endswith(
+        "\n  - split 'train', column 'fare': Out of range: Negative fares."
+    )
