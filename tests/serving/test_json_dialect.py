@@ -176,7 +176,10 @@ def test_whole_parse_error_messages(body, message):
 
 def test_surrogate_pairs_in_either_case_and_other_escapes_parse():
     body = b'{"a": "x\\ny\\u00e9", "b": "\\uD83D\\uDE00", "c": "\\ud83d\\ude00", "d": "\\uDBFF\\uDFFF"}'
-    assert parse_json_object(body) == {"a": "x\nyé", "b": "😀", "c": "😀", "d": "\U0010ffff"}
+    expected = {"a": "x\nyé", "b": "😀", "c": "😀", "d": "\U0010ffff"}
+    assert parse_json_object(body) == expected
+    # The same on the slow path (orjson takes valid pairs itself): a repeated key sends it there.
+    assert parse_json_object(body[:-1] + b', "a": 0}') == expected
 
 
 def test_integers_beyond_64_bits_become_doubles():
@@ -185,8 +188,20 @@ def test_integers_beyond_64_bits_become_doubles():
         value = json_dialect._slow_parse(b'{"a": %s}' % text.encode())["a"]
         assert (type(value), value) == (int, int(text))
     for text in ("-9223372036854775809", "18446744073709551616", "99999999999999999999"):
-        value = parse_json_object(b'{"a": %s}' % text.encode())["a"]
-        assert (type(value), value) == (float, float(text))
+        for body in (b'{"a": %s}', b'{"a": %s, "a": 0}'):  # orjson, then the slow path
+            value = parse_json_object(body % text.encode())["a"]
+            assert (type(value), value) == (float, float(text))
+
+
+def test_a_body_without_repeated_keys_is_parsed_by_orjson_alone(monkeypatch):
+    def slow(body):
+        raise AssertionError("took the slow path")
+
+    monkeypatch.setattr(json_dialect, "_slow_parse", slow)
+    assert parse_json_object(b'{"a": [1, 2.5, "x"], "b": {"c": null}}') == {
+        "a": [1, 2.5, "x"],
+        "b": {"c": None},
+    }
 
 
 def test_repeated_keys_are_detected_by_their_quoted_token():
@@ -279,7 +294,7 @@ def test_b64_objects():
 
 
 def test_write_decimal_double_and_float():
-    doubles = [0.1, 1 / 3, 1e20, 100.0, 1e-7, 2.5, -0.0, float("nan"), float("-inf")]
+    doubles = [0.1, 1 / 3, 1e20, 100.0, 1e-7, 2.5, -0.0, float("nan"), float("-inf"), 1e-7 / 3]
     assert [json_dialect.format_double(v) for v in doubles] == [
         "0.1",
         "0.33333333333333331",
@@ -290,6 +305,7 @@ def test_write_decimal_double_and_float():
         "-0.0",
         "NaN",
         "-Infinity",
+        "3.3333333333333334e-08",
     ]
     floats = [1 / 3 * 1e-10, 1e20, 0.1, 16777216.0]
     assert [json_dialect.format_float(float(np.float32(v))) for v in floats] == [
@@ -301,17 +317,20 @@ def test_write_decimal_double_and_float():
 
 
 @pytest.mark.parametrize(
-    "inner, deepest",
+    "deepest, built",
     [
-        ("[1]", []),  # one array opened on its own
-        ("[[1]]", []),  # a run of arrays
-        ('{"b": [1]}', []),  # an object (was attached as None)
-        ("1", [1]),  # a value in the last built container is kept
+        ("[0, [1]]", [0]),  # an array opened on its own (was attached as None too)
+        ("[0, [[1]]]", [0]),  # a run of arrays
+        ('[0, {"b": [1]}]', [0]),  # an object (was attached as None)
+        ("[[[1]]]", []),  # a run of arrays across the limit
+        ("[1]", [1]),  # values in the deepest built container are kept
     ],
 )
-def test_containers_deeper_than_keep_depth_are_not_built(inner, deepest):
-    levels = json_dialect._KEEP_DEPTH
-    value = json_dialect._Deep("[" * levels + inner + "]" * levels).parse(0)
-    for _ in range(levels - 1):
+def test_containers_deeper_than_keep_depth_are_not_built(deepest, built):
+    # `deepest` is the _KEEP_DEPTH-th container: what it holds that is a container is
+    # checked, not built.
+    outer = json_dialect._KEEP_DEPTH - 1
+    value = json_dialect._Deep("[" * outer + deepest + "]" * outer).parse(0)
+    for _ in range(outer):
         [value] = value
-    assert value == deepest
+    assert value == built
