@@ -394,3 +394,43 @@ def test_a_canary_without_labels_counts_zero_of_zero(
     assert (decision.figures["canary_n"], decision.figures["canary_accuracy"]) == (0, None)
     canary_report = decision.report["versions"]["canary"]
     assert (canary_report["correct"], canary_report["labelled"]) == (0, 0)
+
+
+def test_both_rails_and_every_problem_are_reported(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 5, 1.0)
+    (tmp_path / "labels" / "late.csv").write_text("request_id,label\nnobody,1\n")
+    # No log files and an unparsable exposition: both named, with the labels' problem.
+    missing = str(tmp_path / "no-such-logs")
+    held = _evaluate(live_canary, missing, labels, tmp_path, metrics_text="taxi{")
+    assert held.problems[:2] == [
+        f"no request log files match {missing!r}",
+        "11 labels for unknown request ids: 's1-v1-0', 's1-v1-1', 's1-v1-2', 's1-v1-3', "
+        "'s1-v1-4' and 6 more",  # no predictions to join: every label is unknown
+    ]
+    assert held.problems[2].startswith("server metrics: unparsable exposition (")
+    store = rollback.writable_store(live_canary[0])
+    [execution] = store.get_executions_by_id([held.execution_id])
+    recorded = {k: v.string_value for k, v in execution.properties.items()}
+    assert (recorded["action"], recorded["reason"]) == ("hold", held.reason)
+    assert (recorded["requested_by"], recorded["stable_n"]) == ("monitor watch", "0")
+    metrics = ServingMetrics()
+    for _ in range(100):
+        metrics.record_request("taxi", 1, "predict", "REST", "OK", 800.0)
+    for _ in range(60):
+        metrics.record_request("taxi", 2, "predict", "REST", "OK", 900_000.0)
+    for _ in range(40):
+        metrics.record_request("taxi", 2, "predict", "REST", "INTERNAL")
+    decision = _evaluate(
+        live_canary, log_prefix, labels, tmp_path, metrics_text=metrics.render().decode()
+    )
+    [error_rail, latency_rail] = decision.report["guard_rails"]
+    assert error_rail.startswith("canary error rate 0.4000") and latency_rail.startswith(
+        "canary p99"
+    )
+    assert decision.reason == f"guard rail: {error_rail}; {latency_rail}"
+    assert decision.figures["guard_rails"] == f"{error_rail}; {latency_rail}"
+    assert decision.problems == ["1 labels for unknown request ids: 'nobody'"]
+    [execution] = store.get_executions_by_id([decision.execution_id])
+    assert execution.properties["reason"].string_value == decision.reason
