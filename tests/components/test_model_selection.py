@@ -77,6 +77,8 @@ def test_folds_deal_rows_ordered_by_label_then_seeded_digest():
     expected = np.empty(7, dtype=np.int64)
     expected[order] = np.arange(7) % 3
     np.testing.assert_array_equal(cv.assign_folds(records, 3, seed=3, labels=labels), expected)
+    # Two folds, and as many folds as rows, are allowed.
+    assert np.bincount(cv.assign_folds(_records(4), 2, seed=0)).tolist() == [2, 2]
     # As many folds as rows is allowed: one row each.
     assert sorted(cv.assign_folds(_records(3), 3, seed=0).tolist()) == [0, 1, 2]
     with pytest.raises(ValueError, match=r"need 2 <= k <= rows, got k=4 for 3 rows"):
@@ -118,6 +120,7 @@ def test_fold_metrics_at_the_extremes():
     assert m["log_loss"] == pytest.approx((-2 * math.log(1e-7) - math.log(0.5) - math.log(0.8)) / 4)
     assert m["accuracy"] == 0.5  # 0.5 is called positive: right for the third row
     assert m["auc"] == 0.25 and m["calibration"] == pytest.approx(0.425 / 0.5)
+    assert cv.fold_metrics([1, 1], [0.9, 0.8])["accuracy"] == 1.0
     no_positive = cv.fold_metrics([0, 0], [0.2, 0.4])
     assert math.isnan(no_positive["calibration"]) and math.isnan(no_positive["auc"])
 
@@ -128,6 +131,8 @@ def test_auc_of_one_class_is_nan_without_a_division():
         assert math.isnan(cv.auc([0, 0], [0.2, 0.9]))
         assert math.isnan(cv.auc([1, 1], [0.2, 0.9]))
     assert cv.auc([0, 1], [0.9, 0.1]) == 0.0 and cv.auc([1, 0], [0.9, 0.1]) == 1.0
+    # One positive against two negatives: it beats one of them.
+    assert cv.auc([0, 0, 1], [0.1, 0.4, 0.35]) == 0.5
 
 
 def test_summarize_t_interval():
@@ -183,6 +188,11 @@ def test_tie_and_loss_keep_the_simpler_family():
         {"logistic": [0.9, 0.9, 0.9], "wide_deep": [0.8, 0.81, 0.79]}, FAMILIES
     )
     assert chosen == "logistic" and "no gain" in reason
+
+
+def test_families_must_be_scored_on_the_same_folds():
+    with pytest.raises(ValueError):
+        cv.select_family({"logistic": [0.8, 0.81], "wide_deep": [0.85]}, FAMILIES)
 
 
 def test_min_auc_gain_is_configurable():
