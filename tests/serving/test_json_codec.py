@@ -227,7 +227,7 @@ _RANDOM_LEAVES = {
     T.DT_BOOL: [True, False],
     T.DT_STRING: ["", "a", "é", {"b64": "aGk="}, {"b64": "-_"}],
 }
-_STRANGERS = [True, "s", None, 2.5, {"b64": "aGk="}, {"x": 1}]
+_STRANGERS = [True, False, "s", None, 2.5, {"b64": "aGk="}, {"x": 1}]
 
 
 def _random_item(rng, dtype, shape):
@@ -283,6 +283,7 @@ def test_fast_path_gives_what_the_exact_path_gives():
 
 
 TWO = {"a": T.DT_FLOAT, "b": T.DT_INT64}
+XY2 = {"a": T.DT_FLOAT, "b": T.DT_FLOAT}
 ROW = "Failed to process element: {} of 'instances' list. Error: INVALID_ARGUMENT: "
 
 
@@ -368,6 +369,17 @@ ROW = "Failed to process element: {} of 'instances' list. Error: INVALID_ARGUMEN
             b'{"instances": [true]}',
             FLOAT,
             ROW.format(0) + "JSON Value: true Type: True is not of expected type: float",
+        ),
+        (
+            b'{"instances": [false, 1.0]}',
+            FLOAT,
+            ROW.format(0) + "JSON Value: false Type: False is not of expected type: float",
+        ),
+        (
+            b'{"instances": [{"a": true, "b": 1.0}]}',
+            {"a": T.DT_FLOAT, "b": T.DT_FLOAT},
+            "Failed to process element: 0 key: a of 'instances' list. Error: INVALID_ARGUMENT: "
+            "JSON Value: true Type: True is not of expected type: float",
         ),
         (
             b'{"instances": [1]}',
@@ -509,6 +521,8 @@ def test_example_values_of_every_kind():
             {"a": ("<i8", [1, 2]), "b": ("<f4", [0.5])},
         ),
         (b'{"inputs": []}', FLOAT, {"x": ("<f4", [])}),
+        (b'{"instances": [5]}', FLOAT, {"x": ("<f4", [5.0])}),
+        (b'{"instances": [{"a": 1, "b": 2}]}', XY2, {"a": ("<f4", [1.0]), "b": ("<f4", [2.0])}),
     ],
 )
 def test_well_formed_requests_take_the_fast_path(monkeypatch, body, inputs, expected):
@@ -530,9 +544,16 @@ def test_the_dtype_plan_is_cached_per_signature_and_bounded():
     assert jc._plan(inputs) is plan
     assert jc._plan(dict(inputs)) is not plan  # another signature's dict
     signatures = [{"x": T.DT_FLOAT} for _ in range(300)]
+    sizes = set()
     for signature in signatures:
         jc._plan(signature)
-    assert len(jc._PLANS) <= 257
+        sizes.add(len(jc._PLANS))
+    assert max(sizes) == 257 and min(sizes) == 1  # cleared when it outgrows 256 entries
+
+
+def test_a_b64_object_is_the_value_of_a_single_input():
+    tensors, row = decode(b'{"inputs": {"b64": "aGk="}}', {"x": T.DT_STRING})
+    assert not row and tensors["x"].tolist() == b"hi"
 
 
 XY = {"x": T.DT_FLOAT, "y": T.DT_FLOAT}
