@@ -317,7 +317,8 @@ def test_decision_records_the_figures_of_both_versions(
     for _ in range(59):
         metrics.record_request("taxi", 2, "predict", "REST", "OK", 3000.0)
     metrics.record_request("taxi", 2, "predict", "REST", "INTERNAL")
-    now = _deployed_at(live_canary) + 42.26
+    deployed_at = _deployed_at(live_canary)
+    now = deployed_at + 42.26
     decision = _evaluate(
         live_canary, log_prefix, labels, tmp_path, metrics_text=metrics.render().decode(), now=now
     )
@@ -344,6 +345,13 @@ def test_decision_records_the_figures_of_both_versions(
         "elapsed_s": 42.3,
         "guard_rails": "none",
     }
+    report = decision.report  # what the A/B report files say about the decision
+    assert (report["decision"], report["reason"], report["problems"]) == (
+        "promote",
+        decision.reason,
+        [],
+    )
+    assert (report["deploy_execution_id"], report["deployed_at"]) == (1, deployed_at)
     folder = tmp_path / "reports" / f"ab-{int(now)}-promote"
     assert decision.report_paths["json"] == str(folder / "report.json")
     store = rollback.writable_store(live_canary[0])
