@@ -371,6 +371,11 @@ ROW = "Failed to process element: {} of 'instances' list. Error: INVALID_ARGUMEN
             ROW.format(0) + "JSON Value: true Type: True is not of expected type: float",
         ),
         (
+            b'{"instances": [1]}',
+            {"x": T.DT_BOOL},
+            ROW.format(0) + "JSON Value: 1 Type: Number is not of expected type: bool",
+        ),
+        (
             b'{"instances": [false, 1.0]}',
             FLOAT,
             ROW.format(0) + "JSON Value: false Type: False is not of expected type: float",
