@@ -38,9 +38,15 @@ test-integration: setup
 test-e2e: setup-test
 	$(PY) -m pytest -q -m e2e $(SHUFFLE) $(ARGS)
 
-## mutation: mutmut on the modules in pyproject's [tool.mutmut] (slow; not part of make test)
+## mutation: mutmut on the deciding/parsing modules, score per module (slow; not in make test)
+## (one module: make mutation MUTANTS='monitoring.ab.*'; JOBS=N mutants at a time)
+MUTANTS ?= monitoring.ab.* monitoring.decide.* components.anomalies_gate.* \
+	pipeline.pipeline.x_eval_config* components.model_selection.cv.* \
+	serving.json_codec.* serving.json_dialect.*
+JOBS ?= 1
 mutation: setup
-	$(VENV)/bin/mutmut run; $(VENV)/bin/mutmut results
+	$(VENV)/bin/mutmut run --max-children $(JOBS) $(foreach m,$(MUTANTS),'$(m)'); \
+	$(PY) scripts/mutation_score.py $(foreach m,$(MUTANTS),'$(m)')
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -178,7 +178,10 @@ def _fast_tensor(value, dtype: int, numbers_only: bool):
     if dtype in _FLOATS:
         if kind not in "iuf" or (kind != "f" and array.size == 0):
             return None
-        return array.astype(_FLOATS[dtype])
+        # Integers go through double like rapidjson's GetFloat (int64 -> float32 directly
+        # can round the other way); huge values become +-inf silently, as on the exact path.
+        with np.errstate(over="ignore"):
+            return array.astype(np.float64, copy=False).astype(_FLOATS[dtype])
     if dtype in _INT_RANGES and kind in "iu":
         if dtype == types_pb2.DT_INT64 and kind == "i":
             return array  # numpy only picks int64 for values that fit
@@ -333,7 +336,10 @@ def _group_to_arrays(instances: list, names: list, dtype: int, out: dict) -> boo
     kinds, target = _GROUPABLE[dtype]
     if table.ndim != 2 or table.dtype.kind not in kinds or table.shape[1] == 0:
         return False
-    table = table.astype(target, copy=False)
+    if target is not np.int64:
+        table = table.astype(np.float64, copy=False)  # integers through double, as above
+    with np.errstate(over="ignore"):
+        table = table.astype(target, copy=False)
     for i, name in enumerate(names):
         out[name] = table[i]
     return True

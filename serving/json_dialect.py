@@ -192,7 +192,8 @@ class _Deep:
 
     def _open_object(self) -> None:
         container = {} if len(self.stack) < _KEEP_DEPTH else None
-        self._attach(container)
+        if container is not None:  # too deep: checked, not built
+            self._attach(container)
         self.objects.append(len(self.stack))
         self.stack.append(container)
         self.keys.append("")
@@ -255,7 +256,8 @@ class _Deep:
                         pos = run.end()
                     else:  # one array: the common case, inlined
                         container = [] if len(stack) < _KEEP_DEPTH else None
-                        self._attach(container)
+                        if container is not None:  # too deep: checked, not built
+                            self._attach(container)
                         stack.append(container)
                         keys.append(None)
                         pos += 1

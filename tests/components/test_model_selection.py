@@ -1,9 +1,11 @@
 """Model selection: folds, metrics and intervals, the rule, CV on 300 rows, the component."""
 
+import hashlib
 import json
 import math
 import os
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -66,6 +68,24 @@ def test_folds_need_two_to_n():
         cv.assign_folds(_records(2), 3, seed=0)
 
 
+def test_folds_deal_rows_ordered_by_label_then_seeded_digest():
+    # The documented rule, computed here from hashlib: rows sorted by (label,
+    # sha256("<seed>:" + row bytes), position), then dealt 0, 1, 2, 0, 1, ...
+    records, labels = _records(7), [1, 0, 0, 1, 0, 1, 0]
+    order = sorted(
+        range(7), key=lambda i: (labels[i], hashlib.sha256(b"3:" + records[i]).digest(), i)
+    )
+    expected = np.empty(7, dtype=np.int64)
+    expected[order] = np.arange(7) % 3
+    np.testing.assert_array_equal(cv.assign_folds(records, 3, seed=3, labels=labels), expected)
+    # Two folds, and as many folds as rows, are allowed.
+    assert np.bincount(cv.assign_folds(_records(4), 2, seed=0)).tolist() == [2, 2]
+    # As many folds as rows is allowed: one row each.
+    assert sorted(cv.assign_folds(_records(3), 3, seed=0).tolist()) == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"need 2 <= k <= rows, got k=4 for 3 rows"):
+        cv.assign_folds(_records(3), 4, seed=0)
+
+
 def test_batch_rows_are_seeded_epochs_of_the_training_rows():
     rows = np.array([3, 5, 7, 9, 11])
     batches = cv.batch_rows(rows, steps=4, batch_size=3, seed=1)
@@ -95,6 +115,27 @@ def test_auc_ties_count_half_and_one_class_is_nan():
     assert math.isnan(cv.auc([1, 1], [0.2, 0.9]))
 
 
+def test_fold_metrics_at_the_extremes():
+    # Probabilities 0 and 1 are clipped to 1e-7 from the ends: a finite log loss.
+    m = cv.fold_metrics([1, 0, 1, 0], [0.0, 1.0, 0.5, 0.2])
+    assert m["log_loss"] == pytest.approx((-2 * math.log(1e-7) - math.log(0.5) - math.log(0.8)) / 4)
+    assert m["accuracy"] == 0.5  # 0.5 is called positive: right for the third row
+    assert m["auc"] == 0.25 and m["calibration"] == pytest.approx(0.425 / 0.5)
+    assert cv.fold_metrics([1, 1], [0.9, 0.8])["accuracy"] == 1.0
+    no_positive = cv.fold_metrics([0, 0], [0.2, 0.4])
+    assert math.isnan(no_positive["calibration"]) and math.isnan(no_positive["auc"])
+
+
+def test_auc_of_one_class_is_nan_without_a_division():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0/0 RuntimeWarning: checked before dividing
+        assert math.isnan(cv.auc([0, 0], [0.2, 0.9]))
+        assert math.isnan(cv.auc([1, 1], [0.2, 0.9]))
+    assert cv.auc([0, 1], [0.9, 0.1]) == 0.0 and cv.auc([1, 0], [0.9, 0.1]) == 1.0
+    # One positive against two negatives: it beats one of them.
+    assert cv.auc([0, 0, 1], [0.1, 0.4, 0.35]) == 0.5
+
+
 def test_summarize_t_interval():
     s = cv.summarize([0.80, 0.82, 0.84])
     assert s["mean"] == pytest.approx(0.82)
@@ -105,6 +146,16 @@ def test_summarize_t_interval():
     assert half == pytest.approx(scipy_stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3))
     assert cv.summarize([1.0, 1.0])["ci_low"] == pytest.approx(1.0)  # no spread, no width
     assert cv.summarize([0.5])["ci_low"] == -math.inf
+
+
+def test_summarize_one_value_and_another_confidence():
+    one = cv.summarize([0.5])
+    assert (one["n"], one["mean"], one["ci_low"], one["ci_high"]) == (1, 0.5, -math.inf, math.inf)
+    assert math.isnan(one["std"])
+    two = cv.summarize([0.1, 0.3], confidence=0.9)
+    half = 6.313751514675043 * math.sqrt(0.02) / math.sqrt(2)  # t_{0.95, 1}
+    assert two["n"] == 2 and two["std"] == pytest.approx(math.sqrt(0.02))
+    assert (two["ci_low"], two["ci_high"]) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
 
 
 # -- the rule
@@ -140,11 +191,61 @@ def test_tie_and_loss_keep_the_simpler_family():
     assert chosen == "logistic" and "no gain" in reason
 
 
+def test_families_must_be_scored_on_the_same_folds():
+    with pytest.raises(ValueError):
+        cv.select_family({"logistic": [0.8, 0.81], "wide_deep": [0.85]}, FAMILIES)
+
+
 def test_min_auc_gain_is_configurable():
     aucs = {"logistic": [0.80, 0.81, 0.79], "wide_deep": [0.85, 0.861, 0.839]}
     assert cv.select_family(aucs, FAMILIES, min_auc_gain=0.0)[0] == "wide_deep"
     assert cv.select_family(aucs, FAMILIES, min_auc_gain=0.05)[0] == "logistic"
     assert "min_auc_gain=0.05" in cv.rule_text(FAMILIES, 0.05, 0.95)
+
+
+def test_each_candidate_is_compared_with_the_family_chosen_so_far():
+    aucs = {
+        "a": [0.80, 0.81, 0.79],
+        "b": [0.83, 0.80, 0.81],  # ahead of a, not significantly: a stays
+        "c": [0.85, 0.861, 0.839],  # clearly ahead of a: c
+        "d": [0.84, 0.85, 0.83],  # behind c
+    }
+    chosen, reason, comparisons = cv.select_family(aucs, "abcd", min_auc_gain=0.001, confidence=0.9)
+    assert chosen == "c"
+    assert [(c["candidate"], c["against"], c["significant"]) for c in comparisons] == [
+        ("b", "a", False),
+        ("c", "a", True),
+        ("d", "c", False),
+    ]
+    assert comparisons[1]["differences"] == pytest.approx([0.05, 0.051, 0.049])
+    assert (comparisons[1]["n"], comparisons[1]["mean"]) == (3, pytest.approx(0.05))
+    assert reason == (
+        "b - a AUC over 3 paired folds: mean +0.0133, 90% CI [-0.0218, +0.0484]; "
+        "lower bound <= 0.001: the win is not significant, the simpler a is kept; "
+        "c - a AUC over 3 paired folds: mean +0.0500, 90% CI [+0.0483, +0.0517]; "
+        "lower bound > 0.001: c is significantly better; "
+        "d - c AUC over 3 paired folds: mean -0.0100, 90% CI [-0.0117, -0.0083]: "
+        "no gain, the simpler c is kept"
+    )
+
+
+def test_a_win_of_exactly_min_auc_gain_does_not_switch():
+    # Every fold 0.25 better: mean = lower bound = 0.25, which is not above min_auc_gain=0.25.
+    aucs = {"logistic": [0.5, 0.5, 0.5], "wide_deep": [0.75, 0.75, 0.75]}
+    chosen, reason, [comparison] = cv.select_family(aucs, FAMILIES, min_auc_gain=0.25)
+    assert chosen == "logistic" and not comparison["significant"]
+    assert reason.endswith(": no gain, the simpler logistic is kept")
+    assert cv.select_family(aucs, FAMILIES, min_auc_gain=0.2499)[0] == "wide_deep"
+
+
+def test_rule_text_states_the_settings():
+    assert cv.rule_text(("logistic", "wide_deep"), 0.01, 0.9) == (
+        "Families are ordered simplest first (logistic, wide_deep). The simplest is kept "
+        "unless a more complex family beats it on the paired per-fold AUC differences "
+        "(complex - simple): it is chosen only if the lower end of the 90% Student t "
+        "confidence interval of the mean difference is above min_auc_gain=0.01. A tie or an "
+        "insignificant win keeps the simpler family; a loss never switches."
+    )
 
 
 # -- cross-validation and the component's plain function, on real transformed rows

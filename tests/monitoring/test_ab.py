@@ -1,5 +1,7 @@
 """A/B verdict: minimum sample, one-sided z-test, Wilson intervals."""
 
+import math
+
 import pytest
 
 from monitoring import ab, cli
@@ -155,3 +157,20 @@ def test_small_sample_interval_and_zero_variance():
     assert empty["stable"]["accuracy"] is None and empty["stable"]["ci95"] is None
     assert empty["verdict"] == "insufficient data"
     assert ab.verdict((5, 10), (0, 0))["canary"]["accuracy"] is None
+
+
+def test_wilson_interval_is_clamped_to_zero_and_one():
+    # The score interval lies in [0, 1], but in floating point its end can step over by
+    # one ulp: 9/9 computes to 1 + 2.2e-16 and 0/21 to a hair below 0.
+    assert ab.wilson(9, 9)[1] == 1.0
+    assert ab.wilson(0, 21)[0] == 0.0
+
+
+def test_h0_is_rejected_only_strictly_below_alpha():
+    # z < -z_{1-alpha}, i.e. p < alpha: at alpha equal to p the canary is not shown worse.
+    result = ab.verdict((800, 1000), (765, 1000))
+    assert result["test"] == "one-sided two-proportion z-test (pooled), H1: canary accuracy lower"
+    p_value = result["p_value"]
+    assert ab.verdict((800, 1000), (765, 1000), alpha=p_value)["verdict"] == "promote"
+    above = math.nextafter(p_value, 1.0)
+    assert ab.verdict((800, 1000), (765, 1000), alpha=above)["verdict"] == "rollback"

@@ -314,3 +314,140 @@ def test_rails_with_missing_or_empty_series():
     fine = {"requests": 100, "errors": 0, "p99_ms": 10.0}
     assert _rails(fine, dict(fine, p99_ms=None), min_requests=10) == []
     assert _rails(dict(fine, p99_ms=None), dict(fine, p99_ms=900.0), min_requests=10) == []
+
+
+def test_decision_records_the_figures_of_both_versions(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 0.97)  # canary 59/60 right
+    metrics = ServingMetrics()
+    for _ in range(100):
+        metrics.record_request("taxi", 1, "predict", "REST", "OK", 800.0)
+    for _ in range(59):
+        metrics.record_request("taxi", 2, "predict", "REST", "OK", 3000.0)
+    metrics.record_request("taxi", 2, "predict", "REST", "INTERNAL")
+    deployed_at = _deployed_at(live_canary)
+    now = deployed_at + 42.26
+    decision = _evaluate(
+        live_canary, log_prefix, labels, tmp_path, metrics_text=metrics.render().decode(), now=now
+    )
+    # 60/60 vs 59/60: pooled 119/120, z = (59/60 - 1) / sqrt(p (1 - p) (2 / 60)) = -1.00419.
+    assert decision.action == "promote"
+    assert decision.reason == "A/B: canary not worse (z=-1.004, p=0.1576, n=60/60)"
+    assert decision.figures == {
+        "verdict": "promote",
+        "z": pytest.approx(-1.004193, abs=1e-6),
+        "p_value": pytest.approx(0.157643, abs=1e-6),
+        "stable_version": "1",
+        "stable_n": 60,
+        "stable_accuracy": 1.0,
+        "stable_requests": 100,
+        "stable_errors": 0,
+        "stable_p99_ms": pytest.approx(1.102),  # the latency histogram's bucket ends
+        "canary_version": "2",
+        "canary_n": 60,
+        "canary_accuracy": pytest.approx(59 / 60),
+        "canary_requests": 60,
+        "canary_errors": 1,
+        "canary_p99_ms": pytest.approx(3.57047),
+        "check": 1,
+        "elapsed_s": 42.3,
+        "guard_rails": "none",
+    }
+    report = decision.report  # what the A/B report files say about the decision
+    assert (report["decision"], report["reason"], report["problems"]) == (
+        "promote",
+        decision.reason,
+        [],
+    )
+    assert (report["deploy_execution_id"], report["deployed_at"]) == (1, deployed_at)
+    folder = tmp_path / "reports" / f"ab-{int(now)}-promote"
+    assert decision.report_paths["json"] == str(folder / "report.json")
+    store = rollback.writable_store(live_canary[0])
+    [execution] = store.get_executions_by_id([decision.execution_id])
+    assert execution.properties["requested_by"].string_value == "monitor watch"
+    assert decision.report["counts"] == {
+        "labels": 120,
+        "malformed_labels": 0,
+        "unknown_request_ids": 0,
+        "outside_window": 0,
+        "joined": 120,
+        "no_prediction_value": 0,
+        "predictions_in_window": 120,
+        "predictions_without_id": 0,
+        "malformed_log_records": 0,
+    }
+
+
+def test_policy_alpha_is_the_level_of_the_test(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 0.97)  # p = 0.1576
+    metadata, config = live_canary
+    decision = decide.evaluate(
+        metadata,
+        config,
+        "taxi",
+        log_prefix,
+        labels,
+        policy=decide.Policy(min_samples=50, alpha=0.2),
+        report_dir=str(tmp_path / "reports"),
+    )
+    assert decision.action == "abort"
+    assert decision.reason == "A/B: canary accuracy lower (z=-1.004, p=0.1576)"
+
+
+def test_a_canary_without_labels_counts_zero_of_zero(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 60, 1.0)
+    path = tmp_path / "labels" / "labels-1.csv"
+    path.write_text("".join(x for x in path.read_text().splitlines(True) if "-v2-" not in x))
+    decision = _evaluate(live_canary, log_prefix, labels, tmp_path)
+    assert decision.action == "hold"
+    assert decision.reason == (
+        "insufficient data, check 1 of 3 (labelled stable/canary 60/0, need 50 each)"
+    )
+    assert (decision.figures["canary_n"], decision.figures["canary_accuracy"]) == (0, None)
+    canary_report = decision.report["versions"]["canary"]
+    assert (canary_report["correct"], canary_report["labelled"]) == (0, 0)
+
+
+def test_both_rails_and_every_problem_are_reported(
+    live_canary, write_log, make_rows, make_log, log_prefix, tmp_path
+):
+    labels = _traffic(write_log, make_rows, make_log, tmp_path, 5, 1.0)
+    (tmp_path / "labels" / "late.csv").write_text("request_id,label\nnobody,1\n")
+    # No log files and an unparsable exposition: both named, with the labels' problem.
+    missing = str(tmp_path / "no-such-logs")
+    held = _evaluate(live_canary, missing, labels, tmp_path, metrics_text="taxi{")
+    assert held.problems[:2] == [
+        f"no request log files match {missing!r}",
+        "11 labels for unknown request ids: 's1-v1-0', 's1-v1-1', 's1-v1-2', 's1-v1-3', "
+        "'s1-v1-4' and 6 more",  # no predictions to join: every label is unknown
+    ]
+    assert held.problems[2].startswith("server metrics: unparsable exposition (")
+    store = rollback.writable_store(live_canary[0])
+    [execution] = store.get_executions_by_id([held.execution_id])
+    recorded = {k: v.string_value for k, v in execution.properties.items()}
+    assert (recorded["action"], recorded["reason"]) == ("hold", held.reason)
+    assert (recorded["requested_by"], recorded["stable_n"]) == ("monitor watch", "0")
+    metrics = ServingMetrics()
+    for _ in range(100):
+        metrics.record_request("taxi", 1, "predict", "REST", "OK", 800.0)
+    for _ in range(60):
+        metrics.record_request("taxi", 2, "predict", "REST", "OK", 900_000.0)
+    for _ in range(40):
+        metrics.record_request("taxi", 2, "predict", "REST", "INTERNAL")
+    decision = _evaluate(
+        live_canary, log_prefix, labels, tmp_path, metrics_text=metrics.render().decode()
+    )
+    [error_rail, latency_rail] = decision.report["guard_rails"]
+    assert error_rail.startswith("canary error rate 0.4000") and latency_rail.startswith(
+        "canary p99"
+    )
+    assert decision.reason == f"guard rail: {error_rail}; {latency_rail}"
+    assert decision.figures["guard_rails"] == f"{error_rail}; {latency_rail}"
+    assert decision.problems == ["1 labels for unknown request ids: 'nobody'"]
+    [execution] = store.get_executions_by_id([decision.execution_id])
+    assert execution.properties["reason"].string_value == decision.reason

@@ -143,6 +143,53 @@ def test_thresholds_gate_overall_slice_only():
     assert "BinaryAccuracy" in metrics and not metrics["BinaryAccuracy"].HasField("threshold")
 
 
+def test_tfma_computes_the_reported_metrics_and_gates_auc_and_calibration():
+    # What TFMA itself makes of the config: its metric instances and its thresholds.
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    from components.features import LABEL_KEY
+    from pipeline import configs
+    from reporting.model_analysis import HEADLINE_METRICS
+
+    config = eval_config(min_auc=0.8, max_auc_drop=0.02, calibration_bounds=(0.9, 1.1))
+    instances = {
+        key.name: instance
+        for key, _, instance in metric_specs.keys_and_metrics_from_specs(
+            config, config.metrics_specs
+        )
+    }
+    assert set(instances) == {*HEADLINE_METRICS, "calibration_plot"}
+    assert instances["auc"].get_config()["num_thresholds"] == configs.AUC_THRESHOLDS == 1000
+    gates = metric_specs.metric_thresholds_from_metrics_specs(config.metrics_specs, config)
+    overall = tfma.SlicingSpec()
+    assert {(key.name, key.is_diff): gate for key, gate in gates.items()} == {
+        ("auc", False): [(overall, tfma.GenericValueThreshold(lower_bound={"value": 0.8}))],
+        ("auc", True): [
+            (
+                overall,
+                tfma.GenericChangeThreshold(
+                    absolute={"value": -0.02}, direction=tfma.MetricDirection.HIGHER_IS_BETTER
+                ),
+            )
+        ],
+        ("calibration", False): [
+            (
+                overall,
+                tfma.GenericValueThreshold(lower_bound={"value": 0.9}, upper_bound={"value": 1.1}),
+            )
+        ],
+    }
+    # The exported model's names (components/model.py): TFMA scores serving_examples'
+    # probabilities on examples preprocessed by transform_features, against the label.
+    [spec] = config.model_specs
+    assert (spec.model_type, spec.signature_name, list(spec.preprocessing_function_names)) == (
+        "tf_generic",
+        "serving_examples",
+        ["transform_features"],
+    )
+    assert (spec.label_key, spec.prediction_key) == (LABEL_KEY, "probabilities")
+
+
 def test_test_evaluator_reports_test_split_without_thresholds(settings):
     nodes = _nodes(create_pipeline(settings, span=2016))
     assert json.loads(nodes["TestEvaluator"].exec_properties["example_splits"]) == ["test"]
