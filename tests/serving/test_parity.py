@@ -24,6 +24,7 @@ import pytest
 import tensorflow as tf
 
 from serving import client as client_lib
+from serving import client_cli
 from serving.client import ServingClient, ServingClientError, build_instance, example_to_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -186,7 +187,7 @@ def test_serving_client_csv_matches_serving_examples(
     argv = ["predict", "--url", server.url, "--model", "taxi", "--csv", path, "--timeout", "120"]
     if over == "grpc":
         argv += ["--grpc", server.grpc_target]
-    assert client_lib.main(argv) == 0
+    assert client_cli.main(argv) == 0
     answer = json.loads(capsys.readouterr().out)
     served = answer["predictions"] if over == "rest" else answer["outputs"]["probabilities"]
     _assert_parity(served, offline, f"serving-client predict --csv ({over})")
