@@ -373,3 +373,23 @@ def test_run_selection_on_a_sample_with_an_epoch_budget(train_split):
     assert sum(result["fold_sizes"]) == 120
     # 80 rows in the training folds, 10 passes of 128-row batches: ceil(800 / 128) = 7 steps.
     assert result["steps"] == 7
+
+
+@pytest.mark.slow
+def test_reset_optimizer_zeroes_slots_and_step_counter_but_keeps_the_learning_rate():
+    # Each fold starts from a fresh Adam: a slot or step count left from the previous
+    # fold would leak that fold's gradients into the next one's scores.
+    import tensorflow as tf
+
+    model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.0125), loss="mse")
+    model.fit(np.ones((8, 2)), np.ones((8, 1)), epochs=2, verbose=0)
+    optimizer = model.optimizer
+    variables = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
+    slots = [v for v in variables if "learning_rate" not in v.name]
+    assert int(optimizer.iterations.numpy()) == 2
+    assert any(np.abs(v.numpy()).sum() > 0 for v in slots if v is not optimizer.iterations)
+    cv._reset_optimizer(optimizer)
+    assert int(optimizer.iterations.numpy()) == 0
+    assert all(not np.any(v.numpy()) for v in slots)
+    assert float(tf.keras.backend.get_value(optimizer.learning_rate)) == pytest.approx(0.0125)
