@@ -63,20 +63,36 @@ REQUEST_IDS = "_request_ids"
 STABLE_LATENCY = "_stable_latency_us"
 SHADOW_LATENCY = "_shadow_latency_us"
 SHADOW_ERROR = "_shadow_error"
-MAX_BATCH_ROWS = 512
-PASS_SECONDS = 0.1  # pause after an under-full batch: fuller batches cost less per row
+MAX_BATCH_ROWS = 2048
+PASS_SECONDS = 0.25  # pause after an under-full batch: fuller batches cost less per row
 
 
-class _Copy:
-    __slots__ = ("servable", "signature_key", "feeds", "outputs", "latency_us", "request_id")
+class _Run:
+    """Queued copies whose rows are consecutive: rows `start:end` of one merged
+    batch's arrays (`start` None: one copy's own `feeds` and `outputs`)."""
 
-    def __init__(self, servable, signature_key, feeds, outputs, latency_us, request_id):
+    __slots__ = ("servable", "signature_key", "feeds", "outputs", "start", "end", "copies")
+
+    def __init__(self, servable, signature_key, feeds, outputs, start, end, copies):
         self.servable = servable
         self.signature_key = signature_key
         self.feeds = feeds
         self.outputs = outputs
-        self.latency_us = latency_us
-        self.request_id = request_id
+        self.start = start
+        self.end = end
+        self.copies = copies
+
+    def parts(self) -> tuple:
+        """(inputs, stable outputs) of the run's rows: the batch arrays or views of them."""
+        if self.start is None:
+            return self.feeds, self.outputs
+        start, end, outputs = self.start, self.end, self.outputs
+        if start == 0 and end == len(next(iter(outputs.values()))):  # every row mirrored
+            return self.feeds, outputs
+        return (
+            {a: v[start:end] for a, v in self.feeds.items()},
+            {a: v[start:end] for a, v in outputs.items()},
+        )
 
 
 def shadow_prefix(filename_prefix: str) -> str:
@@ -151,46 +167,43 @@ class ShadowMirror:
     # -- serving thread -------------------------------------------------------
 
     def offer(self, servable, signature_key, feeds, outputs, latency_us, request_id=b"") -> None:
-        """Maybe queues a copy of an answered predict call (never blocks, never raises)."""
-        if self._thread is None or self._random() >= self.share:
+        """Maybe queues a copy of an answered predict call (never blocks, never raises).
+
+        A copy is one tuple of references (nothing is copied or computed here);
+        with the queue full it is dropped and counted.
+        """
+        if self._thread is None or (self.share < 1.0 and self._random() >= self.share):
             return
         if len(self._copies) >= self._queue_size:
             self._count(servable.name, "", "DROPPED")
             return
-        self._copies.append(_Copy(servable, signature_key, feeds, outputs, latency_us, request_id))
+        self._copies.append((servable, signature_key, feeds, outputs, latency_us, request_id))
 
     # -- shadow thread ----------------------------------------------------------
 
     def _work(self) -> None:
         while True:
             closing = self._closed.is_set()
-            copies, rows = [], 0
-            while self._copies and rows < MAX_BATCH_ROWS:
-                copy = self._copies.popleft()
-                copies.append(copy)
-                rows += _rows(copy.feeds)
-            groups: dict = {}
-            for copy in copies:
-                key = (id(copy.servable), copy.signature_key, tuple(copy.outputs))
-                groups.setdefault(key, []).append(copy)
-            for group in groups.values():
-                self._run_safely(group)
+            groups, rows = _take(self._copies, MAX_BATCH_ROWS)
+            for runs in groups.values():
+                self._run_safely(runs)
             if closing and not self._copies:
                 return
             if rows < MAX_BATCH_ROWS:
                 self._closed.wait(PASS_SECONDS)
 
-    def _run_safely(self, copies: list) -> None:
+    def _run_safely(self, runs: list) -> None:
         try:
-            self._run(copies)
+            self._run(runs)
         except _Unmergeable:  # input shapes differ: one batch per shape (odd ones alone)
             shapes: dict = {}
-            for copy in copies:
-                try:
-                    key = _task_rows(copy.feeds)[1]
-                except ServingError:
-                    key = object()
-                shapes.setdefault(key, []).append(copy)
+            for run in runs:
+                for copy in run.copies:
+                    try:
+                        key = _task_rows(copy[_FEEDS])[1]
+                    except ServingError:
+                        key = object()
+                    shapes.setdefault(key, []).append(_alone(copy))
             for group in shapes.values():
                 if len(shapes) > 1:
                     self._run_safely(group)
@@ -198,18 +211,20 @@ class ShadowMirror:
                     self._run_one_by_one(group)
         except Exception:  # never let the worker die
             log.exception("Shadow batch failed")
-            self._count(copies[0].servable.name, "", "ERROR", len(copies))
+            count = sum(len(run.copies) for run in runs)
+            self._count(runs[0].servable.name, "", "ERROR", count)
 
-    def _run_one_by_one(self, copies: list) -> None:
-        for copy in copies:
+    def _run_one_by_one(self, runs: list) -> None:
+        for run in runs:
             try:
-                self._run([copy])
+                self._run([run])
             except Exception:
                 log.exception("Shadow copy failed")
-                self._count(copy.servable.name, "", "ERROR")
+                self._count(run.servable.name, "", "ERROR")
 
-    def _run(self, copies: list) -> None:
-        stable = copies[0].servable
+    def _run(self, runs: list) -> None:
+        stable, signature_key = runs[0].servable, runs[0].signature_key
+        copies = runs[0].copies if len(runs) == 1 else [c for r in runs for c in r.copies]
         try:
             shadow = self._manager.resolve(stable.name, self.version, self.label)
         except ServingError:
@@ -219,7 +234,7 @@ class ShadowMirror:
             self._count(stable.name, str(shadow.version), "SAME_VERSION", len(copies))
             return
         try:
-            copies, feeds, stable_outputs = _gather(copies)
+            feeds, stable_outputs = _gather(runs)
         except ValueError:
             raise _Unmergeable() from None
         error = ""
@@ -227,9 +242,9 @@ class ShadowMirror:
         started = time.perf_counter()
         shadow.enter()
         try:
-            signature = shadow.signatures.get(copies[0].signature_key)
+            signature = shadow.signatures.get(signature_key)
             if signature is None:
-                raise invalid(f'signature "{copies[0].signature_key}" not in the shadow version')
+                raise invalid(f'signature "{signature_key}" not in the shadow version')
             outputs = shadow.run(signature, feeds)
         except Exception as e:
             error = getattr(e, "message", None) or str(e) or type(e).__name__
@@ -253,11 +268,8 @@ class ShadowMirror:
             prefix = shadow_prefix(configured) if configured else ""
         if not prefix or self._logger is None:
             return
-        rows = [_rows(c.feeds) for c in copies]
-        ids = [i for c, n in zip(copies, rows, strict=True) for i in _row_ids(c.request_id, n)]
-        stable_latency = np.repeat([c.latency_us for c in copies], rows).astype(np.float64)
         share, now = self.share, int(time.time())
-        signature_key = copies[0].signature_key
+        signature_key = copies[0][_SIGNATURE_KEY]
 
         def build() -> bytes:  # on the writer thread; values encoded as packed bytes
             from tensorflow_serving.apis import logging_pb2
@@ -269,9 +281,10 @@ class ShadowMirror:
                 sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=share),
                 saved_model_tags=["serve"],
             )
+            ids, stable_latency = _ids_and_latencies(copies)
             response = dict(outputs)
             response[REQUEST_IDS] = np.array(ids, dtype=object)
-            response[STABLE_LATENCY] = stable_latency
+            response[STABLE_LATENCY] = np.array(stable_latency, np.float64)
             response[SHADOW_LATENCY] = np.full(len(ids), latency_us, np.float64)
             response[SHADOW_ERROR] = np.array(error.encode(), dtype=object)
             response.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
@@ -302,68 +315,99 @@ class _Unmergeable(Exception):
     """The copies' inputs or outputs do not concatenate."""
 
 
+# a queued copy: (servable, signature key, feeds, outputs, latency µs, request id)
+_SERVABLE, _SIGNATURE_KEY, _FEEDS, _OUTPUTS, _LATENCY, _REQUEST_ID = range(6)
+
+
 def _rows(feeds: dict) -> int:
     for array in feeds.values():
         return array.shape[0] if array.ndim else 1
     return 0
 
 
-def _start(copy) -> int:
-    return copy.outputs.start
+def _copy_rows(copy: tuple) -> int:
+    outputs = copy[_OUTPUTS]
+    if type(outputs) is BatchSlice:
+        return outputs.end - outputs.start
+    return _rows(copy[_FEEDS])
 
 
-def _gather(copies: list) -> tuple:
-    """(copies in record order, their inputs, their stable outputs), each row once.
+def _alone(copy: tuple) -> _Run:
+    """A run of one copy over its own arrays."""
+    return _Run(
+        copy[_SERVABLE], copy[_SIGNATURE_KEY], copy[_FEEDS], copy[_OUTPUTS], None, None, [copy]
+    )
 
-    Copies of one merged batch (their outputs are a `BatchSlice`) take their
-    rows from the batch arrays with one index per alias instead of
-    concatenating one small array per request; the others are concatenated.
+
+def _take(queue, max_rows: int) -> tuple:
+    """Pops copies (up to `max_rows` rows) into runs; returns ({merge key: [runs]}, rows).
+
+    Consecutive copies of one merged batch (the scheduler answers a batch's
+    requests in row order) extend one run: per copy an identity and an integer
+    check, no arrays touched. Runs merge when they share servable, signature
+    and output aliases.
     """
-    if len(copies) == 1:
-        return copies, copies[0].feeds, copies[0].outputs
-    batches: dict = {}
-    for copy in copies:
-        batch = getattr(copy.outputs, "batch_feeds", None)
-        batches.setdefault(id(batch) if batch is not None else id(copy), []).append(copy)
-    ordered, feed_parts, output_parts = [], [], []
-    for group in batches.values():
-        first = group[0].outputs
-        if not isinstance(first, BatchSlice):
-            ordered += group
-            feed_parts.append(group[0].feeds)
-            output_parts.append(first)
-            continue
-        group.sort(key=_start)
-        ordered += group
-        if len(group) == 1:
-            feed_parts.append(group[0].feeds)
-            output_parts.append(first)
-            continue
-        low = end = group[0].outputs.start
-        for copy in group:
-            if copy.outputs.start != end:  # rows missing in between: index them
-                index = np.fromiter(
-                    (i for c in group for i in range(c.outputs.start, c.outputs.end)),
-                    dtype=np.intp,
-                )
-                break
-            end = copy.outputs.end
-        else:  # consecutive rows: the batch arrays themselves, or views
-            whole = low == 0 and end == len(next(iter(first.batch_outputs.values())))
-            index = None if whole else slice(low, end)
-        if index is None:
-            feed_parts.append({a: first.batch_feeds[a] for a in group[0].feeds})
-            output_parts.append({a: first.batch_outputs[a] for a in first})
+    groups: dict = {}
+    rows = 0
+    run = None
+    while queue and rows < max_rows:
+        copy = queue.popleft()
+        outputs = copy[_OUTPUTS]
+        if type(outputs) is BatchSlice:
+            rows += outputs.end - outputs.start
+            if (
+                run is not None
+                and outputs.start == run.end
+                and outputs.batch_feeds is run.feeds
+                and copy[_SERVABLE] is run.servable
+                and copy[_SIGNATURE_KEY] == run.signature_key
+            ):
+                run.end = outputs.end
+                run.copies.append(copy)
+                continue
+            run = _Run(
+                copy[_SERVABLE],
+                copy[_SIGNATURE_KEY],
+                outputs.batch_feeds,
+                outputs.batch_outputs,
+                outputs.start,
+                outputs.end,
+                [copy],
+            )
         else:
-            feed_parts.append({a: first.batch_feeds[a][index] for a in group[0].feeds})
-            output_parts.append({a: first.batch_outputs[a][index] for a in first})
-    return ordered, _concat(feed_parts), _concat(output_parts)
+            rows += _rows(copy[_FEEDS])
+            run = _alone(copy)
+        key = (id(run.servable), run.signature_key, tuple(outputs))
+        groups.setdefault(key, []).append(run)
+    return groups, rows
 
 
-def _concat(parts: list) -> dict:
-    if len(parts) == 1:
-        return parts[0]
-    return {alias: np.concatenate([p[alias] for p in parts]) for alias in parts[0]}
+def _gather(runs: list) -> tuple:
+    """(inputs, stable outputs) of the runs' rows, in run order.
+
+    A run covering a whole merged batch is the batch arrays themselves, a
+    partial one views of them; several runs are concatenated once per alias.
+    """
+    if len(runs) == 1:
+        return runs[0].parts()
+    parts = [run.parts() for run in runs]
+    feeds = {a: np.concatenate([p[0][a] for p in parts]) for a in parts[0][0]}
+    return feeds, {a: np.concatenate([p[1][a] for p in parts]) for a in parts[0][1]}
+
+
+def _ids_and_latencies(copies: list) -> tuple:
+    """Per row: the request id (`_row_ids`) and the request's server latency."""
+    ids, latencies = [], []
+    for copy in copies:
+        rows = _copy_rows(copy)
+        request_id = copy[_REQUEST_ID]
+        if rows == 1:
+            ids.append(request_id if len(request_id) <= MAX_REQUEST_ID_BYTES else b"")
+            latencies.append(copy[_LATENCY])
+        else:
+            ids += _row_ids(request_id, rows)
+            latencies += [copy[_LATENCY]] * rows
+    return ids, latencies
 
 
 def _row_abs_diff(shadow: dict, stable: dict) -> list:

@@ -342,17 +342,20 @@ def test_copies_from_one_merged_batch_take_their_rows_from_it(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "rows, batch_rows",
+    "rows, batch_rows, parts",
     [
-        ([3, 1, 0, 2], 4),  # the whole batch, offered out of order
-        ([2, 1], 4),  # consecutive rows inside it
-        ([0, 3], 4),  # rows with a gap
-        ([0, 1, 2], 4),  # all requests of a batch padded to 4 rows
+        ([0, 1, 2, 3], 4, 1),  # the whole batch in row order: the batch arrays themselves
+        ([3, 1, 0, 2], 4, 4),  # the whole batch, offered out of order
+        ([1, 2], 4, 1),  # consecutive rows inside it: one view
+        ([0, 3], 4, 2),  # rows with a gap
+        ([0, 1, 2], 4, 1),  # all requests of a batch padded to 4 rows
     ],
 )
-def test_gather_takes_each_offered_row_of_a_batch_in_order(rows, batch_rows):
+def test_gather_takes_each_offered_row_of_a_batch_with_its_copy(rows, batch_rows, parts):
+    import collections
+
     from serving.batching import BatchSlice
-    from serving.shadow import _Copy, _gather
+    from serving.shadow import _gather, _ids_and_latencies, _take
 
     batch_x = np.arange(batch_rows, dtype=np.float32).reshape(batch_rows, 1)
     batch_y = batch_x * 10
@@ -362,9 +365,19 @@ def test_gather_takes_each_offered_row_of_a_batch_in_order(rows, batch_rows):
         outputs = BatchSlice({"y": batch_y[row : row + 1]})
         outputs.batch_feeds, outputs.batch_outputs = batch_feeds, batch_outputs
         outputs.start, outputs.end = row, row + 1
-        return _Copy(None, "serving_default", {"x": batch_x[row : row + 1]}, outputs, 1.0, b"")
+        feeds = {"x": batch_x[row : row + 1]}
+        return ("servable", "serving_default", feeds, outputs, float(row), b"r%d" % row)
 
-    ordered, feeds, outputs = _gather([copy(r) for r in rows])
-    assert [c.outputs.start for c in ordered] == sorted(rows)
-    assert feeds["x"].ravel().tolist() == [float(r) for r in sorted(rows)]
-    assert outputs["y"].ravel().tolist() == [10.0 * r for r in sorted(rows)]
+    queue = collections.deque(copy(r) for r in rows)
+    groups, taken = _take(queue, 2048)
+    assert taken == len(rows) and not queue and len(groups) == 1
+    (runs,) = groups.values()
+    assert len(runs) == parts
+    feeds, outputs = _gather(runs)
+    ids, latencies = _ids_and_latencies([c for run in runs for c in run.copies])
+    assert ids == [b"r%d" % r for r in rows]  # record order: each id with its own row
+    assert feeds["x"].ravel().tolist() == [float(r) for r in rows]
+    assert outputs["y"].ravel().tolist() == [10.0 * r for r in rows]
+    assert latencies == [float(r) for r in rows]
+    if rows == list(range(batch_rows)):
+        assert feeds["x"] is batch_x and outputs["y"] is batch_y  # nothing copied
