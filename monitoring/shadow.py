@@ -6,6 +6,10 @@ under their aliases, the stable ones as `_stable/<alias>`, per-row request
 ids and latencies, the batch's error). Per (stable, shadow) version pair:
 
 * rows mirrored, shadow errors (rows of failed batches) and their rate;
+* calls dropped by the server on a full shadow queue (`_shadow_dropped`,
+  each record counting those since the model's previous one) and their
+  share of the calls sampled for the shadow (a share of rows for one-row
+  requests): what the comparison did not see;
 * on the rows both versions answered: agreement (both on the same side of
   `threshold`), mean and max absolute difference of the positive-class
   probability (last column of `probabilities`/`scores`/`outputs`, else of
@@ -96,6 +100,9 @@ def parse(record: bytes) -> tuple[float, list[dict]]:
     ):
         if values is not None and len(values) != n:
             raise ValueError(f"{name} has {len(values)} rows, _request_ids {n}")
+    dropped = 0
+    if "_shadow_dropped" in outputs:  # records of servers before it have none
+        dropped = int(tf.make_ndarray(outputs["_shadow_dropped"]).item())
     stable_version = entry.predict_log.request.model_spec.version.value
     shadow_version = entry.log_metadata.model_spec.version.value
     rows = [
@@ -108,6 +115,7 @@ def parse(record: bytes) -> tuple[float, list[dict]]:
             "stable_latency_us": stable_latency[i],
             "shadow_latency_us": shadow_latency[i],
             "error": error,
+            "dropped": dropped if i == 0 else 0,  # the record's count, on its first row
         }
         for i in range(n)
     ]
@@ -164,6 +172,7 @@ def compare(
         errors = sum(1 for r in group if r["error"])
         diffs = [abs(r["shadow"] - r["stable"]) for r in both]
         agree = sum(1 for r in both if (r["shadow"] >= threshold) == (r["stable"] >= threshold))
+        dropped = sum(r.get("dropped", 0) for r in group)
         entry = {
             "stable_version": group[0]["stable_version"],
             "shadow_version": group[0]["shadow_version"],
@@ -171,6 +180,8 @@ def compare(
             "compared": len(both),
             "shadow_errors": errors,
             "shadow_error_rate": errors / len(group),
+            "dropped": dropped,
+            "dropped_share": dropped / (dropped + len(group)),
             "agreement": agree / len(both) if both else None,
             "mean_abs_diff": float(np.mean(diffs)) if diffs else None,
             "max_abs_diff": float(np.max(diffs)) if diffs else None,
@@ -240,7 +251,8 @@ def markdown(result: dict) -> str:
             f"{e['why']}",
             "",
             f"- rows mirrored: {e['rows']}, compared: {e['compared']}, shadow errors: "
-            f"{e['shadow_errors']} ({fmt(e['shadow_error_rate'], '.2%')})",
+            f"{e['shadow_errors']} ({fmt(e['shadow_error_rate'], '.2%')}), dropped on a full "
+            f"shadow queue: {e['dropped']} ({fmt(e['dropped_share'], '.2%')})",
             f"- agreement at {result['threshold']}: {fmt(e['agreement'])}; |difference| mean "
             f"{fmt(e['mean_abs_diff'])}, max {fmt(e['max_abs_diff'])}",
             "",

@@ -4,16 +4,22 @@ With `--shadow_traffic_share=s` and `--shadow_version=N` (or
 `--shadow_version_label=L`), each predict call (REST or gRPC) that the server
 answered is, with probability `s`, copied to that version of the same model.
 The client's answer is already on its way when the copy is queued: the
-shadow never delays or changes it. On the serving thread a copy is only
-references (the decoded inputs, the stable outputs, the request id, the
-latency) appended to a bounded deque; when it is full the copy is dropped
-and counted. One worker thread of its own takes whatever queued as a batch,
-merges copies with the same input shapes (waiting `PASS_SECONDS` after an
-under-full batch, so batches are fuller and cheaper per row), runs the shadow
-version's session once per batch (in that thread: the derived inter-op setting runs ops in the
-calling thread, so it never queues behind the stable batch threads) and
-writes one record per batch. Errors and a missing shadow version are counted
-and recorded; nothing is raised to the serving path.
+shadow never delays or changes it. On the serving thread a copy is one tuple
+of references (the decoded inputs, the stable outputs, the request id, the
+latency) appended to a bounded deque: no array is copied, no future or
+callback is made; when the deque is full the copy is dropped and counted
+(metric, the next record's `_shadow_dropped`, a log line at most every
+`WARN_SECONDS`). One worker thread of its own takes what queued (up to
+`MAX_BATCH_ROWS` rows; after an under-full batch it waits `PASS_SECONDS`, so
+batches are fuller and cheaper per row): consecutive copies of one merged
+batch of the stable scheduler become one run over the batch's own arrays (the
+whole arrays when every row was mirrored, else views), runs are concatenated
+once per input, and the shadow version's session runs once per batch (in
+that thread: the derived inter-op setting runs ops in the calling thread, so
+it never queues behind the stable batch threads). The record of a batch (its
+request ids and latencies included) is built on the request logger's writer
+thread. Errors and a missing shadow version are counted and recorded;
+nothing is raised to the serving path.
 
 Records are `PredictionLog` TFRecords written through the request logger (same
 rotation and limits) to `--shadow_log_prefix`, by default
@@ -30,13 +36,19 @@ one batch of N rows:
   `_request_ids` (string [N]: `request_logs.row_request_ids` of each request's
   id), `_stable_latency_us` (double [N]: the server latency of the row's
   request), `_shadow_latency_us` (double [N]: the batch's session run time),
-  `_shadow_error` (string scalar, "" when it succeeded).
+  `_shadow_error` (string scalar, "" when it succeeded), `_shadow_dropped`
+  (int64 scalar: this model's mirrored calls dropped on a full queue since
+  its previous record).
 
 Read them with `taxi-monitor shadow` (monitoring/shadow.py). Metrics:
 `:serving:shadow_request_count{model_name,version,status}` (status OK,
 ERROR, DROPPED, NO_SHADOW, SAME_VERSION), `:serving:shadow_latency` (µs per
 batch) and `:serving:shadow_abs_diff` (per row: the largest absolute
 difference between the shadow's and the stable float outputs).
+
+Over 400 lines: the serving-thread hook, the worker, the gathering of queued
+copies into batches and the record they produce are one format and one
+thread's loop; split, each part would need the others' internals.
 """
 
 from __future__ import annotations
@@ -63,7 +75,9 @@ REQUEST_IDS = "_request_ids"
 STABLE_LATENCY = "_stable_latency_us"
 SHADOW_LATENCY = "_shadow_latency_us"
 SHADOW_ERROR = "_shadow_error"
-MAX_BATCH_ROWS = 2048
+SHADOW_DROPPED = "_shadow_dropped"
+WARN_SECONDS = 10.0  # at most one "queue full" log line per this many seconds
+MAX_BATCH_ROWS = 1024  # the taxi model costs least per row at 1-2k rows (cache)
 PASS_SECONDS = 0.25  # pause after an under-full batch: fuller batches cost less per row
 
 
@@ -154,6 +168,9 @@ class ShadowMirror:
         self._random = random
         self._copies = collections.deque()  # append/popleft are atomic: no lock on the loop
         self._queue_size = queue_size
+        self._dropped: dict = {}  # model -> calls dropped since its last record
+        self._dropped_lock = threading.Lock()  # taken only when dropping (overload)
+        self._warned = 0.0
         self._closed = threading.Event()
         self._thread = None
         if share > 0:
@@ -176,6 +193,8 @@ class ShadowMirror:
             return
         if len(self._copies) >= self._queue_size:
             self._count(servable.name, "", "DROPPED")
+            with self._dropped_lock:
+                self._dropped[servable.name] = self._dropped.get(servable.name, 0) + 1
             return
         self._copies.append((servable, signature_key, feeds, outputs, latency_us, request_id))
 
@@ -270,6 +289,7 @@ class ShadowMirror:
             return
         share, now = self.share, int(time.time())
         signature_key = copies[0][_SIGNATURE_KEY]
+        dropped = self._take_dropped(stable.name)
 
         def build() -> bytes:  # on the writer thread; values encoded as packed bytes
             from tensorflow_serving.apis import logging_pb2
@@ -287,6 +307,7 @@ class ShadowMirror:
             response[STABLE_LATENCY] = np.array(stable_latency, np.float64)
             response[SHADOW_LATENCY] = np.full(len(ids), latency_us, np.float64)
             response[SHADOW_ERROR] = np.array(error.encode(), dtype=object)
+            response[SHADOW_DROPPED] = np.array(dropped, np.int64)
             response.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
             return encode_predict_log(
                 model_spec(stable.name, stable.version, signature_key).SerializeToString(),
@@ -298,6 +319,23 @@ class ShadowMirror:
             )
 
         self._logger.write(prefix, stable.name, build)
+
+    def _take_dropped(self, model: str) -> int:
+        """Calls of `model` dropped since its last record (read and reset); logs them."""
+        if not self._dropped:  # no drop yet: no lock
+            return 0
+        with self._dropped_lock:
+            dropped = self._dropped.pop(model, 0)
+        if dropped and time.monotonic() - self._warned >= WARN_SECONDS:
+            self._warned = time.monotonic()
+            log.warning(
+                "Shadow queue full (%d copies): %d mirrored calls of %s dropped since its "
+                "previous shadow record",
+                self._queue_size,
+                dropped,
+                model,
+            )
+        return dropped
 
     def _count(self, model: str, version: str, status: str, amount: int = 1) -> None:
         if self._metrics is not None:

@@ -88,6 +88,7 @@ def test_compare_pins_agreement_difference_latency_and_quality(tmp_path):
     e = result["1->2"]
     assert (e["rows"], e["compared"], e["shadow_errors"]) == (5, 4, 1)
     assert e["shadow_error_rate"] == pytest.approx(0.2)
+    assert (e["dropped"], e["dropped_share"]) == (0, 0.0)
     assert e["agreement"] == pytest.approx(0.75)  # row 1: stable 0.6 positive, shadow 0.4 not
     assert e["mean_abs_diff"] == pytest.approx(0.1, abs=1e-6)
     assert e["max_abs_diff"] == pytest.approx(0.2, abs=1e-6)
@@ -100,6 +101,47 @@ def test_compare_pins_agreement_difference_latency_and_quality(tmp_path):
     assert e["shadow_quality"] == {"labelled": 4, "accuracy": 0.75, "auc": 0.75}
     rows = sorted(found.rows, key=lambda r: r["request_id"])
     assert rows[4]["error"] == "shadow broke" and rows[4]["shadow"] is None
+
+
+def test_calls_dropped_on_a_full_shadow_queue_are_reported(tmp_path):
+    import threading
+
+    class Held(Servable):
+        def __init__(self):
+            super().__init__(2)
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def run(self, signature, feeds):
+            self.entered.set()
+            assert self.release.wait(60)
+            return super().run(signature, feeds)
+
+    prefix = str(tmp_path / "shadow" / "taxi")
+    candidate, logger = Held(), RequestLogger()
+    mirror = ShadowMirror(
+        Manager(candidate), 1.0, version=2, request_logger=logger, log_prefix=prefix, queue_size=1
+    )
+
+    def offer(i):
+        p = np.float32(STABLE[i])
+        x, probabilities = np.array([[i]], np.int64), np.array([[1 - p, p]], np.float32)
+        mirror.offer(
+            Servable(1), "serving_default", {"x": x}, {"probabilities": probabilities}, 1.0
+        )
+
+    offer(0)
+    assert candidate.entered.wait(60)  # the shadow holds r0: r1 queues, r2 and r3 are dropped
+    for i in (1, 2, 3):
+        offer(i)
+    candidate.release.set()
+    mirror.close()
+    logger.close()
+    e = shadow.compare(shadow.read(prefix).rows)["1->2"]
+    assert (e["rows"], e["dropped"], e["dropped_share"]) == (2, 2, 0.5)
+    report = shadow.markdown(
+        {"pairs": {"1->2": {**e, "verdict": "pass", "why": ""}}, "threshold": 0.5, "problems": []}
+    )
+    assert "dropped on a full shadow queue: 2 (50.00%)" in report
 
 
 @pytest.mark.parametrize(

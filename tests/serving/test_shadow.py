@@ -3,6 +3,7 @@
 import glob
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -134,7 +135,7 @@ def test_copies_run_on_the_shadow_thread_and_are_recorded_per_batch(tmp_path):
     assert diffs[-1] == 4 and diffs[-2] == pytest.approx(2 + 4 + 6 + 8)  # count, sum of |3x - x|
 
 
-def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path):
+def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path, caplog):
     stable, shadow = FakeServable(2), FakeServable(1, hang=True, fail=True)
     metrics = ServingMetrics()
     logger = RequestLogger(metrics=metrics)
@@ -163,6 +164,9 @@ def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path):
     assert set(_column(records, "_shadow_error")) == {b"boom"}
     assert all("y" not in r.predict_log.response.outputs for r in records)
     assert _column(records, "_stable/y") == [1.0, 1.0, 1.0]
+    # the drops reach the records (each counts those since the previous one) and the log
+    assert sum(_column(records, "_shadow_dropped")) == 7
+    assert "7 mirrored calls of m dropped" in caplog.text
 
 
 def test_sampling_missing_and_same_version_are_counted():
@@ -199,7 +203,6 @@ def test_bad_flags_are_refused(kwargs, message):
 @pytest.mark.slow
 @pytest.mark.ours
 def test_server_answers_from_stable_and_logs_the_shadow(tmp_path, start_server, monitoring_config):
-    import time
 
     import grpc
     import model_factory
@@ -381,3 +384,83 @@ def test_gather_takes_each_offered_row_of_a_batch_with_its_copy(rows, batch_rows
     assert latencies == [float(r) for r in rows]
     if rows == list(range(batch_rows)):
         assert feeds["x"] is batch_x and outputs["y"] is batch_y  # nothing copied
+
+
+def _mirror_rows(tmp_path, name, copies, hold):
+    """{request id: (input, shadow y, stable y, stable latency)} of `copies` mirrored.
+
+    `hold`: the shadow holds a first copy so that all of `copies` are taken in
+    one pass (one bulk batch); else each copy is run and recorded alone.
+    """
+    stable, shadow = FakeServable(2), FakeServable(1, a=3.0, hang=hold)
+    logger = RequestLogger()
+    prefix = str(tmp_path / name / "m")
+    metrics = ServingMetrics()
+    mirror = ShadowMirror(
+        FakeManager(stable, shadow),
+        1.0,
+        version=1,
+        request_logger=logger,
+        log_prefix=prefix,
+        metrics=metrics,
+    )
+    if hold:
+        x = np.zeros((1, 1), np.float32)
+        mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"held")
+        assert shadow.entered.wait(60)
+    for done, (feeds, outputs, latency, rid) in enumerate(copies, 1):
+        mirror.offer(stable, "serving_default", feeds, outputs, latency, rid)
+        if not hold:  # run alone: wait until it ran before offering the next
+            deadline = time.monotonic() + 60
+            while (metrics.shadow_request_count.get("m", "1", "OK") or 0) < done:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+    shadow.release.set()
+    mirror.close()
+    logger.close()
+    rows, records = {}, _records(prefix)
+    for record in records:
+        outputs = record.predict_log.response.outputs
+        ids = tf.make_ndarray(outputs["_request_ids"]).ravel().tolist()
+        n = len(ids)
+        columns = [
+            tf.make_ndarray(record.predict_log.request.inputs["x"]).reshape(n, -1).tolist(),
+            tf.make_ndarray(outputs["y"]).reshape(n, -1).tolist(),
+            tf.make_ndarray(outputs["_stable/y"]).reshape(n, -1).tolist(),
+            tf.make_ndarray(outputs["_stable_latency_us"]).ravel().tolist(),
+        ]
+        rows.update(zip(ids, zip(*columns, strict=True), strict=True))
+    rows.pop(b"held", None)
+    return rows, len(records)
+
+
+def test_bulk_batches_log_the_same_rows_as_one_by_one(tmp_path, monkeypatch):
+    from serving import shadow as shadow_module
+    from serving.batching import BatchSlice
+
+    monkeypatch.setattr(shadow_module, "PASS_SECONDS", 0.01)  # one by one: a short pause
+
+    def batch(first, n, padded):  # a merged batch of one-row requests, as the scheduler has it
+        x = np.arange(first, first + padded, dtype=np.float32).reshape(padded, 1)
+        y = x * 10
+        out = []
+        for row in range(n):
+            outputs = BatchSlice({"y": y[row : row + 1]})
+            outputs.batch_feeds, outputs.batch_outputs = {"x": x}, {"y": y}
+            outputs.start, outputs.end = row, row + 1
+            out.append(
+                ({"x": x[row : row + 1]}, outputs, 10.0 * (first + row), b"b%d" % (first + row))
+            )
+        return out
+
+    one, two = batch(0, 4, 4), batch(10, 3, 4)  # the second padded to 4 rows
+    alone = np.array([[20.0], [21.0]], np.float32)  # a two-row request that ran alone
+    copies = [one[0], one[1], two[2], one[2], one[3], two[0], two[1]]
+    copies.insert(3, ({"x": alone}, {"y": alone * 10}, 7.0, b"pair"))
+    bulk, bulk_records = _mirror_rows(tmp_path, "bulk", copies, hold=True)
+    single, single_records = _mirror_rows(tmp_path, "single", copies, hold=False)
+    assert bulk_records == 2 and single_records == len(copies)  # "held" + one bulk batch
+    assert bulk == single
+    assert bulk[b"b11"] == ([11.0], [33.0], [110.0], 110.0)
+    assert bulk[b"pair/1"] == ([21.0], [63.0], [210.0], 7.0)
+    assert len(bulk) == 9
