@@ -93,9 +93,17 @@ def encode_tensor(array: np.ndarray) -> bytes:
     """A serialized TensorProto of `array` (strings typed, numbers as tensor_content)."""
     array = np.asarray(array)
     if array.dtype.kind in "OSU":
-        parts = [_head(types_pb2.DT_STRING, array.shape)]
+        head = _head(types_pb2.DT_STRING, array.shape)
         tag = _varint(_STRING_VAL << 3 | _LEN)
-        for value in array.ravel().tolist():
+        values = array.ravel().tolist()
+        lengths = list(map(len, values))
+        if not values or (max(lengths) < 0x80 and set(map(type, values)) == {bytes}):
+            parts = [tag] * (3 * len(values))  # all short bytes: no Python call per value
+            parts[1::3] = map(_ONE_BYTE.__getitem__, lengths)
+            parts[2::3] = values
+            return head + b"".join(parts)
+        parts = [head]
+        for value in values:
             if not isinstance(value, bytes):
                 value = str(value).encode()
             parts += (tag, _varint(len(value)), value)

@@ -187,6 +187,9 @@ def test_a_full_queue_drops_and_counts(tmp_path, monkeypatch):
         np.array([0.1, 1e300], np.float64),
         np.array([True, False]),
         np.array([b"abc", b"", "h\u00e9".encode()], dtype=object),
+        np.array([b"a" * 127, b"b" * 128, b"c"], dtype=object),  # a two-byte length
+        np.array([b"ab", "c\u00e9"], dtype=object),  # bytes and str
+        np.array([], dtype=object),
         np.array([["x", "yz"]]),  # numpy unicode
         np.array(4.0, np.float32),  # scalar
         np.zeros((0, 3), np.float32),
