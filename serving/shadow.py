@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import operator
 import os
 import random
 import threading
@@ -85,9 +86,18 @@ class _Run:
     """Queued copies whose rows are consecutive: rows `start:end` of one merged
     batch's arrays (`start` None: one copy's own `feeds` and `outputs`)."""
 
-    __slots__ = ("servable", "signature_key", "feeds", "outputs", "start", "end", "copies")
+    __slots__ = (
+        "servable",
+        "signature_key",
+        "feeds",
+        "outputs",
+        "start",
+        "end",
+        "copies",
+        "single",
+    )
 
-    def __init__(self, servable, signature_key, feeds, outputs, start, end, copies):
+    def __init__(self, servable, signature_key, feeds, outputs, start, end, copies, single):
         self.servable = servable
         self.signature_key = signature_key
         self.feeds = feeds
@@ -95,6 +105,7 @@ class _Run:
         self.start = start
         self.end = end
         self.copies = copies
+        self.single = single  # every copy is one row
 
     def parts(self) -> tuple:
         """(inputs, stable outputs) of the run's rows: the batch arrays or views of them."""
@@ -222,7 +233,7 @@ class ShadowMirror:
                         key = _task_rows(copy[_FEEDS])[1]
                     except ServingError:
                         key = object()
-                    shapes.setdefault(key, []).append(_alone(copy))
+                    shapes.setdefault(key, []).append(_alone(copy, _copy_rows(copy)))
             for group in shapes.values():
                 if len(shapes) > 1:
                     self._run_safely(group)
@@ -243,14 +254,14 @@ class ShadowMirror:
 
     def _run(self, runs: list) -> None:
         stable, signature_key = runs[0].servable, runs[0].signature_key
-        copies = runs[0].copies if len(runs) == 1 else [c for r in runs for c in r.copies]
+        copies = sum(len(run.copies) for run in runs)
         try:
             shadow = self._manager.resolve(stable.name, self.version, self.label)
         except ServingError:
-            self._count(stable.name, "", "NO_SHADOW", len(copies))
+            self._count(stable.name, "", "NO_SHADOW", copies)
             return
         if shadow is stable:
-            self._count(stable.name, str(shadow.version), "SAME_VERSION", len(copies))
+            self._count(stable.name, str(shadow.version), "SAME_VERSION", copies)
             return
         try:
             feeds, stable_outputs = _gather(runs)
@@ -271,16 +282,16 @@ class ShadowMirror:
             shadow.exit()
         latency_us = (time.perf_counter() - started) * 1e6
         status = "ERROR" if error else "OK"
-        self._count(stable.name, str(shadow.version), status, len(copies))
+        self._count(stable.name, str(shadow.version), status, copies)
         if self._metrics is not None:
             self._metrics.shadow_latency.observe((stable.name, str(shadow.version)), latency_us)
             if not error:
                 self._metrics.shadow_abs_diff.observe_many(
                     (stable.name, str(shadow.version)), _row_abs_diff(outputs, stable_outputs)
                 )
-        self._write(copies, shadow, stable, feeds, outputs, stable_outputs, latency_us, error)
+        self._write(runs, shadow, stable, feeds, outputs, stable_outputs, latency_us, error)
 
-    def _write(self, copies, shadow, stable, feeds, outputs, stable_outputs, latency_us, error):
+    def _write(self, runs, shadow, stable, feeds, outputs, stable_outputs, latency_us, error):
         prefix = self._log_prefix
         if not prefix and self._logger is not None:
             configured = self._logger.prefix(stable.name)
@@ -288,7 +299,7 @@ class ShadowMirror:
         if not prefix or self._logger is None:
             return
         share, now = self.share, int(time.time())
-        signature_key = copies[0][_SIGNATURE_KEY]
+        signature_key = runs[0].signature_key
         dropped = self._take_dropped(stable.name)
 
         def build() -> bytes:  # on the writer thread; values encoded as packed bytes
@@ -301,7 +312,7 @@ class ShadowMirror:
                 sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=share),
                 saved_model_tags=["serve"],
             )
-            ids, stable_latency = _ids_and_latencies(copies)
+            ids, stable_latency = _ids_and_latencies(runs)
             response = dict(outputs)
             response[REQUEST_IDS] = np.array(ids, dtype=object)
             response[STABLE_LATENCY] = np.array(stable_latency, np.float64)
@@ -370,10 +381,11 @@ def _copy_rows(copy: tuple) -> int:
     return _rows(copy[_FEEDS])
 
 
-def _alone(copy: tuple) -> _Run:
-    """A run of one copy over its own arrays."""
+def _alone(copy: tuple, rows: int) -> _Run:
+    """A run of one copy (of `rows` rows) over its own arrays."""
+    feeds, outputs = copy[_FEEDS], copy[_OUTPUTS]
     return _Run(
-        copy[_SERVABLE], copy[_SIGNATURE_KEY], copy[_FEEDS], copy[_OUTPUTS], None, None, [copy]
+        copy[_SERVABLE], copy[_SIGNATURE_KEY], feeds, outputs, None, None, [copy], rows == 1
     )
 
 
@@ -392,29 +404,34 @@ def _take(queue, max_rows: int) -> tuple:
         copy = queue.popleft()
         outputs = copy[_OUTPUTS]
         if type(outputs) is BatchSlice:
-            rows += outputs.end - outputs.start
+            start, end = outputs.start, outputs.end
+            rows += end - start
             if (
                 run is not None
-                and outputs.start == run.end
+                and start == run.end
                 and outputs.batch_feeds is run.feeds
                 and copy[_SERVABLE] is run.servable
                 and copy[_SIGNATURE_KEY] == run.signature_key
             ):
-                run.end = outputs.end
+                run.end = end
                 run.copies.append(copy)
+                if end - start != 1:
+                    run.single = False
                 continue
             run = _Run(
                 copy[_SERVABLE],
                 copy[_SIGNATURE_KEY],
                 outputs.batch_feeds,
                 outputs.batch_outputs,
-                outputs.start,
-                outputs.end,
+                start,
+                end,
                 [copy],
+                end - start == 1,
             )
         else:
-            rows += _rows(copy[_FEEDS])
-            run = _alone(copy)
+            count = _rows(copy[_FEEDS])
+            rows += count
+            run = _alone(copy, count)
         key = (id(run.servable), run.signature_key, tuple(outputs))
         groups.setdefault(key, []).append(run)
     return groups, rows
@@ -433,19 +450,26 @@ def _gather(runs: list) -> tuple:
     return feeds, {a: np.concatenate([p[1][a] for p in parts]) for a in parts[0][1]}
 
 
-def _ids_and_latencies(copies: list) -> tuple:
+def _ids_and_latencies(runs: list) -> tuple:
     """Per row: the request id (`_row_ids`) and the request's server latency."""
     ids, latencies = [], []
-    for copy in copies:
-        rows = _copy_rows(copy)
-        request_id = copy[_REQUEST_ID]
-        if rows == 1:
-            ids.append(request_id if len(request_id) <= MAX_REQUEST_ID_BYTES else b"")
-            latencies.append(copy[_LATENCY])
-        else:
-            ids += _row_ids(request_id, rows)
+    for run in runs:
+        if run.single:  # one row per copy (the usual): no Python call per copy
+            chunk = list(map(_request_id_of, run.copies))
+            if max(map(len, chunk)) > MAX_REQUEST_ID_BYTES:  # as the request log: not logged
+                chunk = [i if len(i) <= MAX_REQUEST_ID_BYTES else b"" for i in chunk]
+            ids += chunk
+            latencies += map(_latency_of, run.copies)
+            continue
+        for copy in run.copies:
+            rows = _copy_rows(copy)
+            ids += _row_ids(copy[_REQUEST_ID], rows)
             latencies += [copy[_LATENCY]] * rows
     return ids, latencies
+
+
+_request_id_of = operator.itemgetter(_REQUEST_ID)
+_latency_of = operator.itemgetter(_LATENCY)
 
 
 def _row_abs_diff(shadow: dict, stable: dict) -> list:

@@ -377,7 +377,7 @@ def test_gather_takes_each_offered_row_of_a_batch_with_its_copy(rows, batch_rows
     (runs,) = groups.values()
     assert len(runs) == parts
     feeds, outputs = _gather(runs)
-    ids, latencies = _ids_and_latencies([c for run in runs for c in run.copies])
+    ids, latencies = _ids_and_latencies(runs)
     assert ids == [b"r%d" % r for r in rows]  # record order: each id with its own row
     assert feeds["x"].ravel().tolist() == [float(r) for r in rows]
     assert outputs["y"].ravel().tolist() == [10.0 * r for r in rows]
@@ -464,3 +464,28 @@ def test_bulk_batches_log_the_same_rows_as_one_by_one(tmp_path, monkeypatch):
     assert bulk[b"b11"] == ([11.0], [33.0], [110.0], 110.0)
     assert bulk[b"pair/1"] == ([21.0], [63.0], [210.0], 7.0)
     assert len(bulk) == 9
+
+
+def test_ids_over_256_bytes_are_not_logged_and_row_ids_keep_their_index():
+    import collections
+
+    from serving.shadow import _ids_and_latencies, _take
+
+    def copy(rows, request_id, latency):
+        x = np.zeros((rows, 1), np.float32)
+        return ("servable", "serving_default", {"x": x}, {"y": x}, latency, request_id)
+
+    near = b"n" * 255  # its row ids "<id>/<i>" are longer than 256 bytes, and kept
+    queue = collections.deque(
+        [
+            copy(1, b"a" * 257, 1.0),
+            copy(1, b"b" * 256, 2.0),
+            copy(2, near, 3.0),
+            copy(2, b"c" * 300, 4.0),
+        ]
+    )
+    groups, _ = _take(queue, 2048)
+    (runs,) = groups.values()
+    ids, latencies = _ids_and_latencies(runs)
+    assert ids == [b"", b"b" * 256, near + b"/0", near + b"/1", b"", b""]
+    assert latencies == [1.0, 2.0, 3.0, 3.0, 4.0, 4.0]
