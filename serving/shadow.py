@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import operator
 import os
 import random
 import threading
@@ -84,7 +83,9 @@ PASS_SECONDS = 0.25  # pause after an under-full batch: fuller batches cost less
 
 class _Run:
     """Queued copies whose rows are consecutive: rows `start:end` of one merged
-    batch's arrays (`start` None: one copy's own `feeds` and `outputs`)."""
+    batch's arrays (`start` None: one copy's own `feeds` and `outputs`), with
+    each copy's request id and latency (and row count, `rows`, unless every
+    copy is one row)."""
 
     __slots__ = (
         "servable",
@@ -93,19 +94,21 @@ class _Run:
         "outputs",
         "start",
         "end",
-        "copies",
-        "single",
+        "ids",
+        "latencies",
+        "rows",
     )
 
-    def __init__(self, servable, signature_key, feeds, outputs, start, end, copies, single):
+    def __init__(self, servable, signature_key, feeds, outputs, start, end, ids, latencies, rows):
         self.servable = servable
         self.signature_key = signature_key
         self.feeds = feeds
         self.outputs = outputs
         self.start = start
         self.end = end
-        self.copies = copies
-        self.single = single  # every copy is one row
+        self.ids = ids
+        self.latencies = latencies
+        self.rows = rows  # None: one row per copy
 
     def parts(self) -> tuple:
         """(inputs, stable outputs) of the run's rows: the batch arrays or views of them."""
@@ -197,17 +200,37 @@ class ShadowMirror:
     def offer(self, servable, signature_key, feeds, outputs, latency_us, request_id=b"") -> None:
         """Maybe queues a copy of an answered predict call (never blocks, never raises).
 
-        A copy is one tuple of references (nothing is copied or computed here);
-        with the queue full it is dropped and counted.
+        A copy is `_FIELDS` references put on the deque in one `extend`
+        (atomic under the GIL): nothing is copied, and nothing that the
+        garbage collector tracks outlives the call (a copy of a merged batch's
+        request keeps the batch's arrays and its row range, not the request's
+        dicts), so mirroring does not make the collector run more often.
+        With the queue full it is dropped and counted.
         """
         if self._thread is None or (self.share < 1.0 and self._random() >= self.share):
             return
-        if len(self._copies) >= self._queue_size:
+        if len(self._copies) >= self._queue_size * _FIELDS:
             self._count(servable.name, "", "DROPPED")
             with self._dropped_lock:
                 self._dropped[servable.name] = self._dropped.get(servable.name, 0) + 1
             return
-        self._copies.append((servable, signature_key, feeds, outputs, latency_us, request_id))
+        if type(outputs) is BatchSlice:
+            self._copies.extend(
+                (
+                    servable,
+                    signature_key,
+                    outputs.batch_feeds,
+                    outputs.batch_outputs,
+                    outputs.start,
+                    outputs.end,
+                    latency_us,
+                    request_id,
+                )
+            )
+        else:
+            self._copies.extend(
+                (servable, signature_key, feeds, outputs, None, None, latency_us, request_id)
+            )
 
     # -- shadow thread ----------------------------------------------------------
 
@@ -226,14 +249,13 @@ class ShadowMirror:
         try:
             self._run(runs)
         except _Unmergeable:  # input shapes differ: one batch per shape (odd ones alone)
-            shapes: dict = {}
+            shapes: dict = {}  # a run's rows share their shapes (one batch, or one copy)
             for run in runs:
-                for copy in run.copies:
-                    try:
-                        key = _task_rows(copy[_FEEDS])[1]
-                    except ServingError:
-                        key = object()
-                    shapes.setdefault(key, []).append(_alone(copy, _copy_rows(copy)))
+                try:
+                    key = _task_rows(run.parts()[0])[1]
+                except ServingError:
+                    key = object()
+                shapes.setdefault(key, []).append(run)
             for group in shapes.values():
                 if len(shapes) > 1:
                     self._run_safely(group)
@@ -241,7 +263,7 @@ class ShadowMirror:
                     self._run_one_by_one(group)
         except Exception:  # never let the worker die
             log.exception("Shadow batch failed")
-            count = sum(len(run.copies) for run in runs)
+            count = sum(len(run.ids) for run in runs)
             self._count(runs[0].servable.name, "", "ERROR", count)
 
     def _run_one_by_one(self, runs: list) -> None:
@@ -250,11 +272,11 @@ class ShadowMirror:
                 self._run([run])
             except Exception:
                 log.exception("Shadow copy failed")
-                self._count(run.servable.name, "", "ERROR")
+                self._count(run.servable.name, "", "ERROR", len(run.ids))
 
     def _run(self, runs: list) -> None:
         stable, signature_key = runs[0].servable, runs[0].signature_key
-        copies = sum(len(run.copies) for run in runs)
+        copies = sum(len(run.ids) for run in runs)
         try:
             shadow = self._manager.resolve(stable.name, self.version, self.label)
         except ServingError:
@@ -364,29 +386,16 @@ class _Unmergeable(Exception):
     """The copies' inputs or outputs do not concatenate."""
 
 
-# a queued copy: (servable, signature key, feeds, outputs, latency µs, request id)
-_SERVABLE, _SIGNATURE_KEY, _FEEDS, _OUTPUTS, _LATENCY, _REQUEST_ID = range(6)
+# a queued copy, as `_FIELDS` consecutive deque items: servable, signature key,
+# feeds, outputs, start, end, latency µs, request id; `start`/`end` None: the
+# feeds and outputs are the request's own, else the merged batch's arrays
+_FIELDS = 8
 
 
 def _rows(feeds: dict) -> int:
     for array in feeds.values():
         return array.shape[0] if array.ndim else 1
     return 0
-
-
-def _copy_rows(copy: tuple) -> int:
-    outputs = copy[_OUTPUTS]
-    if type(outputs) is BatchSlice:
-        return outputs.end - outputs.start
-    return _rows(copy[_FEEDS])
-
-
-def _alone(copy: tuple, rows: int) -> _Run:
-    """A run of one copy (of `rows` rows) over its own arrays."""
-    feeds, outputs = copy[_FEEDS], copy[_OUTPUTS]
-    return _Run(
-        copy[_SERVABLE], copy[_SIGNATURE_KEY], feeds, outputs, None, None, [copy], rows == 1
-    )
 
 
 def _take(queue, max_rows: int) -> tuple:
@@ -400,40 +409,43 @@ def _take(queue, max_rows: int) -> tuple:
     groups: dict = {}
     rows = 0
     run = None
-    while queue and rows < max_rows:
-        copy = queue.popleft()
-        outputs = copy[_OUTPUTS]
-        if type(outputs) is BatchSlice:
-            start, end = outputs.start, outputs.end
-            rows += end - start
+    pop = queue.popleft
+    while len(queue) >= _FIELDS and rows < max_rows:
+        servable, signature_key, feeds, outputs = pop(), pop(), pop(), pop()
+        start, end, latency, request_id = pop(), pop(), pop(), pop()
+        if start is not None:
+            count = end - start
+            rows += count
             if (
                 run is not None
                 and start == run.end
-                and outputs.batch_feeds is run.feeds
-                and copy[_SERVABLE] is run.servable
-                and copy[_SIGNATURE_KEY] == run.signature_key
+                and feeds is run.feeds
+                and servable is run.servable
+                and signature_key == run.signature_key
             ):
                 run.end = end
-                run.copies.append(copy)
-                if end - start != 1:
-                    run.single = False
+                run.ids.append(request_id)
+                run.latencies.append(latency)
+                if run.rows is not None:
+                    run.rows.append(count)
+                elif count != 1:
+                    run.rows = [1] * (len(run.ids) - 1) + [count]
                 continue
-            run = _Run(
-                copy[_SERVABLE],
-                copy[_SIGNATURE_KEY],
-                outputs.batch_feeds,
-                outputs.batch_outputs,
-                start,
-                end,
-                [copy],
-                end - start == 1,
-            )
         else:
-            count = _rows(copy[_FEEDS])
+            count = _rows(feeds)
             rows += count
-            run = _alone(copy, count)
-        key = (id(run.servable), run.signature_key, tuple(outputs))
-        groups.setdefault(key, []).append(run)
+        run = _Run(
+            servable,
+            signature_key,
+            feeds,
+            outputs,
+            start,
+            end,
+            [request_id],
+            [latency],
+            None if count == 1 else [count],
+        )
+        groups.setdefault((id(servable), signature_key, tuple(outputs)), []).append(run)
     return groups, rows
 
 
@@ -454,22 +466,17 @@ def _ids_and_latencies(runs: list) -> tuple:
     """Per row: the request id (`_row_ids`) and the request's server latency."""
     ids, latencies = [], []
     for run in runs:
-        if run.single:  # one row per copy (the usual): no Python call per copy
-            chunk = list(map(_request_id_of, run.copies))
+        if run.rows is None:  # one row per copy (the usual): no Python call per copy
+            chunk = run.ids
             if max(map(len, chunk)) > MAX_REQUEST_ID_BYTES:  # as the request log: not logged
                 chunk = [i if len(i) <= MAX_REQUEST_ID_BYTES else b"" for i in chunk]
             ids += chunk
-            latencies += map(_latency_of, run.copies)
+            latencies += run.latencies
             continue
-        for copy in run.copies:
-            rows = _copy_rows(copy)
-            ids += _row_ids(copy[_REQUEST_ID], rows)
-            latencies += [copy[_LATENCY]] * rows
+        for request_id, latency, rows in zip(run.ids, run.latencies, run.rows, strict=True):
+            ids += _row_ids(request_id, rows)
+            latencies += [latency] * rows
     return ids, latencies
-
-
-_request_id_of = operator.itemgetter(_REQUEST_ID)
-_latency_of = operator.itemgetter(_LATENCY)
 
 
 def _row_abs_diff(shadow: dict, stable: dict) -> list:

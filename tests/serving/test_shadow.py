@@ -368,10 +368,14 @@ def test_gather_takes_each_offered_row_of_a_batch_with_its_copy(rows, batch_rows
         outputs = BatchSlice({"y": batch_y[row : row + 1]})
         outputs.batch_feeds, outputs.batch_outputs = batch_feeds, batch_outputs
         outputs.start, outputs.end = row, row + 1
-        feeds = {"x": batch_x[row : row + 1]}
-        return ("servable", "serving_default", feeds, outputs, float(row), b"r%d" % row)
+        return (outputs, float(row), b"r%d" % row)
 
-    queue = collections.deque(copy(r) for r in rows)
+    queue = collections.deque()
+    for outputs, latency, request_id in (copy(r) for r in rows):  # as `offer` queues them
+        queue.extend(
+            ("servable", "serving_default", batch_feeds, batch_outputs, outputs.start)
+            + (outputs.end, latency, request_id)
+        )
     groups, taken = _take(queue, 2048)
     assert taken == len(rows) and not queue and len(groups) == 1
     (runs,) = groups.values()
@@ -471,21 +475,17 @@ def test_ids_over_256_bytes_are_not_logged_and_row_ids_keep_their_index():
 
     from serving.shadow import _ids_and_latencies, _take
 
-    def copy(rows, request_id, latency):
+    def copy(rows, request_id, latency):  # a request that ran alone, as `offer` queues it
         x = np.zeros((rows, 1), np.float32)
-        return ("servable", "serving_default", {"x": x}, {"y": x}, latency, request_id)
+        return ("servable", "serving_default", {"x": x}, {"y": x}, None, None, latency, request_id)
 
     near = b"n" * 255  # its row ids "<id>/<i>" are longer than 256 bytes, and kept
-    queue = collections.deque(
-        [
-            copy(1, b"a" * 257, 1.0),
-            copy(1, b"b" * 256, 2.0),
-            copy(2, near, 3.0),
-            copy(2, b"c" * 300, 4.0),
-        ]
-    )
+    queue = collections.deque()
+    for args in ((1, b"a" * 257, 1.0), (1, b"b" * 256, 2.0), (2, near, 3.0), (2, b"c" * 300, 4.0)):
+        queue.extend(copy(*args))
     groups, _ = _take(queue, 2048)
     (runs,) = groups.values()
+    assert len(runs) == 4
     ids, latencies = _ids_and_latencies(runs)
     assert ids == [b"", b"b" * 256, near + b"/0", near + b"/1", b"", b""]
     assert latencies == [1.0, 2.0, 3.0, 3.0, 4.0, 4.0]
