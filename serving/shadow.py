@@ -4,10 +4,13 @@ With `--shadow_traffic_share=s` and `--shadow_version=N` (or
 `--shadow_version_label=L`), each predict call (REST or gRPC) that the server
 answered is, with probability `s`, copied to that version of the same model.
 The client's answer is already on its way when the copy is queued: the
-shadow never delays or changes it. On the serving thread a copy is one tuple
-of references (the decoded inputs, the stable outputs, the request id, the
-latency) appended to a bounded deque: no array is copied, no future or
-callback is made; when the deque is full the copy is dropped and counted
+shadow never delays or changes it. On the serving thread a copy is a few
+references (the decoded inputs, the stable outputs - for a request of a
+merged batch, the batch's arrays and its row range - the request id, the
+latency) put on a bounded deque in one `extend`: no array is copied, no
+future or callback is made, and (merged batch) no object the garbage
+collector tracks outlives the request; when the deque is full the copy is
+dropped and counted
 (metric, the next record's `_shadow_dropped`, a log line at most every
 `WARN_SECONDS`). One worker thread of its own takes what queued (up to
 `MAX_BATCH_ROWS` rows; after an under-full batch it waits `PASS_SECONDS`, so
@@ -204,7 +207,7 @@ class ShadowMirror:
         (atomic under the GIL): nothing is copied, and nothing that the
         garbage collector tracks outlives the call (a copy of a merged batch's
         request keeps the batch's arrays and its row range, not the request's
-        dicts), so mirroring does not make the collector run more often.
+        dicts), so mirroring hardly makes the collector run more often.
         With the queue full it is dropped and counted.
         """
         if self._thread is None or (self.share < 1.0 and self._random() >= self.share):
