@@ -187,7 +187,7 @@ class ShadowMirror:
         self._queue_size = queue_size
         self._dropped: dict = {}  # model -> calls dropped since its last record
         self._dropped_lock = threading.Lock()  # taken only when dropping (overload)
-        self._warned = 0.0
+        self._warned = float("-inf")  # monotonic time of the last "queue full" line
         self._closed = threading.Event()
         self._thread = None
         if share > 0:
