@@ -208,7 +208,8 @@ class ShadowMirror:
         garbage collector tracks outlives the call (a copy of a merged batch's
         request keeps the batch's arrays and its row range, not the request's
         dicts), so mirroring hardly makes the collector run more often.
-        With the queue full it is dropped and counted.
+        With the queue full it is dropped and counted. `feeds` is read only
+        when `outputs` is not a `BatchSlice` (a request that ran alone).
         """
         if self._thread is None or (self.share < 1.0 and self._random() >= self.share):
             return
