@@ -491,6 +491,7 @@ class _Curve:
         return self.losses[len(self.weights) - 1]
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
     model, data = _tiny_model_and_data()
     # Checks at 10, 15, 20, ...; the lowest loss is the 4th check's (step 25),
@@ -509,6 +510,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_early_stopping_without_a_stop_trains_the_same_batches_as_train_model():
     # Checks at 10, 20, 30, 37; the loss keeps falling, so nothing stops and
     # nothing is restored: the chunks continue one iterator, exactly as one run.
@@ -522,6 +524,7 @@ def test_early_stopping_without_a_stop_trains_the_same_batches_as_train_model():
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_early_stopping_within_the_floor_is_train_model_without_validation():
     # The bundled data's budget is the floor (800 of 800): no check, same weights.
     model, data = _tiny_model_and_data()
