@@ -33,6 +33,7 @@ internals to ``core/compat.py``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import TYPE_CHECKING
@@ -727,6 +728,19 @@ def validation_loss_fn(
     return lambda model: float(model.loss(y, model(x, training=False)))
 
 
+TRAINING_RECORD = "early_stopping.json"  # in the Trainer's model_run artifact
+
+
+def write_training_record(model_run_dir: str, record: dict) -> None:
+    """Writes ``record`` (``train_early_stopping``'s result and the budget) as JSON.
+
+    Integer check steps become JSON object keys, i.e. strings.
+    """
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, TRAINING_RECORD), "w") as f:
+        f.write(json.dumps(record, sort_keys=True))
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point: trains, then exports to ``serving_model_dir``.
 
@@ -738,7 +752,8 @@ def run_fn(fn_args: FnArgs) -> None:
     ``train_args.num_steps`` stops early (``train_early_stopping``: checks
     from ``num_steps`` on, every e steps, of the loss on the first
     ``eval_args.num_steps`` batches of the eval split) and keeps the best
-    weights; a budget of ``num_steps`` trains straight through. The family and its hyperparameters come from the
+    weights, and records what it did in ``model_run_dir``
+    (``TRAINING_RECORD``); a budget of ``num_steps`` trains straight through. The family and its hyperparameters come from the
     ``hyperparameters`` input (ModelSelection's choice, or the Tuner's best values, which are
     wide & deep), over ``custom_config["hparams"]``; without either it
     trains wide & deep with ``DEFAULT_HPARAMS``. Every family exports the
@@ -798,6 +813,8 @@ def run_fn(fn_args: FnArgs) -> None:
             run["best_step"],
             run["losses"],
         )
+        if getattr(fn_args, "model_run_dir", None):
+            write_training_record(fn_args.model_run_dir, {"budget_steps": steps, **run})
     else:
         train_model(model, train, steps)
     if fn_args.eval_steps:

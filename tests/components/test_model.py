@@ -1,5 +1,6 @@
 """Model construction, a few training steps, and the exported signatures."""
 
+import json
 import math
 import os
 import re
@@ -548,3 +549,37 @@ def test_validation_loss_is_the_loss_on_the_first_batches(train_file, raw_rows):
     want = float(model.loss(tf.reshape(tf.cast(y, tf.float32), [-1, 1]), model(x)))
     assert loss(model) == pytest.approx(want, rel=1e-5)
     assert len(raw_rows) > 128  # two batches of 64 are not the whole file
+
+
+@pytest.mark.slow
+def test_run_fn_stops_early_above_the_floor_and_records_it(
+    transform_output, raw_rows, tmp_path, write_examples
+):
+    output, _ = transform_output
+    train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
+    write_examples(raw_rows[:240], train, output.raw_feature_spec())
+    write_examples(raw_rows[240:], evaluation, output.raw_feature_spec())
+    fn_args = types.SimpleNamespace(
+        # 3 passes over 240 rows in batches of 128: 6 steps, above the floor of 2.
+        custom_config={
+            "seed": 1,
+            "train_epochs": 3.0,
+            "early_stopping": {"patience": 9, "every": 2},
+        },
+        hyperparameters=None,
+        transform_output=output.transform_savedmodel_dir.rsplit("/", 1)[0],
+        train_files=[train],
+        eval_files=[evaluation],
+        data_accessor=None,
+        train_steps=2,
+        eval_steps=1,
+        serving_model_dir=str(tmp_path / "serving"),
+        model_run_dir=str(tmp_path / "run"),
+    )
+    taxi_model.run_fn(fn_args)
+    with open(tmp_path / "run" / taxi_model.TRAINING_RECORD) as f:
+        record = json.load(f)
+    assert (record["budget_steps"], record["steps"]) == (6, 6)  # patience 9: no stop
+    assert list(record["losses"]) == ["2", "4", "6"]
+    assert str(record["best_step"]) == min(record["losses"], key=record["losses"].get)
+    assert tf.saved_model.load(fn_args.serving_model_dir).signatures["serving_default"]
