@@ -44,7 +44,8 @@ EVAL_STEPS = 50
 # fold train max(<steps above>, ceil(<epochs> * rows / batch size)) steps,
 # rows counted when they run (components.model.budget_steps). On the bundled
 # data one pass is fewer steps than the minimums above, so they apply; on
-# 100x the Trainer sees every train row once.
+# 100x the Trainer's budget is every train row once, cut short by early
+# stopping (below) when the eval loss stops falling.
 TRAIN_EPOCHS = 1.0
 # Early stopping of the Trainer when its budget exceeds TRAIN_STEPS: from
 # TRAIN_STEPS on, every TRAIN_CHECK_EVERY steps it scores the log loss of the
