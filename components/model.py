@@ -753,7 +753,8 @@ def run_fn(fn_args: FnArgs) -> None:
     from ``num_steps`` on, every e steps, of the loss on the first
     ``eval_args.num_steps`` batches of the eval split) and keeps the best
     weights, and records what it did in ``model_run_dir``
-    (``TRAINING_RECORD``); a budget of ``num_steps`` trains straight through. The family and its hyperparameters come from the
+    (``TRAINING_RECORD``); a budget of ``num_steps`` trains straight through
+    and reads no validation rows. The family and its hyperparameters come from the
     ``hyperparameters`` input (ModelSelection's choice, or the Tuner's best values, which are
     wide & deep), over ``custom_config["hparams"]``; without either it
     trains wide & deep with ``DEFAULT_HPARAMS``. Every family exports the
@@ -794,7 +795,8 @@ def run_fn(fn_args: FnArgs) -> None:
     )
     model = build_model(hp)
     stopping = custom.get("early_stopping") or {}
-    if stopping.get("patience") and fn_args.eval_steps:
+    # Within the floor there is nothing to check: not even the validation rows are read.
+    if stopping.get("patience") and fn_args.eval_steps and steps > fn_args.train_steps:
         run = train_early_stopping(
             model,
             train,

@@ -250,13 +250,21 @@ def test_input_files_follow_pattern_order_not_uris(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_path, write_examples):
+def test_run_fn_trains_the_family_it_is_told(
+    transform_output, raw_rows, tmp_path, write_examples, monkeypatch
+):
     output, _ = transform_output
+
+    def no_validation(*args):
+        raise AssertionError("a budget within the floor reads no validation rows")
+
+    monkeypatch.setattr(taxi_model, "validation_loss_fn", no_validation)
     train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
     write_examples(raw_rows[:240], train, output.raw_feature_spec())
     write_examples(raw_rows[240:], evaluation, output.raw_feature_spec())
     fn_args = types.SimpleNamespace(
-        custom_config={"seed": 1},
+        # The budget is the floor (3 steps): early stopping is configured but has nothing to do.
+        custom_config={"seed": 1, "early_stopping": {"patience": 3, "every": 1}},
         hyperparameters={"space": [], "values": {"model_family": "logistic"}},
         transform_output=output.transform_savedmodel_dir.rsplit("/", 1)[0],
         train_files=[train],
@@ -265,8 +273,10 @@ def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_pat
         train_steps=3,
         eval_steps=1,
         serving_model_dir=str(tmp_path / "serving"),
+        model_run_dir=str(tmp_path / "run"),
     )
     taxi_model.run_fn(fn_args)
+    assert not os.path.exists(tmp_path / "run" / taxi_model.TRAINING_RECORD)
     loaded = tf.saved_model.load(fn_args.serving_model_dir)
     assert set(loaded.signatures) == {
         "serving_default",
