@@ -24,8 +24,9 @@ raw data:
   (the Evaluator reads the label from it).
 
 Over 400 lines: it is the Trainer's module file (TFX imports ``run_fn`` from one
-module): the two model families, the input pipeline and the exported signatures, whose
-raw-input checks (``_to_raw_features``) must agree with the Transform graph. The
+module): the two model families, the input pipeline, the training loop (with early
+stopping) and the exported signatures, whose raw-input checks (``_to_raw_features``)
+must agree with the Transform graph. The
 signatures (``raw_serving_specs`` to ``export_model``, about 200 lines) could be a
 module of their own; not split in issue 11 because another branch moves this file's TFT
 internals to ``core/compat.py``.
