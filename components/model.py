@@ -24,8 +24,9 @@ raw data:
   (the Evaluator reads the label from it).
 
 Over 400 lines: it is the Trainer's module file (TFX imports ``run_fn`` from one
-module): the two model families, the input pipeline and the exported signatures, whose
-raw-input checks (``_to_raw_features``) must agree with the Transform graph. The
+module): the two model families, the input pipeline, the training loop (with early
+stopping) and the exported signatures, whose raw-input checks (``_to_raw_features``)
+must agree with the Transform graph. The
 signatures (``raw_serving_specs`` to ``export_model``, about 200 lines) could be a
 module of their own; not split in issue 11 because another branch moves this file's TFT
 internals to ``core/compat.py``.
@@ -33,6 +34,7 @@ internals to ``core/compat.py``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import TYPE_CHECKING
@@ -601,6 +603,15 @@ def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> 
     dominate training time here). No Python runs per step. A dataset with
     fewer than ``steps`` batches is an error (``OutOfRangeError``).
     """
+    return float(_training_loop(model)(iter(dataset), tf.constant(steps)))
+
+
+def _training_loop(model: tf.keras.Model):
+    """``loop(iterator, steps) -> last loss``: ``train_model``'s in-graph loop.
+
+    Calling it again with the same iterator continues where the last call
+    stopped, so n calls of k steps train on the same batches as one of n * k.
+    """
     # Optimizer slots must exist before the loop: variables cannot be created inside it.
     model.optimizer.build(model.trainable_variables)
 
@@ -618,7 +629,66 @@ def train_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> 
         )
         return loss
 
-    return float(loop(iter(dataset), tf.constant(steps)))
+    return loop
+
+
+def check_steps(steps: int, first: int, every: int) -> list[int]:
+    """Steps after which ``train_early_stopping`` validates: ``first``, every ``every``, ``steps``.
+
+    Empty when ``steps <= first``: such a budget trains straight through,
+    with no validation at all. Otherwise the last check is at ``steps``.
+    """
+    if first < 1 or every < 1:
+        raise ValueError(f"first and every must be >= 1, got {first} and {every}")
+    if steps <= first:
+        return []
+    return [*range(first, steps, every), steps]
+
+
+def train_early_stopping(
+    model: tf.keras.Model,
+    dataset: tf.data.Dataset,
+    steps: int,
+    validation_loss,
+    first: int,
+    every: int,
+    patience: int,
+) -> dict:
+    """Trains at most ``steps`` steps, stopping once the validation loss stops improving.
+
+    The loss (``validation_loss(model) -> float``) is checked at
+    ``check_steps(steps, first, every)``. Training stops after ``patience``
+    checks in a row without a new lowest loss, and the weights of the check
+    with the lowest loss are restored (Keras' ``EarlyStopping`` with
+    ``restore_best_weights``; the optimizer state is not restored). A budget
+    of at most ``first`` steps trains exactly as ``train_model`` does: the
+    same batches, no validation. Batches come from one iterator, so
+    stopping at step s has trained on the same batches as ``train_model``
+    for s steps.
+
+    Returns:
+      ``{"steps": trained, "best_step": step whose weights the model has,
+      "losses": {check step: validation loss}}``.
+    """
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
+    loop, iterator = _training_loop(model), iter(dataset)
+    checks = check_steps(steps, first, every)
+    if not checks:
+        loop(iterator, tf.constant(steps))
+        return {"steps": steps, "best_step": steps, "losses": {}}
+    losses, best, best_weights, done = {}, None, None, 0
+    for step in checks:
+        loop(iterator, tf.constant(step - done))
+        done = step
+        losses[step] = float(validation_loss(model))
+        if best is None or losses[step] < losses[best]:
+            best, best_weights = step, model.get_weights()
+        elif len([s for s in losses if s > best]) >= patience:
+            break
+    if best != done:
+        model.set_weights(best_weights)
+    return {"steps": done, "best_step": best, "losses": losses}
 
 
 def evaluate_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> dict:
@@ -638,13 +708,54 @@ def evaluate_model(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) 
     return {"auc": float(auc.result()), "binary_accuracy": float(accuracy.result())}
 
 
+def validation_loss_fn(
+    file_patterns: list[str], tf_transform_output, batch_size: int, batches: int
+):
+    """``loss(model)``: the model's loss on the first ``batches`` batches of ``file_patterns``.
+
+    The rows are read once, drawn from all the files (``_input_fn`` with
+    ``file_rows``: every span is represented, not just the first file's), and
+    kept in memory; each call is one forward pass over them.
+    """
+    file_rows = file_records(file_patterns)
+    dataset = _input_fn(
+        file_patterns, None, tf_transform_output, batch_size, one_pass=True, file_rows=file_rows
+    )
+    parts = list(dataset.take(batches))
+    if not parts:
+        raise ValueError(f"no validation rows in {file_patterns}")
+    x = {key: tf.concat([p[0][key] for p in parts], 0) for key in parts[0][0]}
+    y = tf.cast(tf.reshape(tf.concat([p[1] for p in parts], 0), [-1, 1]), tf.float32)
+    return lambda model: float(model.loss(y, model(x, training=False)))
+
+
+TRAINING_RECORD = "early_stopping.json"  # in the Trainer's model_run artifact
+
+
+def write_training_record(model_run_dir: str, record: dict) -> None:
+    """Writes ``record`` (``train_early_stopping``'s result and the budget) as JSON.
+
+    Integer check steps become JSON object keys, i.e. strings.
+    """
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, TRAINING_RECORD), "w") as f:
+        f.write(json.dumps(record, sort_keys=True))
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point: trains, then exports to ``serving_model_dir``.
 
     It trains ``budget_steps`` steps: ``train_args.num_steps`` at least,
     and ``custom_config["train_epochs"]`` passes over the train split (its
     records are counted first), streamed rather than cached above
-    ``CACHE_MAX_ROWS``. The family and its hyperparameters come from the
+    ``CACHE_MAX_ROWS``. With ``custom_config["early_stopping"]``
+    (``{"patience": p, "every": e}``, p > 0) a budget above
+    ``train_args.num_steps`` stops early (``train_early_stopping``: checks
+    from ``num_steps`` on, every e steps, of the loss on the first
+    ``eval_args.num_steps`` batches of the eval split) and keeps the best
+    weights, and records what it did in ``model_run_dir``
+    (``TRAINING_RECORD``); a budget of ``num_steps`` trains straight through
+    and reads no validation rows. The family and its hyperparameters come from the
     ``hyperparameters`` input (ModelSelection's choice, or the Tuner's best values, which are
     wide & deep), over ``custom_config["hparams"]``; without either it
     trains wide & deep with ``DEFAULT_HPARAMS``. Every family exports the
@@ -684,7 +795,31 @@ def run_fn(fn_args: FnArgs) -> None:
         one_pass=True,
     )
     model = build_model(hp)
-    train_model(model, train, steps)
+    stopping = custom.get("early_stopping") or {}
+    # Within the floor there is nothing to check: not even the validation rows are read.
+    if stopping.get("patience") and fn_args.eval_steps and steps > fn_args.train_steps:
+        run = train_early_stopping(
+            model,
+            train,
+            steps,
+            validation_loss_fn(
+                fn_args.eval_files, tf_transform_output, hp["batch_size"], fn_args.eval_steps
+            ),
+            first=fn_args.train_steps,
+            every=int(stopping["every"]),
+            patience=int(stopping["patience"]),
+        )
+        logging.info(
+            "Trainer: trained %d of %d steps, kept the weights of step %d (eval loss by step: %s)",
+            run["steps"],
+            steps,
+            run["best_step"],
+            run["losses"],
+        )
+        if getattr(fn_args, "model_run_dir", None):
+            write_training_record(fn_args.model_run_dir, {"budget_steps": steps, **run})
+    else:
+        train_model(model, train, steps)
     if fn_args.eval_steps:
         metrics = evaluate_model(model, evaluation, fn_args.eval_steps)
         logging.info("Trainer eval (at most %d batches): %s", fn_args.eval_steps, metrics)

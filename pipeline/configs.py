@@ -44,8 +44,17 @@ EVAL_STEPS = 50
 # fold train max(<steps above>, ceil(<epochs> * rows / batch size)) steps,
 # rows counted when they run (components.model.budget_steps). On the bundled
 # data one pass is fewer steps than the minimums above, so they apply; on
-# 100x the Trainer sees every train row once.
+# 100x the Trainer's budget is every train row once, cut short by early
+# stopping (below) when the eval loss stops falling.
 TRAIN_EPOCHS = 1.0
+# Early stopping of the Trainer when its budget exceeds TRAIN_STEPS: from
+# TRAIN_STEPS on, every TRAIN_CHECK_EVERY steps it scores the log loss of the
+# first EVAL_STEPS batches of the eval split, stops after TRAIN_PATIENCE
+# checks without a new lowest loss and keeps the weights of the lowest
+# (components.model.train_early_stopping). The bundled data trains
+# TRAIN_STEPS steps: no check, the same model as without it.
+TRAIN_CHECK_EVERY = 200
+TRAIN_PATIENCE = 3
 TUNE_EPOCHS = 0.25  # per trial: a quarter of the rows it fits on
 CV_EPOCHS = 1.0  # per fold, over the CV sample's training folds
 # ModelSelection cross-validates on at most this many train rows (a seeded,

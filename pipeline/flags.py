@@ -40,6 +40,14 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         help="the Trainer trains at least --train-steps steps and this many passes over the "
         "train split (0 = --train-steps only)",
     )
+    parser.add_argument(
+        "--train-patience",
+        type=int,
+        default=configs.TRAIN_PATIENCE,
+        help=f"above --train-steps, stop after this many checks (every "
+        f"{configs.TRAIN_CHECK_EVERY} steps) without a lower eval loss and keep the best "
+        "weights (0 = train the whole budget)",
+    )
     parser.add_argument("--seed", type=int, default=configs.SEED)
     parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC)
     parser.add_argument("--max-auc-drop", type=float, default=configs.MAX_AUC_DROP)
@@ -110,6 +118,7 @@ def training_settings(args: argparse.Namespace) -> TrainingSettings:
         train_steps=args.train_steps,
         eval_steps=args.eval_steps,
         train_epochs=args.train_epochs,
+        train_patience=args.train_patience,
         seed=args.seed,
         min_auc=args.min_auc,
         max_auc_drop=args.max_auc_drop,

@@ -304,6 +304,10 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
             "code_fingerprint": code_fingerprints.get("trainer", ""),
             "seed": training.seed,
             "train_epochs": training.train_epochs,
+            "early_stopping": {
+                "patience": training.train_patience,
+                "every": configs.TRAIN_CHECK_EVERY,
+            },
         },
     )
     # Only the gating Evaluator blesses (TestEvaluator's blessing is never set).

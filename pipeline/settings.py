@@ -61,6 +61,9 @@ class TrainingSettings:
       train_steps / eval_steps: Trainer steps (``train_steps`` at least).
       train_epochs: the Trainer also trains this many passes over the train
         split (``components.model.budget_steps``); 0 = ``train_steps`` only.
+      train_patience: early stopping of a budget above ``train_steps``:
+        checks of the eval loss without improvement before the Trainer stops
+        (``components.model.train_early_stopping``); 0 = train the whole budget.
       seed: training seed (Trainer, Tuner, model selection).
       min_auc / max_auc_drop: blessing thresholds of the Evaluator.
       canary: serve the candidate and probe it before pushing (InfraCanary).
@@ -79,6 +82,7 @@ class TrainingSettings:
     train_steps: int = configs.TRAIN_STEPS
     eval_steps: int = configs.EVAL_STEPS
     train_epochs: float = configs.TRAIN_EPOCHS
+    train_patience: int = configs.TRAIN_PATIENCE
     seed: int = configs.SEED
     min_auc: float = configs.MIN_AUC
     max_auc_drop: float = configs.MAX_AUC_DROP
@@ -99,6 +103,7 @@ class TrainingSettings:
         for field in ("train_epochs", "tune_epochs", "cv_epochs"):
             _epochs(field, getattr(self, field))
         _at_least("tune_trials", self.tune_trials, 0)
+        _at_least("train_patience", self.train_patience, 0)
         if self.cv_folds != 0:
             _at_least("cv_folds", self.cv_folds, 2)  # one fold has nothing to validate on
         if not 0 <= self.min_auc <= 1:

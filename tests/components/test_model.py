@@ -1,5 +1,6 @@
 """Model construction, a few training steps, and the exported signatures."""
 
+import json
 import math
 import os
 import re
@@ -249,13 +250,21 @@ def test_input_files_follow_pattern_order_not_uris(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_path, write_examples):
+def test_run_fn_trains_the_family_it_is_told(
+    transform_output, raw_rows, tmp_path, write_examples, monkeypatch
+):
     output, _ = transform_output
+
+    def no_validation(*args):
+        raise AssertionError("a budget within the floor reads no validation rows")
+
+    monkeypatch.setattr(taxi_model, "validation_loss_fn", no_validation)
     train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
     write_examples(raw_rows[:240], train, output.raw_feature_spec())
     write_examples(raw_rows[240:], evaluation, output.raw_feature_spec())
     fn_args = types.SimpleNamespace(
-        custom_config={"seed": 1},
+        # The budget is the floor (3 steps): early stopping is configured but has nothing to do.
+        custom_config={"seed": 1, "early_stopping": {"patience": 3, "every": 1}},
         hyperparameters={"space": [], "values": {"model_family": "logistic"}},
         transform_output=output.transform_savedmodel_dir.rsplit("/", 1)[0],
         train_files=[train],
@@ -264,8 +273,10 @@ def test_run_fn_trains_the_family_it_is_told(transform_output, raw_rows, tmp_pat
         train_steps=3,
         eval_steps=1,
         serving_model_dir=str(tmp_path / "serving"),
+        model_run_dir=str(tmp_path / "run"),
     )
     taxi_model.run_fn(fn_args)
+    assert not os.path.exists(tmp_path / "run" / taxi_model.TRAINING_RECORD)
     loaded = tf.saved_model.load(fn_args.serving_model_dir)
     assert set(loaded.signatures) == {
         "serving_default",
@@ -444,3 +455,141 @@ def test_input_fn_with_the_global_seed_zero(train_file, raw_rows):
     assert len(first) == 2 * epoch_batches and all(len(b) == 32 for b in first)
     assert first == again and first != other  # seeded, and the seed matters
     assert first[:epoch_batches] != first[epoch_batches:]  # each epoch its own order
+
+
+@pytest.mark.parametrize(
+    ("steps", "first", "every", "checks"),
+    [
+        (800, 800, 200, []),  # bundled data: the budget is the floor, no check at all
+        (700, 800, 200, []),
+        (900, 800, 200, [800, 900]),  # the budget's end is always checked
+        (1_200, 800, 200, [800, 1_000, 1_200]),
+        (9_392, 800, 2_000, [800, 2_800, 4_800, 6_800, 8_800, 9_392]),
+    ],
+)
+def test_check_steps(steps, first, every, checks):
+    assert taxi_model.check_steps(steps, first, every) == checks
+
+
+def test_check_steps_rejects_a_zero_interval():
+    with pytest.raises(ValueError, match="must be >= 1"):
+        taxi_model.check_steps(1_000, 800, 0)
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        taxi_model.train_early_stopping(None, None, 10, None, 5, 5, 0)
+
+
+def _tiny_model_and_data(seed=0):
+    """A one-unit logistic model and an endless stream of distinct seeded batches."""
+    tf.keras.utils.set_random_seed(seed)
+    model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1, "sigmoid")])
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(0.05), loss=tf.keras.losses.BinaryCrossentropy()
+    )
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(4_096, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5]) > 0).astype(np.float32)
+    return model, tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+
+
+class _Curve:
+    """A made-up validation curve: the i-th check scores ``losses[i]``; records the weights."""
+
+    def __init__(self, losses):
+        self.losses, self.weights = list(losses), []
+
+    def __call__(self, model):
+        self.weights.append(model.get_weights())
+        return self.losses[len(self.weights) - 1]
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
+    model, data = _tiny_model_and_data()
+    # Checks at 10, 15, 20, ...; the lowest loss is the 4th check's (step 25),
+    # three checks later (step 40) training stops: the 8th value is never asked for.
+    curve = _Curve([0.5, 0.4, 0.45, 0.3, 0.35, 0.31, 0.33, 0.1])
+    run = taxi_model.train_early_stopping(model, data, 100, curve, first=10, every=5, patience=3)
+    assert run == {
+        "steps": 40,
+        "best_step": 25,
+        "losses": {10: 0.5, 15: 0.4, 20: 0.45, 25: 0.3, 30: 0.35, 35: 0.31, 40: 0.33},
+    }
+    assert len(curve.weights) == 7
+    best, last = curve.weights[3], curve.weights[6]
+    assert not all(np.array_equal(a, b) for a, b in zip(best, last, strict=True))
+    for got, want in zip(model.get_weights(), best, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+def test_early_stopping_without_a_stop_trains_the_same_batches_as_train_model():
+    # Checks at 10, 20, 30, 37; the loss keeps falling, so nothing stops and
+    # nothing is restored: the chunks continue one iterator, exactly as one run.
+    model, data = _tiny_model_and_data()
+    curve = _Curve([0.4, 0.3, 0.2, 0.1])
+    run = taxi_model.train_early_stopping(model, data, 37, curve, first=10, every=10, patience=1)
+    assert (run["steps"], run["best_step"], list(run["losses"])) == (37, 37, [10, 20, 30, 37])
+    reference, data = _tiny_model_and_data()
+    taxi_model.train_model(reference, data, 37)
+    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_early_stopping_within_the_floor_is_train_model_without_validation():
+    # The bundled data's budget is the floor (800 of 800): no check, same weights.
+    model, data = _tiny_model_and_data()
+    curve = _Curve([])
+    run = taxi_model.train_early_stopping(model, data, 30, curve, first=30, every=5, patience=3)
+    assert run == {"steps": 30, "best_step": 30, "losses": {}}
+    assert curve.weights == []
+    reference, data = _tiny_model_and_data()
+    taxi_model.train_model(reference, data, 30)
+    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+def test_validation_loss_is_the_loss_on_the_first_batches(train_file, raw_rows):
+    output, path = train_file
+    loss = taxi_model.validation_loss_fn([path], output, 64, 2)
+    model = taxi_model.build_model({"hidden_units": [4]})
+    rows = list(taxi_model._input_fn([path], None, output, 128, one_pass=True).take(1))
+    (x, y) = rows[0]
+    want = float(model.loss(tf.reshape(tf.cast(y, tf.float32), [-1, 1]), model(x)))
+    assert loss(model) == pytest.approx(want, rel=1e-5)
+    assert len(raw_rows) > 128  # two batches of 64 are not the whole file
+
+
+@pytest.mark.slow
+def test_run_fn_stops_early_above_the_floor_and_records_it(
+    transform_output, raw_rows, tmp_path, write_examples
+):
+    output, _ = transform_output
+    train, evaluation = str(tmp_path / "train.gz"), str(tmp_path / "eval.gz")
+    write_examples(raw_rows[:240], train, output.raw_feature_spec())
+    write_examples(raw_rows[240:], evaluation, output.raw_feature_spec())
+    fn_args = types.SimpleNamespace(
+        # 3 passes over 240 rows in batches of 128: 6 steps, above the floor of 2.
+        custom_config={
+            "seed": 1,
+            "train_epochs": 3.0,
+            "early_stopping": {"patience": 9, "every": 2},
+        },
+        hyperparameters=None,
+        transform_output=output.transform_savedmodel_dir.rsplit("/", 1)[0],
+        train_files=[train],
+        eval_files=[evaluation],
+        data_accessor=None,
+        train_steps=2,
+        eval_steps=1,
+        serving_model_dir=str(tmp_path / "serving"),
+        model_run_dir=str(tmp_path / "run"),
+    )
+    taxi_model.run_fn(fn_args)
+    with open(tmp_path / "run" / taxi_model.TRAINING_RECORD) as f:
+        record = json.load(f)
+    assert (record["budget_steps"], record["steps"]) == (6, 6)  # patience 9: no stop
+    assert list(record["losses"]) == ["2", "4", "6"]
+    assert str(record["best_step"]) == min(record["losses"], key=record["losses"].get)
+    assert tf.saved_model.load(fn_args.serving_model_dir).signatures["serving_default"]

@@ -23,9 +23,12 @@ def test_negative_processes_or_zero_parallel_are_usage_errors(capsys):
 def test_training_budget_flags(capsys):
     args = local_runner.parse_args(
         ["--train-epochs", "2", "--tune-epochs", "0", "--cv-epochs", "0.5", "--cv-max-rows", "9"]
+        + ["--train-patience", "0"]
     )
     settings = flags.training_settings(args)
     assert settings.train_epochs == 2.0 and settings.tune_epochs == 0.0
+    assert settings.train_patience == 0
+    assert flags.training_settings(local_runner.parse_args([])).train_patience == 3
     assert settings.cv_epochs == 0.5 and settings.cv_max_rows == 9
     for bad in (["--train-epochs", "-1"], ["--cv-epochs", "nan"], ["--cv-max-rows", "0"]):
         with pytest.raises(SystemExit) as exit_info:

@@ -342,12 +342,19 @@ def test_epoch_budgets_and_cv_sample_are_wired(settings):
     nodes = _nodes(
         create_pipeline(
             settings.replace(
-                tune_trials=2, train_epochs=2.0, tune_epochs=0.5, cv_epochs=3.0, cv_max_rows=1234
+                tune_trials=2,
+                train_epochs=2.0,
+                train_patience=5,
+                tune_epochs=0.5,
+                cv_epochs=3.0,
+                cv_max_rows=1234,
             ),
             span=2016,
         )
     )
-    assert json.loads(nodes["Trainer"].exec_properties["custom_config"])["train_epochs"] == 2.0
+    trainer = json.loads(nodes["Trainer"].exec_properties["custom_config"])
+    assert trainer["train_epochs"] == 2.0
+    assert trainer["early_stopping"] == {"patience": 5, "every": 200}
     assert json.loads(nodes["Tuner"].exec_properties["custom_config"])["tune_epochs"] == 0.5
     props = nodes["ModelSelection"].exec_properties
     assert props["epochs"] == 3.0 and props["max_rows"] == 1234

@@ -61,6 +61,7 @@ def test_replace_routes_training_fields():
         ({"cv_folds": 1}, "cv_folds"),
         ({"cv_max_rows": 0}, "cv_max_rows"),
         ({"tune_trials": -1}, "tune_trials"),
+        ({"train_patience": -1}, "train_patience"),
         ({"min_auc": 1.01}, "min_auc"),
         ({"max_auc_drop": -0.01}, "max_auc_drop"),
         ({"cv_confidence": 1.0}, "cv_confidence"),
