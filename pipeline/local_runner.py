@@ -98,8 +98,29 @@ def _run_all(pipelines: list, runner, parallel: int) -> None:
             future.result()
 
 
+@contextlib.contextmanager
+def _own_flags_hidden():
+    """Leaves only the program name in ``sys.argv`` while the run goes on.
+
+    TFX's Beam executors parse ``sys.argv`` plus the Beam args with absl's flags
+    (``known_only``), where our ``-v`` is absl's ``--verbosity`` and would swallow
+    the next argument (a Beam flag) as its value.
+    """
+    saved = sys.argv[:]
+    del sys.argv[1:]
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    with _own_flags_hidden():
+        return _main(args)
+
+
+def _main(args) -> int:
     if not args.verbose:
         _quiet()
     from core import compat
