@@ -8,7 +8,8 @@ size are computed from its declared shape (exact Python integers, no int64
 wrap-around) and charged to a per-request `Budget` before numpy or protobuf
 allocates them; going over answers INVALID_ARGUMENT naming the tensor.
 (REST JSON tensors, whose size the body already bounds, are charged right
-after decoding: `charge_arrays`.)
+after decoding: `charge_arrays`, or `charge_tensors` for rows whose arrays
+the batch thread builds later.)
 
 Defaults are tied to `--max_request_bytes` (64 MiB): one element per 4
 request bytes (a packed float32's wire size; 16 Mi elements) and eight
@@ -120,14 +121,24 @@ def charge_examples(budget: Budget, count: int, context_bytes: int, example_byte
 def charge_arrays(budget: Budget, arrays: dict) -> None:
     """Charges decoded arrays (alias -> ndarray); strings count pointer + payload."""
     charges = []
-    elements = decoded_bytes = 0
     for name, array in arrays.items():
         decoded = array.nbytes
         if array.dtype.kind == "O":
             decoded += sum([len(v) for v in array.ravel().tolist() if isinstance(v, bytes)])
         charges.append((name, array.shape, array.size, decoded))
-        elements += array.size
-        decoded_bytes += decoded
+    charge_tensors(budget, charges)
+
+
+def charge_tensors(budget: Budget, charges: list) -> None:
+    """Charges [(name, shape, elements, decoded_bytes)] in order, as `charge_arrays` does.
+
+    For tensors whose sizes are known before their arrays exist
+    (serving/deferred_rows.py).
+    """
+    elements = decoded_bytes = 0
+    for charge in charges:
+        elements += charge[2]
+        decoded_bytes += charge[3]
     limits = budget.limits
     if (
         budget.elements + elements <= limits.max_elements

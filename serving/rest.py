@@ -14,6 +14,7 @@ import urllib.parse
 from tensorflow_serving.apis import input_pb2
 
 from serving import inference, json_codec, json_response, limits, model_info
+from serving.deferred_rows import DeferredRows
 from serving.errors import Code, ServingError
 from serving.json_dialect import parse_json_object
 
@@ -210,8 +211,13 @@ class RestApi:
         if verb == "predict":
             servable = self.manager.resolve(model, version, label)
             signature = inference.predict_signature_rest(servable, signature_name)
-            feeds, row = json_codec.decode_predict_inputs(doc, signature.input_dtypes, request.body)
-            limits.charge_arrays(self.limits.budget(), feeds)
+            feeds, row = json_codec.decode_predict_inputs(
+                doc, signature.input_dtypes, request.body, defer=True
+            )
+            if type(feeds) is DeferredRows:  # arrays built by the batch thread
+                limits.charge_tensors(self.limits.budget(), feeds.charges)
+            else:
+                limits.charge_arrays(self.limits.budget(), feeds)
             finish = self._finish_predict(
                 request,
                 servable,

@@ -1,0 +1,168 @@
+"""Row-format predict inputs checked on the event loop, converted once per batch.
+
+A REST `{"instances": [{...}, ...]}` request whose inputs are all scalars of
+DT_FLOAT, DT_DOUBLE, DT_INT64 or DT_STRING is the common case (the taxi
+model's). Building its arrays request by request costs the event loop a
+dozen numpy calls per request. Instead, `defer_rows` only checks on the loop
+what json_codec's numpy fast path would accept (key sets, value types, the
+int64 range) and returns a `DeferredRows`: an empty dict that the batch
+thread fills. `build_columns` converts all deferred requests of a batch
+together (one numpy call per dtype group for the whole batch) and gives each
+request its rows as views of the batch's columns.
+
+The arrays are the per-request fast path's: same dtypes and values
+(integers reach float inputs through double, then one rounding to float32;
+strings are UTF-8 bytes in object arrays) and the same dict order, hence the
+same batching key. Anything `defer_rows` is unsure of returns None and takes
+the per-request path, which also gives the errors.
+"""
+
+import numpy as np
+from tensorflow.core.framework import types_pb2
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_TARGETS = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64}
+_ITEM_BYTES = {types_pb2.DT_FLOAT: 4, types_pb2.DT_DOUBLE: 8, types_pb2.DT_INT64: 8}
+_POINTER_BYTES = 8  # one object-array slot per string
+
+
+class Layout:
+    """How a signature's scalar inputs become columns (per signature, cached by the caller).
+
+    Args:
+      groups: [(dtype, [alias, ...])] of DT_FLOAT/DT_DOUBLE/DT_INT64 inputs, one
+        numpy conversion per group.
+      strings: DT_STRING aliases.
+
+    Attributes:
+      order: aliases in the per-request fast path's dict order (strings, then groups).
+      key: the batching merge key of such a request (`batching._task_rows`).
+    """
+
+    def __init__(self, groups: list, strings: list):
+        self.groups = [(dtype, list(names)) for dtype, names in groups]
+        self.strings = list(strings)
+        self.order = self.strings + [name for _, names in self.groups for name in names]
+        chars = {name: np.dtype(object).char for name in self.strings}
+        for dtype, names in self.groups:
+            target = _FLOAT_TARGETS.get(dtype, np.int64)
+            chars.update((name, np.dtype(target).char) for name in names)
+        self.key = tuple([((), chars[name]) for name in self.order])
+        self._bytes = {name: _ITEM_BYTES[dtype] for dtype, names in self.groups for name in names}
+        self._bytes.update((name, _POINTER_BYTES) for name in self.strings)
+
+    @classmethod
+    def of(cls, groups: list, singles: list):
+        """A Layout, or None if a single input is not DT_STRING (no deferred path)."""
+        if any(dtype != types_pb2.DT_STRING for _, dtype in singles):
+            return None
+        if any(dtype not in _ITEM_BYTES for dtype, _ in groups):
+            return None
+        return cls(groups, [name for name, _ in singles])
+
+
+class DeferredRows(dict):
+    """A request's feeds (alias -> ndarray), filled by `build_columns` on the batch thread.
+
+    Until then the dict is empty and holds the checked JSON rows. Readers that
+    run after the request's signature call (response, request log, shadow)
+    see the arrays; `rows`, `key` and `charges` are known from the start.
+    """
+
+    __slots__ = ("layout", "instances", "strings", "rows", "key", "charges")
+
+
+def defer_rows(instances: list, inputs: dict, layout: Layout):
+    """A `DeferredRows` for `instances`, or None if the fast path would not accept them.
+
+    Args:
+      instances: the request's non-empty `instances` list.
+      inputs: signature input alias -> DataType enum.
+      layout: `Layout.of(...)` for `inputs` (not None).
+
+    Returns:
+      DeferredRows, or None (take the per-request path).
+    """
+    keys = inputs.keys()
+    for element in instances:
+        if type(element) is not dict or element.keys() != keys:
+            return None
+    for dtype, names in layout.groups:
+        if dtype == types_pb2.DT_INT64:
+            for element in instances:
+                for name in names:
+                    value = element[name]
+                    if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
+                        return None
+        else:
+            for element in instances:
+                for name in names:
+                    value = element[name]
+                    kind = type(value)
+                    if kind is not float and (
+                        kind is not int or not _INT64_MIN <= value <= _INT64_MAX
+                    ):
+                        return None
+    rows = len(instances)
+    strings = {}
+    payload = {}
+    for name in layout.strings:
+        encoded = []
+        for element in instances:
+            value = element[name]
+            if type(value) is not str:
+                return None  # b64 objects, lists, numbers: per-request path
+            encoded.append(value.encode("utf-8", "surrogateescape"))
+        strings[name] = encoded
+        payload[name] = sum([len(b) for b in encoded])
+    deferred = DeferredRows()
+    deferred.layout = layout
+    deferred.instances = instances
+    deferred.strings = strings
+    deferred.rows = rows
+    deferred.key = layout.key
+    shape = (rows,)
+    item_bytes = layout._bytes
+    deferred.charges = [
+        (name, shape, rows, rows * item_bytes[name] + payload.get(name, 0)) for name in layout.order
+    ]
+    return deferred
+
+
+def build_columns(parts: list) -> dict:
+    """Converts deferred requests of one layout together and fills each one's dict.
+
+    Args:
+      parts: unfilled DeferredRows with the same `layout`, in batch order.
+
+    Returns:
+      alias -> ndarray over all their rows (in `parts` order); each part
+      receives the views of its own rows.
+    """
+    layout = parts[0].layout
+    if len(parts) == 1:
+        instances = parts[0].instances
+    else:
+        instances = [element for part in parts for element in part.instances]
+    columns = {}
+    for name in layout.strings:
+        column = np.empty(len(instances), dtype=object)
+        column[:] = [value for part in parts for value in part.strings[name]]
+        columns[name] = column
+    for dtype, names in layout.groups:
+        table = np.array([[element[name] for element in instances] for name in names])
+        target = _FLOAT_TARGETS.get(dtype)
+        if target is not None:
+            table = table.astype(np.float64, copy=False)  # integers through double
+            with np.errstate(over="ignore"):
+                table = table.astype(target, copy=False)
+        for i, name in enumerate(names):
+            columns[name] = table[i]
+    start = 0
+    for part in parts:
+        end = start + part.rows
+        for name in layout.order:
+            part[name] = columns[name][start:end]
+        part.instances = part.strings = None  # the JSON rows are no longer needed
+        start = end
+    return {name: columns[name] for name in layout.order}
