@@ -17,6 +17,8 @@ same batching key. Anything `defer_rows` is unsure of returns None and takes
 the per-request path, which also gives the errors.
 """
 
+import math
+
 import numpy as np
 from tensorflow.core.framework import types_pb2
 
@@ -37,19 +39,23 @@ class Layout:
     Attributes:
       order: aliases in the per-request fast path's dict order (strings, then groups).
       key: the batching merge key of such a request (`batching._task_rows`).
+      row_bytes: decoded bytes of one row without the string payloads.
     """
 
     def __init__(self, groups: list, strings: list):
         self.groups = [(dtype, list(names)) for dtype, names in groups]
         self.strings = list(strings)
         self.order = self.strings + [name for _, names in self.groups for name in names]
+        self.floats = [n for d, names in self.groups if d in _FLOAT_TARGETS for n in names]
+        self.ints = [n for d, names in self.groups if d not in _FLOAT_TARGETS for n in names]
         chars = {name: np.dtype(object).char for name in self.strings}
         for dtype, names in self.groups:
             target = _FLOAT_TARGETS.get(dtype, np.int64)
             chars.update((name, np.dtype(target).char) for name in names)
         self.key = tuple([((), chars[name]) for name in self.order])
-        self._bytes = {name: _ITEM_BYTES[dtype] for dtype, names in self.groups for name in names}
-        self._bytes.update((name, _POINTER_BYTES) for name in self.strings)
+        self.item_bytes = {n: _ITEM_BYTES[d] for d, names in self.groups for n in names}
+        self.item_bytes.update((name, _POINTER_BYTES) for name in self.strings)
+        self.row_bytes = sum(self.item_bytes.values())
 
     @classmethod
     def of(cls, groups: list, singles: list):
@@ -66,46 +72,57 @@ class DeferredRows(dict):
 
     Until then the dict is empty and holds the checked JSON rows. Readers that
     run after the request's signature call (response, request log, shadow)
-    see the arrays; `rows`, `key` and `charges` are known from the start.
+    see the arrays; `rows`, `key`, `elements` and `decoded_bytes` (what
+    `limits.charge_arrays` would charge) are known from the start.
     """
 
-    __slots__ = ("layout", "instances", "strings", "rows", "key", "charges")
+    __slots__ = ("layout", "instances", "strings", "rows", "key", "elements", "decoded_bytes")
+
+    def charges(self) -> list:
+        """[(alias, shape, elements, decoded_bytes)] per tensor, as `charge_arrays` lists them."""
+        rows, item_bytes = self.rows, self.layout.item_bytes
+        strings = self.strings or {}
+        return [
+            (name, (rows,), rows, rows * item_bytes[name] + sum(map(len, strings.get(name, ()))))
+            for name in self.layout.order
+        ]
 
 
-def defer_rows(instances: list, inputs: dict, layout: Layout):
+def defer_rows(instances: list, inputs: dict, layout: Layout, nans: int = 0):
     """A `DeferredRows` for `instances`, or None if the fast path would not accept them.
 
     Args:
       instances: the request's non-empty `instances` list.
       inputs: signature input alias -> DataType enum.
       layout: `Layout.of(...)` for `inputs` (not None).
+      nans: with a document from `json_dialect.parse_nan_as_none`, the body's
+        `NaN` count: exactly that many None values must sit at float inputs
+        (they become NaN, in place); otherwise None is not a value.
 
     Returns:
       DeferredRows, or None (take the per-request path).
     """
     keys = inputs.keys()
+    found = 0
     for element in instances:
         if type(element) is not dict or element.keys() != keys:
             return None
-    for dtype, names in layout.groups:
-        if dtype == types_pb2.DT_INT64:
-            for element in instances:
-                for name in names:
-                    value = element[name]
-                    if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
-                        return None
-        else:
-            for element in instances:
-                for name in names:
-                    value = element[name]
-                    kind = type(value)
-                    if kind is not float and (
-                        kind is not int or not _INT64_MIN <= value <= _INT64_MAX
-                    ):
-                        return None
-    rows = len(instances)
+        for name in layout.floats:
+            value = element[name]
+            kind = type(value)
+            if kind is not float and (kind is not int or not _INT64_MIN <= value <= _INT64_MAX):
+                if value is not None or found == nans:
+                    return None
+                element[name] = math.nan
+                found += 1
+        for name in layout.ints:
+            value = element[name]
+            if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
+                return None
+    if found != nans:
+        return None
     strings = {}
-    payload = {}
+    payload = 0
     for name in layout.strings:
         encoded = []
         for element in instances:
@@ -114,18 +131,15 @@ def defer_rows(instances: list, inputs: dict, layout: Layout):
                 return None  # b64 objects, lists, numbers: per-request path
             encoded.append(value.encode("utf-8", "surrogateescape"))
         strings[name] = encoded
-        payload[name] = sum([len(b) for b in encoded])
+        payload += sum(map(len, encoded))
     deferred = DeferredRows()
     deferred.layout = layout
     deferred.instances = instances
     deferred.strings = strings
-    deferred.rows = rows
+    deferred.rows = rows = len(instances)
     deferred.key = layout.key
-    shape = (rows,)
-    item_bytes = layout._bytes
-    deferred.charges = [
-        (name, shape, rows, rows * item_bytes[name] + payload.get(name, 0)) for name in layout.order
-    ]
+    deferred.elements = rows * len(layout.order)
+    deferred.decoded_bytes = rows * layout.row_bytes + payload
     return deferred
 
 

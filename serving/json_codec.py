@@ -426,6 +426,41 @@ def decode_predict_inputs(doc: dict, inputs: dict, body: bytes = b"", defer: boo
     raise invalid("Missing 'inputs' or 'instances' key")
 
 
+def defer_nan_rows(doc: dict, inputs: dict, body: bytes):
+    """DeferredRows from a `json_dialect.parse_nan_as_none` document, or None.
+
+    Accepts only what `decode_predict_inputs(..., defer=True)` would defer on
+    the exact parse: row requests of scalar inputs, every `NaN` token of the
+    body at a float input and no key repeated in any object.
+
+    Returns:
+      DeferredRows, or None: then parse the body with `parse_json_object` and
+      decode that (the candidate document may have been changed).
+    """
+    instances = doc.get("instances")
+    if "inputs" in doc or type(instances) is not list or not instances or len(inputs) < 2:
+        return None
+    if b"true" in body or b"false" in body:
+        return None
+    layout = _layout(inputs)
+    if layout is None:
+        return None
+    strings = len(doc)  # keys, and string values: each is one pair of quotes in the body
+    for key, value in doc.items():
+        if key != "instances":
+            if type(value) is list or type(value) is dict:
+                return None
+            strings += type(value) is str
+    deferred = defer_rows(instances, inputs, layout, nans=body.count(b"NaN"))
+    if deferred is None:
+        return None
+    # A member orjson dropped (a repeated key) left its quoted key in the body.
+    strings += deferred.rows * (len(inputs) + len(layout.strings))
+    if body.count(b'"') != 2 * strings:
+        return None
+    return deferred
+
+
 # ---------------------------------------------------------------------------
 # Classify / regress requests
 # ---------------------------------------------------------------------------

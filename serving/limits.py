@@ -126,19 +126,24 @@ def charge_arrays(budget: Budget, arrays: dict) -> None:
         if array.dtype.kind == "O":
             decoded += sum([len(v) for v in array.ravel().tolist() if isinstance(v, bytes)])
         charges.append((name, array.shape, array.size, decoded))
-    charge_tensors(budget, charges)
+    elements = sum([charge[2] for charge in charges])
+    decoded_bytes = sum([charge[3] for charge in charges])
+    charge_tensors(budget, elements, decoded_bytes, lambda: charges)
 
 
-def charge_tensors(budget: Budget, charges: list) -> None:
-    """Charges [(name, shape, elements, decoded_bytes)] in order, as `charge_arrays` does.
+def charge_tensors(budget: Budget, elements: int, decoded_bytes: int, itemize) -> None:
+    """Charges tensors by their totals, as `charge_arrays` does.
 
     For tensors whose sizes are known before their arrays exist
     (serving/deferred_rows.py).
+
+    Args:
+      budget: the request's budget.
+      elements: their total element count.
+      decoded_bytes: their total decoded size.
+      itemize: returns [(name, shape, elements, decoded_bytes)] per tensor; called
+        only when a cap is passed, to name the tensor that passes it.
     """
-    elements = decoded_bytes = 0
-    for charge in charges:
-        elements += charge[2]
-        decoded_bytes += charge[3]
     limits = budget.limits
     if (
         budget.elements + elements <= limits.max_elements
@@ -147,5 +152,5 @@ def charge_tensors(budget: Budget, charges: list) -> None:
         budget.elements += elements
         budget.decoded_bytes += decoded_bytes
         return
-    for charge in charges:  # one by one, to name the tensor that goes over
+    for charge in itemize():  # one by one, to name the tensor that goes over
         budget.charge(*charge)

@@ -16,7 +16,7 @@ from tensorflow_serving.apis import input_pb2
 from serving import inference, json_codec, json_response, limits, model_info
 from serving.deferred_rows import DeferredRows
 from serving.errors import Code, ServingError
-from serving.json_dialect import parse_json_object
+from serving.json_dialect import parse_json_object, parse_nan_as_none
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,11 @@ class RestApi:
                 if len(request.body) >= _PARSE_OFF_LOOP_BYTES and self.loop is not None:
                     self._parse_off_loop(post)
                 else:
-                    self._post(*post, parse_json_object(request.body))
+                    nan_doc = parse_nan_as_none(request.body) if post[1] == "predict" else None
+                    if nan_doc is not None:
+                        self._post(*post, nan_doc, nan_as_none=True)
+                    else:
+                        self._post(*post, parse_json_object(request.body))
             elif method == "GET":
                 match = _GET.fullmatch(request.url)
                 if match is None:
@@ -206,16 +210,31 @@ class RestApi:
 
         future.add_done_callback(parsed)
 
-    def _post(self, request, verb, model, version, label, started, doc: dict) -> None:
+    def _post(
+        self, request, verb, model, version, label, started, doc: dict, nan_as_none=False
+    ) -> None:
+        """Decodes, checks and submits a POST; `nan_as_none`: `doc` is a candidate
+        from `parse_nan_as_none`, used only if `defer_nan_rows` accepts it."""
+        if nan_as_none and type(doc.get("signature_name", "")) is not str:
+            doc, nan_as_none = parse_json_object(request.body), False
         signature_name = json_codec.read_signature_name(doc)
         if verb == "predict":
             servable = self.manager.resolve(model, version, label)
             signature = inference.predict_signature_rest(servable, signature_name)
-            feeds, row = json_codec.decode_predict_inputs(
-                doc, signature.input_dtypes, request.body, defer=True
-            )
+            feeds = None
+            if nan_as_none:
+                feeds = json_codec.defer_nan_rows(doc, signature.input_dtypes, request.body)
+                row = True
+                if feeds is None:
+                    doc = parse_json_object(request.body)
+            if feeds is None:
+                feeds, row = json_codec.decode_predict_inputs(
+                    doc, signature.input_dtypes, request.body, defer=True
+                )
             if type(feeds) is DeferredRows:  # arrays built by the batch thread
-                limits.charge_tensors(self.limits.budget(), feeds.charges)
+                limits.charge_tensors(
+                    self.limits.budget(), feeds.elements, feeds.decoded_bytes, feeds.charges
+                )
             else:
                 limits.charge_arrays(self.limits.budget(), feeds)
             finish = self._finish_predict(

@@ -14,7 +14,7 @@ from serving import limits
 from serving.batching import BatchingParameters, Scheduler, _task_rows
 from serving.deferred_rows import DeferredRows, build_columns
 from serving.errors import ServingError
-from serving.json_dialect import parse_json_object
+from serving.json_dialect import parse_json_object, parse_nan_as_none
 
 TAXI_LIKE = {
     "company": T.DT_STRING,
@@ -50,10 +50,27 @@ def _same_arrays(got: dict, want: dict) -> None:
             assert got[name].tobytes() == array.tobytes(), name
 
 
-def _budget_of(charge, *args) -> tuple:
-    budget = limits.UNLIMITED.budget()
-    charge(budget, *args)
+def _charged(charge, *args, caps=limits.UNLIMITED):
+    """(elements, decoded bytes) charged, or the error naming the tensor over `caps`."""
+    budget = caps.budget()
+    try:
+        charge(budget, *args)
+    except ServingError as e:
+        return e.message
     return budget.elements, budget.decoded_bytes
+
+
+def _same_charges(deferred: DeferredRows, arrays: dict) -> None:
+    totals = (deferred.elements, deferred.decoded_bytes, deferred.charges)
+    assert _charged(limits.charge_tensors, *totals) == _charged(limits.charge_arrays, arrays)
+    elements, decoded = _charged(limits.charge_arrays, arrays)
+    for caps in (
+        limits.RequestLimits(max_elements=elements - 1, max_decoded_bytes=decoded),
+        limits.RequestLimits(max_elements=elements, max_decoded_bytes=decoded - 1),
+    ):
+        refused = _charged(limits.charge_tensors, *totals, caps=caps)
+        assert refused == _charged(limits.charge_arrays, arrays, caps=caps)
+        assert "over the limit" in refused
 
 
 def _random_request(rng, inputs: dict) -> dict:
@@ -91,9 +108,7 @@ def test_batch_columns_equal_the_per_request_arrays():
             deferred += 1
             assert not got  # nothing built on the event loop
             assert (got.rows, got.key) == _task_rows(want)
-            assert _budget_of(limits.charge_tensors, got.charges) == _budget_of(
-                limits.charge_arrays, want
-            )
+            _same_charges(got, want)
             requests.append((got, want))
         if not requests:
             continue
@@ -266,3 +281,91 @@ def test_deferred_requests_alone_and_padded(params):
     assert outputs["y"].tolist() == [3.0, 7.0, 11.0]
     assert feeds["x"].tolist() == [1.0, 3.0, 5.0]
     scheduler.stop()
+
+
+_TOKENS = ["NaN", "NaN", "1.5", "2", "-0.0", "null", '"NaN"', '"a"', "true", "Infinity", "1e400"]
+
+
+def _random_body(rng, inputs: dict) -> bytes:
+    """Row bodies with NaN where it is a value and where it is not (strings, keys, ...)."""
+
+    def member(name, dtype):
+        if dtype == T.DT_STRING:
+            value = rng.choice(['"NaN"', '"xNaNy"', "NaN"] + ['"a"', '"é"'] * 10)
+        else:
+            value = rng.choice(_TOKENS) if rng.random() < 0.06 else rng.choice(["NaN", "0.5", "7"])
+        return f'"{name}": {value}'
+
+    def instance():
+        members = [member(n, d) for n, d in inputs.items()]
+        if rng.random() < 0.05:  # a repeated key: the exact parser keeps the first
+            members.append(member(*rng.choice(list(inputs.items()))))
+        if rng.random() < 0.03:  # the same, spelled with an escape
+            members.append('"f\\u0061re": 0.5')
+        if rng.random() < 0.03:
+            members.append(rng.choice(['"NaN": 1', '"z\\u0061": 1']))
+        return "{" + ", ".join(members) + "}"
+
+    body = '{"instances": [' + ", ".join(instance() for _ in range(rng.randint(1, 3))) + "]"
+    if rng.random() < 0.1:
+        body += rng.choice([', "signature_name": NaN', ', "note": "NaN"', ', "instances": []'])
+    return (body + "}").encode()
+
+
+NAN_INPUTS = {"fare": T.DT_FLOAT, "tract": T.DT_DOUBLE, "company": T.DT_STRING}
+
+
+def _exact_and_routed(body: bytes, inputs: dict) -> tuple:
+    """(the exact parse's arrays or error message, the orjson route's arrays or None)."""
+    try:
+        doc = parse_json_object(body)
+        want = jc.decode_predict_inputs(doc, inputs, body)[0]
+    except ServingError as e:
+        want = e.message
+    candidate = parse_nan_as_none(body)  # then as serving/rest.py does
+    feeds = None
+    if candidate is not None and type(candidate.get("signature_name", "")) is str:
+        feeds = jc.defer_nan_rows(candidate, inputs, body)
+    if feeds is not None:
+        assert type(feeds) is DeferredRows and not feeds
+        build_columns([feeds])
+    return want, feeds
+
+
+def test_nan_bodies_parsed_by_orjson_give_the_exact_parse_arrays():
+    rng = random.Random(3)
+    routed = fallbacks = 0
+    for _ in range(400):
+        body = _random_body(rng, NAN_INPUTS)
+        want, feeds = _exact_and_routed(body, NAN_INPUTS)
+        if feeds is None:
+            fallbacks += 1
+            continue
+        routed += 1
+        assert not isinstance(want, str), (body, want)
+        _same_arrays(feeds, want)
+    assert routed > 100 and fallbacks > 50, (routed, fallbacks)
+
+
+ROW = '"fare": NaN, "tract": 1.0, "company": "a"'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"instances": [{' + ROW + ', "fare": 2.0}]}',  # repeated key: the first wins
+        '{"instances": [{"fare" : 2.0, "tract": 1.0, "company": "a", "fare": NaN}]}',
+        '{"instances": [{' + ROW.replace("NaN", "2") + ', "f\\u0061re": NaN}]}',  # escaped
+        '{"instances": 5, "instances": [{' + ROW + "}]}",  # top level: the first wins too
+        '{"instances": [{"fare": null, "tract": 1.0, "company": "NaN"}]}',  # an error
+        '{"instances": [{"fare": 1.0, "tract": NaN, "company": "a"}], "NaN": 1}',
+        '{"instances": [{"fare": 1.0, "tract": NaN, "company": "a"}], "signature_name": NaN}',
+        '{"instances": [{' + ROW + "}]}",
+    ],
+)
+def test_nan_bodies_the_orjson_route_must_not_misread(body):
+    want, feeds = _exact_and_routed(body.encode(), NAN_INPUTS)
+    if feeds is not None:
+        assert not isinstance(want, str), want
+        _same_arrays(feeds, want)
+    assert (feeds is not None) == (body == '{"instances": [{' + ROW + "}]}")  # only the plain one
