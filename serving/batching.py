@@ -12,7 +12,7 @@ With batching disabled the same workers run each request on its own, so a
 signature call never blocks the REST event loop or a gRPC thread's peers.
 REST row requests may arrive as `DeferredRows` (checked, not yet arrays):
 the worker converts all of a batch's deferred requests in one go before
-the call (serving/deferred_rows.py).
+the call and runs it on those columns (serving/deferred_rows.py).
 Completions for asyncio callers are handed back to their loop with one
 `call_soon_threadsafe` per batch.
 
@@ -371,13 +371,13 @@ class Scheduler:
         rows = sum(t.rows for t in batch)
         padded = self._padded_size(rows)
         columns = _materialize(batch)
-        if len(batch) == 1 and padded == rows:
-            feeds = batch[0].feeds
-        elif columns is not None and padded == rows:
+        if columns is not None and padded == rows:
             feeds = columns
+        elif len(batch) == 1 and padded == rows:
+            feeds = batch[0].feeds
         else:
             feeds = {}
-            for alias in batch[0].feeds:
+            for alias in batch[0].feeds if columns is None else columns:
                 if columns is not None:
                     parts = [columns[alias]]
                 else:
@@ -423,15 +423,17 @@ class Scheduler:
 
 
 def _materialize(batch: list):
-    """Fills the batch's unfilled DeferredRows (one conversion per layout).
+    """Builds the batch's DeferredRows (one conversion per layout).
 
     Returns:
       The batch's columns (alias -> ndarray over all its rows) when every task
-      was deferred and converted here together, else None (use each task's feeds).
+      was deferred and converted here together; else None, and every task's
+      feeds hold its arrays.
     """
-    pending = [t.feeds for t in batch if type(t.feeds) is DeferredRows and not t.feeds]
-    if not pending:
+    deferred = [t.feeds for t in batch if type(t.feeds) is DeferredRows]
+    if not deferred:
         return None
+    pending = [part for part in deferred if not part.built]
     by_layout: dict = {}
     for part in pending:
         by_layout.setdefault(id(part.layout), []).append(part)
@@ -439,6 +441,8 @@ def _materialize(batch: list):
         return build_columns(pending)
     for parts in by_layout.values():
         build_columns(parts)
+    for part in deferred:
+        part.fill()
     return None
 
 

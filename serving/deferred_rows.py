@@ -68,24 +68,57 @@ class Layout:
 
 
 class DeferredRows(dict):
-    """A request's feeds (alias -> ndarray), filled by `build_columns` on the batch thread.
+    """A request's feeds (alias -> ndarray), built per batch by `build_columns`.
 
-    Until then the dict is empty and holds the checked JSON rows. Readers that
-    run after the request's signature call (response, request log, shadow)
-    see the arrays; `rows`, `key`, `elements` and `decoded_bytes` (what
-    `limits.charge_arrays` would charge) are known from the start.
+    The dict stays empty until `fill()`: `build_columns` converts the checked
+    JSON rows into the batch's columns, and `fill()` then puts this request's
+    rows (views of those columns) into the dict. Only readers of a request's
+    own arrays need that (request log, shadow: serving/rest.py calls it); the
+    signature call uses the batch's columns. `rows`, `key`, `elements` and
+    `decoded_bytes` (what `limits.charge_arrays` would charge) are known from
+    the start.
     """
 
-    __slots__ = ("layout", "instances", "strings", "rows", "key", "elements", "decoded_bytes")
+    __slots__ = (
+        "layout",
+        "instances",
+        "strings",
+        "rows",
+        "key",
+        "elements",
+        "decoded_bytes",
+        "columns",
+        "start",
+    )
 
     def charges(self) -> list:
-        """[(alias, shape, elements, decoded_bytes)] per tensor, as `charge_arrays` lists them."""
+        """[(alias, shape, elements, decoded_bytes)] per tensor, as `charge_arrays` lists them.
+
+        Only before `build_columns` (it drops the JSON rows).
+        """
         rows, item_bytes = self.rows, self.layout.item_bytes
-        strings = self.strings or {}
         return [
-            (name, (rows,), rows, rows * item_bytes[name] + sum(map(len, strings.get(name, ()))))
+            (
+                name,
+                (rows,),
+                rows,
+                rows * item_bytes[name] + sum(map(len, self.strings.get(name, ()))),
+            )
             for name in self.layout.order
         ]
+
+    @property
+    def built(self) -> bool:
+        """True once `build_columns` has converted this request's rows."""
+        return self.columns is not None
+
+    def fill(self) -> "DeferredRows":
+        """Puts this request's rows of the built columns into the dict; returns self."""
+        if not self and self.columns is not None:
+            start, end = self.start, self.start + self.rows
+            for name in self.layout.order:
+                self[name] = self.columns[name][start:end]
+        return self
 
 
 def defer_rows(instances: list, inputs: dict, layout: Layout, nans: int = 0):
@@ -133,6 +166,7 @@ def defer_rows(instances: list, inputs: dict, layout: Layout, nans: int = 0):
         strings[name] = encoded
         payload += sum(map(len, encoded))
     deferred = DeferredRows()
+    deferred.columns = deferred.start = None
     deferred.layout = layout
     deferred.instances = instances
     deferred.strings = strings
@@ -144,14 +178,14 @@ def defer_rows(instances: list, inputs: dict, layout: Layout, nans: int = 0):
 
 
 def build_columns(parts: list) -> dict:
-    """Converts deferred requests of one layout together and fills each one's dict.
+    """Converts deferred requests of one layout together.
 
     Args:
-      parts: unfilled DeferredRows with the same `layout`, in batch order.
+      parts: DeferredRows not yet built, with the same `layout`, in batch order.
 
     Returns:
-      alias -> ndarray over all their rows (in `parts` order); each part
-      receives the views of its own rows.
+      alias -> ndarray over all their rows (in `parts` order); each part can
+      then `fill()` itself with its own rows.
     """
     layout = parts[0].layout
     if len(parts) == 1:
@@ -172,11 +206,10 @@ def build_columns(parts: list) -> dict:
                 table = table.astype(target, copy=False)
         for i, name in enumerate(names):
             columns[name] = table[i]
+    columns = {name: columns[name] for name in layout.order}
     start = 0
     for part in parts:
-        end = start + part.rows
-        for name in layout.order:
-            part[name] = columns[name][start:end]
+        part.columns, part.start = columns, start
         part.instances = part.strings = None  # the JSON rows are no longer needed
-        start = end
-    return {name: columns[name] for name in layout.order}
+        start += part.rows
+    return columns

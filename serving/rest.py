@@ -291,7 +291,10 @@ class RestApi:
             if error is not None:
                 self._error(request, servable.name, error, servable.version, "predict")
                 return
-            rows = next(iter(feeds.values())).shape[0] if row else 0
+            if type(feeds) is DeferredRows:
+                rows = feeds.rows
+            else:
+                rows = next(iter(feeds.values())).shape[0] if row else 0
             latency = (time.perf_counter() - started) * 1e6
             self.metrics.record_request(
                 servable.name, servable.version, "predict", "REST", "OK", latency, rows
@@ -299,9 +302,11 @@ class RestApi:
             request.respond(200, body, extra_headers=self._extra)
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
-                logger.log_predict(servable, signature.key, feeds, outputs, request_id)
+                logger.log_predict(servable, signature.key, _arrays(feeds), outputs, request_id)
             if self.shadow is not None:
-                self.shadow.offer(servable, signature.key, feeds, outputs, latency, request_id)
+                self.shadow.offer(
+                    servable, signature.key, _arrays(feeds), outputs, latency, request_id
+                )
 
         return done
 
@@ -335,6 +340,11 @@ class RestApi:
                     logger.log_regress(servable, signature.key, request_input, results)
 
         return done
+
+
+def _arrays(feeds: dict) -> dict:
+    """A request's own input arrays (a built DeferredRows takes its rows now)."""
+    return feeds.fill() if type(feeds) is DeferredRows else feeds
 
 
 def _input_proto(examples, context) -> input_pb2.Input:

@@ -115,7 +115,8 @@ def test_batch_columns_equal_the_per_request_arrays():
         with np.errstate(over="ignore"):
             columns = build_columns([got for got, _ in requests])
         for got, want in requests:
-            _same_arrays(got, want)
+            assert got.built and not got  # filled only when asked
+            _same_arrays(got.fill(), want)
         _same_arrays(
             columns,
             {n: np.concatenate([want[n] for _, want in requests]) for n in requests[0][1]},
@@ -245,7 +246,10 @@ def test_scheduler_converts_a_batch_of_deferred_requests_once(mixed):
     assert servable.calls == [1, 4]  # the blocker, then one merged batch
     for feeds, r, (outputs, error) in zip(requests, rows, results, strict=True):
         assert error is None
-        _same_arrays(feeds, _feeds(r, defer=False))  # filled with its own rows
+        # A mixed batch was concatenated from each request's own arrays; else the
+        # batch ran on its columns and a request takes its rows only when asked.
+        assert bool(feeds) == mixed
+        _same_arrays(feeds.fill() if type(feeds) is DeferredRows else feeds, _feeds(r, False))
         want = [x + k for x, k, _ in r]
         np.testing.assert_array_equal(outputs["y"], np.array(want, np.float32).astype(float))
         assert outputs["s"].tolist() == [s.encode() for _, _, s in r]
@@ -268,6 +272,7 @@ def test_a_failed_deferred_batch_is_rerun_request_by_request():
     "params",
     [
         None,  # batching off: each request alone
+        BatchingParameters(max_batch_size=8, num_batch_threads=1),  # a batch of one
         BatchingParameters(max_batch_size=8, allowed_batch_sizes=(4, 8), num_batch_threads=1),
     ],
 )
@@ -277,9 +282,9 @@ def test_deferred_requests_alone_and_padded(params):
     scheduler = Scheduler(params, num_threads=1)
     feeds = _feeds([(1.0, 2, "a"), (3.0, 4, "b"), (5.0, 6, "c")])
     outputs = scheduler.run(servable, FakeSignature(), feeds, timeout=60)
-    assert servable.calls == [3 if params is None else 4]
+    assert servable.calls == [4 if params and params.allowed_batch_sizes else 3]
     assert outputs["y"].tolist() == [3.0, 7.0, 11.0]
-    assert feeds["x"].tolist() == [1.0, 3.0, 5.0]
+    assert not feeds and feeds.fill()["x"].tolist() == [1.0, 3.0, 5.0]
     scheduler.stop()
 
 
@@ -329,6 +334,7 @@ def _exact_and_routed(body: bytes, inputs: dict) -> tuple:
     if feeds is not None:
         assert type(feeds) is DeferredRows and not feeds
         build_columns([feeds])
+        feeds.fill()
     return want, feeds
 
 
