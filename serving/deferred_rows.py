@@ -5,10 +5,12 @@ DT_FLOAT, DT_DOUBLE, DT_INT64 or DT_STRING is the common case (the taxi
 model's). Building its arrays request by request costs the event loop a
 dozen numpy calls per request. Instead, `defer_rows` only checks on the loop
 what json_codec's numpy fast path would accept (key sets, value types, the
-int64 range) and returns a `DeferredRows`: an empty dict that the batch
-thread fills. `build_columns` converts all deferred requests of a batch
-together (one numpy call per dtype group for the whole batch) and gives each
-request its rows as views of the batch's columns.
+int64 range) and returns a `DeferredRows`: an empty dict, for now.
+`build_columns` (batch thread) converts all deferred requests of a batch
+together (one numpy call per dtype group for the whole batch) and the
+signature runs on those columns; a request takes its own rows (views of
+the columns) with `fill()` only when something reads them (request log,
+shadow).
 
 The arrays are the per-request fast path's: same dtypes and values
 (integers reach float inputs through double, then one rounding to float32;
