@@ -3,10 +3,12 @@
 `parse_json_object` accepts what TF Serving accepts: `NaN`, `Inf`/`Infinity`
 tokens, trailing data after the first value, and integers beyond 64 bits (as
 doubles); for repeated top-level keys the first one wins. Errors carry
-rapidjson's English messages. `debug_string` re-serializes a value for error
-messages (single-line arrays, 256-character cap). b64 objects are
-`{"b64": "<standard base64>"}`. `format_float`/`format_double` write numbers
-like TF Serving's `WriteDecimal`.
+rapidjson's English messages. `parse_nan_as_none` is a cheaper first try
+for bodies with `NaN`, whose result the caller must verify. `debug_string`
+re-serializes a value for error messages (single-line arrays, 256-character
+cap). b64 objects are `{"b64": "<standard base64>"}`.
+`format_float`/`format_double` write numbers like TF Serving's
+`WriteDecimal`.
 
 Over 400 lines: a JSON reader and writer that reproduce rapidjson's accepted syntax and
 error messages (``_Deep`` parses what Python's ``json`` rejects) and TF Serving's number
