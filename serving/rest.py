@@ -303,7 +303,7 @@ class RestApi:
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
                 logger.log_predict(servable, signature.key, _arrays(feeds), outputs, request_id)
-            if self.shadow is not None:
+            if self.shadow is not None and self.shadow.share > 0:
                 self.shadow.offer(
                     servable, signature.key, _arrays(feeds), outputs, latency, request_id
                 )

@@ -375,3 +375,87 @@ def test_nan_bodies_the_orjson_route_must_not_misread(body):
         assert not isinstance(want, str), want
         _same_arrays(feeds, want)
     assert (feeds is not None) == (body == '{"instances": [{' + ROW + "}]}")  # only the plain one
+
+
+def _records(prefix: str) -> list:
+    import glob
+
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for path in sorted(glob.glob(prefix + ".*.tfrecord"))
+        for record in tf.data.TFRecordDataset(path)
+    ]
+
+
+def _inputs(record) -> list:
+    """[(name, age, score)] rows of a logged request."""
+    import tensorflow as tf
+
+    tensors = record.predict_log.request.inputs
+    columns = [tf.make_ndarray(tensors[n]).tolist() for n in ("name", "age", "score")]
+    return [
+        (n.decode(), a, "nan" if math.isnan(s) else s) for n, a, s in zip(*columns, strict=True)
+    ]
+
+
+def test_server_logs_and_mirrors_each_deferred_request_with_its_own_rows(
+    tmp_path, start_server, monitoring_config
+):
+    import time
+
+    import model_factory
+    import requests
+
+    base = tmp_path / "models"
+    model_factory.save_multi_input(str(base / "1"))  # the shadow
+    model_factory.save_multi_input(str(base / "2"))  # stable (latest)
+    logs = tmp_path / "logs" / "m"
+    config = tmp_path / "models.config"
+    config.write_text(
+        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' model_platform: "
+        f"'tensorflow' model_version_policy {{ specific {{ versions: 1 versions: 2 }} }} "
+        f"logging_config {{ log_collector_config {{ filename_prefix: '{logs}' }} "
+        f"sampling_config {{ sampling_rate: 1.0 }} }} }} }}"
+    )
+    server = start_server(
+        [
+            f"--model_config_file={config}",
+            f"--monitoring_config_file={monitoring_config}",
+            "--shadow_traffic_share=1.0",
+            "--shadow_version=1",
+        ],
+        ready_model="m",
+    )
+    sent = {}
+    for i in range(6):  # one or two rows, NaN (missing) scores in the second rows
+        rows = [(f"n{i}{j}", 10 * i + j, "nan" if j else 0.5 * i) for j in range(1 + i % 2)]
+        instances = [
+            {"name": n, "age": a, "score": math.nan if s == "nan" else s} for n, a, s in rows
+        ]
+        answer = requests.post(
+            f"{server.url}/v1/models/m:predict",
+            data=json.dumps({"instances": instances}),
+            headers={"X-Request-Id": f"r{i}"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        sent[f"r{i}".encode()] = rows
+    deadline = time.monotonic() + 60
+    wanted = ':serving:shadow_request_count{model_name="m",version="1",status="OK"} 6'
+    while time.monotonic() < deadline:
+        text = requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=60).text
+        if wanted in text:
+            break
+        time.sleep(0.1)
+    assert wanted in text
+    assert server.stop() == 0
+    logged = {r.predict_log.request.client_id: _inputs(r) for r in _records(str(logs))}
+    assert logged == sent
+    mirrored = []
+    for record in _records(str(tmp_path / "logs" / "shadow" / "m")):
+        ids = record.predict_log.response.outputs["_request_ids"].string_val
+        mirrored += [(i.split(b"/")[0], row) for i, row in zip(ids, _inputs(record), strict=True)]
+    assert sorted(mirrored) == sorted((i, row) for i, rows in sent.items() for row in rows)
