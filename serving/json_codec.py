@@ -385,9 +385,9 @@ def decode_predict_inputs(doc: dict, inputs: dict, body: bytes = b"", defer: boo
       doc: the parsed request object.
       inputs: signature input alias -> DataType enum.
       body: the raw body; lets the fast path rule out hidden booleans.
-      defer: row requests of scalar inputs may come back as a `DeferredRows`,
-        checked but filled only by `deferred_rows.build_columns` (the batching
-        scheduler does that).
+      defer: row requests of scalar inputs may come back as a `DeferredRows`:
+        checked here, their arrays built per batch by the batching scheduler
+        (serving/deferred_rows.py).
 
     Returns:
       (alias -> ndarray, is_row_format).
