@@ -10,6 +10,9 @@ fails alone instead of failing its batch-mates (TF Serving fails the batch).
 
 With batching disabled the same workers run each request on its own, so a
 signature call never blocks the REST event loop or a gRPC thread's peers.
+REST row requests may arrive as `DeferredRows` (checked, not yet arrays):
+the worker converts all of a batch's deferred requests in one go before
+the call and runs it on those columns (serving/deferred_rows.py).
 Completions for asyncio callers are handed back to their loop with one
 `call_soon_threadsafe` per batch.
 
@@ -33,6 +36,7 @@ from google.protobuf import (
     wrappers_pb2,
 )
 
+from serving.deferred_rows import DeferredRows, build_columns
 from serving.errors import Code, ServingError, invalid
 
 
@@ -205,7 +209,10 @@ class Scheduler:
         alone = False
         if params is not None:
             try:
-                rows, key = _task_rows(feeds)
+                if type(feeds) is DeferredRows:
+                    rows, key = feeds.rows, feeds.key
+                else:
+                    rows, key = _task_rows(feeds)
                 if rows > params.max_batch_size:
                     raise invalid(
                         f"Task size {rows} is larger than maximum input batch size "
@@ -341,7 +348,9 @@ class Scheduler:
     def _execute(self, queue: _Queue, batch: list) -> None:
         servable, signature = queue.servable, queue.signature
         if len(batch) == 1 and (self.params is None or batch[0].alone):
-            results, errors = _attempt(lambda: [servable.run(signature, batch[0].feeds)], 1)
+            results, errors = _attempt(
+                lambda: [servable.run(signature, _materialize(batch) or batch[0].feeds)], 1
+            )
         else:
             results, errors = _attempt(
                 lambda: self._run_merged(servable, signature, batch), len(batch)
@@ -361,12 +370,18 @@ class Scheduler:
     def _run_merged(self, servable, signature, batch: list) -> list:
         rows = sum(t.rows for t in batch)
         padded = self._padded_size(rows)
-        if len(batch) == 1 and padded == rows:
+        columns = _materialize(batch)
+        if columns is not None and padded == rows:
+            feeds = columns
+        elif len(batch) == 1 and padded == rows:
             feeds = batch[0].feeds
         else:
             feeds = {}
-            for alias in batch[0].feeds:
-                parts = [t.feeds[alias] for t in batch]
+            for alias in batch[0].feeds if columns is None else columns:
+                if columns is not None:
+                    parts = [columns[alias]]
+                else:
+                    parts = [t.feeds[alias] for t in batch]
                 if padded > rows:
                     pad = np.repeat(parts[0][:1], padded - rows, axis=0)
                     parts.append(pad)
@@ -405,6 +420,30 @@ class Scheduler:
                 loop.call_soon_threadsafe(_run_callbacks, items)
             except RuntimeError:  # loop closed during shutdown
                 pass
+
+
+def _materialize(batch: list):
+    """Builds the batch's DeferredRows (one conversion per layout).
+
+    Returns:
+      The batch's columns (alias -> ndarray over all its rows) when every task
+      was deferred and converted here together; else None, and every task's
+      feeds hold its arrays.
+    """
+    deferred = [t.feeds for t in batch if type(t.feeds) is DeferredRows]
+    if not deferred:
+        return None
+    pending = [part for part in deferred if not part.built]
+    by_layout: dict = {}
+    for part in pending:
+        by_layout.setdefault(id(part.layout), []).append(part)
+    if len(by_layout) == 1 and len(pending) == len(batch):
+        return build_columns(pending)
+    for parts in by_layout.values():
+        build_columns(parts)
+    for part in deferred:
+        part.fill()
+    return None
 
 
 def _attempt(run, count: int) -> tuple:

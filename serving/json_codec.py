@@ -5,7 +5,9 @@ formats, per-dtype value rules, shape inference from the first element at
 each level, and the exact upstream error messages. A numpy fast path handles
 well-formed requests (one numpy call per dtype group for scalar features);
 anything it cannot prove valid is re-decoded by the exact path, which
-produces the upstream error text.
+produces the upstream error text. With `defer=True` (REST), row requests of
+scalar inputs are only checked here and converted per batch
+(serving/deferred_rows.py).
 
 Over 400 lines: the exact decoder (upstream's error text) and the numpy fast path of
 each request format (row, columnar, examples) sit together because the fast path must
@@ -16,6 +18,7 @@ import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
 
+from serving.deferred_rows import Layout, defer_rows
 from serving.dtypes import dtype_name
 from serving.errors import Code, ServingError, invalid
 from serving.json_dialect import debug_string, decode_b64, is_b64_object, json_type
@@ -305,14 +308,23 @@ _GROUPABLE = {
     types_pb2.DT_DOUBLE: ("iuf", np.float64),
     types_pb2.DT_INT64: ("i", np.int64),
 }
-_PLANS: dict = {}  # id(inputs) -> (inputs, plan); inputs are per-signature constants
+_PLANS: dict = {}  # id(inputs) -> (inputs, plan, layout); inputs are per-signature constants
 
 
 def _plan(inputs: dict):
     """Returns ([(dtype, names)] groups, [(name, dtype)] singles), cached per signature."""
+    return _planned(inputs)[1]
+
+
+def _layout(inputs: dict):
+    """The deferred-rows Layout of a signature's inputs, or None (cached)."""
+    return _planned(inputs)[2]
+
+
+def _planned(inputs: dict) -> tuple:
     entry = _PLANS.get(id(inputs))
     if entry is not None and entry[0] is inputs:
-        return entry[1]
+        return entry
     grouped: dict = {}
     singles = []
     for name, dtype in inputs.items():
@@ -323,8 +335,8 @@ def _plan(inputs: dict):
     plan = (list(grouped.items()), singles)
     if len(_PLANS) > 256:
         _PLANS.clear()
-    _PLANS[id(inputs)] = (inputs, plan)
-    return plan
+    entry = _PLANS[id(inputs)] = (inputs, plan, Layout.of(*plan))
+    return entry
 
 
 def _group_to_arrays(instances: list, names: list, dtype: int, out: dict) -> bool:
@@ -366,13 +378,16 @@ def _columns(value, inputs: dict, numbers_only: bool) -> dict:
     return out
 
 
-def decode_predict_inputs(doc: dict, inputs: dict, body: bytes = b""):
+def decode_predict_inputs(doc: dict, inputs: dict, body: bytes = b"", defer: bool = False):
     """Builds the feed tensors of a predict request.
 
     Args:
       doc: the parsed request object.
       inputs: signature input alias -> DataType enum.
       body: the raw body; lets the fast path rule out hidden booleans.
+      defer: row requests of scalar inputs may come back as a `DeferredRows`:
+        checked here, their arrays built per batch by the batching scheduler
+        (serving/deferred_rows.py).
 
     Returns:
       (alias -> ndarray, is_row_format).
@@ -396,6 +411,12 @@ def decode_predict_inputs(doc: dict, inputs: dict, body: bytes = b""):
             )
         if not instances:
             raise invalid(f"JSON Value: {debug_string(doc)} No values in 'instances' array")
+        if defer and numbers_only and len(inputs) > 1:
+            layout = _layout(inputs)
+            if layout is not None:
+                deferred = defer_rows(instances, inputs, layout)
+                if deferred is not None:
+                    return deferred, True
         tensors = _rows_fast(instances, inputs, numbers_only)
         if tensors is None:
             tensors = _rows_exact(instances, inputs)
@@ -403,6 +424,41 @@ def decode_predict_inputs(doc: dict, inputs: dict, body: bytes = b""):
     if has_inputs:
         return _columns(doc["inputs"], inputs, numbers_only), False
     raise invalid("Missing 'inputs' or 'instances' key")
+
+
+def defer_nan_rows(doc: dict, inputs: dict, body: bytes):
+    """DeferredRows from a `json_dialect.parse_nan_as_none` document, or None.
+
+    Accepts only what `decode_predict_inputs(..., defer=True)` would defer on
+    the exact parse: row requests of scalar inputs, every `NaN` token of the
+    body at a float input and no key repeated in any object.
+
+    Returns:
+      DeferredRows, or None: then parse the body with `parse_json_object` and
+      decode that (the candidate document may have been changed).
+    """
+    instances = doc.get("instances")
+    if "inputs" in doc or type(instances) is not list or not instances or len(inputs) < 2:
+        return None
+    if b"true" in body or b"false" in body:
+        return None
+    layout = _layout(inputs)
+    if layout is None:
+        return None
+    strings = len(doc)  # keys, and string values: each is one pair of quotes in the body
+    for key, value in doc.items():
+        if key != "instances":
+            if type(value) is list or type(value) is dict:
+                return None
+            strings += type(value) is str
+    deferred = defer_rows(instances, inputs, layout, nans=body.count(b"NaN"))
+    if deferred is None:
+        return None
+    # A member orjson dropped (a repeated key) left its quoted key in the body.
+    strings += deferred.rows * (len(inputs) + len(layout.strings))
+    if body.count(b'"') != 2 * strings:
+        return None
+    return deferred
 
 
 # ---------------------------------------------------------------------------

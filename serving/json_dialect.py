@@ -3,10 +3,12 @@
 `parse_json_object` accepts what TF Serving accepts: `NaN`, `Inf`/`Infinity`
 tokens, trailing data after the first value, and integers beyond 64 bits (as
 doubles); for repeated top-level keys the first one wins. Errors carry
-rapidjson's English messages. `debug_string` re-serializes a value for error
-messages (single-line arrays, 256-character cap). b64 objects are
-`{"b64": "<standard base64>"}`. `format_float`/`format_double` write numbers
-like TF Serving's `WriteDecimal`.
+rapidjson's English messages. `parse_nan_as_none` is a cheaper first try
+for bodies with `NaN`, whose result the caller must verify. `debug_string`
+re-serializes a value for error messages (single-line arrays, 256-character
+cap). b64 objects are `{"b64": "<standard base64>"}`.
+`format_float`/`format_double` write numbers like TF Serving's
+`WriteDecimal`.
 
 Over 400 lines: a JSON reader and writer that reproduce rapidjson's accepted syntax and
 error messages (``_Deep`` parses what Python's ``json`` rejects) and TF Serving's number
@@ -403,6 +405,32 @@ def parse_json_object(body: bytes) -> dict:
                 doc = _slow_parse(body)  # rapidjson keeps the first duplicate
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {debug_string(doc)} Is not object")
+    return doc
+
+
+def parse_nan_as_none(body: bytes):
+    """orjson's parse of a body whose `NaN` tokens are read as None, or None.
+
+    `parse_json_object` parses any body holding `NaN` with Python's json module
+    (orjson refuses NaN), several times slower. This is a cheap first try for
+    bodies without `null`, `Inf`, backslashes or repeated top-level keys: every
+    `NaN` is replaced by `null` before orjson parses it. A `NaN` inside a string
+    or a key is changed too, so the result is only a candidate: the caller must
+    find exactly `body.count(b"NaN")` None values, each where a NaN is a valid
+    value, and check for repeated keys in the objects it reads (orjson keeps the
+    last, the exact parser the first); otherwise it must use `parse_json_object`.
+
+    Returns:
+      The candidate top-level object, or None (use `parse_json_object`).
+    """
+    if b"NaN" not in body or b"null" in body or b"Inf" in body or b"\\" in body:
+        return None
+    try:
+        doc = orjson.loads(body.replace(b"NaN", b"null"))
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict or _may_repeat_keys(body, doc):
+        return None
     return doc
 
 

@@ -8,7 +8,8 @@ size are computed from its declared shape (exact Python integers, no int64
 wrap-around) and charged to a per-request `Budget` before numpy or protobuf
 allocates them; going over answers INVALID_ARGUMENT naming the tensor.
 (REST JSON tensors, whose size the body already bounds, are charged right
-after decoding: `charge_arrays`.)
+after decoding: `charge_arrays`, or `charge_tensors` for rows whose arrays
+the batch thread builds later.)
 
 Defaults are tied to `--max_request_bytes` (64 MiB): one element per 4
 request bytes (a packed float32's wire size; 16 Mi elements) and eight
@@ -120,14 +121,29 @@ def charge_examples(budget: Budget, count: int, context_bytes: int, example_byte
 def charge_arrays(budget: Budget, arrays: dict) -> None:
     """Charges decoded arrays (alias -> ndarray); strings count pointer + payload."""
     charges = []
-    elements = decoded_bytes = 0
     for name, array in arrays.items():
         decoded = array.nbytes
         if array.dtype.kind == "O":
             decoded += sum([len(v) for v in array.ravel().tolist() if isinstance(v, bytes)])
         charges.append((name, array.shape, array.size, decoded))
-        elements += array.size
-        decoded_bytes += decoded
+    elements = sum([charge[2] for charge in charges])
+    decoded_bytes = sum([charge[3] for charge in charges])
+    charge_tensors(budget, elements, decoded_bytes, lambda: charges)
+
+
+def charge_tensors(budget: Budget, elements: int, decoded_bytes: int, itemize) -> None:
+    """Charges tensors by their totals, as `charge_arrays` does.
+
+    For tensors whose sizes are known before their arrays exist
+    (serving/deferred_rows.py).
+
+    Args:
+      budget: the request's budget.
+      elements: their total element count.
+      decoded_bytes: their total decoded size.
+      itemize: returns [(name, shape, elements, decoded_bytes)] per tensor; called
+        only when a cap is passed, to name the tensor that passes it.
+    """
     limits = budget.limits
     if (
         budget.elements + elements <= limits.max_elements
@@ -136,5 +152,5 @@ def charge_arrays(budget: Budget, arrays: dict) -> None:
         budget.elements += elements
         budget.decoded_bytes += decoded_bytes
         return
-    for charge in charges:  # one by one, to name the tensor that goes over
+    for charge in itemize():  # one by one, to name the tensor that goes over
         budget.charge(*charge)

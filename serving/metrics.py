@@ -137,6 +137,7 @@ class ServingMetrics:
 
     def __init__(self):
         self.known_models = None  # None: every name is a label (until models are configured)
+        self._request_labels: dict = {}  # (model, version, api, entrypoint, status) -> labels
         self.request_count = Counter(":tensorflow:serving:request_count", ("model_name", "status"))
         self.request_latency = Histogram(
             ":tensorflow:serving:request_latency",
@@ -212,6 +213,7 @@ class ServingMetrics:
     def add_model_names(self, names) -> None:
         """Names that get their own request labels (configured models)."""
         self.known_models = frozenset(names) | (self.known_models or frozenset())
+        self._request_labels = {}
 
     def record_request(
         self,
@@ -224,18 +226,38 @@ class ServingMetrics:
         examples: int = 0,
     ) -> None:
         """Records one API call; latency only on success, like upstream."""
-        if self.known_models is not None and model not in self.known_models:
-            model = UNKNOWN_MODEL
-        self.request_count.inc((model, status))
-        if version is not None:
-            self.version_requests.inc((model, str(version), api, entrypoint, status))
+        key = (model, version, api, entrypoint, status)
+        labels = self._request_labels.get(key)
+        if labels is None:
+            labels = self._request_label_sets(*key)
+        count, per_version, latency, version_latency, per_model = labels
+        self.request_count.inc(count)
+        if per_version is not None:
+            self.version_requests.inc(per_version)
         if latency_us is not None:
-            self.request_latency.observe((model, api, entrypoint), latency_us)
-            if version is not None:
-                self.version_latency.observe((model, str(version)), latency_us)
+            self.request_latency.observe(latency, latency_us)
+            if version_latency is not None:
+                self.version_latency.observe(version_latency, latency_us)
         if examples:
-            self.example_counts.observe((model,), examples)
-            self.example_count_total.inc((model,), examples)
+            self.example_counts.observe(per_model, examples)
+            self.example_count_total.inc(per_model, examples)
+
+    def _request_label_sets(self, model, version, api, entrypoint, status) -> tuple:
+        """The label tuples `record_request` updates for one kind of call (cached)."""
+        shown = model
+        if self.known_models is not None and model not in self.known_models:
+            shown = UNKNOWN_MODEL
+        labels = (
+            (shown, status),
+            None if version is None else (shown, str(version), api, entrypoint, status),
+            (shown, api, entrypoint),
+            None if version is None else (shown, str(version)),
+            (shown,),
+        )
+        if len(self._request_labels) > 4096:  # e.g. clients naming many unknown models
+            self._request_labels = {}
+        self._request_labels[(model, version, api, entrypoint, status)] = labels
+        return labels
 
     def record_batch(self, model: str, rows: int, padded: int) -> None:
         """Records one executed batch."""

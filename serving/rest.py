@@ -14,8 +14,9 @@ import urllib.parse
 from tensorflow_serving.apis import input_pb2
 
 from serving import inference, json_codec, json_response, limits, model_info
+from serving.deferred_rows import DeferredRows
 from serving.errors import Code, ServingError
-from serving.json_dialect import parse_json_object
+from serving.json_dialect import parse_json_object, parse_nan_as_none
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,11 @@ class RestApi:
                 if len(request.body) >= _PARSE_OFF_LOOP_BYTES and self.loop is not None:
                     self._parse_off_loop(post)
                 else:
-                    self._post(*post, parse_json_object(request.body))
+                    nan_doc = parse_nan_as_none(request.body) if post[1] == "predict" else None
+                    if nan_doc is not None:
+                        self._post(*post, nan_doc, nan_as_none=True)
+                    else:
+                        self._post(*post, parse_json_object(request.body))
             elif method == "GET":
                 match = _GET.fullmatch(request.url)
                 if match is None:
@@ -205,13 +210,33 @@ class RestApi:
 
         future.add_done_callback(parsed)
 
-    def _post(self, request, verb, model, version, label, started, doc: dict) -> None:
+    def _post(
+        self, request, verb, model, version, label, started, doc: dict, nan_as_none=False
+    ) -> None:
+        """Decodes, checks and submits a POST; `nan_as_none`: `doc` is a candidate
+        from `parse_nan_as_none`, used only if `defer_nan_rows` accepts it."""
+        if nan_as_none and type(doc.get("signature_name", "")) is not str:
+            doc, nan_as_none = parse_json_object(request.body), False
         signature_name = json_codec.read_signature_name(doc)
         if verb == "predict":
             servable = self.manager.resolve(model, version, label)
             signature = inference.predict_signature_rest(servable, signature_name)
-            feeds, row = json_codec.decode_predict_inputs(doc, signature.input_dtypes, request.body)
-            limits.charge_arrays(self.limits.budget(), feeds)
+            feeds = None
+            if nan_as_none:
+                feeds = json_codec.defer_nan_rows(doc, signature.input_dtypes, request.body)
+                row = True
+                if feeds is None:
+                    doc = parse_json_object(request.body)
+            if feeds is None:
+                feeds, row = json_codec.decode_predict_inputs(
+                    doc, signature.input_dtypes, request.body, defer=True
+                )
+            if type(feeds) is DeferredRows:  # arrays built by the batch thread
+                limits.charge_tensors(
+                    self.limits.budget(), feeds.elements, feeds.decoded_bytes, feeds.charges
+                )
+            else:
+                limits.charge_arrays(self.limits.budget(), feeds)
             finish = self._finish_predict(
                 request,
                 servable,
@@ -266,7 +291,10 @@ class RestApi:
             if error is not None:
                 self._error(request, servable.name, error, servable.version, "predict")
                 return
-            rows = next(iter(feeds.values())).shape[0] if row else 0
+            if type(feeds) is DeferredRows:
+                rows = feeds.rows
+            else:
+                rows = next(iter(feeds.values())).shape[0] if row else 0
             latency = (time.perf_counter() - started) * 1e6
             self.metrics.record_request(
                 servable.name, servable.version, "predict", "REST", "OK", latency, rows
@@ -274,9 +302,11 @@ class RestApi:
             request.respond(200, body, extra_headers=self._extra)
             logger = self.request_logger
             if logger is not None and logger.sampled(servable.name):
-                logger.log_predict(servable, signature.key, feeds, outputs, request_id)
-            if self.shadow is not None:
-                self.shadow.offer(servable, signature.key, feeds, outputs, latency, request_id)
+                logger.log_predict(servable, signature.key, _arrays(feeds), outputs, request_id)
+            if self.shadow is not None and self.shadow.share > 0:
+                self.shadow.offer(
+                    servable, signature.key, _arrays(feeds), outputs, latency, request_id
+                )
 
         return done
 
@@ -310,6 +340,11 @@ class RestApi:
                     logger.log_regress(servable, signature.key, request_input, results)
 
         return done
+
+
+def _arrays(feeds: dict) -> dict:
+    """A request's own input arrays (a built DeferredRows takes its rows now)."""
+    return feeds.fill() if type(feeds) is DeferredRows else feeds
 
 
 def _input_proto(examples, context) -> input_pb2.Input:

@@ -11,13 +11,16 @@ def test_unknown_models_share_one_label_once_models_are_configured():
     for i in range(1000):
         metrics.record_request(f"guess_{i}", None, "", "REST", "NOT_FOUND")
     metrics.record_request("taxi", 3, "predict", "GRPC", "OK", 10.0)
+    metrics.record_request("penguin", 1, "predict", "REST", "OK", 10.0)  # not configured yet
     metrics.add_model_names({"penguin"})  # a reload adds names; earlier ones stay
     metrics.record_request("taxi", 3, "predict", "REST", "OK", 10.0)
     metrics.record_request("penguin", 1, "predict", "REST", "OK", 10.0)
     assert metrics.request_count.get(UNKNOWN_MODEL, "NOT_FOUND") == 1000
+    assert metrics.request_count.get(UNKNOWN_MODEL, "OK") == 1
     assert metrics.request_count.get("taxi", "OK") == 2
     assert metrics.request_count.get("penguin", "OK") == 1
-    assert len(metrics.request_count._values) == 3
+    assert metrics.version_requests.get("penguin", "1", "predict", "REST", "OK") == 1
+    assert len(metrics.request_count._values) == 4
 
 
 def test_undecodable_label_values_still_render():

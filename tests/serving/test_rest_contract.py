@@ -1,6 +1,7 @@
 """REST contract tests (TF Serving's URLs, bodies, messages and status codes)."""
 
 import base64
+import math
 import re
 
 import pytest
@@ -85,6 +86,32 @@ def test_predict_multi_input_named_rows_and_columns(rest_url):
     )
     assert columns.status_code == 200, columns.text
     assert columns.json()["outputs"]["greeting"] == ["x!", "y!"]
+
+
+def test_nan_rows_are_read_as_the_exact_parser_reads_them(rest_url):
+    # Missing values travel as NaN (serving/client.py). Each NaN token is a float NaN,
+    # "NaN" inside a string stays text, a NaN signature name is refused.
+    path = "/v1/models/multi:predict"
+    plain = b'{"instances": [{"name": "a", "age": 1, "score": NaN}, {"name": "b", "age": 2, "score": 0.5}]}'
+    flagged = plain[:-1] + b', "flag": true}'  # same rows, decoded another way
+    response = post(rest_url, path, plain)
+    assert response.status_code == 200, response.text
+    assert response.content == post(rest_url, path, flagged).content
+    predictions = response.json()["predictions"]
+    assert math.isnan(predictions[0]["probabilities"][0])
+    assert predictions[1]["probabilities"][0] == pytest.approx(1 / (1 + math.exp(-0.52)))
+    text = post(rest_url, path, plain.replace(b'"a"', b'"NaN"').replace(b'"b"', b'"xNaNy"'))
+    assert [p["greeting"] for p in text.json()["predictions"]] == ["NaN!", "xNaNy!"]
+    for twice in (
+        b'"signature_name": "serving_default"',
+        b'"signature_n\\u0061me": "serving_default"',
+    ):
+        # the first of a repeated key counts, however it is spelled
+        doubled = post(rest_url, path, b'{"signature_name": "nope", ' + twice + b", " + plain[1:])
+        assert_error(doubled, 400, 'Serving signature name: "nope" not found')
+    named = post(rest_url, path, plain[:-1] + b', "signature_name": NaN}')
+    assert_error(named, 400, "'signature_name' key must be a string value")
+    assert "NaN" in named.json()["error"] and "null" not in named.json()["error"]
 
 
 def test_float_formatting_tokens(rest_url):
