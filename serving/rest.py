@@ -14,6 +14,7 @@ import urllib.parse
 from tensorflow_serving.apis import input_pb2
 
 from serving import inference, json_codec, json_response, limits, model_info
+from serving.batching import BatchSlice
 from serving.deferred_rows import DeferredRows
 from serving.errors import Code, ServingError
 from serving.json_dialect import parse_json_object, parse_nan_as_none
@@ -304,9 +305,9 @@ class RestApi:
             if logger is not None and logger.sampled(servable.name):
                 logger.log_predict(servable, signature.key, _arrays(feeds), outputs, request_id)
             if self.shadow is not None and self.shadow.share > 0:
-                self.shadow.offer(
-                    servable, signature.key, _arrays(feeds), outputs, latency, request_id
-                )
+                # a merged batch's copy is taken from the batch (its own rows are not needed)
+                own = feeds if type(outputs) is BatchSlice else _arrays(feeds)
+                self.shadow.offer(servable, signature.key, own, outputs, latency, request_id)
 
         return done
 
