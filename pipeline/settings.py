@@ -27,6 +27,7 @@ FINGERPRINTED_NODES = (
     "tuner",
     "selection",
     "example_gen",
+    "evaluator",
     "anomalies_gate",
     "behavioral",
     "infra_canary",
