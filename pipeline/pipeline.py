@@ -327,7 +327,7 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
         baseline_model=baseline_resolver.outputs["model"],
         example_splits=["eval"],
         eval_config=eval_config(training.min_auc, training.max_auc_drop),
-        max_rows=configs.EVAL_MAX_ROWS,
+        max_rows=training.eval_max_rows,
         seed=training.seed,
         code_fingerprint=code_fingerprints.get("evaluator", ""),
     )
@@ -337,7 +337,7 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
         model=trainer.outputs["model"],
         example_splits=["test"],
         eval_config=eval_config(thresholds=False),
-        max_rows=configs.EVAL_MAX_ROWS,
+        max_rows=training.eval_max_rows,
         seed=training.seed,
         code_fingerprint=code_fingerprints.get("evaluator", ""),
     ).with_id("TestEvaluator")

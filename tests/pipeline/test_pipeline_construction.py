@@ -377,7 +377,8 @@ def test_both_evaluators_score_a_seeded_sample_of_at_most_eval_max_rows(settings
     from pipeline import configs
 
     assert configs.EVAL_MAX_ROWS == 60_000
-    nodes = _nodes(create_pipeline(settings.replace(seed=7), span=2016))
-    for name in ("Evaluator", "TestEvaluator"):
-        props = nodes[name].exec_properties
-        assert (props["max_rows"], props["seed"]) == (60_000, 7), name
+    for max_rows in (60_000, 1234, 0):
+        nodes = _nodes(create_pipeline(settings.replace(seed=7, eval_max_rows=max_rows), span=2016))
+        for name in ("Evaluator", "TestEvaluator"):
+            props = nodes[name].exec_properties
+            assert (props["max_rows"], props["seed"]) == (max_rows, 7), name
