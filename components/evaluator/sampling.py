@@ -3,7 +3,9 @@
 A record is kept when its keyed 64-bit hash is among the ``max_rows``
 smallest of all the records' hashes (bottom-k sampling): the same records
 whatever the file order, the same for every model scored on them, and
-exactly ``max_rows`` of them (ties of 64-bit hashes aside). Two streaming
+exactly ``max_rows`` of them: identical records share a hash, so of those
+at the cutoff only as many as fit are kept (the first read; being identical,
+which ones does not matter). Two streaming
 passes: the first keeps only the hashes (8 bytes a record), the second
 writes the kept records; records that all fit are not written at all.
 """
@@ -58,7 +60,9 @@ def sample_records(
     cutoff = hash_cutoff(hashes, max_rows)
     if cutoff is None:
         return None
+    at_cutoff = max_rows - int(np.count_nonzero(hashes < cutoff))
     for record, h in zip(read(), hashes, strict=True):
-        if int(h) <= cutoff:
+        if int(h) < cutoff or (int(h) == cutoff and at_cutoff > 0):
+            at_cutoff -= int(h) == cutoff
             write(record)
     return len(hashes)

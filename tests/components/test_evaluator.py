@@ -53,6 +53,18 @@ def test_sample_is_the_max_rows_smallest_hashes_in_read_order_whatever_the_order
     assert len(set(other) & set(kept)) < 50  # another seed, another sample
 
 
+def test_duplicates_at_the_cutoff_do_not_exceed_max_rows():
+    # The scaled data holds identical records; they share a hash. With the
+    # cutoff inside a group of copies only as many copies as fit are kept.
+    records = [f"row-{i}".encode() for i in range(50)]
+    by_hash = sorted(set(records), key=lambda r: sampling.record_hash(r, 42))
+    records += [by_hash[9]] * 4  # five copies of the 10th smallest
+    kept: list[bytes] = []
+    assert sampling.sample_records(lambda: records, kept.append, 12, seed=42) == 54
+    assert len(kept) == 12
+    assert sorted(kept) == sorted(by_hash[:9] + [by_hash[9]] * 3)
+
+
 def test_records_that_all_fit_are_read_once_and_not_written():
     reads = []
 
