@@ -29,6 +29,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _rows(text: str) -> int:
+    """An argparse type: a row limit, >= 0 (0 = no limit)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = every row), got {text!r}")
+    return value
+
+
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
     """The flags for what is trained and how it is gated (both commands)."""
     parser.add_argument("--train-steps", type=int, default=configs.TRAIN_STEPS)
@@ -100,6 +108,13 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         help="cross-validate on a seeded sample of at most this many train rows",
     )
     parser.add_argument(
+        "--eval-max-rows",
+        type=_rows,
+        default=configs.EVAL_MAX_ROWS,
+        help="Evaluator and TestEvaluator score a seeded sample of at most this many "
+        "rows of their split (0 = every row)",
+    )
+    parser.add_argument(
         "--cv-min-auc-gain",
         type=float,
         default=configs.CV_MIN_AUC_GAIN,
@@ -131,6 +146,7 @@ def training_settings(args: argparse.Namespace) -> TrainingSettings:
         cv_epochs=args.cv_epochs,
         cv_max_rows=args.cv_max_rows,
         cv_min_auc_gain=args.cv_min_auc_gain,
+        eval_max_rows=args.eval_max_rows,
     )
 
 

@@ -31,7 +31,6 @@ import os
 # a local run (and a cached re-run above all) does not need.
 from tensorflow_model_analysis.proto import config_pb2 as tfma
 from tfx.components import (
-    Evaluator,
     ExampleValidator,
     SchemaGen,
     StatisticsGen,
@@ -54,6 +53,7 @@ from tfx.types import Channel, standard_artifacts
 from components.anomalies_gate import AnomaliesGate
 from components.baseline import PreviousBlessedModelStrategy
 from components.behavioral import BehavioralChecks
+from components.evaluator import Evaluator
 from components.example_gen import CsvExampleGen
 from components.features import LABEL_KEY, SLICE_KEYS
 from components.infra_canary import InfraCanary
@@ -331,6 +331,9 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
         baseline_model=baseline_resolver.outputs["model"],
         example_splits=["eval"],
         eval_config=eval_config(training.min_auc, training.max_auc_drop),
+        max_rows=training.eval_max_rows,
+        seed=training.seed,
+        code_fingerprint=code_fingerprints.get("evaluator", ""),
     )
     # The held-out test split: reported, never used to bless, tune or select.
     test_evaluator = Evaluator(
@@ -338,6 +341,9 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
         model=trainer.outputs["model"],
         example_splits=["test"],
         eval_config=eval_config(thresholds=False),
+        max_rows=training.eval_max_rows,
+        seed=training.seed,
+        code_fingerprint=code_fingerprints.get("evaluator", ""),
     ).with_id("TestEvaluator")
     behavioral = BehavioralChecks(
         model=trainer.outputs["model"],

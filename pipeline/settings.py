@@ -27,6 +27,7 @@ FINGERPRINTED_NODES = (
     "tuner",
     "selection",
     "example_gen",
+    "evaluator",
     "anomalies_gate",
     "behavioral",
     "infra_canary",
@@ -77,6 +78,8 @@ class TrainingSettings:
       cv_max_rows: cross-validate on a seeded sample of at most this many rows.
       cv_min_auc_gain / cv_confidence: the selection rule
         (``components.model_selection.cv.RULE``).
+      eval_max_rows: the Evaluator and TestEvaluator score a seeded sample of
+        at most this many rows of their split (0 = every row).
     """
 
     train_steps: int = configs.TRAIN_STEPS
@@ -96,6 +99,7 @@ class TrainingSettings:
     cv_max_rows: int = configs.CV_MAX_ROWS
     cv_min_auc_gain: float = configs.CV_MIN_AUC_GAIN
     cv_confidence: float = configs.CV_CONFIDENCE
+    eval_max_rows: int = configs.EVAL_MAX_ROWS
 
     def __post_init__(self):
         for field in ("train_steps", "eval_steps", "tune_steps", "cv_steps", "cv_max_rows"):
@@ -104,6 +108,7 @@ class TrainingSettings:
             _epochs(field, getattr(self, field))
         _at_least("tune_trials", self.tune_trials, 0)
         _at_least("train_patience", self.train_patience, 0)
+        _at_least("eval_max_rows", self.eval_max_rows, 0)
         if self.cv_folds != 0:
             _at_least("cv_folds", self.cv_folds, 2)  # one fold has nothing to validate on
         if not 0 <= self.min_auc <= 1:

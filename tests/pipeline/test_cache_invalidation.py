@@ -18,7 +18,15 @@ from pipeline import code_digest
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CODE_NODES = {"Transform", "Tuner", "ModelSelection", "Trainer"}
 # The custom components whose executors are ours.
-COMPONENT_NODES = {"CsvExampleGen", "AnomaliesGate", "BehavioralChecks", "InfraCanary", "Pusher"}
+COMPONENT_NODES = {
+    "CsvExampleGen",
+    "AnomaliesGate",
+    "BehavioralChecks",
+    "InfraCanary",
+    "Pusher",
+    "Evaluator",
+    "TestEvaluator",
+}
 
 
 @pytest.fixture()
@@ -125,6 +133,8 @@ def test_a_rerun_of_unchanged_code_keeps_every_cache_key(tmp_path, tree):
 COMPONENT_EDITS = {
     # Our streaming CsvExampleGen executor.
     "components/example_gen/executor.py": {"CsvExampleGen"},
+    # Both Evaluators sample large splits with it.
+    "components/evaluator/sampling.py": {"Evaluator", "TestEvaluator"},
     "components/anomalies_gate/gate.py": {"AnomaliesGate"},
     # The Pusher imports components.behavioral.artifact, whose package
     # __init__ imports the checks: Python runs them when the Pusher starts.

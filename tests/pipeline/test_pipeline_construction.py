@@ -273,7 +273,7 @@ def test_each_code_running_node_carries_its_own_code_fingerprint(settings):
     from pipeline import code_digest
 
     code = code_digest.node_fingerprints()
-    assert len(set(code.values())) == 9
+    assert len(set(code.values())) == 10
     nodes = _nodes(create_pipeline(settings.replace(code_fingerprints=code), span=2016))
     custom = {
         node: json.loads(nodes[name].exec_properties["custom_config"])["code_fingerprint"]
@@ -293,6 +293,8 @@ def test_each_code_running_node_carries_its_own_code_fingerprint(settings):
         )
     }
     assert props == {node: code[node] for node in props}
+    for name in ("Evaluator", "TestEvaluator"):
+        assert nodes[name].exec_properties["code_fingerprint"] == code["evaluator"], name
     example_gen_config = json.loads(nodes["CsvExampleGen"].exec_properties["custom_config"])
     assert example_gen_config["custom_config"]["value"] == {"code_fingerprint": code["example_gen"]}
 
@@ -321,6 +323,8 @@ def test_every_node_running_our_executor_carries_the_fingerprint_of_that_executo
         "CsvExampleGen",
         "AnomaliesGate",
         "Transform",
+        "Evaluator",
+        "TestEvaluator",
         "Tuner",
         "ModelSelection",
         "Trainer",
@@ -374,3 +378,14 @@ def test_default_budgets_keep_the_bundled_data_on_its_fixed_steps():
     assert budget_steps(fold_rows, configs.CV_EPOCHS, 128, configs.CV_STEPS) == 150
     # 100x: the Trainer sees every train row once.
     assert budget_steps(100 * train_rows, configs.TRAIN_EPOCHS, 128, configs.TRAIN_STEPS) == 9454
+
+
+def test_both_evaluators_score_a_seeded_sample_of_at_most_eval_max_rows(settings):
+    from pipeline import configs
+
+    assert configs.EVAL_MAX_ROWS == 60_000
+    for max_rows in (60_000, 1234, 0):
+        nodes = _nodes(create_pipeline(settings.replace(seed=7, eval_max_rows=max_rows), span=2016))
+        for name in ("Evaluator", "TestEvaluator"):
+            props = nodes[name].exec_properties
+            assert (props["max_rows"], props["seed"]) == (max_rows, 7), name

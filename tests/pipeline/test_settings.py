@@ -60,6 +60,7 @@ def test_replace_routes_training_fields():
         ({"tune_epochs": -0.5}, "tune_epochs"),
         ({"cv_folds": 1}, "cv_folds"),
         ({"cv_max_rows": 0}, "cv_max_rows"),
+        ({"eval_max_rows": -1}, "eval_max_rows"),
         ({"tune_trials": -1}, "tune_trials"),
         ({"train_patience": -1}, "train_patience"),
         ({"min_auc": 1.01}, "min_auc"),
