@@ -1,6 +1,7 @@
 """Shadow traffic: copies run on the shadow's own thread, per-batch records, failures contained."""
 
 import glob
+import logging
 import os
 import threading
 import time
@@ -136,6 +137,7 @@ def test_copies_run_on_the_shadow_thread_and_are_recorded_per_batch(tmp_path):
 
 
 def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="serving.shadow")  # whatever the root's level
     stable, shadow = FakeServable(2), FakeServable(1, hang=True, fail=True)
     metrics = ServingMetrics()
     logger = RequestLogger(metrics=metrics)
