@@ -17,6 +17,8 @@ so a client could grow the page without bound).
 import bisect
 import threading
 
+import numpy as np
+
 _LATENCY_BUCKETS = tuple(10 * 1.8**k for k in range(33))
 _EXAMPLE_BUCKETS = tuple(float(2**k) for k in range(15))
 UNKNOWN_MODEL = "__unknown__"
@@ -95,6 +97,7 @@ class Histogram(_Metric):
     def __init__(self, name: str, label_names: tuple, buckets: tuple):
         super().__init__(name, label_names)
         self.buckets = buckets
+        self._bounds = np.asarray(buckets, np.float64)
 
     def observe(self, labels: tuple, value: float) -> None:
         index = bisect.bisect_left(self.buckets, value)
@@ -107,16 +110,31 @@ class Histogram(_Metric):
             state[-1] += 1
 
     def observe_many(self, labels: tuple, values) -> None:
-        """Observes each of `values` (a sequence of numbers) under one lock."""
-        indexes = [bisect.bisect_left(self.buckets, v) for v in values]
+        """Observes each of `values` (a sequence of numbers) under one lock.
+
+        An ndarray is counted with numpy (no Python call per value), into the
+        buckets `observe` would choose (NaN included: the first bucket, as bisect).
+        """
+        if isinstance(values, np.ndarray):
+            values = values.astype(np.float64, copy=False).ravel()
+            indexes = np.searchsorted(self._bounds, values, side="left")
+            indexes[np.isnan(values)] = 0
+            counts = np.bincount(indexes, minlength=len(self.buckets) + 1)
+            used = np.flatnonzero(counts).tolist()
+            pairs = list(zip(used, counts[used].tolist(), strict=True))
+            total, count = float(values.sum()), len(values)
+        else:
+            indexes = [bisect.bisect_left(self.buckets, v) for v in values]
+            pairs = [(index, 1) for index in indexes]
+            total, count = sum(values), len(indexes)
         with self._lock:
             state = self._values.get(labels)
             if state is None:
                 state = self._values[labels] = [0] * (len(self.buckets) + 3)
-            for index in indexes:
-                state[index] += 1
-            state[-2] += sum(values)
-            state[-1] += len(indexes)
+            for index, amount in pairs:
+                state[index] += amount
+            state[-2] += total
+            state[-1] += count
 
     def _render_one(self, key, state) -> list:
         lines = []

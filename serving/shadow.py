@@ -483,7 +483,7 @@ def _ids_and_latencies(runs: list) -> tuple:
     return ids, latencies
 
 
-def _row_abs_diff(shadow: dict, stable: dict) -> list:
+def _row_abs_diff(shadow: dict, stable: dict) -> np.ndarray:
     """Per row, the largest |shadow - stable| over the float outputs both have."""
     worst = None
     for alias, ours in shadow.items():
@@ -492,4 +492,4 @@ def _row_abs_diff(shadow: dict, stable: dict) -> list:
             continue
         diff = np.abs(ours.astype(np.float64) - theirs).reshape(ours.shape[0], -1).max(axis=1)
         worst = diff if worst is None else np.maximum(worst, diff)
-    return [] if worst is None else worst.tolist()
+    return np.zeros(0) if worst is None else worst

@@ -1,8 +1,9 @@
 """Metric exposition in TF Serving's format."""
 
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving.metrics import ServingMetrics
+from serving.metrics import Histogram, ServingMetrics
 
 
 def test_exposition_format_and_names():
@@ -33,3 +34,23 @@ def test_label_values_are_escaped():
     metrics = ServingMetrics()
     metrics.record_request('we"ird\\', None, "", "REST", "OK")
     assert 'model_name="we\\"ird\\\\"' in metrics.render().decode()
+
+
+def test_observe_many_of_an_array_counts_as_one_observe_per_value():
+    # bounds, values just around them, beyond the last, negative, NaN (bisect: first bucket)
+    values = [0.001, 0.0010001, 0.002, 0.0, -3.0, 0.5, 0.7, 1.0, 1.5, 99.0, float("nan"), 0.01]
+    one_by_one = Histogram("h", ("m",), (0.001, 0.002, 0.005, 0.01, 0.1, 0.5, 1.0))
+    for value in values:
+        one_by_one.observe(("a",), value)
+    as_list = Histogram("h", ("m",), one_by_one.buckets)
+    as_list.observe_many(("a",), values)
+    as_array = Histogram("h", ("m",), one_by_one.buckets)
+    as_array.observe_many(("a",), np.array(values))
+    as_array.observe_many(("b",), np.array([[0.003], [2.0]], np.float32))
+    expected = one_by_one.get("a")
+    assert expected[:8] == [4, 2, 0, 1, 0, 1, 2, 2]  # the buckets, then +Inf's own, sum, count
+    assert as_list.get("a")[:-2] == expected[:-2]
+    assert as_array.get("a")[:-2] == expected[:-2]
+    assert as_array.get("a")[-1] == expected[-1] == len(values)
+    assert as_array.get("b")[:8] == [0, 0, 1, 0, 0, 0, 0, 1]
+    assert as_array.get("b")[-2:] == [float(np.float32(0.003)) + 2.0, 2]
