@@ -57,7 +57,9 @@ thread's loop; split, each part would need the others' internals.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
+import operator
 import os
 import random
 import threading
@@ -394,6 +396,8 @@ class _Unmergeable(Exception):
 # feeds, outputs, start, end, latency µs, request id; `start`/`end` None: the
 # feeds and outputs are the request's own, else the merged batch's arrays
 _FIELDS = 8
+_NEVER = object()  # `iter(popleft, _NEVER)`: pops until stopped
+_ONE_ROW_PATH = True  # tests turn it off to compare with the general loop
 
 
 def _rows(feeds: dict) -> int:
@@ -405,52 +409,121 @@ def _rows(feeds: dict) -> int:
 def _take(queue, max_rows: int) -> tuple:
     """Pops copies (up to `max_rows` rows) into runs; returns ({merge key: [runs]}, rows).
 
-    Consecutive copies of one merged batch (the scheduler answers a batch's
-    requests in row order) extend one run: per copy an identity and an integer
-    check, no arrays touched. Runs merge when they share servable, signature
-    and output aliases.
+    Copies leave the deque in chunks (`islice` over `popleft`: no Python call
+    per item) of at most as many copies as rows are still wanted; the copies
+    of a chunk past `max_rows` (copies of several rows) go back to its front,
+    in order (the serving thread only appends on the right). Consecutive
+    copies of one merged batch (the scheduler answers a batch's requests in
+    row order) extend one run: per copy an identity and an integer check, no
+    arrays touched. Runs merge when they share servable, signature and output
+    aliases.
     """
     groups: dict = {}
     rows = 0
     run = None
     pop = queue.popleft
-    while len(queue) >= _FIELDS and rows < max_rows:
-        servable, signature_key, feeds, outputs = pop(), pop(), pop(), pop()
-        start, end, latency, request_id = pop(), pop(), pop(), pop()
-        if start is not None:
-            count = end - start
-            rows += count
-            if (
-                run is not None
-                and start == run.end
-                and feeds is run.feeds
-                and servable is run.servable
-                and signature_key == run.signature_key
-            ):
-                run.end = end
-                run.ids.append(request_id)
-                run.latencies.append(latency)
-                if run.rows is not None:
-                    run.rows.append(count)
-                elif count != 1:
-                    run.rows = [1] * (len(run.ids) - 1) + [count]
-                continue
-        else:
-            count = _rows(feeds)
-            rows += count
-        run = _Run(
-            servable,
-            signature_key,
-            feeds,
-            outputs,
-            start,
-            end,
-            [request_id],
-            [latency],
-            None if count == 1 else [count],
-        )
-        groups.setdefault((id(servable), signature_key, tuple(outputs)), []).append(run)
+    while rows < max_rows:
+        wanted = min(len(queue) // _FIELDS, max_rows - rows)
+        if wanted <= 0:
+            break
+        items = list(itertools.islice(iter(pop, _NEVER), wanted * _FIELDS))
+        starts, ends = items[4::_FIELDS], items[5::_FIELDS]
+        if _ONE_ROW_PATH and None not in starts and set(map(operator.sub, ends, starts)) == {1}:
+            run = _one_row_runs(items, starts, ends, run, groups)  # the usual chunk
+            rows += wanted
+            continue
+        fields = iter(items)
+        taken = 0
+        for copy in zip(*[fields] * _FIELDS, strict=True):
+            if rows >= max_rows:
+                queue.extendleft(reversed(items[taken * _FIELDS :]))
+                break
+            taken += 1
+            servable, signature_key, feeds, outputs, start, end, latency, request_id = copy
+            if start is not None:
+                count = end - start
+                rows += count
+                if (
+                    run is not None
+                    and start == run.end
+                    and feeds is run.feeds
+                    and servable is run.servable
+                    and signature_key == run.signature_key
+                ):
+                    run.end = end
+                    run.ids.append(request_id)
+                    run.latencies.append(latency)
+                    if run.rows is not None:
+                        run.rows.append(count)
+                    elif count != 1:
+                        run.rows = [1] * (len(run.ids) - 1) + [count]
+                    continue
+            else:
+                count = _rows(feeds)
+                rows += count
+            run = _Run(
+                servable,
+                signature_key,
+                feeds,
+                outputs,
+                start,
+                end,
+                [request_id],
+                [latency],
+                None if count == 1 else [count],
+            )
+            groups.setdefault((id(servable), signature_key, tuple(outputs)), []).append(run)
     return groups, rows
+
+
+def _one_row_runs(items: list, starts: list, ends: list, run, groups: dict):
+    """`_take` of a chunk of one-row copies of merged batches, without a Python
+    step per copy: where copy i continues copy i-1 (same batch arrays, next row,
+    same servable and signature) is found by `map` over the fields' slices,
+    and each run takes its ids and latencies as slices. Returns the last run."""
+    servables, keys, feeds = items[0::_FIELDS], items[1::_FIELDS], items[2::_FIELDS]
+    outputs, latencies, ids = items[3::_FIELDS], items[6::_FIELDS], items[7::_FIELDS]
+    same = operator.and_
+    links = map(
+        same,
+        map(
+            same, map(operator.is_, feeds[1:], feeds[:-1]), map(operator.eq, starts[1:], ends[:-1])
+        ),
+        map(
+            same,
+            map(operator.is_, servables[1:], servables[:-1]),
+            map(operator.eq, keys[1:], keys[:-1]),
+        ),
+    )
+    firsts = [0, *itertools.compress(range(1, len(starts)), map(operator.not_, links)), len(starts)]
+    for first, after in itertools.pairwise(firsts):
+        if (
+            first == 0
+            and run is not None
+            and starts[0] == run.end
+            and feeds[0] is run.feeds
+            and servables[0] is run.servable
+            and keys[0] == run.signature_key
+        ):  # the previous chunk's last run goes on
+            run.end = ends[after - 1]
+            run.ids += ids[:after]
+            run.latencies += latencies[:after]
+            if run.rows is not None:
+                run.rows += [1] * after
+            continue
+        run = _Run(
+            servables[first],
+            keys[first],
+            feeds[first],
+            outputs[first],
+            starts[first],
+            ends[after - 1],
+            ids[first:after],
+            latencies[first:after],
+            None,
+        )
+        groups.setdefault((id(run.servable), run.signature_key, tuple(run.outputs)), []).append(run)
+    return run
 
 
 def _gather(runs: list) -> tuple:

@@ -491,3 +491,103 @@ def test_ids_over_256_bytes_are_not_logged_and_row_ids_keep_their_index():
     ids, latencies = _ids_and_latencies(runs)
     assert ids == [b"", b"b" * 256, near + b"/0", near + b"/1", b"", b""]
     assert latencies == [1.0, 2.0, 3.0, 3.0, 4.0, 4.0]
+
+
+def _copy_sequences():
+    """Queued copies (as `offer` puts them) in the orders the scheduler can produce."""
+    import random
+
+    rng = random.Random(7)
+    batches = [({"x": np.zeros((8, 1))}, {"y": np.zeros((8, 1))}) for _ in range(3)]
+    servables = ("s1", "s2")
+
+    def one_row(batch, row, servable="s1", key="serving_default"):
+        feeds, outputs = batches[batch]
+        return (servable, key, feeds, outputs, row, row + 1, float(row), b"%d-%d" % (batch, row))
+
+    def rows(batch, start, end):
+        feeds, outputs = batches[batch]
+        return ("s1", "serving_default", feeds, outputs, start, end, 9.0, b"multi")
+
+    def alone(n):
+        x = np.zeros((n, 1))
+        return ("s1", "serving_default", {"x": x}, {"y": x}, None, None, 5.0, b"alone")
+
+    in_order = [one_row(b, r) for b in range(3) for r in range(8)]
+    sequences = [
+        in_order,
+        [one_row(0, r) for r in (0, 1, 3, 2, 4, 5, 7)],  # a gap and a swap
+        [one_row(0, 0), one_row(0, 1, "s2"), one_row(0, 2, "s2"), one_row(0, 3, key="k")],
+        [one_row(0, 0), one_row(1, 1), one_row(0, 1), one_row(0, 2)],  # other batch between
+        [rows(0, 0, 3), *[one_row(0, r) for r in range(3, 8)], alone(2), one_row(1, 0)],
+        [alone(1), one_row(2, 0), one_row(2, 1), alone(3), one_row(2, 2), one_row(2, 3)],
+    ]
+    for _ in range(4):
+        sequences.append(
+            [
+                one_row(rng.randrange(3), rng.randrange(8), rng.choice(servables))
+                if rng.random() < 0.8
+                else rng.choice([alone(2), rows(1, 2, 4)])
+                for _ in range(40)
+            ]
+        )
+        sequences.append(sorted(in_order, key=lambda c: (c[4] // 3, rng.random())))
+    return sequences
+
+
+class _FeedingDeque(__import__("collections").deque):
+    """A deque that gets more copies while being popped (as from the serving thread)."""
+
+    def __init__(self, copies, later, after):
+        super().__init__(item for c in copies for item in c)
+        self._later, self._after, self._pops = later, after, 0
+
+    def popleft(self):
+        self._pops += 1
+        if self._pops == self._after:
+            self.extend(item for c in self._later for item in c)
+        return super().popleft()
+
+
+def _take_all(monkeypatch, one_row_path, copies, max_rows, split=None):
+    """The runs of successive `_take`s until the queue is empty, as plain tuples."""
+    from serving import shadow as shadow_module
+
+    monkeypatch.setattr(shadow_module, "_ONE_ROW_PATH", one_row_path)
+    if split is None:
+        queue = _FeedingDeque(copies, [], -1)
+    else:  # the copies after `split` arrive while the first ones are popped
+        queue = _FeedingDeque(copies[:split], copies[split:], 3)
+    takes = []
+    while queue:
+        groups, rows = shadow_module._take(queue, max_rows)
+        takes.append(
+            (
+                rows,
+                [
+                    (
+                        key[1:],
+                        [
+                            (r.servable, id(r.feeds), r.start, r.end, r.ids, r.latencies, r.rows)
+                            for r in runs
+                        ],
+                    )
+                    for key, runs in groups.items()
+                ],
+            )
+        )
+    return takes
+
+
+@pytest.mark.parametrize("max_rows", [1, 3, 5, 16, 2048])
+def test_one_row_chunks_make_the_same_runs_as_the_general_loop(monkeypatch, max_rows):
+    taken_by_path = {True: [], False: []}
+    for copies in _copy_sequences():
+        for split in (None, 2, len(copies) // 2):
+            for path in (True, False):
+                taken_by_path[path].append(_take_all(monkeypatch, path, copies, max_rows, split))
+    assert taken_by_path[True] == taken_by_path[False]
+    # the in-order batches, taken whole: one run per batch (a pinned known answer)
+    ((rows, groups),) = _take_all(monkeypatch, True, _copy_sequences()[0], 2048)
+    assert rows == 24 and [len(runs) for _, runs in groups] == [3]
+    assert [run[2:4] for run in groups[0][1]] == [(0, 8)] * 3
