@@ -168,6 +168,35 @@ def monitoring_config(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture
+def start_shadow_server(tmp_path, start_server, monitoring_config):
+    """Factory: start(base, logs) serves model "m" from `base`'s versions 1 and 2.
+
+    Version 2 (the latest) answers; every predict call is mirrored to version 1;
+    every call is logged under the prefix `logs`; metrics are on.
+    """
+
+    def start(base, logs):
+        config = tmp_path / "models.config"
+        config.write_text(
+            f"model_config_list {{ config {{ name: 'm' base_path: '{base}' model_platform: "
+            f"'tensorflow' model_version_policy {{ specific {{ versions: 1 versions: 2 }} }} "
+            f"logging_config {{ log_collector_config {{ filename_prefix: '{logs}' }} "
+            f"sampling_config {{ sampling_rate: 1.0 }} }} }} }}"
+        )
+        return start_server(
+            [
+                f"--model_config_file={config}",
+                f"--monitoring_config_file={monitoring_config}",
+                "--shadow_traffic_share=1.0",
+                "--shadow_version=1",
+            ],
+            ready_model="m",
+        )
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def contract_server(tmp_path_factory, monitoring_config):
     """(rest_url, grpc_target) of a server with the contract-test models."""

@@ -402,7 +402,7 @@ def _inputs(record) -> list:
 
 
 def test_server_logs_and_mirrors_each_deferred_request_with_its_own_rows(
-    tmp_path, start_server, monitoring_config
+    tmp_path, start_shadow_server
 ):
     import time
 
@@ -413,22 +413,7 @@ def test_server_logs_and_mirrors_each_deferred_request_with_its_own_rows(
     model_factory.save_multi_input(str(base / "1"))  # the shadow
     model_factory.save_multi_input(str(base / "2"))  # stable (latest)
     logs = tmp_path / "logs" / "m"
-    config = tmp_path / "models.config"
-    config.write_text(
-        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' model_platform: "
-        f"'tensorflow' model_version_policy {{ specific {{ versions: 1 versions: 2 }} }} "
-        f"logging_config {{ log_collector_config {{ filename_prefix: '{logs}' }} "
-        f"sampling_config {{ sampling_rate: 1.0 }} }} }} }}"
-    )
-    server = start_server(
-        [
-            f"--model_config_file={config}",
-            f"--monitoring_config_file={monitoring_config}",
-            "--shadow_traffic_share=1.0",
-            "--shadow_version=1",
-        ],
-        ready_model="m",
-    )
+    server = start_shadow_server(base, logs)
     sent = {}
     for i in range(6):  # one or two rows, NaN (missing) scores in the second rows
         rows = [(f"n{i}{j}", 10 * i + j, "nan" if j else 0.5 * i) for j in range(1 + i % 2)]

@@ -204,7 +204,7 @@ def test_bad_flags_are_refused(kwargs, message):
 
 @pytest.mark.slow
 @pytest.mark.ours
-def test_server_answers_from_stable_and_logs_the_shadow(tmp_path, start_server, monitoring_config):
+def test_server_answers_from_stable_and_logs_the_shadow(tmp_path, start_shadow_server):
 
     import grpc
     import model_factory
@@ -215,22 +215,7 @@ def test_server_answers_from_stable_and_logs_the_shadow(tmp_path, start_server, 
     model_factory.save_half_plus_two(str(base / "1"))  # shadow: 0.5 x + 2
     model_factory.save_half_plus_two(str(base / "2"), a=1.0, b=0.0)  # stable (latest): x
     logs = tmp_path / "logs" / "m"
-    config = tmp_path / "models.config"
-    config.write_text(
-        f"model_config_list {{ config {{ name: 'm' base_path: '{base}' model_platform: "
-        f"'tensorflow' model_version_policy {{ specific {{ versions: 1 versions: 2 }} }} "
-        f"logging_config {{ log_collector_config {{ filename_prefix: '{logs}' }} "
-        f"sampling_config {{ sampling_rate: 1.0 }} }} }} }}"
-    )
-    server = start_server(
-        [
-            f"--model_config_file={config}",
-            f"--monitoring_config_file={monitoring_config}",
-            "--shadow_traffic_share=1.0",
-            "--shadow_version=1",
-        ],
-        ready_model="m",
-    )
+    server = start_shadow_server(base, logs)
     for i in range(3):
         answer = requests.post(
             f"{server.url}/v1/models/m:predict",
