@@ -109,6 +109,16 @@ class ServerProcess:
             time.sleep(0.2)
         raise TimeoutError(f"server not ready: {self.read_log()[-3000:]}")
 
+    def wait_for_metric(self, line: str, timeout: float = 60) -> None:
+        """Polls the Prometheus page (monitoring config on) until it has `line`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = requests.get(f"{self.url}/monitoring/prometheus/metrics", timeout=60).text
+            if line in text:
+                return
+            time.sleep(0.1)
+        assert line in text
+
     def read_log(self) -> str:
         self._log.flush()
         with open(self.log_path) as f:

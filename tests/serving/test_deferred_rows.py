@@ -404,7 +404,6 @@ def _inputs(record) -> list:
 def test_server_logs_and_mirrors_each_deferred_request_with_its_own_rows(
     tmp_path, start_shadow_server
 ):
-    import time
 
     import model_factory
     import requests
@@ -428,14 +427,9 @@ def test_server_logs_and_mirrors_each_deferred_request_with_its_own_rows(
         )
         assert answer.status_code == 200, answer.text
         sent[f"r{i}".encode()] = rows
-    deadline = time.monotonic() + 60
-    wanted = ':serving:shadow_request_count{model_name="m",version="1",status="OK"} 6'
-    while time.monotonic() < deadline:
-        text = requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=60).text
-        if wanted in text:
-            break
-        time.sleep(0.1)
-    assert wanted in text
+    server.wait_for_metric(
+        ':serving:shadow_request_count{model_name="m",version="1",status="OK"} 6'
+    )
     assert server.stop() == 0
     logged = {r.predict_log.request.client_id: _inputs(r) for r in _records(str(logs))}
     assert logged == sent

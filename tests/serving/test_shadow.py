@@ -231,14 +231,9 @@ def test_server_answers_from_stable_and_logs_the_shadow(tmp_path, start_shadow_s
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         reply = stub.Predict(request, timeout=60, metadata=[("x-request-id", "g4")])
     assert tf.make_ndarray(reply.outputs["y"]).tolist() == [[4.0]]
-    deadline = time.monotonic() + 60
-    wanted = ':serving:shadow_request_count{model_name="m",version="1",status="OK"} 4'
-    while time.monotonic() < deadline:
-        text = requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=60).text
-        if wanted in text:
-            break
-        time.sleep(0.1)
-    assert wanted in text
+    server.wait_for_metric(
+        ':serving:shadow_request_count{model_name="m",version="1",status="OK"} 4'
+    )
     assert server.stop() == 0
     records = _records(str(tmp_path / "logs" / "shadow" / "m"))
     rows = sorted(
