@@ -100,7 +100,9 @@ def scaled_data(workdir: str, factor: int) -> tuple[str, int]:
         import scale_taxi_spans
 
         started = time.time()
-        rows = scale_taxi_spans.scale_spans(resources.data_root(), folder, factor, seed=0)
+        rows = scale_taxi_spans.scale_spans(
+            resources.data_root(), folder, factor, seed=0, processes=os.cpu_count() or 1
+        )
         print(f"  wrote {sum(rows.values()):,} rows in {time.time() - started:.0f} s", flush=True)
         with open(done, "w") as f:
             json.dump(rows, f)

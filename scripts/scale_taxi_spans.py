@@ -29,6 +29,7 @@ import core.env  # noqa: F401 - first: legacy Keras before TensorFlow (scripts/ 
 
 import argparse
 import csv
+import multiprocessing
 import os
 import time
 
@@ -115,28 +116,48 @@ def read_span(path: str) -> tuple[list[str], dict[str, list]]:
     return header, {k: table.column(k).to_pylist() for k in header}
 
 
-def scale_spans(src: str, out: str, factor: int, seed: int = 0) -> dict[int, int]:
-    """Writes ``out/span-<N>/data.csv`` for every span of ``src``; returns span -> rows."""
+def _write_span(job: tuple[str, int, str, int, int]) -> tuple[int, int]:
+    """Writes one scaled span (``(source file, span, out, factor, seed)``); (span, rows)."""
+    path, span, out, factor, seed = job
+    header, columns = read_span(path)
+    target = os.path.join(out, f"span-{span}")
+    os.makedirs(target, exist_ok=True)
+    rows = 0
+    tmp = os.path.join(target, "data.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        for chunk in scaled_passes(columns, factor, seed, span):
+            cells = zip(*(chunk[k] for k in header), strict=True)
+            writer.writerows(["" if v is None else v for v in row] for row in cells)
+            rows += len(chunk[header[0]])
+    os.replace(tmp, os.path.join(target, "data.csv"))
+    return span, rows
+
+
+def scale_spans(
+    src: str, out: str, factor: int, seed: int = 0, processes: int = 1
+) -> dict[int, int]:
+    """Writes ``out/span-<N>/data.csv`` for every span of ``src``; returns span -> rows.
+
+    Spans are independent (each pass is seeded by seed, span and pass), so
+    with ``processes`` > 1 they are written by that many worker processes, the
+    largest source first; the bytes do not depend on the number of workers.
+    """
     if factor < 1:
         raise ValueError(f"factor must be >= 1, got {factor}")
-    written = {}
+    jobs = []
     for span, folder in data_check.list_spans(src).items():
         [path] = data_check.span_files(folder)
-        header, columns = read_span(path)
-        target = os.path.join(out, f"span-{span}")
-        os.makedirs(target, exist_ok=True)
-        rows = 0
-        tmp = os.path.join(target, "data.csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(header)
-            for chunk in scaled_passes(columns, factor, seed, span):
-                cells = zip(*(chunk[k] for k in header), strict=True)
-                writer.writerows(["" if v is None else v for v in row] for row in cells)
-                rows += len(chunk[header[0]])
-        os.replace(tmp, os.path.join(target, "data.csv"))
-        written[span] = rows
-    return written
+        jobs.append((path, span, out, factor, seed))
+    jobs.sort(key=lambda job: -os.path.getsize(job[0]))
+    processes = min(len(jobs), processes)
+    if processes <= 1:
+        done = [_write_span(job) for job in jobs]
+    else:
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            done = pool.map(_write_span, jobs, chunksize=1)
+    return dict(sorted(done))
 
 
 def main() -> None:
@@ -145,9 +166,13 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="folder for span-<N>/data.csv")
     parser.add_argument("--src", default=resources.data_root())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 1, help="spans written side by side"
+    )
     args = parser.parse_args()
     started = time.time()
-    for span, rows in scale_spans(args.src, args.out, args.factor, args.seed).items():
+    spans = scale_spans(args.src, args.out, args.factor, args.seed, args.processes)
+    for span, rows in spans.items():
         print(f"{args.out}/span-{span}: {rows} rows")
     print(f"{time.time() - started:.1f} s")
 

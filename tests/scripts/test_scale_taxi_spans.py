@@ -38,8 +38,9 @@ def _rows(path):
 
 
 def test_deterministic_and_same_columns(source, tmp_path):
-    first = scaler.scale_spans(source, str(tmp_path / "a"), factor=3, seed=7)
-    scaler.scale_spans(source, str(tmp_path / "b"), factor=3, seed=7)
+    first = scaler.scale_spans(source, str(tmp_path / "a"), factor=3, seed=7, processes=1)
+    # Two worker processes, one span each: the same bytes as one process.
+    assert scaler.scale_spans(source, str(tmp_path / "b"), factor=3, seed=7, processes=2) == first
     other = tmp_path / "c"
     scaler.scale_spans(source, str(other), factor=3, seed=8)
     assert first == {2015: 3 * ROWS, 2016: 3 * ROWS}
