@@ -272,6 +272,7 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
                 "seed": training.seed,
                 "max_trials": training.tune_trials,
                 "tune_epochs": training.tune_epochs,
+                "tune_max_rows": training.tune_max_rows,
             },
         )
     hyperparameters = tuner.outputs["best_hyperparameters"] if tuner else None
