@@ -103,10 +103,12 @@ def tuning_files(
     ``sampling.bottom_k`` sample of ``max_rows`` records under ``seed``,
     in read order.
     """
-    file_rows = taxi_model.file_records(train_files)
-    if not max_rows or sum(file_rows) <= max_rows:
+    if not max_rows:
+        return list(train_files), taxi_model.file_records(train_files)
+    # One pass both counts the records and samples them.
+    records, file_rows = sampling.bottom_k(taxi_model.input_files(train_files), max_rows, seed)
+    if sum(file_rows) <= max_rows:
         return list(train_files), file_rows
-    records, _ = sampling.bottom_k(taxi_model.input_files(train_files), max_rows, seed)
     path = os.path.join(directory, SAMPLE_FILE)
     tf.io.gfile.makedirs(directory)
     with tf.io.TFRecordWriter(path) as writer:
