@@ -101,7 +101,7 @@ def tuning_files(
     ``max_rows`` records or ``max_rows`` is 0; else one
     uncompressed file ``directory/SAMPLE_FILE`` holding their
     ``sampling.bottom_k`` sample of ``max_rows`` records under ``seed``,
-    in read order.
+    in read order. The sampler's one pass also counts the records.
     """
     if not max_rows:
         return list(train_files), taxi_model.file_records(train_files)

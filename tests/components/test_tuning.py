@@ -1,4 +1,4 @@
-"""Tuner module: the search space, and a 2-trial search on 300 rows (tiny budget)."""
+"""Tuner module: the search space, a 2-trial search on 300 rows (tiny budget), the sample."""
 
 import types
 
