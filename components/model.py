@@ -233,13 +233,25 @@ def input_files(file_patterns: list[str]) -> list[str]:
     return [name for pattern in file_patterns for name in sorted(tf.io.gfile.glob(pattern))]
 
 
+COUNT_BATCH = 4096  # records per step of count_records
+
+
 def count_records(files: list[str]) -> int:
-    """Records in gzipped (or plain) TFRecord ``files``, counted in-graph (no Python per record)."""
+    """Records in gzipped (or plain) TFRecord ``files``, counted in-graph (no Python per record).
+
+    Counted ``COUNT_BATCH`` at a time: tf.data's per-element cost made a
+    record-at-a-time count about 13 times slower (7.7 vs 0.6 CPU s on the
+    347,300 train rows of one 100x span).
+    """
     if not files:
         return 0
     compression = "GZIP" if files[0].endswith(".gz") else ""
-    records = tf.data.TFRecordDataset(files, compression_type=compression)
-    return int(records.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    batches = tf.data.TFRecordDataset(files, compression_type=compression).batch(COUNT_BATCH)
+    return int(
+        batches.reduce(
+            tf.constant(0, tf.int64), lambda n, batch: n + tf.shape(batch, out_type=tf.int64)[0]
+        )
+    )
 
 
 def file_records(file_patterns: list[str]) -> list[int]:

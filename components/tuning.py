@@ -6,15 +6,24 @@ subset, ``model._input_fn(subset=...)``): the eval split, which gates the
 blessing, and the held-out test split are never read. RandomSearch, not
 Hyperband (tfx issue #7778).
 
+Above ``custom_config["tune_max_rows"]`` train rows (0: never), the trials
+fit and score on the 90/10 split of a seeded sample of that many rows
+(``components.sampling.bottom_k``, ModelSelection's rule), written once to
+the working directory (``tuning_files``): the search ranks hyperparameters,
+the Trainer then trains on every row.
+
 Search space (``search_space``): depth and width of the deep part, embedding
 size, learning rate and dropout. The budget is ``custom_config["max_trials"]``
 trials of ``taxi_model.budget_steps`` steps each: ``train_steps`` at least,
-and ``custom_config["tune_epochs"]`` passes over the 90% it fits on.
+and ``custom_config["tune_epochs"]`` passes over the 90% it fits on (of the
+sample, if any).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 
 import keras_tuner
 import tensorflow as tf
@@ -22,6 +31,7 @@ import tensorflow_transform as tft
 from tfx.components.tuner.component import TunerFnResult
 
 from components import model as taxi_model
+from components import sampling
 from core import compat
 
 OBJECTIVE = keras_tuner.Objective("val_auc", direction="max")
@@ -79,13 +89,47 @@ def build_tuner(directory: str, max_trials: int, seed: int) -> keras_tuner.Rando
     )
 
 
+SAMPLE_FILE = "train_sample.tfrecord"  # in the working directory
+
+
+def tuning_files(
+    train_files: list[str], max_rows: int, seed: int, directory: str
+) -> tuple[list[str], list[int]]:
+    """(the files the trials read, their record counts).
+
+    ``train_files`` themselves (file patterns) when they hold at most
+    ``max_rows`` records or ``max_rows`` is 0; else one
+    uncompressed file ``directory/SAMPLE_FILE`` holding their
+    ``sampling.bottom_k`` sample of ``max_rows`` records under ``seed``,
+    in read order. The sampler's one pass also counts the records.
+    """
+    if not max_rows:
+        return list(train_files), taxi_model.file_records(train_files)
+    # One pass both counts the records and samples them.
+    records, file_rows = sampling.bottom_k(taxi_model.input_files(train_files), max_rows, seed)
+    if sum(file_rows) <= max_rows:
+        return list(train_files), file_rows
+    path = os.path.join(directory, SAMPLE_FILE)
+    tf.io.gfile.makedirs(directory)
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    logging.info("Tuner: a sample of %d of the %d train rows", len(records), sum(file_rows))
+    return [path], [len(records)]
+
+
 def tuner_fn(fn_args) -> TunerFnResult:
     """TFX Tuner entry point: the tuner and how to fit each trial."""
     custom = fn_args.custom_config or {}
     seed = int(custom.get("seed", 42))
     batch_size = taxi_model.DEFAULT_HPARAMS["batch_size"]
     transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    file_rows = taxi_model.file_records(fn_args.train_files)
+    files, file_rows = tuning_files(
+        fn_args.train_files,
+        int(custom.get("tune_max_rows", 0)),
+        seed,
+        os.path.join(fn_args.working_dir, "sample"),
+    )
     rows = sum(file_rows)
     fit_rows = rows - math.ceil(rows / taxi_model.VALIDATION_EVERY)
     steps = taxi_model.budget_steps(
@@ -94,7 +138,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
     # Fit on 90% of the train split, score on the other 10%: the eval split
     # gates the blessing and the test split is held out, so neither is read.
     train = taxi_model._input_fn(  # noqa: SLF001 - the Trainer's own input pipeline
-        fn_args.train_files,
+        files,
         None,
         transform_output,
         batch_size,
@@ -104,7 +148,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
         file_rows=file_rows,
     )
     evaluation = taxi_model._input_fn(  # noqa: SLF001
-        fn_args.train_files,
+        files,
         None,
         transform_output,
         batch_size,

@@ -60,6 +60,10 @@ CV_EPOCHS = 1.0  # per fold, over the CV sample's training folds
 # ModelSelection cross-validates on at most this many train rows (a seeded,
 # order-independent sample; the whole split on the bundled data).
 CV_MAX_ROWS = 60_000
+# Tuner trials fit and score on a seeded sample of at most this many train
+# rows (ModelSelection's sampler; the whole split on the bundled data); 0
+# tunes on every row.
+TUNE_MAX_ROWS = 60_000
 # Evaluator and TestEvaluator score a seeded sample of at most this many rows
 # of their split (all spans together); 0 scores every row.
 EVAL_MAX_ROWS = 60_000

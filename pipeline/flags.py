@@ -83,6 +83,13 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         help="passes over the rows a tuning trial fits on, if more than --tune-steps",
     )
     parser.add_argument(
+        "--tune-max-rows",
+        type=_rows,
+        default=configs.TUNE_MAX_ROWS,
+        help="tuning trials fit and score on a seeded sample of at most this many "
+        "train rows (0 = every row)",
+    )
+    parser.add_argument(
         "--cv-folds",
         type=int,
         default=configs.CV_FOLDS,
@@ -141,6 +148,7 @@ def training_settings(args: argparse.Namespace) -> TrainingSettings:
         tune_trials=args.tune_trials,
         tune_steps=args.tune_steps,
         tune_epochs=args.tune_epochs,
+        tune_max_rows=args.tune_max_rows,
         cv_folds=args.cv_folds,
         cv_steps=args.cv_steps,
         cv_epochs=args.cv_epochs,

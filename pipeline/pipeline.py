@@ -258,8 +258,9 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
     transform.add_upstream_node(gate)
     tuner = None
     if training.tune_trials > 0:
-        # Fits and scores on the train split (a fixed 10% validates, see
-        # components/tuning.py): eval gates the blessing, test is held out.
+        # Fits and scores on the train split (a fixed 10% validates; a sample
+        # above tune_max_rows rows, see components/tuning.py): eval gates the
+        # blessing, test is held out.
         tuner = Tuner(
             tuner_fn=configs.TUNER_FN,
             examples=examples,
@@ -272,6 +273,7 @@ def _training_nodes(settings: PipelineSettings, *, example_gen, gate, schema) ->
                 "seed": training.seed,
                 "max_trials": training.tune_trials,
                 "tune_epochs": training.tune_epochs,
+                "tune_max_rows": training.tune_max_rows,
             },
         )
     hyperparameters = tuner.outputs["best_hyperparameters"] if tuner else None

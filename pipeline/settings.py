@@ -71,6 +71,8 @@ class TrainingSettings:
       tune_trials: KerasTuner RandomSearch trials (0 = no Tuner node).
       tune_steps / tune_epochs: train steps per trial: at least
         ``tune_steps``, and ``tune_epochs`` passes over the rows it fits on.
+      tune_max_rows: trials fit and score on a seeded sample of at most this
+        many train rows (0 = every row).
       cv_folds: k of the ModelSelection node's k-fold CV (0 = no selection:
         wide & deep).
       cv_steps / cv_epochs: train steps per fold and family (at least
@@ -93,6 +95,7 @@ class TrainingSettings:
     tune_trials: int = configs.TUNE_TRIALS
     tune_steps: int = configs.TUNE_STEPS
     tune_epochs: float = configs.TUNE_EPOCHS
+    tune_max_rows: int = configs.TUNE_MAX_ROWS
     cv_folds: int = configs.CV_FOLDS
     cv_steps: int = configs.CV_STEPS
     cv_epochs: float = configs.CV_EPOCHS
@@ -108,6 +111,7 @@ class TrainingSettings:
             _epochs(field, getattr(self, field))
         _at_least("tune_trials", self.tune_trials, 0)
         _at_least("train_patience", self.train_patience, 0)
+        _at_least("tune_max_rows", self.tune_max_rows, 0)
         _at_least("eval_max_rows", self.eval_max_rows, 0)
         if self.cv_folds != 0:
             _at_least("cv_folds", self.cv_folds, 2)  # one fold has nothing to validate on

@@ -5,8 +5,9 @@ train split, or on a sample of it of at most ``max_rows`` rows
 (``sample_records``), loaded once through the Transform graph into memory:
 
 * ``sample_records``: streams the split and keeps the ``max_rows`` records
-  with the smallest seeded digests (all of them if the split is smaller),
-  in read order: the same data give the same sample whatever its order.
+  with the smallest seeded hashes (``components.sampling.bottom_k``, shared
+  with the Tuner; all of them if the split is smaller), in read order: the
+  same data give the same sample whatever its order.
 
 * ``assign_folds``: every row gets a fold in ``0..k-1`` from a seeded digest
   of its serialized bytes, stratified by label; fold sizes (and label counts)
@@ -178,38 +179,25 @@ def rule_text(families: Sequence[str], min_auc_gain: float, confidence: float) -
     )
 
 
-READ_BATCH = 1 << 14  # records per read and per Transform call
+READ_BATCH = 1 << 14  # records per Transform call
 
 
 def sample_records(files: Sequence[str], max_rows: int, seed: int) -> tuple[list[bytes], int]:
     """(at most ``max_rows`` canonical records of ``files``, how many records they hold).
 
-    One streaming pass: a record is kept if its digest (sha256 of
-    ``sample:<seed>:`` and its canonical bytes) is among the ``max_rows``
-    smallest; kept records are returned in read order. Memory holds the
-    sample, not the split. With ``max_rows`` at least the record count,
-    every record is kept, in read order.
+    The sample is ``components.sampling.bottom_k``'s (one streaming pass, the
+    ``max_rows`` smallest keyed hashes of the stored bytes; memory holds the
+    sample, not the split), re-serialized by ``canonical_records`` for the
+    fold digests, in read order. With ``max_rows`` at least the record
+    count, every record is kept, in read order.
+
+    Raises:
+      ValueError: ``max_rows`` is not positive.
     """
-    import heapq
+    from components import sampling
 
-    import tensorflow as tf
-
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-    compression = "GZIP" if files and files[0].endswith(".gz") else ""
-    prefix = f"sample:{seed}:".encode()
-    total = 0
-
-    def keyed():
-        nonlocal total
-        batches = tf.data.TFRecordDataset(list(files), compression_type=compression)
-        for batch in batches.batch(READ_BATCH).as_numpy_iterator():
-            for record in canonical_records(batch):
-                yield hashlib.sha256(prefix + record).digest(), total, record
-                total += 1
-
-    kept = heapq.nsmallest(max_rows, keyed()) if files else []
-    return [record for _, _, record in sorted(kept, key=lambda k: k[1])], total
+    records, counts = sampling.bottom_k(files, max_rows, seed)
+    return canonical_records(records), sum(counts)
 
 
 def load_transformed(

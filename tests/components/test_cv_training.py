@@ -39,7 +39,7 @@ def examples(tmp_path_factory):
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for record in records:
             writer.write(record)
-    return {"files": [path], "records": cv.canonical_records(records)}
+    return {"files": [path], "stored": records, "records": cv.canonical_records(records)}
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +51,28 @@ def split(transform_output, raw_rows, tmp_path_factory, write_examples):
     return {"files": [path], "output": output}
 
 
-def _seeded_smallest(records, n, seed):
-    """The documented sample, computed here: the n smallest sha256("sample:<seed>:" + record)."""
-    digests = [hashlib.sha256(f"sample:{seed}:".encode() + r).digest() for r in records]
-    kept = set(sorted(range(len(records)), key=digests.__getitem__)[:n])
-    return [r for i, r in enumerate(records) if i in kept]
+def _seeded_smallest(stored, n, seed):
+    """The documented sample, computed here: the n smallest 64-bit BLAKE2b hashes of the
+    stored bytes keyed by the seed (little-endian), canonically re-serialized, in read order."""
+    key = seed.to_bytes(8, "little")
+    hashes = [
+        int.from_bytes(hashlib.blake2b(r, digest_size=8, key=key).digest(), "little")
+        for r in stored
+    ]
+    kept = set(sorted(range(len(stored)), key=lambda i: (hashes[i], i))[:n])
+    return cv.canonical_records([r for i, r in enumerate(stored) if i in kept])
 
 
 @pytest.mark.slow
-def test_sample_is_the_seeded_smallest_digests_in_read_order(examples):
-    records = examples["records"]
+def test_sample_is_the_seeded_smallest_hashes_in_read_order(examples):
+    records = examples["stored"]
     sample, total = cv.sample_records(examples["files"], 37, seed=5)
     assert total == 300
     assert sample == _seeded_smallest(records, 37, 5)
     # One row is a valid sample: the single smallest digest.
     one, total = cv.sample_records(examples["files"], 1, seed=5)
     assert (one, total) == (_seeded_smallest(records, 1, 5), 300)
-    with pytest.raises(ValueError, match=r"^max_rows must be >= 1, got 0$"):
+    with pytest.raises(ValueError, match=r"^max_rows must be positive, got 0$"):
         cv.sample_records(examples["files"], 0, seed=5)
 
 
@@ -78,10 +83,10 @@ def test_sample_reads_uncompressed_and_no_files(examples, tmp_path):
     # A split written without compression (not ending in .gz) is read as such.
     plain = str(tmp_path / "data-00000-of-00001")
     with tf.io.TFRecordWriter(plain) as writer:
-        for record in examples["records"][:40]:
+        for record in examples["stored"][:40]:
             writer.write(record)
     sample, total = cv.sample_records([plain], 10, seed=2)
-    assert total == 40 and sample == _seeded_smallest(examples["records"][:40], 10, 2)
+    assert total == 40 and sample == _seeded_smallest(examples["stored"][:40], 10, 2)
     assert cv.sample_records([], 10, seed=2) == ([], 0)
 
 

@@ -398,7 +398,10 @@ def test_budget_steps_rejects_negative():
         taxi_model.budget_steps(100, -1.0, 128, 10)
 
 
-def test_count_records(train_file, raw_rows):
+@pytest.mark.parametrize("count_batch", [taxi_model.COUNT_BATCH, 7, 1])
+def test_count_records(train_file, raw_rows, monkeypatch, count_batch):
+    # 600 records in batches of 7: 85 full batches and a short one, all counted.
+    monkeypatch.setattr(taxi_model, "COUNT_BATCH", count_batch)
     _, path = train_file
     assert taxi_model.count_records([path, path]) == 2 * len(raw_rows)
     assert taxi_model.count_records([]) == 0

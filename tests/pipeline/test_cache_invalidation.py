@@ -135,6 +135,8 @@ COMPONENT_EDITS = {
     "components/example_gen/executor.py": {"CsvExampleGen"},
     # Both Evaluators sample large splits with it.
     "components/evaluator/sampling.py": {"Evaluator", "TestEvaluator"},
+    # The Tuner and ModelSelection sample the train split with it.
+    "components/sampling.py": {"Tuner", "ModelSelection"},
     "components/anomalies_gate/gate.py": {"AnomaliesGate"},
     # The Pusher imports components.behavioral.artifact, whose package
     # __init__ imports the checks: Python runs them when the Pusher starts.

@@ -37,6 +37,17 @@ def test_training_budget_flags(capsys):
         assert bad[0] in capsys.readouterr().err
 
 
+def test_tune_max_rows_flag_zero_tunes_on_every_row_and_negative_is_a_usage_error(capsys):
+    assert flags.training_settings(local_runner.parse_args([])).tune_max_rows == 60_000
+    for value in (0, 60_001):
+        args = local_runner.parse_args(["--tune-max-rows", str(value)])
+        assert flags.training_settings(args).tune_max_rows == value
+    with pytest.raises(SystemExit) as exit_info:
+        local_runner.parse_args(["--tune-max-rows", "-5"])
+    assert exit_info.value.code == 2
+    assert "--tune-max-rows: must be >= 0 (0 = every row), got '-5'" in capsys.readouterr().err
+
+
 def test_eval_max_rows_flag_zero_scores_every_row_and_negative_is_a_usage_error(capsys):
     assert flags.training_settings(local_runner.parse_args([])).eval_max_rows == 60_000
     args = local_runner.parse_args(["--eval-max-rows", "0"])

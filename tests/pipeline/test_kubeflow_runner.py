@@ -100,3 +100,11 @@ def test_missing_required_paths_are_usage_errors(capsys):
         kubeflow_runner.parse_args(["--image", IMAGE])
     assert e.value.code == 2
     assert "--pipeline-root" in capsys.readouterr().err
+
+
+def test_tuning_sample_flag_reaches_the_compiled_tuner(tmp_path):
+    output = tmp_path / "taxi.json"
+    assert kubeflow_runner.main(_argv(output, "--tune-max-rows=777")) == 0
+    parameters = _tasks(json.loads(output.read_text()))["Tuner"]["inputs"]["parameters"]
+    custom = json.loads(parameters["custom_config"]["runtimeValue"]["constantValue"]["stringValue"])
+    assert custom["tune_max_rows"] == 777

@@ -352,6 +352,7 @@ def test_epoch_budgets_and_cv_sample_are_wired(settings):
                 tune_epochs=0.5,
                 cv_epochs=3.0,
                 cv_max_rows=1234,
+                tune_max_rows=4321,
             ),
             span=2016,
         )
@@ -359,7 +360,8 @@ def test_epoch_budgets_and_cv_sample_are_wired(settings):
     trainer = json.loads(nodes["Trainer"].exec_properties["custom_config"])
     assert trainer["train_epochs"] == 2.0
     assert trainer["early_stopping"] == {"patience": 5, "every": 200}
-    assert json.loads(nodes["Tuner"].exec_properties["custom_config"])["tune_epochs"] == 0.5
+    tuner = json.loads(nodes["Tuner"].exec_properties["custom_config"])
+    assert tuner["tune_epochs"] == 0.5 and tuner["tune_max_rows"] == 4321
     props = nodes["ModelSelection"].exec_properties
     assert props["epochs"] == 3.0 and props["max_rows"] == 1234
 

@@ -61,6 +61,7 @@ def test_replace_routes_training_fields():
         ({"cv_folds": 1}, "cv_folds"),
         ({"cv_max_rows": 0}, "cv_max_rows"),
         ({"eval_max_rows": -1}, "eval_max_rows"),
+        ({"tune_max_rows": -1}, "tune_max_rows"),
         ({"tune_trials": -1}, "tune_trials"),
         ({"train_patience": -1}, "train_patience"),
         ({"min_auc": 1.01}, "min_auc"),
@@ -77,6 +78,7 @@ def test_training_values_out_of_range_name_the_field(changes, field):
 def test_boundary_values_are_accepted():
     TrainingSettings(cv_folds=0, tune_trials=0, train_epochs=0, min_auc=0, max_auc_drop=0)
     TrainingSettings(cv_folds=2, min_auc=1, train_steps=1, cv_max_rows=1)
+    TrainingSettings(tune_max_rows=0)  # 0 = tune on every row
 
 
 @pytest.mark.parametrize(
