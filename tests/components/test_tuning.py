@@ -142,10 +142,13 @@ def test_trials_fit_and_score_on_a_seeded_sample_above_tune_max_rows(tuning_args
 def test_at_most_tune_max_rows_the_trials_read_every_row_as_before(tuning_args, max_rows):
     make, _ = tuning_args
     fn_args = make(max_rows)
-    assert tuning.tuning_files(fn_args.train_files, max_rows.get("tune_max_rows", 0), 1, "x") == (
+    unused = f"{fn_args.working_dir}/unused"
+    limit = max_rows.get("tune_max_rows", 0)
+    assert tuning.tuning_files(fn_args.train_files, limit, 1, unused) == (
         fn_args.train_files,
         [100, 140],
     )
+    assert not tf.io.gfile.exists(unused)
     result = tuning.tuner_fn(fn_args)
     assert not tf.io.gfile.exists(f"{fn_args.working_dir}/sample")  # nothing written
     # 256 passes over the 216 fitting rows of the whole split; 24 validate.
