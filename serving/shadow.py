@@ -478,24 +478,31 @@ def _take(queue, max_rows: int) -> tuple:
 
 def _one_row_runs(items: list, starts: list, ends: list, run, groups: dict):
     """`_take` of a chunk of one-row copies of merged batches, without a Python
-    step per copy: where copy i continues copy i-1 (same batch arrays, next row,
-    same servable and signature) is found by `map` over the fields' slices,
-    and each run takes its ids and latencies as slices. Returns the last run."""
+    step per copy. The chunk is cut where the batch arrays change (one `map`
+    of identities); a piece whose rows are consecutive and whose servable and
+    signature are one (the usual: the scheduler answers a batch's requests in
+    row order) is one run, checked by list comparisons in C; any other piece
+    is cut further where copy i does not continue copy i-1 (`_links`). Each
+    run takes its ids and latencies as slices. Returns the last run."""
     servables, keys, feeds = items[0::_FIELDS], items[1::_FIELDS], items[2::_FIELDS]
     outputs, latencies, ids = items[3::_FIELDS], items[6::_FIELDS], items[7::_FIELDS]
-    same = operator.and_
-    links = map(
-        same,
-        map(
-            same, map(operator.is_, feeds[1:], feeds[:-1]), map(operator.eq, starts[1:], ends[:-1])
-        ),
-        map(
-            same,
-            map(operator.is_, servables[1:], servables[:-1]),
-            map(operator.eq, keys[1:], keys[:-1]),
-        ),
-    )
-    firsts = [0, *itertools.compress(range(1, len(starts)), map(operator.not_, links)), len(starts)]
+    pieces = [
+        0,
+        *itertools.compress(range(1, len(feeds)), map(operator.is_not, feeds[1:], feeds[:-1])),
+        len(feeds),
+    ]
+    firsts = []
+    for first, after in itertools.pairwise(pieces):
+        count = after - first
+        if (
+            starts[first:after] == list(range(starts[first], starts[first] + count))
+            and servables[first:after].count(servables[first]) == count
+            and keys[first:after].count(keys[first]) == count
+        ):
+            firsts.append(first)
+        else:
+            firsts += _links(servables, keys, feeds, starts, ends, first, after)
+    firsts.append(len(feeds))
     for first, after in itertools.pairwise(firsts):
         if (
             first == 0
@@ -524,6 +531,28 @@ def _one_row_runs(items: list, starts: list, ends: list, run, groups: dict):
         )
         groups.setdefault((id(run.servable), run.signature_key, tuple(run.outputs)), []).append(run)
     return run
+
+
+def _links(servables, keys, feeds, starts, ends, first: int, after: int) -> list:
+    """The first copy of each run among copies `first:after` (`first` included):
+    where copy i does not continue copy i-1 (same batch arrays, next row, same
+    servable and signature), found by `map` over the fields' slices."""
+    same = operator.and_
+    before, here = slice(first, after - 1), slice(first + 1, after)
+    links = map(
+        same,
+        map(
+            same,
+            map(operator.is_, feeds[here], feeds[before]),
+            map(operator.eq, starts[here], ends[before]),
+        ),
+        map(
+            same,
+            map(operator.is_, servables[here], servables[before]),
+            map(operator.eq, keys[here], keys[before]),
+        ),
+    )
+    return [first, *itertools.compress(range(first + 1, after), map(operator.not_, links))]
 
 
 def _gather(runs: list) -> tuple:
