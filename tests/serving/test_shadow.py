@@ -498,6 +498,8 @@ def _copy_sequences():
         in_order,
         [one_row(0, r) for r in (0, 1, 3, 2, 4, 5, 7)],  # a gap and a swap
         [one_row(0, 0), one_row(0, 1, "s2"), one_row(0, 2, "s2"), one_row(0, 3, key="k")],
+        [one_row(0, 0), one_row(0, 1), one_row(0, 2, key="k"), one_row(0, 3, key="k")],
+        [one_row(1, 0), one_row(1, 1, "s2"), one_row(1, 2), one_row(1, 3)],
         [one_row(0, 0), one_row(1, 1), one_row(0, 1), one_row(0, 2)],  # other batch between
         [rows(0, 0, 3), *[one_row(0, r) for r in range(3, 8)], alone(2), one_row(1, 0)],
         [alone(1), one_row(2, 0), one_row(2, 1), alone(3), one_row(2, 2), one_row(2, 3)],
