@@ -96,6 +96,9 @@ def encode_tensor(array: np.ndarray) -> bytes:
         head = _head(types_pb2.DT_STRING, array.shape)
         tag = _varint(_STRING_VAL << 3 | _LEN)
         values = array.ravel().tolist()
+        encoded = _repeated_short_bytes(values, tag)
+        if encoded is not None:
+            return head + b"".join(map(encoded.__getitem__, values))
         lengths = list(map(len, values))
         if not values or (max(lengths) < 0x80 and set(map(type, values)) == {bytes}):
             parts = [tag] * (3 * len(values))  # all short bytes: no Python call per value
@@ -122,6 +125,23 @@ def encode_tensor(array: np.ndarray) -> bytes:
     else:
         packed = b"".join(_varint(int(v) & _MASK) for v in array.ravel().tolist())
     return head + _field(number, packed)
+
+
+def _repeated_short_bytes(values: list, tag: bytes):
+    """{value: its encoded `string_val` field} when `values` are bytes shorter
+    than 128 and at most a quarter of them distinct (categorical inputs, empty
+    request ids): each distinct value is encoded once and the tensor is one
+    `join` over the lookups. Else None (unhashable or other values: the
+    general paths)."""
+    try:
+        distinct = set(values)
+    except TypeError:
+        return None
+    if len(distinct) * 4 > len(values) or set(map(type, distinct)) - {bytes}:
+        return None
+    if distinct and max(map(len, distinct)) >= 0x80:
+        return None
+    return {value: tag + _ONE_BYTE[len(value)] + value for value in distinct}
 
 
 def _map(number: int, tensors: dict) -> bytes:

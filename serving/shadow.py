@@ -7,9 +7,9 @@ The client's answer is already on its way when the copy is queued: the
 shadow never delays or changes it. On the serving thread a copy is a few
 references (the decoded inputs, the stable outputs - for a request of a
 merged batch, the batch's arrays and its row range - the request id, the
-latency) put on a bounded deque in one `extend`: no array is copied, no
+latency) put on a bounded list in one `extend`: no array is copied, no
 future or callback is made, and (merged batch) no object the garbage
-collector tracks outlives the request; when the deque is full the copy is
+collector tracks outlives the request; when the queue is full the copy is
 dropped and counted
 (metric, the next record's `_shadow_dropped`, a log line at most every
 `WARN_SECONDS`). One worker thread of its own takes what queued (up to
@@ -56,7 +56,6 @@ thread's loop; split, each part would need the others' internals.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
 import operator
@@ -185,7 +184,7 @@ class ShadowMirror:
         self._log_prefix = log_prefix
         self._metrics = metrics
         self._random = random
-        self._copies = collections.deque()  # append/popleft are atomic: no lock on the loop
+        self._copies = _Copies()  # one `extend` per copy, atomic: no lock on the loop
         self._queue_size = queue_size
         self._dropped: dict = {}  # model -> calls dropped since its last record
         self._dropped_lock = threading.Lock()  # taken only when dropping (overload)
@@ -205,7 +204,7 @@ class ShadowMirror:
     def offer(self, servable, signature_key, feeds, outputs, latency_us, request_id=b"") -> None:
         """Maybe queues a copy of an answered predict call (never blocks, never raises).
 
-        A copy is `_FIELDS` references put on the deque in one `extend`
+        A copy is `_FIELDS` references put on a list in one `extend`
         (atomic under the GIL): nothing is copied, and nothing that the
         garbage collector tracks outlives the call (a copy of a merged batch's
         request keeps the batch's arrays and its row range, not the request's
@@ -215,13 +214,14 @@ class ShadowMirror:
         """
         if self._thread is None or (self.share < 1.0 and self._random() >= self.share):
             return
-        if len(self._copies) >= self._queue_size * _FIELDS:
+        copies = self._copies
+        if len(copies.filling) + len(copies.taking) >= self._queue_size * _FIELDS:
             self._count(servable.name, "", "DROPPED")
             with self._dropped_lock:
                 self._dropped[servable.name] = self._dropped.get(servable.name, 0) + 1
             return
         if type(outputs) is BatchSlice:
-            self._copies.extend(
+            copies.filling.extend(
                 (
                     servable,
                     signature_key,
@@ -234,7 +234,7 @@ class ShadowMirror:
                 )
             )
         else:
-            self._copies.extend(
+            copies.filling.extend(
                 (servable, signature_key, feeds, outputs, None, None, latency_us, request_id)
             )
 
@@ -246,7 +246,7 @@ class ShadowMirror:
             groups, rows = _take(self._copies, MAX_BATCH_ROWS)
             for runs in groups.values():
                 self._run_safely(runs)
-            if closing and not self._copies:
+            if closing and not len(self._copies):
                 return
             if rows < MAX_BATCH_ROWS:
                 self._closed.wait(PASS_SECONDS)
@@ -392,12 +392,45 @@ class _Unmergeable(Exception):
     """The copies' inputs or outputs do not concatenate."""
 
 
-# a queued copy, as `_FIELDS` consecutive deque items: servable, signature key,
+# a queued copy, as `_FIELDS` consecutive list items: servable, signature key,
 # feeds, outputs, start, end, latency µs, request id; `start`/`end` None: the
 # feeds and outputs are the request's own, else the merged batch's arrays
 _FIELDS = 8
-_NEVER = object()  # `iter(popleft, _NEVER)`: pops until stopped
 _ONE_ROW_PATH = True  # tests turn it off to compare with the general loop
+
+
+class _Copies:
+    """The queued copies' fields: the serving thread extends `filling` (one
+    `extend` of a tuple: atomic under the GIL), the shadow thread takes from
+    the left of `taking` and swaps the two lists when `taking` is empty.
+
+    Items leave a list only from its left, by one slice and one `del` of the
+    slice's length, so a copy is never lost: a serving thread that read
+    `filling` just before a swap extends, on its right, the list the shadow
+    thread now takes from (the copy is taken later, maybe one pass late).
+    """
+
+    __slots__ = ("filling", "taking")
+
+    def __init__(self):
+        self.filling: list = []
+        self.taking: list = []
+
+    def __len__(self) -> int:
+        return len(self.filling) + len(self.taking)
+
+    def take(self, count: int) -> list:
+        """Up to `count` items from the left (fewer: what `taking` held)."""
+        if not self.taking:
+            self.taking, self.filling = self.filling, self.taking
+        taking = self.taking
+        items = taking[:count]
+        del taking[: len(items)]  # not `count`: items extended meanwhile stay
+        return items
+
+    def put_back(self, items: list) -> None:
+        """Returns taken `items` to the front, in order."""
+        self.taking[0:0] = items
 
 
 def _rows(feeds: dict) -> int:
@@ -406,13 +439,13 @@ def _rows(feeds: dict) -> int:
     return 0
 
 
-def _take(queue, max_rows: int) -> tuple:
-    """Pops copies (up to `max_rows` rows) into runs; returns ({merge key: [runs]}, rows).
+def _take(queue: _Copies, max_rows: int) -> tuple:
+    """Takes copies (up to `max_rows` rows) into runs; returns ({merge key: [runs]}, rows).
 
-    Copies leave the deque in chunks (`islice` over `popleft`: no Python call
-    per item) of at most as many copies as rows are still wanted; the copies
-    of a chunk past `max_rows` (copies of several rows) go back to its front,
-    in order (the serving thread only appends on the right). Consecutive
+    Copies leave the queue in chunks (`_Copies.take`: a slice and a `del`, no
+    Python step per item) of at most as many copies as rows are still
+    wanted; the copies of a chunk past `max_rows` (copies of several rows) go
+    back to its front, in order. Consecutive
     copies of one merged batch (the scheduler answers a batch's requests in
     row order) extend one run: per copy an identity and an integer check, no
     arrays touched. Runs merge when they share servable, signature and output
@@ -421,22 +454,20 @@ def _take(queue, max_rows: int) -> tuple:
     groups: dict = {}
     rows = 0
     run = None
-    pop = queue.popleft
     while rows < max_rows:
-        wanted = min(len(queue) // _FIELDS, max_rows - rows)
-        if wanted <= 0:
+        items = queue.take((max_rows - rows) * _FIELDS)
+        if not items:
             break
-        items = list(itertools.islice(iter(pop, _NEVER), wanted * _FIELDS))
         starts, ends = items[4::_FIELDS], items[5::_FIELDS]
         if _ONE_ROW_PATH and None not in starts and set(map(operator.sub, ends, starts)) == {1}:
             run = _one_row_runs(items, starts, ends, run, groups)  # the usual chunk
-            rows += wanted
+            rows += len(starts)
             continue
         fields = iter(items)
         taken = 0
         for copy in zip(*[fields] * _FIELDS, strict=True):
             if rows >= max_rows:
-                queue.extendleft(reversed(items[taken * _FIELDS :]))
+                queue.put_back(items[taken * _FIELDS :])
                 break
             taken += 1
             servable, signature_key, feeds, outputs, start, end, latency, request_id = copy
@@ -478,24 +509,31 @@ def _take(queue, max_rows: int) -> tuple:
 
 def _one_row_runs(items: list, starts: list, ends: list, run, groups: dict):
     """`_take` of a chunk of one-row copies of merged batches, without a Python
-    step per copy: where copy i continues copy i-1 (same batch arrays, next row,
-    same servable and signature) is found by `map` over the fields' slices,
-    and each run takes its ids and latencies as slices. Returns the last run."""
+    step per copy. The chunk is cut where the batch arrays change (one `map`
+    of identities); a piece whose rows are consecutive and whose servable and
+    signature are one (the usual: the scheduler answers a batch's requests in
+    row order) is one run, checked by list comparisons in C; any other piece
+    is cut further where copy i does not continue copy i-1 (`_links`). Each
+    run takes its ids and latencies as slices. Returns the last run."""
     servables, keys, feeds = items[0::_FIELDS], items[1::_FIELDS], items[2::_FIELDS]
     outputs, latencies, ids = items[3::_FIELDS], items[6::_FIELDS], items[7::_FIELDS]
-    same = operator.and_
-    links = map(
-        same,
-        map(
-            same, map(operator.is_, feeds[1:], feeds[:-1]), map(operator.eq, starts[1:], ends[:-1])
-        ),
-        map(
-            same,
-            map(operator.is_, servables[1:], servables[:-1]),
-            map(operator.eq, keys[1:], keys[:-1]),
-        ),
-    )
-    firsts = [0, *itertools.compress(range(1, len(starts)), map(operator.not_, links)), len(starts)]
+    pieces = [
+        0,
+        *itertools.compress(range(1, len(feeds)), map(operator.is_not, feeds[1:], feeds[:-1])),
+        len(feeds),
+    ]
+    firsts = []
+    for first, after in itertools.pairwise(pieces):
+        count = after - first
+        if (
+            starts[first:after] == list(range(starts[first], starts[first] + count))
+            and servables[first:after].count(servables[first]) == count
+            and keys[first:after].count(keys[first]) == count
+        ):
+            firsts.append(first)
+        else:
+            firsts += _links(servables, keys, feeds, starts, ends, first, after)
+    firsts.append(len(feeds))
     for first, after in itertools.pairwise(firsts):
         if (
             first == 0
@@ -524,6 +562,28 @@ def _one_row_runs(items: list, starts: list, ends: list, run, groups: dict):
         )
         groups.setdefault((id(run.servable), run.signature_key, tuple(run.outputs)), []).append(run)
     return run
+
+
+def _links(servables, keys, feeds, starts, ends, first: int, after: int) -> list:
+    """The first copy of each run among copies `first:after` (`first` included):
+    where copy i does not continue copy i-1 (same batch arrays, next row, same
+    servable and signature), found by `map` over the fields' slices."""
+    same = operator.and_
+    before, here = slice(first, after - 1), slice(first + 1, after)
+    links = map(
+        same,
+        map(
+            same,
+            map(operator.is_, feeds[here], feeds[before]),
+            map(operator.eq, starts[here], ends[before]),
+        ),
+        map(
+            same,
+            map(operator.is_, servables[here], servables[before]),
+            map(operator.eq, keys[here], keys[before]),
+        ),
+    )
+    return [first, *itertools.compress(range(first + 1, after), map(operator.not_, links))]
 
 
 def _gather(runs: list) -> tuple:

@@ -189,6 +189,10 @@ def test_a_full_queue_drops_and_counts(tmp_path, monkeypatch):
         np.array([b"abc", b"", "h\u00e9".encode()], dtype=object),
         np.array([b"a" * 127, b"b" * 128, b"c"], dtype=object),  # a two-byte length
         np.array([b"ab", "c\u00e9"], dtype=object),  # bytes and str
+        np.array([b"Flash", b"", b"Cash", b"Flash"] * 3, dtype=object),  # repeated: encoded once
+        np.array([[b""] * 4] * 2, dtype=object),  # empty request ids
+        np.array([b"a" * 128] * 4 + [b"b"] * 12, dtype=object),  # repeated, a long one
+        np.array([b"ab"] * 7 + ["ab"], dtype=object),  # repeated, bytes and str
         np.array([], dtype=object),
         np.array([["x", "yz"]]),  # numpy unicode
         np.array(4.0, np.float32),  # scalar

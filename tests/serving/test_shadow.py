@@ -337,10 +337,8 @@ def test_copies_from_one_merged_batch_take_their_rows_from_it(tmp_path):
     ],
 )
 def test_gather_takes_each_offered_row_of_a_batch_with_its_copy(rows, batch_rows, parts):
-    import collections
-
     from serving.batching import BatchSlice
-    from serving.shadow import _gather, _ids_and_latencies, _take
+    from serving.shadow import _Copies, _gather, _ids_and_latencies, _take
 
     batch_x = np.arange(batch_rows, dtype=np.float32).reshape(batch_rows, 1)
     batch_y = batch_x * 10
@@ -352,14 +350,14 @@ def test_gather_takes_each_offered_row_of_a_batch_with_its_copy(rows, batch_rows
         outputs.start, outputs.end = row, row + 1
         return (outputs, float(row), b"r%d" % row)
 
-    queue = collections.deque()
+    queue = _Copies()
     for outputs, latency, request_id in (copy(r) for r in rows):  # as `offer` queues them
-        queue.extend(
+        queue.filling.extend(
             ("servable", "serving_default", batch_feeds, batch_outputs, outputs.start)
             + (outputs.end, latency, request_id)
         )
     groups, taken = _take(queue, 2048)
-    assert taken == len(rows) and not queue and len(groups) == 1
+    assert taken == len(rows) and not len(queue) and len(groups) == 1
     (runs,) = groups.values()
     assert len(runs) == parts
     feeds, outputs = _gather(runs)
@@ -453,18 +451,16 @@ def test_bulk_batches_log_the_same_rows_as_one_by_one(tmp_path, monkeypatch):
 
 
 def test_ids_over_256_bytes_are_not_logged_and_row_ids_keep_their_index():
-    import collections
-
-    from serving.shadow import _ids_and_latencies, _take
+    from serving.shadow import _Copies, _ids_and_latencies, _take
 
     def copy(rows, request_id, latency):  # a request that ran alone, as `offer` queues it
         x = np.zeros((rows, 1), np.float32)
         return ("servable", "serving_default", {"x": x}, {"y": x}, None, None, latency, request_id)
 
     near = b"n" * 255  # its row ids "<id>/<i>" are longer than 256 bytes, and kept
-    queue = collections.deque()
+    queue = _Copies()
     for args in ((1, b"a" * 257, 1.0), (1, b"b" * 256, 2.0), (2, near, 3.0), (2, b"c" * 300, 4.0)):
-        queue.extend(copy(*args))
+        queue.filling.extend(copy(*args))
     groups, _ = _take(queue, 2048)
     (runs,) = groups.values()
     assert len(runs) == 4
@@ -498,6 +494,8 @@ def _copy_sequences():
         in_order,
         [one_row(0, r) for r in (0, 1, 3, 2, 4, 5, 7)],  # a gap and a swap
         [one_row(0, 0), one_row(0, 1, "s2"), one_row(0, 2, "s2"), one_row(0, 3, key="k")],
+        [one_row(0, 0), one_row(0, 1), one_row(0, 2, key="k"), one_row(0, 3, key="k")],
+        [one_row(1, 0), one_row(1, 1, "s2"), one_row(1, 2), one_row(1, 3)],
         [one_row(0, 0), one_row(1, 1), one_row(0, 1), one_row(0, 2)],  # other batch between
         [rows(0, 0, 3), *[one_row(0, r) for r in range(3, 8)], alone(2), one_row(1, 0)],
         [alone(1), one_row(2, 0), one_row(2, 1), alone(3), one_row(2, 2), one_row(2, 3)],
@@ -515,18 +513,29 @@ def _copy_sequences():
     return sequences
 
 
-class _FeedingDeque(__import__("collections").deque):
-    """A deque that gets more copies while being popped (as from the serving thread)."""
+class _FeedingList(list):
+    """A list that gets more copies (on its right, as from the serving thread)
+    when its `after`-th slice is deleted: between `_Copies.take`'s slice and
+    its `del`, the moment that could lose them (the list is `filling` first,
+    then swapped to `taking`)."""
 
-    def __init__(self, copies, later, after):
-        super().__init__(item for c in copies for item in c)
-        self._later, self._after, self._pops = later, after, 0
+    def __init__(self, items, later, after):
+        super().__init__(items)
+        self._later, self._after, self._deletes = later, after, 0
 
-    def popleft(self):
-        self._pops += 1
-        if self._pops == self._after:
+    def __delitem__(self, index):
+        self._deletes += 1
+        if self._deletes == self._after:
             self.extend(item for c in self._later for item in c)
-        return super().popleft()
+        super().__delitem__(index)
+
+
+def _feeding_queue(copies, later, after):
+    from serving.shadow import _Copies
+
+    queue = _Copies()
+    queue.filling = _FeedingList([item for c in copies for item in c], later, after)
+    return queue
 
 
 def _take_all(monkeypatch, one_row_path, copies, max_rows, split=None):
@@ -535,11 +544,11 @@ def _take_all(monkeypatch, one_row_path, copies, max_rows, split=None):
 
     monkeypatch.setattr(shadow_module, "_ONE_ROW_PATH", one_row_path)
     if split is None:
-        queue = _FeedingDeque(copies, [], -1)
-    else:  # the copies after `split` arrive while the first ones are popped
-        queue = _FeedingDeque(copies[:split], copies[split:], 3)
+        queue = _feeding_queue(copies, [], -1)
+    else:  # the copies after `split` arrive while the first ones are taken
+        queue = _feeding_queue(copies[:split], copies[split:], 1)
     takes = []
-    while queue:
+    while len(queue):
         groups, rows = shadow_module._take(queue, max_rows)
         takes.append(
             (
@@ -556,6 +565,9 @@ def _take_all(monkeypatch, one_row_path, copies, max_rows, split=None):
                 ],
             )
         )
+    # every copy taken once, none lost to a `del` that met copies arriving
+    taken_ids = [i for _, groups in takes for _, runs in groups for run in runs for i in run[4]]
+    assert sorted(taken_ids) == sorted(copy[7] for copy in copies)
     return takes
 
 
@@ -571,3 +583,60 @@ def test_one_row_chunks_make_the_same_runs_as_the_general_loop(monkeypatch, max_
     ((rows, groups),) = _take_all(monkeypatch, True, _copy_sequences()[0], 2048)
     assert rows == 24 and [len(runs) for _, runs in groups] == [3]
     assert [run[2:4] for run in groups[0][1]] == [(0, 8)] * 3
+
+
+def test_copies_past_max_rows_go_back_to_the_front_in_order():
+    from serving.shadow import _Copies, _take
+
+    feeds, outputs = {"x": np.zeros((8, 1))}, {"y": np.zeros((8, 1))}
+    x = np.zeros((2, 1))
+    copies = [
+        ("s", "k", feeds, outputs, 0, 3, 1.0, b"rows-0-3"),  # 3 rows: past max_rows=2
+        ("s", "k", feeds, outputs, 3, 4, 2.0, b"row-3"),
+        ("s", "k", feeds, outputs, 4, 5, 3.0, b"row-4"),
+        ("s", "k", {"x": x}, {"y": x}, None, None, 4.0, b"alone-2"),
+        ("s", "k", feeds, outputs, 5, 6, 5.0, b"row-5"),
+    ]
+    queue = _Copies()
+    for copy in copies:
+        queue.filling.extend(copy)
+    taken = []
+    while len(queue):
+        groups, rows = _take(queue, 2)
+        taken.append((rows, [run.ids for runs in groups.values() for run in runs]))
+    assert taken == [
+        (3, [[b"rows-0-3"]]),
+        (2, [[b"row-3", b"row-4"]]),
+        (2, [[b"alone-2"]]),
+        (1, [[b"row-5"]]),
+    ]
+
+
+def test_copies_the_worker_holds_count_towards_the_queue_size(tmp_path):
+    stable, shadow = FakeServable(2), FakeServable(1, hang=True)
+    metrics = ServingMetrics()
+    logger = RequestLogger(metrics=metrics)
+    prefix = str(tmp_path / "shadow" / "m")
+    mirror = ShadowMirror(
+        FakeManager(stable, shadow),
+        1.0,
+        version=1,
+        request_logger=logger,
+        log_prefix=prefix,
+        metrics=metrics,
+        queue_size=3,
+    )
+    x = np.ones((1, 1), np.float32)
+    mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"first")
+    assert shadow.entered.wait(60)  # the worker is hung on the first copy
+    for request_id in (b"held-0", b"held-1"):  # copies of a pass past MAX_BATCH_ROWS
+        mirror._copies.taking.extend(
+            (stable, "serving_default", {"x": x}, {"y": x}, None, None, 1.0, request_id)
+        )
+    for i in range(5):  # 1 more fits (3 - 2 held), 4 are dropped
+        mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"%d" % i)
+    assert metrics.shadow_request_count.get("m", "", "DROPPED") == 4
+    shadow.release.set()
+    mirror.close()
+    logger.close()
+    assert _column(_records(prefix), "_request_ids") == [b"first", b"held-0", b"held-1", b"0"]
