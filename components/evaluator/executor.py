@@ -45,7 +45,7 @@ def split_files(examples: list, split: str) -> list[str]:
 READ_BATCH = 4096  # records per tf.data batch when reading a split
 
 
-def _read(files: list[str]):
+def read_records(files: list[str]):
     """A function returning a fresh iterator over the (gzipped) records of ``files``.
 
     tf.data reads ``READ_BATCH`` records per step: one eager step per record
@@ -81,7 +81,7 @@ def sampled_examples(
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     whole = []  # the splits within the limit: copied only if another one is sampled
     for split in splits:
-        read = _read(split_files(examples, split))
+        read = read_records(split_files(examples, split))
         path = os.path.join(directory, f"Split-{split}", SAMPLE_FILE)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with tf.io.TFRecordWriter(path, options) as writer:

@@ -99,7 +99,7 @@ def _examples(tmp_path, splits: dict[str, int]) -> standard_artifacts.Examples:
 
 
 def _read_split(examples, split: str) -> list[bytes]:
-    return list(ours._read(ours.split_files([examples], split))())
+    return list(ours.read_records(ours.split_files([examples], split))())
 
 
 def test_read_yields_every_record_of_every_file_in_order_across_batches(tmp_path, monkeypatch):
@@ -116,7 +116,7 @@ def test_read_yields_every_record_of_every_file_in_order_across_batches(tmp_path
         *ours.split_files([examples], "test"),
         str(plain),
     ]
-    read = ours._read(files)
+    read = ours.read_records(files)
     expected = _records(30) + _records(200) + _records(3)
     assert list(read()) == expected
     assert list(read()) == expected
