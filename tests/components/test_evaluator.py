@@ -99,7 +99,28 @@ def _examples(tmp_path, splits: dict[str, int]) -> standard_artifacts.Examples:
 
 
 def _read_split(examples, split: str) -> list[bytes]:
-    return list(ours._read(ours.split_files([examples], split))())
+    return list(ours.read_records(ours.split_files([examples], split))())
+
+
+def test_read_yields_every_record_of_every_file_in_order_across_batches(tmp_path, monkeypatch):
+    # Batches of 7 over files of 30 and 200 records: partial last batches,
+    # file boundaries inside a batch's reach, and a fresh pass per call.
+    monkeypatch.setattr(ours, "READ_BATCH", 7)
+    examples = _examples(tmp_path, {"eval": 30, "test": 200})
+    plain = tmp_path / "plain"
+    with tf.io.TFRecordWriter(str(plain)) as w:  # an uncompressed file too
+        for record in _records(3):
+            w.write(record)
+    files = [
+        *ours.split_files([examples], "eval"),
+        *ours.split_files([examples], "test"),
+        str(plain),
+    ]
+    read = ours.read_records(files)
+    expected = _records(30) + _records(200) + _records(3)
+    assert list(read()) == expected
+    assert list(read()) == expected
+    assert all(type(record) is bytes for record in read())
 
 
 @pytest.fixture()

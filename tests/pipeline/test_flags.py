@@ -49,7 +49,7 @@ def test_tune_max_rows_flag_zero_tunes_on_every_row_and_negative_is_a_usage_erro
 
 
 def test_eval_max_rows_flag_zero_scores_every_row_and_negative_is_a_usage_error(capsys):
-    assert flags.training_settings(local_runner.parse_args([])).eval_max_rows == 60_000
+    assert flags.training_settings(local_runner.parse_args([])).eval_max_rows == 30_000
     args = local_runner.parse_args(["--eval-max-rows", "0"])
     assert flags.training_settings(args).eval_max_rows == 0
     with pytest.raises(SystemExit) as exit_info:

@@ -385,8 +385,8 @@ def test_default_budgets_keep_the_bundled_data_on_its_fixed_steps():
 def test_both_evaluators_score_a_seeded_sample_of_at_most_eval_max_rows(settings):
     from pipeline import configs
 
-    assert configs.EVAL_MAX_ROWS == 60_000
-    for max_rows in (60_000, 1234, 0):
+    assert configs.EVAL_MAX_ROWS == 30_000
+    for max_rows in (30_000, 1234, 0):
         nodes = _nodes(create_pipeline(settings.replace(seed=7, eval_max_rows=max_rows), span=2016))
         for name in ("Evaluator", "TestEvaluator"):
             props = nodes[name].exec_properties
