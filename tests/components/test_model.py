@@ -335,6 +335,24 @@ def test_input_fn_one_pass_gives_every_record_once_in_order(train_file, transfor
 
 
 @pytest.mark.slow
+def test_input_fn_transforms_in_parallel_in_read_order(train_file, monkeypatch):
+    # The Transform graph runs on several batches at a time (parallel map):
+    # the records must still come out in the file's order, as one
+    # sequential call of the graph on the whole file gives them.
+    output, path = train_file
+    records = list(tf.data.TFRecordDataset([path], compression_type="GZIP"))
+    transformed = output.transform_features_layer()(
+        tf.io.parse_example(tf.stack(records), output.raw_feature_spec())
+    )
+    label = transformed.pop(features.LABEL_KEY)
+    expected = _one_pass_rows([(transformed, label)])
+    monkeypatch.setattr(taxi_model, "TRANSFORM_BATCH", 7)  # 43 graph calls
+    rows = _one_pass_rows(taxi_model._input_fn([path], None, output, 64, one_pass=True))
+    assert len(rows) == len(records) == 300
+    assert rows == expected
+
+
+@pytest.mark.slow
 def test_input_fn_training_batches_are_full_shuffled_and_seeded(
     train_file, raw_rows, transform_output
 ):
