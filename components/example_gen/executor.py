@@ -35,6 +35,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
@@ -247,7 +248,8 @@ def write_file(
 
     index, path = shard
     name = shard_name(index, shards)
-    temps = [os.path.join(tmp_dir, f"{os.path.basename(d)}-{name}") for d in split_dirs]
+    attempt = uuid.uuid4().hex  # two attempts at one file (a runner's retry) never share a file
+    temps = [os.path.join(tmp_dir, f"{os.path.basename(d)}-{name}.{attempt}") for d in split_dirs]
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     writers = [tf.io.TFRecordWriter(temp, options) for temp in temps]
     counts = [0] * len(split_dirs)
