@@ -14,12 +14,17 @@ the files, each holding one block of rows at a time:
 1. ``infer_file_types``: the column types, with tfx_bsl's own rule (a column
    is INT if every non-empty value is an int64, else FLOAT if every value is a
    float, else STRING; UNKNOWN if it is always empty).
-2. ``encode_file``: the rows, parsed by Arrow's CSV reader in blocks, cast to
-   those types, turned into ``tf.Example`` by tfx_bsl's C++ encoder, then
-   hashed into their split and written with ``WriteToTFRecord`` as they come.
+2. ``write_file``: the rows, parsed by Arrow's CSV reader in blocks, cast to
+   those types, turned into ``tf.Example`` by tfx_bsl's C++ encoder (one
+   column at a time, joined in key order by ``wire.join_columns``), then
+   hashed into their split and written as they come by TF's TFRecord writer
+   (gzip, shard ``i`` of every split from the ``i``-th file).
 
-Records are written in input order, serialized deterministically (features
-sorted by name), so the same CSV gives the same bytes. Fast paths use Arrow
+A Beam element is a file, not a row: Beam's ``Partition`` and
+``WriteToTFRecord`` cost more per row than the encoding (Python per
+element, Python CRCs, a zlib call per record). Records are written in input
+order, serialized deterministically (features sorted by name), so the same
+CSV gives the same bytes. Fast paths use Arrow
 casts; a block whose values Arrow does not parse the way Python does (say
 ``" 3"``) falls back to Python's ``int``/``float``, so the types and values
 are those of the stock executor.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
@@ -44,6 +50,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 from tfx_bsl.coders import csv_decoder, example_coder
+
+from components.example_gen import wire
+from components.example_gen.wire import sort_features  # noqa: F401 - this module's API
 
 ColumnType = csv_decoder.ColumnType
 BLOCK_BYTES = 1 << 20  # Arrow CSV block: ~5,000 taxi rows held at a time
@@ -145,80 +154,37 @@ def _feature_column(column: pa.Array, kind: ColumnType) -> pa.Array:
     return pa.LargeListArray.from_arrays(offsets, _typed_values(column.filter(present), kind))
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """(value, next position) of the protobuf varint at ``data[pos]``."""
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def sort_features(example: bytes) -> bytes | None:
-    """A serialized ``tf.Example`` with its feature map entries sorted by name.
-
-    That is protobuf's deterministic serialization of the same message (map
-    entries in key order; everything inside an entry is already canonical),
-    about twice as fast as parsing and re-serializing it. None if ``example``
-    is not laid out as one ``features`` field of map entries (key, value).
-    """
-    if not example or example[0] != 0x0A:  # field 1 (features), length-delimited
-        return None
-    length, pos = _varint(example, 1)
-    end = pos + length
-    if end != len(example):
-        return None
-    entries = []
-    while pos < end:
-        if example[pos] != 0x0A:  # field 1 of Features: one map entry
-            return None
-        size, start = _varint(example, pos + 1)
-        stop = start + size
-        if example[start] != 0x0A:  # the entry's key comes first
-            return None
-        key_size, key_start = _varint(example, start + 1)
-        entries.append((example[key_start : key_start + key_size], example[pos:stop]))
-        pos = stop
-    entries.sort()
-    body = b"".join(entry for _, entry in entries)
-    return b"\n" + _varint_bytes(len(body)) + body
-
-
 def encode_block(block: pa.RecordBatch, types: dict[str, ColumnType]) -> list[bytes]:
-    """Rows of a string block -> ``tf.Example`` bytes, deterministically serialized."""
+    """Rows of a string block -> ``tf.Example`` bytes, deterministically serialized.
+
+    Each column is encoded alone by tfx_bsl and the one-feature records are
+    joined row by row in key order (``wire.join_columns``); should tfx_bsl
+    lay them out otherwise, the whole block is encoded at once and each
+    record's entries sorted (``wire.sort_features``) or re-serialized.
+    """
     from tensorflow.core.example import example_pb2
 
-    names = block.schema.names
-    columns = [_feature_column(block.column(name), types[name]) for name in names]
-    encoded = example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(columns, names))
+    names = sorted(block.schema.names, key=str.encode)  # protobuf orders map keys as bytes
+    columns = {name: _feature_column(block.column(name), types[name]) for name in names}
+    joined = wire.join_columns(
+        [
+            example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays([column], [name]))
+            for name, column in columns.items()
+        ]
+    )
+    if joined is not None:
+        return joined
+    encoded = example_coder.RecordBatchToExamples(
+        pa.RecordBatch.from_arrays(list(columns.values()), names)
+    )
     parse = example_pb2.Example.FromString
     result = []
     for example in encoded:
-        canonical = sort_features(example)
+        canonical = wire.sort_features(example)
         if canonical is None:
             canonical = parse(example).SerializeToString(deterministic=True)
         result.append(canonical)
     return result
-
-
-def encode_file(
-    path: str, column_names: Sequence[str], types: dict[str, ColumnType]
-) -> Iterator[bytes]:
-    """Every row of one CSV file as ``tf.Example`` bytes, in file order."""
-    for block in read_blocks(path, column_names):
-        yield from encode_block(block, types)
 
 
 def split_buckets(output_config: example_gen_pb2.Output) -> list[int]:
@@ -256,9 +222,73 @@ def span_files(input_base: str, pattern: str) -> tuple[list[str], list[str]]:
     return files, header
 
 
+def shard_name(index: int, shards: int) -> str:
+    """File name of shard ``index`` of ``shards`` in a split (as TFX's ``WriteToTFRecord`` names it)."""
+    return f"{DEFAULT_FILE_NAME}-{index:05d}-of-{shards:05d}.gz"
+
+
+def write_file(
+    shard: tuple[int, str],
+    column_names: Sequence[str],
+    types: dict[str, ColumnType],
+    split_dirs: Sequence[str],
+    buckets: Sequence[int] | None,
+    shards: int,
+    tmp_dir: str,
+) -> list[int]:
+    """Encodes CSV file ``shard = (index, path)`` into shard ``index`` of every split; rows per split.
+
+    With ``buckets`` each record goes to the split ``split_index`` gives it,
+    else all go to ``split_dirs[0]``. Records are written as they come, in
+    file order, by TF's TFRecord writer (gzip, as TFX writes them) into
+    ``tmp_dir``, then renamed into place: a retried file replaces its own
+    shards whole.
+    """
+    import tensorflow as tf
+
+    index, path = shard
+    name = shard_name(index, shards)
+    attempt = uuid.uuid4().hex  # two attempts at one file (a runner's retry) never share a file
+    temps = [os.path.join(tmp_dir, f"{os.path.basename(d)}-{name}.{attempt}") for d in split_dirs]
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    writers = [tf.io.TFRecordWriter(temp, options) for temp in temps]
+    counts = [0] * len(split_dirs)
+    try:
+        for block in read_blocks(path, column_names):
+            records = encode_block(block, types)
+            if buckets is None:
+                write = writers[0].write
+                for record in records:
+                    write(record)
+                counts[0] += len(records)
+                continue
+            for record in records:
+                split = split_index(record, buckets)
+                writers[split].write(record)
+                counts[split] += 1
+    finally:
+        for writer in writers:
+            writer.close()
+    for temp, split_dir in zip(temps, split_dirs, strict=True):
+        fileio.makedirs(split_dir)
+        fileio.rename(temp, os.path.join(split_dir, name), overwrite=True)
+    return counts
+
+
 @beam.ptransform_fn
-def _CsvToRecords(pipeline: beam.Pipeline, files: list[str], header: list[str]):  # noqa: N802
-    """Files -> serialized examples: a type pass, then an encoding pass (both streaming)."""
+def _WriteSplits(  # noqa: N802
+    pipeline: beam.Pipeline,
+    files: list[str],
+    header: list[str],
+    split_dirs: list[str],
+    buckets: list[int] | None,
+    tmp_dir: str,
+):
+    """CSV files -> TFRecord shards of ``split_dirs``: a type pass, then an encoding pass.
+
+    Both passes stream (one block of rows at a time); one Beam element per
+    file, so no Beam work per row.
+    """
     types = (
         pipeline
         | "TypeFiles" >> beam.Create(files)
@@ -267,10 +297,16 @@ def _CsvToRecords(pipeline: beam.Pipeline, files: list[str], header: list[str]):
     )
     return (
         pipeline
-        | "EncodeFiles" >> beam.Create(files)
-        | "Encode"
-        >> beam.FlatMap(
-            lambda path, types: encode_file(path, header, types), beam.pvalue.AsSingleton(types)
+        | "EncodeFiles" >> beam.Create(list(enumerate(files)))
+        | "EncodeAndWrite"
+        >> beam.Map(
+            write_file,
+            header,
+            beam.pvalue.AsSingleton(types),
+            split_dirs,
+            buckets,
+            len(files),
+            tmp_dir,
         )
     )
 
@@ -299,30 +335,29 @@ class Executor(BaseExampleGenExecutor):
             examples
         ).split_names = artifact_utils.encode_split_names(split_names)
 
+        output_uri = artifact_utils.get_single_uri(examples)
+        tmp_dir = os.path.join(output_uri, ".ingest-tmp")
+        fileio.makedirs(tmp_dir)
+        split_dir = {name: artifact_utils.get_split_uri(examples, name) for name in split_names}
         with self._make_beam_pipeline() as pipeline:
             if output_config.split_config.splits:
                 if len(input_config.splits) != 1:
                     raise ValueError("output splits need exactly one input split")
                 files, header = span_files(input_base, input_config.splits[0].pattern)
-                buckets = split_buckets(output_config)
-                splits = (
-                    pipeline
-                    | "Records" >> _CsvToRecords(files, header)
-                    | "Split" >> beam.Partition(lambda r, n: split_index(r, buckets), len(buckets))
+                _ = pipeline | "Records" >> _WriteSplits(
+                    files,
+                    header,
+                    [split_dir[name] for name in split_names],
+                    split_buckets(output_config),
+                    tmp_dir,
                 )
             else:
-                splits = []
                 for split in input_config.splits:
                     files, header = span_files(input_base, split.pattern)
-                    splits.append(
-                        pipeline | f"Records[{split.name}]" >> _CsvToRecords(files, header)
+                    _ = pipeline | f"Records[{split.name}]" >> _WriteSplits(
+                        files, header, [split_dir[split.name]], None, tmp_dir
                     )
-            for name, records in zip(split_names, splits, strict=True):
-                # No Reshuffle: records are written in input order, as they stream by.
-                _ = records | f"Write[{name}]" >> beam.io.WriteToTFRecord(
-                    os.path.join(artifact_utils.get_split_uri(examples, name), DEFAULT_FILE_NAME),
-                    file_name_suffix=".gz",
-                )
+        fileio.rmtree(tmp_dir)
 
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)

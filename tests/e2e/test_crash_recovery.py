@@ -237,6 +237,7 @@ def _recover(run: _Run, interrupted: list[int]) -> None:
     assert all(not examples.uri.endswith(f"/{i}") for i in interrupted), examples.uri
     files = glob.glob(os.path.join(examples.uri, "Split-*", "*.gz"))
     assert not glob.glob(os.path.join(examples.uri, "**", "beam-temp*"), recursive=True)
+    assert not os.path.exists(os.path.join(examples.uri, ".ingest-tmp"))  # the shards' temp dir
     assert sum(map(_records, files)) == BIG_FACTOR * BIG_SOURCE_ROWS
 
 

@@ -133,6 +133,7 @@ def test_a_rerun_of_unchanged_code_keeps_every_cache_key(tmp_path, tree):
 COMPONENT_EDITS = {
     # Our streaming CsvExampleGen executor.
     "components/example_gen/executor.py": {"CsvExampleGen"},
+    "components/example_gen/wire.py": {"CsvExampleGen"},
     # Both Evaluators sample large splits with it.
     "components/evaluator/sampling.py": {"Evaluator", "TestEvaluator"},
     # The Tuner and ModelSelection sample the train split with it.
