@@ -41,6 +41,7 @@ NODE_ENTRY_MODULES = {
     # also runs ``python -m serving.server`` in a child process, which no
     # import statement shows.
     "example_gen": ("components.example_gen.executor",),
+    "statistics_gen": ("components.statistics_gen.executor",),
     "evaluator": ("components.evaluator.executor",),
     "anomalies_gate": ("components.anomalies_gate.component",),
     "behavioral": ("components.behavioral.component",),

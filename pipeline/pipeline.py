@@ -15,7 +15,8 @@ Training (on the newest ``num_spans`` ingested spans, found by a resolver)::
             -> TestEvaluator (held-out test split, report only)
 
 CsvExampleGen is TFX's, with a streaming executor (components/example_gen):
-same records and splits, bounded memory.
+same records and splits, bounded memory. StatisticsGen is TFX's, reading the
+records in batches (components/statistics_gen): same statistics.
 
 ``[Tuner]`` only with ``training.tune_trials > 0``; ``[ModelSelection]`` (k-fold
 CV of the logistic baseline vs wide & deep on the train split, whose choice
@@ -33,7 +34,6 @@ from tensorflow_model_analysis.proto import config_pb2 as tfma
 from tfx.components import (
     ExampleValidator,
     SchemaGen,
-    StatisticsGen,
 )
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
@@ -61,6 +61,7 @@ from components.model_selection import ModelSelection
 from components.pusher import AtomicPusher
 from components.span_order import Trainer, Transform, Tuner
 from components.spans import LatestValidatedSpansStrategy
+from components.statistics_gen import StatisticsGen
 from lineage import metadata_store
 from pipeline import configs
 from pipeline.settings import PipelineSettings
@@ -181,7 +182,10 @@ def create_pipeline(
         range_config=range_config,
         code_fingerprint=settings.code_fingerprints.get("example_gen", ""),
     )
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        code_fingerprint=settings.code_fingerprints.get("statistics_gen", ""),
+    )
     import_schema = ImportSchemaGen(schema_file=os.path.join(settings.schema_path, "schema.pbtxt"))
     inferred_schema = SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True

@@ -20,6 +20,7 @@ CODE_NODES = {"Transform", "Tuner", "ModelSelection", "Trainer"}
 # The custom components whose executors are ours.
 COMPONENT_NODES = {
     "CsvExampleGen",
+    "StatisticsGen",
     "AnomaliesGate",
     "BehavioralChecks",
     "InfraCanary",
@@ -134,6 +135,7 @@ COMPONENT_EDITS = {
     # Our streaming CsvExampleGen executor.
     "components/example_gen/executor.py": {"CsvExampleGen"},
     "components/example_gen/wire.py": {"CsvExampleGen"},
+    "components/statistics_gen/executor.py": {"StatisticsGen"},
     # Both Evaluators sample large splits with it.
     "components/evaluator/sampling.py": {"Evaluator", "TestEvaluator"},
     # The Tuner and ModelSelection sample the train split with it.
