@@ -27,6 +27,7 @@ FINGERPRINTED_NODES = (
     "tuner",
     "selection",
     "example_gen",
+    "statistics_gen",
     "evaluator",
     "anomalies_gate",
     "behavioral",

@@ -273,7 +273,7 @@ def test_each_code_running_node_carries_its_own_code_fingerprint(settings):
     from pipeline import code_digest
 
     code = code_digest.node_fingerprints()
-    assert len(set(code.values())) == 10
+    assert len(set(code.values())) == 11
     nodes = _nodes(create_pipeline(settings.replace(code_fingerprints=code), span=2016))
     custom = {
         node: json.loads(nodes[name].exec_properties["custom_config"])["code_fingerprint"]
@@ -295,6 +295,8 @@ def test_each_code_running_node_carries_its_own_code_fingerprint(settings):
     assert props == {node: code[node] for node in props}
     for name in ("Evaluator", "TestEvaluator"):
         assert nodes[name].exec_properties["code_fingerprint"] == code["evaluator"], name
+    statistics_gen = nodes["StatisticsGen"].exec_properties["code_fingerprint"]
+    assert statistics_gen == code["statistics_gen"]
     example_gen_config = json.loads(nodes["CsvExampleGen"].exec_properties["custom_config"])
     assert example_gen_config["custom_config"]["value"] == {"code_fingerprint": code["example_gen"]}
 
@@ -321,6 +323,7 @@ def test_every_node_running_our_executor_carries_the_fingerprint_of_that_executo
             ours[name] = module
     assert set(ours) == {
         "CsvExampleGen",
+        "StatisticsGen",
         "AnomaliesGate",
         "Transform",
         "Evaluator",
