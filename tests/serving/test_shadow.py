@@ -136,9 +136,9 @@ def test_copies_run_on_the_shadow_thread_and_are_recorded_per_batch(tmp_path):
     assert diffs[-1] == 4 and diffs[-2] == pytest.approx(2 + 4 + 6 + 8)  # count, sum of |3x - x|
 
 
-def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="serving.shadow")  # whatever the root's level
-    stable, shadow = FakeServable(2), FakeServable(1, hang=True, fail=True)
+def _hung_mirror(tmp_path, queue_size: int, fail: bool = False):
+    """(stable, shadow, metrics, mirror, logger, log prefix), the shadow hung on a first copy."""
+    stable, shadow = FakeServable(2), FakeServable(1, hang=True, fail=fail)
     metrics = ServingMetrics()
     logger = RequestLogger(metrics=metrics)
     prefix = str(tmp_path / "shadow" / "m")
@@ -149,11 +149,18 @@ def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path, caplog
         request_logger=logger,
         log_prefix=prefix,
         metrics=metrics,
-        queue_size=2,
+        queue_size=queue_size,
     )
     x = np.ones((1, 1), np.float32)
     mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"first")
     assert shadow.entered.wait(60)  # the shadow is hung on the first copy
+    return stable, shadow, metrics, mirror, logger, prefix
+
+
+def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="serving.shadow")  # whatever the root's level
+    stable, shadow, metrics, mirror, logger, prefix = _hung_mirror(tmp_path, 2, fail=True)
+    x = np.ones((1, 1), np.float32)
     for i in range(9):  # the serving thread goes on: 2 copies queue, 7 are dropped
         mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"%d" % i)
     assert metrics.shadow_request_count.get("m", "", "DROPPED") == 7
@@ -613,22 +620,8 @@ def test_copies_past_max_rows_go_back_to_the_front_in_order():
 
 
 def test_copies_the_worker_holds_count_towards_the_queue_size(tmp_path):
-    stable, shadow = FakeServable(2), FakeServable(1, hang=True)
-    metrics = ServingMetrics()
-    logger = RequestLogger(metrics=metrics)
-    prefix = str(tmp_path / "shadow" / "m")
-    mirror = ShadowMirror(
-        FakeManager(stable, shadow),
-        1.0,
-        version=1,
-        request_logger=logger,
-        log_prefix=prefix,
-        metrics=metrics,
-        queue_size=3,
-    )
+    stable, shadow, metrics, mirror, logger, prefix = _hung_mirror(tmp_path, 3)
     x = np.ones((1, 1), np.float32)
-    mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, b"first")
-    assert shadow.entered.wait(60)  # the worker is hung on the first copy
     for request_id in (b"held-0", b"held-1"):  # copies of a pass past MAX_BATCH_ROWS
         mirror._copies.taking.extend(
             (stable, "serving_default", {"x": x}, {"y": x}, None, None, 1.0, request_id)
