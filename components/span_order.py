@@ -9,6 +9,10 @@ analyzers fold batches in order, so the same data in another order gives
 another model. These subclasses sort ``examples`` newest span first (then
 newest version) before running the stock executor; the components are the
 stock ones otherwise (same class names, so the same node ids).
+
+The Transform executor also reads its datasets in batches of records
+(components/records.py through ``core.compat.batched_tf_example_tfxio``)
+instead of Beam's record-at-a-time reader: same records, in file order.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from tfx.components.transform import executor as transform_executor
 from tfx.components.tuner import executor as tuner_executor
 from tfx.dsl.components.base import executor_spec
 
+from components import records
 from components.spans import by_span
+from core import compat
 
 EXAMPLES_KEY = "examples"
 
@@ -34,7 +40,8 @@ def _sorted_inputs(input_dict: dict) -> dict:
 
 class SpanOrderedTransformExecutor(transform_executor.Executor):
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX API
-        return super().Do(_sorted_inputs(input_dict), output_dict, exec_properties)
+        with compat.transform_reading_in_batches(records.matched_record_batches):
+            return super().Do(_sorted_inputs(input_dict), output_dict, exec_properties)
 
 
 class SpanOrderedTrainerExecutor(trainer_executor.GenericExecutor):

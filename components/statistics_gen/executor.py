@@ -3,13 +3,12 @@
 TFX's executor reads a split through TFXIO's Beam source: Beam's Python
 TFRecord reader hands the records one at a time to Python (with a CRC check
 per record in Python), and that reading was about half of StatisticsGen's
-CPU on the 100x spans. This executor reads each record file with TF's C++
-reader in batches of ``READ_BATCH`` records (gzip and CRC checks in C++),
-decodes every batch with tfx_bsl's schema-less ``tf.Example`` decoder (the
-decoder TFXIO uses when, as here, it is given no schema) and feeds the
-record batches to the same ``tfdv.GenerateStatistics`` with the same
-``StatsOptions``, writing the same ``FeatureStats.pb`` per split and the same
-artifact properties. The statistics are TFDV's over every record: only the
+CPU on the 100x spans. This executor reads each record file in batches
+(``components.records.record_batches``: TF's C++ reader, tfx_bsl's
+schema-less ``tf.Example`` decoder, the decoder TFXIO uses when, as here,
+it is given no schema) and feeds the record batches to the same
+``tfdv.GenerateStatistics`` with the same ``StatsOptions``, writing the same
+``FeatureStats.pb`` per split and the same artifact properties. The statistics are TFDV's over every record: only the
 batch boundaries differ, which can change the last bits of float sums
 (means, standard deviations).
 
@@ -20,12 +19,10 @@ TFX's executor unchanged.
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Any
 
 import apache_beam as beam
-import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from absl import logging
 from tensorflow_data_validation.statistics import stats_options as options
@@ -34,29 +31,10 @@ from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, json_utils, stats_utils
-from tfx_bsl.coders import example_coder
+
+from components import records
 
 CODE_FINGERPRINT_KEY = "code_fingerprint"
-READ_BATCH = 4096  # records per tf.data batch, and per Arrow record batch given to TFDV
-
-
-def split_files(examples, split: str) -> list[str]:
-    """The record files of ``split`` of the ``examples`` artifact, in name order."""
-    uri = artifact_utils.get_split_uri([examples], split)
-    return sorted(glob.glob(os.path.join(uri, "*")))
-
-
-def record_batches(path: str, batch_size: int | None = None):
-    """Yields the records of one (gzipped) TFRecord file as Arrow record batches.
-
-    Batches of ``batch_size`` records, default ``READ_BATCH``; the last one may be shorter.
-    """
-    batch_size = batch_size or READ_BATCH
-    decoder = example_coder.ExamplesToRecordBatchDecoder()
-    compression = "GZIP" if path.endswith(".gz") else ""
-    dataset = tf.data.TFRecordDataset(path, compression_type=compression)
-    for batch in dataset.batch(batch_size).as_numpy_iterator():
-        yield decoder.DecodeBatch(list(batch))
 
 
 def _handled(examples, stats_options, exec_properties: dict[str, Any]) -> bool:
@@ -130,7 +108,7 @@ class Executor(tfx_statistics_gen.Executor):
             )
         with self._make_beam_pipeline() as p:
             for split in splits:
-                files = split_files(examples, split)
+                files = records.split_files(examples, split)
                 if not files:
                     raise ValueError(f"No record files in split {split} of {examples.uri}")
                 output = os.path.join(
@@ -145,7 +123,7 @@ class Executor(tfx_statistics_gen.Executor):
                     | f"Files[{split}]" >> beam.Create(files)
                     # Spread the files over the workers of a distributed runner.
                     | f"Spread[{split}]" >> beam.Reshuffle()
-                    | f"Read[{split}]" >> beam.FlatMap(record_batches)
+                    | f"Read[{split}]" >> beam.FlatMap(records.record_batches)
                     | f"GenerateStatistics[{split}]"
                     >> tfdv.GenerateStatistics(
                         options.StatsOptions.from_json(stats_options.to_json())

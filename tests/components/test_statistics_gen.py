@@ -9,6 +9,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.components.statistics_gen import executor as tfx_executor
 from tfx.types import artifact_utils, standard_artifacts
 
+from components import records
 from components.statistics_gen import executor
 
 pytestmark = pytest.mark.slow
@@ -68,7 +69,7 @@ def _stats(statistics, split) -> statistics_pb2.DatasetFeatureStatisticsList:
 
 def test_the_statistics_and_artifact_are_those_of_tfx_executor(examples, tmp_path, monkeypatch):
     # Batches of 7 records: files of 23, 18, 5 and 9 records end in partial batches.
-    monkeypatch.setattr(executor, "READ_BATCH", 7)
+    monkeypatch.setattr(records, "READ_BATCH", 7)
     ours = _run(executor.Executor, examples, tmp_path / "ours")
     stock = _run(tfx_executor.Executor, examples, tmp_path / "stock")
     for split, rows in (("train", 41), ("eval", 14)):
@@ -81,22 +82,11 @@ def test_the_statistics_and_artifact_are_those_of_tfx_executor(examples, tmp_pat
     assert mine_props == dict(stock.mlmd_artifact.custom_properties.items())
 
 
-def test_record_batches_cut_a_file_into_batches_of_every_record(examples):
-    [path, _] = sorted(
-        os.path.join(examples.uri, "Split-train", name)
-        for name in os.listdir(os.path.join(examples.uri, "Split-train"))
-    )
-    batches = list(executor.record_batches(path, batch_size=10))
-    assert [b.num_rows for b in batches] == [10, 10, 3]
-    fares = [v for b in batches for [v] in b.column(b.schema.get_field_index("fare")).to_pylist()]
-    assert fares == [0.5 * i for i in range(23)]
-
-
 def test_what_it_does_not_implement_goes_to_tfx_executor(examples, tmp_path, monkeypatch):
     def fail(*args):
         raise AssertionError("read in batches although sampling was asked for")
 
-    monkeypatch.setattr(executor, "record_batches", fail)
+    monkeypatch.setattr(records, "record_batches", fail)
     statistics = _run(
         executor.Executor,
         examples,

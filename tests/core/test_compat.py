@@ -97,6 +97,8 @@ def test_the_lock_file_wins_over_the_embedded_pins(monkeypatch, tmp_path):
         ("keras-tuner", lambda: compat.use_tf_keras_in_keras_tuner()),
         ("tfx", lambda: compat.init_base_component(object(), None)),
         ("tfx", lambda: compat.wrap_metadata_store(object(), lambda s: s)),
+        ("tfx", lambda: compat.transform_reading_in_batches(print).__enter__()),
+        ("tfx-bsl", lambda: compat.batched_tf_example_tfxio(object(), print)),
     ],
 )
 def test_every_patch_checks_its_library_before_touching_it(
@@ -385,3 +387,91 @@ def test_metadata_store_is_replaced_where_tfx_reads_it(tmp_path):
         # TFX's own methods go through the replacement.
         assert m.get_artifacts_by_uri("/nowhere") == []
         assert m.store.calls == ["get_artifacts_by_uri"]
+
+
+# --- TFX Transform and tfx_bsl: the TFXIO and dataset hooks -----------------------
+
+
+def _tfxio(pattern="/data/Split-train/*"):
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx_bsl.tfxio import tf_example_record
+
+    schema = schema_pb2.Schema()
+    schema.feature.add(name="fare", type=schema_pb2.FLOAT)
+    schema.feature.add(name="company", type=schema_pb2.BYTES)
+    return tf_example_record.TFExampleRecord(pattern, schema=schema, telemetry_descriptors=["t"])
+
+
+def _read(patterns, batch_size=None, schema=None):
+    yield (tuple(patterns), batch_size, schema)
+
+
+def test_the_batched_tfxio_is_the_stock_one_but_for_its_beam_source():
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    stock = _tfxio()
+    ours = compat.batched_tf_example_tfxio(stock, _read)
+    assert ours.ArrowSchema().equals(stock.ArrowSchema())
+    assert ours.TensorRepresentations() == stock.TensorRepresentations()
+    projected = ours.Project(["fare"])
+    assert projected.ArrowSchema().names == ["fare"]
+    with beam.Pipeline() as p:
+        out = p | projected.BeamSource(64)
+        named = out | beam.MapTuple(
+            lambda patterns, size, schema: (
+                patterns,
+                size,
+                [f.name for f in schema_pb2.Schema.FromString(schema).feature],
+            )
+        )
+        # The projection's schema (its features only) decodes; the batch size goes through.
+        assert_that(named, equal_to([(("/data/Split-train/*",), 64, ["fare"])]))
+
+
+def test_joint_patterns_replace_the_tfxios_own_and_other_tfxios_are_kept():
+    joint = compat.batched_tf_example_tfxio(_tfxio(), _read, ["/a/*", "/b/*"])
+    assert joint._file_pattern == ["/a/*", "/b/*"]
+    raw = _tfxio()
+    raw._raw_record_column_name = "raw"
+    assert compat.batched_tf_example_tfxio(raw, _read) is raw
+    with pytest.raises(ValueError, match=r"cannot read \['/a/\*'\] jointly"):
+        compat.batched_tf_example_tfxio(raw, _read, ["/a/*"])
+
+
+def test_transform_datasets_are_joined_only_without_an_analyzer_cache():
+    from tfx.components.transform import executor
+    from tfx.proto import example_gen_pb2
+
+    stock = executor.TransformProcessor
+    patterns = ["/s2/Split-train/*", "/s1/Split-train/*"]
+    tf_example = example_gen_pb2.FORMAT_TF_EXAMPLE
+    with compat.transform_reading_in_batches(_read):
+        processor = executor.TransformProcessor()
+        assert isinstance(processor, stock) and type(processor) is not stock
+        [joint] = processor._MakeDatasetList(
+            patterns, ["tfrecords_gzip"] * 2, tf_example, None, True
+        )
+        assert joint.joint_file_patterns == patterns
+        tfxio = processor._CreateTFXIO(joint, _schema())
+        assert tfxio._file_pattern == patterns
+        # An analyzer cache is written per span: one dataset each.
+        apart = processor._MakeDatasetList(
+            patterns, ["tfrecords_gzip"] * 2, tf_example, None, False
+        )
+        assert sorted(d.file_pattern for d in apart) == sorted(patterns)
+        assert not any(hasattr(d, "joint_file_patterns") for d in apart)
+        other = processor._MakeDatasetList(
+            patterns, ["tfrecords_gzip"] * 2, example_gen_pb2.FORMAT_PROTO, None, True
+        )
+        assert len(other) == 2
+    assert executor.TransformProcessor is stock
+
+
+def _schema():
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = schema_pb2.Schema()
+    schema.feature.add(name="fare", type=schema_pb2.FLOAT)
+    return schema

@@ -136,6 +136,9 @@ COMPONENT_EDITS = {
     "components/example_gen/executor.py": {"CsvExampleGen"},
     "components/example_gen/wire.py": {"CsvExampleGen"},
     "components/statistics_gen/executor.py": {"StatisticsGen"},
+    # StatisticsGen's and Transform's batched reader; Transform's executor module
+    # (components/span_order.py) also holds the Trainer's and Tuner's.
+    "components/records.py": {"StatisticsGen", "Transform", "Trainer", "Tuner"},
     # Both Evaluators sample large splits with it.
     "components/evaluator/sampling.py": {"Evaluator", "TestEvaluator"},
     # The Tuner and ModelSelection sample the train split with it.
