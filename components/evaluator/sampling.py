@@ -1,27 +1,26 @@
 """A seeded, order-independent sample of at most ``max_rows`` serialized records.
 
-A record is kept when its keyed 64-bit hash is among the ``max_rows``
-smallest of all the records' hashes (bottom-k sampling): the same records
-whatever the file order, the same for every model scored on them, and
-exactly ``max_rows`` of them: identical records share a hash, so of those
-at the cutoff only as many as fit are kept (the first read; being identical,
-which ones does not matter). Two streaming
-passes: the first keeps only the hashes (8 bytes a record), the second
+A record is kept when its keyed 64-bit hash
+(``components.sampling.record_hash``) is among the ``max_rows`` smallest of
+all the records' hashes (bottom-k sampling): the same records whatever the
+file order, the same for every model scored on them, and exactly
+``max_rows`` of them: identical records share a hash, so of those at the
+cutoff only as many as fit are kept (the first read; being identical, which
+ones does not matter). Two streaming passes: the first keeps only the hashes (8 bytes a record), the second
 writes the kept records; records that all fit are not written at all.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
+# Also the hash of the Tuner's and ModelSelection's one-pass sampler: the same
+# seed and limit give them the same rows.
+from components.sampling import record_hash
 
-def record_hash(record: bytes, seed: int) -> int:
-    """The record's 64-bit hash under ``seed`` (BLAKE2b keyed by the seed)."""
-    digest = hashlib.blake2b(record, digest_size=8, key=seed.to_bytes(8, "little"))
-    return int.from_bytes(digest.digest(), "little")
+__all__ = ["hash_cutoff", "record_hash", "sample_records"]
 
 
 def hash_cutoff(hashes: np.ndarray, max_rows: int) -> int | None:

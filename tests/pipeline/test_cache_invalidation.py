@@ -141,8 +141,9 @@ COMPONENT_EDITS = {
     "components/records.py": {"StatisticsGen", "Transform", "Trainer", "Tuner"},
     # Both Evaluators sample large splits with it.
     "components/evaluator/sampling.py": {"Evaluator", "TestEvaluator"},
-    # The Tuner and ModelSelection sample the train split with it.
-    "components/sampling.py": {"Tuner", "ModelSelection"},
+    # The Tuner and ModelSelection sample the train split with it; the
+    # Evaluators' sampler keeps the smallest of the same record hashes.
+    "components/sampling.py": {"Tuner", "ModelSelection", "Evaluator", "TestEvaluator"},
     "components/anomalies_gate/gate.py": {"AnomaliesGate"},
     # The Pusher imports components.behavioral.artifact, whose package
     # __init__ imports the checks: Python runs them when the Pusher starts.
