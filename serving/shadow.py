@@ -13,14 +13,14 @@ collector tracks outlives the request; when the queue is full the copy is
 dropped and counted
 (metric, the next record's `_shadow_dropped`, a log line at most every
 `WARN_SECONDS`). One worker thread of its own takes what queued in batches
-of up to `MAX_BATCH_ROWS` rows, back to back; once it has drained the queue
-it waits until `WAKE_COPIES` copies (at most half the queue size) are queued
-or `PASS_SECONDS` passed. So it works in bursts: memory-bound work right
-after a pause runs slower for a few ms (on the 2-core VM a session run of
-the taxi model, whose wide part writes and reads 13 KB a row, costs up to
-2x its CPU after a 0.1-1 s pause), a price paid once per burst instead of
-once per small pass. Consecutive copies of one merged
-batch of the stable scheduler become one run over the batch's own arrays (the
+of up to `MAX_BATCH_ROWS` rows, back to back; at start and once it has
+drained the queue it waits until `WAKE_COPIES` copies (at most half the
+queue size) are queued or `PASS_SECONDS` passed. So it works in bursts:
+memory-bound work right after a pause runs slower for a few ms (on the
+2-core VM a session run of the taxi model, whose wide part writes and reads
+13 KB a row, costs up to 2x its CPU after a 0.1-1 s pause), a price paid
+once per burst instead of once per small pass. Consecutive copies of one
+merged batch of the stable scheduler become one run over the batch's own arrays (the
 whole arrays when every row was mirrored, else views), runs are concatenated
 once per input, and the shadow version's session runs once per batch (in
 that thread: the derived inter-op setting runs ops in the calling thread, so
@@ -250,15 +250,16 @@ class ShadowMirror:
     # -- shadow thread ----------------------------------------------------------
 
     def _work(self) -> None:
+        rows = 0  # the previous batch's: a full one means more are queued
         while True:
+            if rows < MAX_BATCH_ROWS:  # drained (or starting): wait for a burst
+                self._wait_for_copies()
             closing = self._closed.is_set()
             groups, rows = _take(self._copies, MAX_BATCH_ROWS)
             for runs in groups.values():
                 self._run_safely(runs)
             if closing and not len(self._copies):
                 return
-            if rows < MAX_BATCH_ROWS:
-                self._wait_for_copies()
 
     def _wait_for_copies(self) -> None:
         """Returns once `self._wake` copies are queued, `PASS_SECONDS` passed or
