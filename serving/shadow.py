@@ -20,8 +20,8 @@ memory-bound work right after a pause runs slower for a few ms (on the
 2-core VM a session run of the taxi model, whose wide part writes and reads
 13 KB a row, costs up to 2x its CPU after a 0.1-1 s pause), a price paid
 once per burst instead of once per small pass. Consecutive copies of one
-merged batch of the stable scheduler become one run over the batch's own arrays (the
-whole arrays when every row was mirrored, else views), runs are concatenated
+merged batch of the stable scheduler become one run over the batch's own
+arrays (the whole arrays when every row was mirrored, else views), runs are concatenated
 once per input, and the shadow version's session runs once per batch (in
 that thread: the derived inter-op setting runs ops in the calling thread, so
 it never queues behind the stable batch threads). The record of a batch (its
@@ -160,8 +160,8 @@ class ShadowMirror:
       request_logger: the RequestLogger that writes the records (None: none).
       log_prefix: where records go ("" = next to each model's request logs).
       metrics: ServingMetrics or None.
-      queue_size: copies buffered before dropping (the worker wakes at
-        `WAKE_COPIES` or half of it, whichever is fewer).
+      queue_size: copies buffered before dropping (a waiting worker wakes at
+        `WAKE_COPIES` copies or half the queue size, whichever is fewer).
       random: the sampling source (tests pin it).
     """
 
