@@ -12,11 +12,16 @@ future or callback is made, and (merged batch) no object the garbage
 collector tracks outlives the request; when the queue is full the copy is
 dropped and counted
 (metric, the next record's `_shadow_dropped`, a log line at most every
-`WARN_SECONDS`). One worker thread of its own takes what queued (up to
-`MAX_BATCH_ROWS` rows; after an under-full batch it waits `PASS_SECONDS`, so
-batches are fuller and cheaper per row): consecutive copies of one merged
-batch of the stable scheduler become one run over the batch's own arrays (the
-whole arrays when every row was mirrored, else views), runs are concatenated
+`WARN_SECONDS`). One worker thread of its own takes what queued in batches
+of up to `MAX_BATCH_ROWS` rows, back to back; at start and once it has
+drained the queue it waits until `WAKE_COPIES` copies (at most half the
+queue size) are queued or `PASS_SECONDS` passed. So it works in bursts:
+memory-bound work right after a pause runs slower for a few ms (on the
+2-core VM a session run of the taxi model, whose wide part writes and reads
+13 KB a row, costs up to 2x its CPU after a 0.1-1 s pause), a price paid
+once per burst instead of once per small pass. Consecutive copies of one
+merged batch of the stable scheduler become one run over the batch's own
+arrays (the whole arrays when every row was mirrored, else views), runs are concatenated
 once per input, and the shadow version's session runs once per batch (in
 that thread: the derived inter-op setting runs ops in the calling thread, so
 it never queues behind the stable batch threads). The record of a batch (its
@@ -82,7 +87,9 @@ SHADOW_ERROR = "_shadow_error"
 SHADOW_DROPPED = "_shadow_dropped"
 WARN_SECONDS = 10.0  # at most one "queue full" log line per this many seconds
 MAX_BATCH_ROWS = 1024  # the taxi model costs least per row at 1-2k rows (cache)
-PASS_SECONDS = 0.25  # pause after an under-full batch: fuller batches cost less per row
+WAKE_COPIES = 8192  # after draining, wait for this many copies (capped at half the queue) ...
+PASS_SECONDS = 1.0  # ... or this long: bursts of several batches cost less per row
+POLL_SECONDS = 0.05  # how often the waiting worker looks at the queue's length
 
 
 class _Run:
@@ -153,7 +160,8 @@ class ShadowMirror:
       request_logger: the RequestLogger that writes the records (None: none).
       log_prefix: where records go ("" = next to each model's request logs).
       metrics: ServingMetrics or None.
-      queue_size: copies buffered before dropping.
+      queue_size: copies buffered before dropping (a waiting worker wakes at
+        `WAKE_COPIES` copies or half the queue size, whichever is fewer).
       random: the sampling source (tests pin it).
     """
 
@@ -166,7 +174,7 @@ class ShadowMirror:
         request_logger=None,
         log_prefix: str = "",
         metrics=None,
-        queue_size: int = 10000,
+        queue_size: int = 20000,
         random=random.random,
     ):
         if not 0.0 <= share <= 1.0:
@@ -186,6 +194,7 @@ class ShadowMirror:
         self._random = random
         self._copies = _Copies()  # one `extend` per copy, atomic: no lock on the loop
         self._queue_size = queue_size
+        self._wake = max(1, min(WAKE_COPIES, queue_size // 2))  # copies that end a wait
         self._dropped: dict = {}  # model -> calls dropped since its last record
         self._dropped_lock = threading.Lock()  # taken only when dropping (overload)
         self._warned = float("-inf")  # monotonic time of the last "queue full" line
@@ -241,15 +250,27 @@ class ShadowMirror:
     # -- shadow thread ----------------------------------------------------------
 
     def _work(self) -> None:
+        rows = 0  # the previous batch's: a full one means more are queued
         while True:
+            if rows < MAX_BATCH_ROWS:  # drained (or starting): wait for a burst
+                self._wait_for_copies()
             closing = self._closed.is_set()
             groups, rows = _take(self._copies, MAX_BATCH_ROWS)
             for runs in groups.values():
                 self._run_safely(runs)
             if closing and not len(self._copies):
                 return
-            if rows < MAX_BATCH_ROWS:
-                self._closed.wait(PASS_SECONDS)
+
+    def _wait_for_copies(self) -> None:
+        """Returns once `self._wake` copies are queued, `PASS_SECONDS` passed or
+        `close()` was called (the serving thread is not involved: the worker
+        looks at the queue's length every `POLL_SECONDS`)."""
+        deadline = time.monotonic() + PASS_SECONDS
+        wake = self._wake * _FIELDS
+        while len(self._copies) < wake:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._closed.wait(min(POLL_SECONDS, left)):
+                return
 
     def _run_safely(self, runs: list) -> None:
         try:

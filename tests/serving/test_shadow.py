@@ -34,6 +34,7 @@ class FakeServable:
         self.entered, self.release = threading.Event(), threading.Event()
         self.hang, self.fail = hang, fail
         self.threads = []
+        self.batches = []  # rows per run
         self.inflight = 0
 
     def enter(self):
@@ -44,6 +45,7 @@ class FakeServable:
 
     def run(self, signature, feeds):
         self.threads.append(threading.current_thread().name)
+        self.batches.append(feeds["x"].shape[0] if feeds["x"].ndim else 1)
         self.entered.set()
         if self.hang:
             assert self.release.wait(60)
@@ -176,6 +178,57 @@ def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path, caplog
     # the drops reach the records (each counts those since the previous one) and the log
     assert sum(_column(records, "_shadow_dropped")) == 7
     assert "7 mirrored calls of m dropped" in caplog.text
+
+
+def _waiting_mirror(monkeypatch, wake_copies: int, queue_size: int):
+    """(stable, shadow, metrics, mirror): a worker that, once drained, waits for
+    `wake_copies` (capped at half of `queue_size`) or 600 s."""
+    from serving import shadow as shadow_module
+
+    monkeypatch.setattr(shadow_module, "WAKE_COPIES", wake_copies)
+    monkeypatch.setattr(shadow_module, "PASS_SECONDS", 600.0)
+    monkeypatch.setattr(shadow_module, "POLL_SECONDS", 0.01)
+    stable, shadow = FakeServable(2), FakeServable(1, a=3.0)
+    metrics = ServingMetrics()
+    mirror = ShadowMirror(
+        FakeManager(stable, shadow), 1.0, version=1, metrics=metrics, queue_size=queue_size
+    )
+    return stable, shadow, metrics, mirror
+
+
+def _offer(mirror, stable, request_ids) -> None:
+    x = np.ones((1, 1), np.float32)
+    for request_id in request_ids:
+        mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 1.0, request_id)
+
+
+def _wait_until_ran(metrics, copies: int) -> None:
+    deadline = time.monotonic() + 60
+    while (metrics.shadow_request_count.get("m", "1", "OK") or 0) < copies:
+        assert time.monotonic() < deadline, "the shadow did not run the copies"
+        time.sleep(0.01)
+
+
+def test_the_worker_runs_in_bursts_of_wake_copies(monkeypatch):
+    stable, shadow, metrics, mirror = _waiting_mirror(monkeypatch, 3, queue_size=100)
+    _offer(mirror, stable, [b"a", b"b"])
+    time.sleep(0.3)  # 30 looks at the queue: 2 copies are not a burst (and 600 s are far)
+    assert shadow.batches == []
+    _offer(mirror, stable, [b"c"])
+    _wait_until_ran(metrics, 3)
+    assert shadow.batches == [3]  # the three copies in one run
+    _offer(mirror, stable, [b"d"])
+    mirror.close()  # ends the wait: the queued copy runs, the worker stops
+    assert shadow.batches == [3, 1] and not mirror._thread.is_alive()
+
+
+def test_the_worker_wakes_at_half_the_queue_size_at_most(monkeypatch):
+    # WAKE_COPIES above the queue size would never wake: half of it (2) does
+    stable, shadow, metrics, mirror = _waiting_mirror(monkeypatch, 8192, queue_size=4)
+    _offer(mirror, stable, [b"a", b"b"])
+    _wait_until_ran(metrics, 2)
+    assert shadow.batches == [2]
+    mirror.close()
 
 
 def test_sampling_missing_and_same_version_are_counted():
