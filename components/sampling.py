@@ -33,8 +33,16 @@ READ_BATCH = 1 << 14  # records per read
 
 def record_hash(record: bytes, seed: int) -> int:
     """The record's 64-bit hash under ``seed`` (BLAKE2b keyed by the seed)."""
-    digest = hashlib.blake2b(record, digest_size=8, key=seed.to_bytes(8, "little"))
-    return int.from_bytes(digest.digest(), "little")
+    return _keyed_hash(record, _key(seed))
+
+
+def _key(seed: int) -> bytes:
+    return seed.to_bytes(8, "little")
+
+
+def _keyed_hash(record: bytes, key: bytes) -> int:
+    """``record_hash`` with the seed's key made once (``bottom_k`` hashes every record)."""
+    return int.from_bytes(hashlib.blake2b(record, digest_size=8, key=key).digest(), "little")
 
 
 def _smallest(hashes: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
@@ -59,7 +67,7 @@ def bottom_k(files: Sequence[str], max_rows: int, seed: int) -> tuple[list[bytes
     if max_rows < 1:
         raise ValueError(f"max_rows must be positive, got {max_rows}")
     compression = "GZIP" if files and files[0].endswith(".gz") else ""
-    key = seed.to_bytes(8, "little")
+    key = _key(seed)
     kept: list[bytes] = []
     kept_hashes = np.zeros(0, dtype=np.uint64)
     kept_positions = np.zeros(0, dtype=np.int64)
@@ -70,12 +78,7 @@ def bottom_k(files: Sequence[str], max_rows: int, seed: int) -> tuple[list[bytes
         batches = tf.data.TFRecordDataset([name], compression_type=compression).batch(READ_BATCH)
         for batch in batches.as_numpy_iterator():
             hashes = np.fromiter(
-                (
-                    int.from_bytes(hashlib.blake2b(r, digest_size=8, key=key).digest(), "little")
-                    for r in batch
-                ),
-                dtype=np.uint64,
-                count=len(batch),
+                (_keyed_hash(r, key) for r in batch), dtype=np.uint64, count=len(batch)
             )
             chosen = np.arange(len(batch)) if cutoff is None else np.flatnonzero(hashes < cutoff)
             kept.extend(batch[i] for i in chosen)

@@ -236,18 +236,9 @@ def transform_reading_in_batches(read_batches: Callable[..., Any]) -> Iterator[N
             stats_output_paths=None,
             materialize_output_paths=None,
         ):
-            datasets = super()._MakeDatasetList(
-                file_patterns,
-                file_formats,
-                data_format,
-                data_view_uri,
-                can_process_jointly,
-                stats_output_paths,
-                materialize_output_paths,
-            )
             joinable = (
                 can_process_jointly
-                and len(datasets) > 1
+                and len(file_patterns) > 1
                 and data_format == example_gen_pb2.FORMAT_TF_EXAMPLE
                 and not data_view_uri
                 and not stats_output_paths
@@ -255,7 +246,15 @@ def transform_reading_in_batches(read_batches: Callable[..., Any]) -> Iterator[N
                 and len(set(file_formats)) == 1
             )
             if not joinable:
-                return datasets
+                return super()._MakeDatasetList(
+                    file_patterns,
+                    file_formats,
+                    data_format,
+                    data_view_uri,
+                    can_process_jointly,
+                    stats_output_paths,
+                    materialize_output_paths,
+                )
             [joint] = super()._MakeDatasetList(
                 file_patterns[:1], file_formats[:1], data_format, data_view_uri, True
             )
