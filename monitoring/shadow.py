@@ -37,8 +37,8 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from monitoring import config, outcome, quality
 from monitoring.request_logs import log_files
+from serving.shadow_record import REQUEST_IDS, SHADOW_ERROR, STABLE_PREFIX
 
-STABLE_PREFIX = "_stable/"
 PROBABILITY_ALIASES = ("probabilities", "scores", "outputs")
 
 
@@ -83,10 +83,10 @@ def parse(record: bytes) -> tuple[float, list[dict]]:
     except Exception as e:  # protobuf DecodeError
         raise ValueError(f"not a PredictionLog ({e})") from None
     outputs = entry.predict_log.response.outputs
-    if entry.WhichOneof("log_type") != "predict_log" or "_request_ids" not in outputs:
-        raise ValueError("not a shadow record (no _request_ids output)")
-    ids = [v.decode("utf-8", "replace") for v in tf.make_ndarray(outputs["_request_ids"]).ravel()]
-    error = tf.make_ndarray(outputs["_shadow_error"]).item().decode("utf-8", "replace")
+    if entry.WhichOneof("log_type") != "predict_log" or REQUEST_IDS not in outputs:
+        raise ValueError(f"not a shadow record (no {REQUEST_IDS} output)")
+    ids = [v.decode("utf-8", "replace") for v in tf.make_ndarray(outputs[REQUEST_IDS]).ravel()]
+    error = tf.make_ndarray(outputs[SHADOW_ERROR]).item().decode("utf-8", "replace")
     stable = _positive(outputs, STABLE_PREFIX)
     shadow = None if error else _positive(outputs)
     stable_latency = tf.make_ndarray(outputs["_stable_latency_us"]).ravel().tolist()

@@ -8,6 +8,7 @@ does, with ``--exit_with_parent``, the end of the process that started it.
 """
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from serving.model_manager import ManagerOptions, ModelManager
 from serving.request_log import RequestLogger
 from serving.rest import RestApi
 from serving.shadow import ShadowMirror
+from serving.shadow_worker import ShadowWorker
 
 log = logging.getLogger("serving")
 PARENT_POLL_SECONDS = 1.0  # --exit_with_parent: how often the parent is checked
@@ -112,6 +114,13 @@ class ModelServer:
             self.request_logger,
             args.shadow_log_prefix,
             self.metrics,
+            worker=functools.partial(
+                ShadowWorker,
+                session_config=options.session_config,
+                tags=options.tags,
+                max_file_bytes=args.request_log_max_file_bytes,
+                max_files=args.request_log_max_files,
+            ),
         )
         if args.shadow_traffic_share > 0:
             log.info(self.shadow.describe())

@@ -12,41 +12,29 @@ future or callback is made, and (merged batch) no object the garbage
 collector tracks outlives the request; when the queue is full the copy is
 dropped and counted
 (metric, the next record's `_shadow_dropped`, a log line at most every
-`WARN_SECONDS`). One worker thread of its own takes what queued in batches
-of up to `MAX_BATCH_ROWS` rows, back to back; at start and once it has
-drained the queue it waits until `WAKE_COPIES` copies (at most half the
-queue size) are queued or `PASS_SECONDS` passed. So it works in bursts:
-memory-bound work right after a pause runs slower for a few ms (on the
-2-core VM a session run of the taxi model, whose wide part writes and reads
-13 KB a row, costs up to 2x its CPU after a 0.1-1 s pause), a price paid
-once per burst instead of once per small pass. Consecutive copies of one
-merged batch of the stable scheduler become one run over the batch's own
-arrays (the whole arrays when every row was mirrored, else views), runs are concatenated
-once per input, and the shadow version's session runs once per batch (in
-that thread: the derived inter-op setting runs ops in the calling thread, so
-it never queues behind the stable batch threads). The record of a batch (its
-request ids and latencies included) is built on the request logger's writer
-thread. Errors and a missing shadow version are counted and recorded;
+`WARN_SECONDS`). One thread of its own (the shadow thread) takes what
+queued in batches of up to `MAX_BATCH_ROWS` rows, back to back; at start
+and once it has drained the queue it waits until `WAKE_COPIES` copies (at
+most half the queue size) are queued or `PASS_SECONDS` passed, so it takes
+the interpreter lock in bursts. Consecutive copies of one merged batch of
+the stable scheduler become one run over the batch's own arrays (the whole
+arrays when every row was mirrored, else views), and runs are concatenated
+once per input. The server hands each batch to the shadow worker process
+(serving/shadow_worker.py: the shadow version's session run and the
+record's encoding there cost the serving threads no interpreter time);
+without a worker, the shadow version runs on the shadow thread (the derived
+inter-op setting runs ops in the calling thread, so it never queues behind
+the stable batch threads) and the record is built on the request logger's
+writer thread. Errors and a missing shadow version are counted and recorded;
 nothing is raised to the serving path.
 
-Records are `PredictionLog` TFRecords written through the request logger (same
-rotation and limits) to `--shadow_log_prefix`, by default
-`<dir of the model's filename_prefix>/shadow/<its basename>` (a sub-directory,
-so readers of the request-log directory do not mix them in). A record holds
-one batch of N rows:
-
-* `log_metadata.model_spec`: the shadow version; `timestamp_secs`;
-  `sampling_config.sampling_rate`: the share;
-* `predict_log.request`: `model_spec` of the stable version that answered,
-  `inputs`: the rows' inputs;
-* `predict_log.response.outputs`: the shadow's outputs under their aliases
-  (none when it failed), the stable outputs as `_stable/<alias>`, and
-  `_request_ids` (string [N]: `request_logs.row_request_ids` of each request's
-  id), `_stable_latency_us` (double [N]: the server latency of the row's
-  request), `_shadow_latency_us` (double [N]: the batch's session run time),
-  `_shadow_error` (string scalar, "" when it succeeded), `_shadow_dropped`
-  (int64 scalar: this model's mirrored calls dropped on a full queue since
-  its previous record).
+Records are `PredictionLog` TFRecords of one batch each (format:
+serving/shadow_record.py) written with the request logger's rotation and limits
+to `--shadow_log_prefix`, by default `<dir of the model's filename_prefix>/shadow/<its
+basename>` (a sub-directory, so readers of the request-log directory do not
+mix them in). The server runs the shadow version in a worker process
+(serving/shadow_worker.py), which writes them; a `ShadowMirror` made without a
+worker runs it on its thread and writes through the request logger.
 
 Read them with `taxi-monitor shadow` (monitoring/shadow.py). Metrics:
 `:serving:shadow_request_count{model_name,version,status}` (status OK,
@@ -54,9 +42,9 @@ ERROR, DROPPED, NO_SHADOW, SAME_VERSION), `:serving:shadow_latency` (µs per
 batch) and `:serving:shadow_abs_diff` (per row: the largest absolute
 difference between the shadow's and the stable float outputs).
 
-Over 400 lines: the serving-thread hook, the worker, the gathering of queued
-copies into batches and the record they produce are one format and one
-thread's loop; split, each part would need the others' internals.
+Over 400 lines: the serving-thread hook, the shadow thread's loop and the
+gathering of queued copies into batches are one queue's two ends; split,
+each part would need the others' internals.
 """
 
 from __future__ import annotations
@@ -73,18 +61,12 @@ import numpy as np
 
 from serving.batching import BatchSlice, _task_rows
 from serving.errors import ServingError, invalid
-from serving.log_encoding import encode_predict_log
-from serving.model_info import model_spec
 from serving.request_log import MAX_REQUEST_ID_BYTES
+from serving.shadow_record import row_abs_diff, shadow_record
+from serving.shadow_worker import WorkerUnavailable
 
 log = logging.getLogger(__name__)
 
-STABLE_PREFIX = "_stable/"
-REQUEST_IDS = "_request_ids"
-STABLE_LATENCY = "_stable_latency_us"
-SHADOW_LATENCY = "_shadow_latency_us"
-SHADOW_ERROR = "_shadow_error"
-SHADOW_DROPPED = "_shadow_dropped"
 WARN_SECONDS = 10.0  # at most one "queue full" log line per this many seconds
 MAX_BATCH_ROWS = 1024  # the taxi model costs least per row at 1-2k rows (cache)
 WAKE_COPIES = 8192  # after draining, wait for this many copies (capped at half the queue) ...
@@ -163,6 +145,11 @@ class ShadowMirror:
       queue_size: copies buffered before dropping (a waiting worker wakes at
         `WAKE_COPIES` copies or half the queue size, whichever is fewer).
       random: the sampling source (tests pin it).
+      worker: None: the shadow thread runs the shadow version and the request
+        logger's thread writes the records; else a factory called with the
+        result callback, e.g. `serving.shadow_worker.ShadowWorker` (what the
+        server uses): batches are sent to its process, which runs the
+        version loaded from its directory and writes the records.
     """
 
     def __init__(
@@ -176,6 +163,7 @@ class ShadowMirror:
         metrics=None,
         queue_size: int = 20000,
         random=random.random,
+        worker=None,
     ):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"--shadow_traffic_share must be in [0, 1], got {share}")
@@ -199,7 +187,10 @@ class ShadowMirror:
         self._dropped_lock = threading.Lock()  # taken only when dropping (overload)
         self._warned = float("-inf")  # monotonic time of the last "queue full" line
         self._closed = threading.Event()
+        self._worker = None
         self._thread = None
+        if share > 0 and worker is not None:
+            self._worker = worker(self._result)
         if share > 0:
             self._thread = threading.Thread(target=self._work, name="shadow", daemon=True)
             self._thread.start()
@@ -250,6 +241,8 @@ class ShadowMirror:
     # -- shadow thread ----------------------------------------------------------
 
     def _work(self) -> None:
+        if self._worker is not None:
+            self._worker.start()
         rows = 0  # the previous batch's: a full one means more are queued
         while True:
             if rows < MAX_BATCH_ROWS:  # drained (or starting): wait for a burst
@@ -316,6 +309,9 @@ class ShadowMirror:
             feeds, stable_outputs = _gather(runs)
         except ValueError:
             raise _Unmergeable() from None
+        if self._worker is not None:
+            self._submit(runs, stable, shadow, feeds, stable_outputs, copies)
+            return
         error = ""
         outputs = {}
         started = time.perf_counter()
@@ -336,46 +332,79 @@ class ShadowMirror:
             self._metrics.shadow_latency.observe((stable.name, str(shadow.version)), latency_us)
             if not error:
                 self._metrics.shadow_abs_diff.observe_many(
-                    (stable.name, str(shadow.version)), _row_abs_diff(outputs, stable_outputs)
+                    (stable.name, str(shadow.version)), row_abs_diff(outputs, stable_outputs)
                 )
         self._write(runs, shadow, stable, feeds, outputs, stable_outputs, latency_us, error)
 
+    def _submit(self, runs, stable, shadow, feeds, stable_outputs, copies) -> None:
+        """Hands a gathered batch to the worker process (it runs, records and answers)."""
+        ids, stable_latency = _ids_and_latencies(runs)
+        batch = {
+            "model": stable.name,
+            "stable_version": stable.version,
+            "shadow_version": shadow.version,
+            "path": shadow.path,
+            "signature_key": runs[0].signature_key,
+            "feeds": feeds,
+            "stable_outputs": stable_outputs,
+            "ids": ids,
+            "stable_latency": stable_latency,
+            "share": self.share,
+            "now": int(time.time()),
+            "dropped": self._take_dropped(stable.name),
+            "prefix": self._prefix(stable),
+        }
+        try:
+            self._worker.submit(batch)
+        except WorkerUnavailable as e:
+            if time.monotonic() - self._warned >= WARN_SECONDS:
+                self._warned = time.monotonic()
+                log.warning("Shadow batch of %s not run: %s", stable.name, e)
+            self._count(stable.name, str(shadow.version), "ERROR", copies)
+
+    def _result(self, model, version, status, rows, latency_us, diff) -> None:
+        """The worker's answer for one batch (on its result thread): the metrics."""
+        self._count(model, version, status, rows)
+        if self._metrics is not None:
+            if latency_us is not None:
+                self._metrics.shadow_latency.observe((model, version), latency_us)
+            if diff is not None:
+                self._metrics.shadow_abs_diff.observe_many((model, version), diff)
+
+    def _prefix(self, stable) -> str:
+        """Where the records of `stable`'s model go ("" = nowhere)."""
+        if self._logger is None:
+            return ""
+        if self._log_prefix:
+            return self._log_prefix
+        configured = self._logger.prefix(stable.name)
+        return shadow_prefix(configured) if configured else ""
+
     def _write(self, runs, shadow, stable, feeds, outputs, stable_outputs, latency_us, error):
-        prefix = self._log_prefix
-        if not prefix and self._logger is not None:
-            configured = self._logger.prefix(stable.name)
-            prefix = shadow_prefix(configured) if configured else ""
-        if not prefix or self._logger is None:
+        prefix = self._prefix(stable)
+        if not prefix:
             return
         share, now = self.share, int(time.time())
         signature_key = runs[0].signature_key
         dropped = self._take_dropped(stable.name)
 
-        def build() -> bytes:  # on the writer thread; values encoded as packed bytes
-            from tensorflow_serving.apis import logging_pb2
-            from tensorflow_serving.config import logging_config_pb2
-
-            shadow_spec = model_spec(shadow.name, shadow.version, signature_key)
-            metadata = logging_pb2.LogMetadata(
-                model_spec=shadow_spec,
-                sampling_config=logging_config_pb2.SamplingConfig(sampling_rate=share),
-                saved_model_tags=["serve"],
-            )
+        def build() -> bytes:  # on the writer thread
             ids, stable_latency = _ids_and_latencies(runs)
-            response = dict(outputs)
-            response[REQUEST_IDS] = np.array(ids, dtype=object)
-            response[STABLE_LATENCY] = np.array(stable_latency, np.float64)
-            response[SHADOW_LATENCY] = np.full(len(ids), latency_us, np.float64)
-            response[SHADOW_ERROR] = np.array(error.encode(), dtype=object)
-            response[SHADOW_DROPPED] = np.array(dropped, np.int64)
-            response.update({STABLE_PREFIX + a: v for a, v in stable_outputs.items()})
-            return encode_predict_log(
-                model_spec(stable.name, stable.version, signature_key).SerializeToString(),
-                metadata.SerializeToString(),
+            return shadow_record(
+                stable.name,
+                stable.version,
+                shadow.version,
+                signature_key,
+                share,
                 now,
                 feeds,
-                response,
-                response_spec_bytes=shadow_spec.SerializeToString(),
+                outputs,
+                stable_outputs,
+                ids,
+                stable_latency,
+                latency_us,
+                error,
+                dropped,
             )
 
         self._logger.write(prefix, stable.name, build)
@@ -407,6 +436,8 @@ class ShadowMirror:
             return
         self._closed.set()
         self._thread.join(timeout=30)
+        if self._worker is not None:
+            self._worker.close()
 
 
 class _Unmergeable(Exception):
@@ -635,15 +666,3 @@ def _ids_and_latencies(runs: list) -> tuple:
             ids += _row_ids(request_id, rows)
             latencies += [latency] * rows
     return ids, latencies
-
-
-def _row_abs_diff(shadow: dict, stable: dict) -> np.ndarray:
-    """Per row, the largest |shadow - stable| over the float outputs both have."""
-    worst = None
-    for alias, ours in shadow.items():
-        theirs = stable.get(alias)
-        if theirs is None or ours.shape != theirs.shape or ours.dtype.kind != "f" or not ours.ndim:
-            continue
-        diff = np.abs(ours.astype(np.float64) - theirs).reshape(ours.shape[0], -1).max(axis=1)
-        worst = diff if worst is None else np.maximum(worst, diff)
-    return np.zeros(0) if worst is None else worst

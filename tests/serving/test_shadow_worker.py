@@ -1,0 +1,222 @@
+"""The shadow's candidate in a worker process: same records as in-thread, crashes contained."""
+
+import functools
+import glob
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from serving import shadow_worker
+from serving.errors import Code, ServingError
+from serving.metrics import ServingMetrics
+from serving.request_log import RequestLogger
+from serving.servable import Servable
+from serving.shadow import ShadowMirror
+from serving.shadow_worker import ShadowWorker
+
+pytestmark = pytest.mark.slow  # starts worker processes
+
+
+class Manager:
+    def __init__(self, *servables):
+        self.servables = {s.version: s for s in servables}
+
+    def resolve(self, name, version=None, label=None):
+        if version not in self.servables:
+            raise ServingError(Code.NOT_FOUND, "no such version")
+        return self.servables[version]
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory):
+    """(stable v2: y = x, shadow v1: y = 0.5 x + 2) loaded in this process."""
+    import model_factory
+
+    base = tmp_path_factory.mktemp("models")
+    model_factory.save_half_plus_two(str(base / "1"))
+    model_factory.save_half_plus_two(str(base / "2"), a=1.0, b=0.0)
+    stable, shadow = Servable("m", 2, str(base / "2")), Servable("m", 1, str(base / "1"))
+    yield stable, shadow
+    stable.close()
+    shadow.close()
+
+
+def _records(prefix):
+    out = []
+    for path in sorted(glob.glob(prefix + ".*.tfrecord")):
+        out += [
+            prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(path)
+        ]
+    return out
+
+
+def _rows(records):
+    """Per logged row: (request id, input, shadow y or None, stable y, stable latency)."""
+    rows = []
+    for r in records:
+        outputs = r.predict_log.response.outputs
+        ids = tf.make_ndarray(outputs["_request_ids"]).ravel().tolist()
+        x = tf.make_ndarray(r.predict_log.request.inputs["x"]).ravel().tolist()
+        y = tf.make_ndarray(outputs["y"]).ravel().tolist() if "y" in outputs else [None] * len(ids)
+        stable = tf.make_ndarray(outputs["_stable/y"]).ravel().tolist()
+        latency = tf.make_ndarray(outputs["_stable_latency_us"]).ravel().tolist()
+        rows += list(zip(ids, x, y, stable, latency, strict=True))
+    return sorted(rows)
+
+
+def _mirror(manager, prefix, metrics, worker=None):
+    return ShadowMirror(
+        manager,
+        1.0,
+        version=1,
+        request_logger=RequestLogger(metrics=metrics),
+        log_prefix=prefix,
+        metrics=metrics,
+        worker=worker,
+    )
+
+
+def _offer(mirror, stable, xs, tag=b"r"):
+    for i, x in enumerate(xs):
+        x = np.array([[x]], np.float32)
+        mirror.offer(stable, "serving_default", {"x": x}, {"y": x}, 10.0 + i, b"%s%d" % (tag, i))
+
+
+def _wait(metrics, status, count, version="1"):
+    deadline = time.monotonic() + 120
+    while (metrics.shadow_request_count.get("m", version, status) or 0) < count:
+        assert time.monotonic() < deadline, f"{status} did not reach {count}"
+        time.sleep(0.05)
+
+
+def test_the_worker_writes_what_the_shadow_thread_wrote(tmp_path, versions):
+    stable, shadow = versions
+    xs = [0.0, 1.0, 2.0, 6.0]
+    rows = {}
+    for where, worker in (("thread", None), ("process", ShadowWorker)):
+        metrics = ServingMetrics()
+        prefix = str(tmp_path / where / "m")
+        mirror = _mirror(Manager(stable, shadow), prefix, metrics, worker)
+        _offer(mirror, stable, xs)
+        mirror.close()
+        mirror._logger.close()
+        rows[where] = _rows(_records(prefix))
+        assert metrics.shadow_request_count.get("m", "1", "OK") == 4
+        diffs = metrics.shadow_abs_diff.get("m", "1")  # |0.5 x + 2 - x|: 2, 1.5, 1, 1
+        assert diffs[-1] == 4 and diffs[-2] == pytest.approx(5.5)
+        assert metrics.shadow_latency.get("m", "1")[-1] >= 1  # batches observed
+    assert rows["process"] == rows["thread"]
+    assert rows["process"] == [
+        (b"r0", 0.0, 2.0, 0.0, 10.0),
+        (b"r1", 1.0, 2.5, 1.0, 11.0),
+        (b"r2", 2.0, 3.0, 2.0, 12.0),
+        (b"r3", 6.0, 5.0, 6.0, 13.0),
+    ]
+
+
+def test_a_killed_worker_is_counted_and_replaced(tmp_path, versions, monkeypatch):
+    monkeypatch.setattr(shadow_worker, "RESTART_SECONDS", 0.0)
+    stable, shadow = versions
+    metrics = ServingMetrics()
+    workers = []
+
+    def worker(on_result):
+        workers.append(ShadowWorker(on_result))
+        return workers[0]
+
+    prefix = str(tmp_path / "m")
+    mirror = _mirror(Manager(stable, shadow), prefix, metrics, worker)
+    _offer(mirror, stable, [1.0], b"a")
+    _wait(metrics, "OK", 1)
+    first = workers[0].pid
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while workers[0].pid == first:  # the result thread notices the death
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    _offer(mirror, stable, [2.0, 3.0], b"b")  # the next batch starts a new worker
+    _wait(metrics, "OK", 3)
+    assert workers[0].pid not in (None, first)
+    mirror.close()
+    assert metrics.shadow_request_count.get("m", "1", "ERROR") is None  # nothing was in flight
+    assert [row[0] for row in _rows(_records(prefix))] == [b"a0", b"b0", b"b1"]
+
+
+def test_rows_in_flight_when_the_worker_dies_are_counted_as_errors(tmp_path, versions):
+    _, shadow = versions
+    results = []
+    worker = ShadowWorker(lambda *result: results.append(result))
+    worker.start()
+    pid = worker.pid
+    os.kill(pid, signal.SIGSTOP)  # sent batches stay unanswered
+    batch = {
+        "model": "m",
+        "stable_version": 2,
+        "shadow_version": 1,
+        "path": shadow.path,
+        "signature_key": "serving_default",
+        "feeds": {"x": np.ones((3, 1), np.float32)},
+        "stable_outputs": {"y": np.ones((3, 1), np.float32)},
+        "ids": [b"x", b"y", b"z"],
+        "stable_latency": [1.0, 1.0, 1.0],
+        "share": 1.0,
+        "now": 0,
+        "dropped": 0,
+        "prefix": "",
+    }
+    worker.submit(batch)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while not results:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert results == [("m", "1", "ERROR", 3, None, None)]
+    assert worker.pid is None
+    worker.close()
+
+
+def test_a_candidate_that_does_not_load_is_an_error_record(tmp_path, versions):
+    stable, _ = versions
+    broken = tmp_path / "broken" / "1"
+    broken.mkdir(parents=True)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+
+    class Broken:  # what the manager holds; the worker loads `path` itself
+        name, version, path = "m", 1, str(broken)
+
+    metrics = ServingMetrics()
+    prefix = str(tmp_path / "logs" / "m")
+    mirror = _mirror(Manager(stable, Broken), prefix, metrics, ShadowWorker)
+    _offer(mirror, stable, [1.0, 2.0])
+    mirror.close()
+    assert metrics.shadow_request_count.get("m", "1", "ERROR") == 2
+    records = _records(prefix)
+    errors = {
+        tf.make_ndarray(r.predict_log.response.outputs["_shadow_error"]).item() for r in records
+    }
+    assert len(errors) == 1 and b"did not load" in errors.pop()
+    assert [row[2] for row in _rows(records)] == [None, None]  # no shadow outputs
+    assert [row[3] for row in _rows(records)] == [1.0, 2.0]  # the stable answers kept
+
+
+def test_a_worker_that_cannot_start_again_yet_counts_its_batches(versions, monkeypatch):
+    stable, shadow = versions
+    monkeypatch.setattr(shadow_worker, "RESTART_SECONDS", 3600.0)
+    metrics = ServingMetrics()
+    mirror = _mirror(Manager(stable, shadow), "", metrics, functools.partial(ShadowWorker))
+    _offer(mirror, stable, [1.0])
+    _wait(metrics, "OK", 1)
+    os.kill(mirror._worker.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while mirror._worker.pid is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    _offer(mirror, stable, [2.0, 3.0])
+    _wait(metrics, "ERROR", 2)  # not run, counted; the serving side never waited
+    mirror.close()
