@@ -15,8 +15,10 @@ Two parts:
    as the README started it before the fast defaults), `defaults` (no
    performance flags), `request_log_10pct` (defaults + a `logging_config`
    sampling 10%), `shadow_100pct` (defaults + every request mirrored to a
-   second version, records written). Server CPU per request comes from
-   /proc/<pid>/stat.
+   second version, records written; the server's shadow metrics, read after
+   the queue settled, say how many measured requests were mirrored, dropped
+   or failed). Server CPU per request comes from /proc/<pid>/stat of the
+   server and the processes it started (the shadow worker).
 2. For each concurrency (default 1, 8, 32) on the default server: REST by
    `wrk` with a Lua POST script, gRPC by coroutines on one `grpc.aio`
    channel using TF Serving's stubs; plus the signature's in-process call
@@ -59,6 +61,8 @@ PREVIOUS_DEFAULTS = (
     "--tensorflow_inter_op_parallelism=0",
 )
 CONFIGS = ("previous_defaults", "defaults", "request_log_10pct", "shadow_100pct")
+METRICS_PATH = "/monitoring/prometheus/metrics"
+SETTLE_SECONDS = 5.0  # the shadow's queue and worker catch up before its counts are read
 
 
 def free_port() -> int:
@@ -144,7 +148,11 @@ def server_flags(base: str, work: str, name: str) -> list:
     if name == "previous_defaults":
         flags += PREVIOUS_DEFAULTS
     if name == "shadow_100pct":
+        monitoring = os.path.join(work, "monitoring.config")
+        with open(monitoring, "w") as f:
+            f.write(f'prometheus_config {{ enable: true, path: "{METRICS_PATH}" }}\n')
         flags += [
+            f"--monitoring_config_file={monitoring}",
             "--shadow_traffic_share=1.0",
             "--shadow_version=1",
             f"--shadow_log_prefix={os.path.join(work, 'shadow', 'taxi')}",
@@ -191,9 +199,18 @@ class Server:
         raise TimeoutError("server did not become ready; see " + self.log_path)
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds of the server and the processes it started (the shadow worker)."""
+        return sum(_cpu_seconds(pid) for pid in _process_tree(self.proc.pid))
+
+    def shadow_counts(self) -> dict:
+        """status -> mirrored calls counted by `:serving:shadow_request_count` so far."""
+        text = requests.get(self.url + METRICS_PATH, timeout=10).text
+        counts: dict = {}
+        for status, value in re.findall(
+            r'^:serving:shadow_request_count\{[^}]*status="(\w+)"\} (\S+)$', text, re.M
+        ):
+            counts[status] = counts.get(status, 0) + int(float(value))
+        return counts
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -204,6 +221,29 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def _process_tree(pid: int) -> list:
+    """`pid` and its descendants (from /proc/<pid>/task/*/children)."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        for task in os.listdir(f"/proc/{pids[i]}/task"):
+            try:
+                with open(f"/proc/{pids[i]}/task/{task}/children") as f:
+                    pids += [int(child) for child in f.read().split()]
+            except OSError:  # the task ended meanwhile
+                pass
+        i += 1
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def two_versions(base: str, work: str) -> str:
@@ -229,6 +269,8 @@ def compare(base: str, work: str, body: str, concurrency: int, seconds: int, rou
         for server in servers.values():
             rest_wrk(server.url, body, concurrency, 2, work)  # warm up
         runs = {name: [] for name in CONFIGS}
+        time.sleep(SETTLE_SECONDS)
+        mirrored_before = servers["shadow_100pct"].shadow_counts()
         for round_ in range(rounds):
             order = CONFIGS if round_ % 2 == 0 else tuple(reversed(CONFIGS))
             for name in order:
@@ -239,7 +281,16 @@ def compare(base: str, work: str, body: str, concurrency: int, seconds: int, rou
                     (server.cpu_seconds() - cpu) * 1e3 / max(1, result["requests"])
                 )
                 runs[name].append(result)
-        return {name: _mean(results) for name, results in runs.items()}
+        time.sleep(SETTLE_SECONDS)
+        mirrored = servers["shadow_100pct"].shadow_counts()
+        merged = {name: _mean(results) for name, results in runs.items()}
+        merged["shadow_100pct"]["mirrored"] = {
+            status: count - mirrored_before.get(status, 0) for status, count in mirrored.items()
+        }
+        merged["shadow_100pct"]["mirrored"]["requests"] = sum(
+            r["requests"] for r in runs["shadow_100pct"]
+        )
+        return merged
     finally:
         for server in servers.values():
             server.stop()
@@ -438,6 +489,11 @@ def main(argv=None) -> int:
                 f"{name} costs {1 - side[name]['rps'] / reference:.1%} throughput, "
                 f"{side[name]['cpu_ms_per_request'] / cpu - 1:+.1%} server CPU per request"
             )
+        mirrored = side["shadow_100pct"]["mirrored"]
+        print(
+            f"shadow_100pct mirrored calls of its {mirrored.pop('requests')} measured requests: "
+            + ", ".join(f"{status} {count}" for status, count in sorted(mirrored.items()))
+        )
         print(f"defaults / previous_defaults: {reference / side['previous_defaults']['rps']:.2f}x")
         load = ", ".join(f"{x:.2f}" for x in results["load_before"])
         after = ", ".join(f"{x:.2f}" for x in results["load_after"])
