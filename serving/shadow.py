@@ -353,6 +353,7 @@ class ShadowMirror:
             "now": int(time.time()),
             "dropped": self._take_dropped(stable.name),
             "prefix": self._prefix(stable),
+            "copies": copies,  # mirrored calls (the metric counts calls, not rows)
         }
         try:
             self._worker.submit(batch)

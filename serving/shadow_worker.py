@@ -11,7 +11,7 @@ each batch here (`ShadowWorker.submit`); this process loads the shadow
 version from its directory (once per version), runs it, builds the batch's
 record (serving/shadow_record.py) and
 writes it with the request logger's rotating writer, then answers with what
-the server's metrics count (status, rows, latency, per-row differences).
+the server's metrics count (status, calls, latency, per-row differences).
 
 Bounded and contained: at most `MAX_INFLIGHT` batches are sent and not yet
 answered (the shadow thread waits, so the serving side's queue fills and
@@ -19,8 +19,10 @@ drops, counted, instead of the pipe growing); a worker that dies (crash,
 OOM kill) is noticed by the result reader, its unanswered batches are counted
 as `ERROR` and logged (their records are lost with it), and the next batch
 starts a new worker, at most once per `RESTART_SECONDS` (batches in between
-are counted `ERROR`). The worker exits when the server's end of the socket
-closes, so it never outlives the server. A candidate that fails to load or run
+are counted `ERROR`). The worker exits when the server says so or the
+server's end of the socket closes, so it never outlives the server; it ignores
+SIGINT and SIGTERM (a Ctrl-C or a process-group SIGTERM reaches the server,
+whose shutdown drains the queued copies into it first). A candidate that fails to load or run
 is an `ERROR` record with the message, as in the serving process.
 
 Messages are pickled (protocol 5) over a socket pair wrapped in
@@ -33,6 +35,7 @@ import collections
 import logging
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -56,7 +59,7 @@ class ShadowWorker:
 
     Args:
       on_result: called on the result thread with (model, shadow version,
-        status, rows, latency µs or None, per-row |shadow - stable| or None)
+        status, calls, latency µs or None, per-row |shadow - stable| or None)
         for every batch: answered, or lost with a dead worker.
       session_config: the ConfigProto the worker's sessions use.
       tags: MetaGraph tags to load.
@@ -79,7 +82,7 @@ class ShadowWorker:
             "max_files": max_files,
         }
         self._lock = threading.Condition()
-        self._pending: collections.deque = collections.deque()  # (model, version, rows) sent
+        self._pending: collections.deque = collections.deque()  # (model, version, calls) sent
         self._conn = None
         self._proc = None
         self._started = float("-inf")  # monotonic time of the last start
@@ -91,8 +94,8 @@ class ShadowWorker:
         """Sends one batch (waits while `MAX_INFLIGHT` are unanswered).
 
         `batch` holds: model, stable_version, shadow_version, path,
-        signature_key, feeds, stable_outputs, ids, stable_latency, share,
-        now, dropped, prefix. Raises WorkerUnavailable when no worker runs and
+        signature_key, feeds, stable_outputs, ids, stable_latency (per row),
+        share, now, dropped, prefix, copies (the mirrored calls it holds). Raises WorkerUnavailable when no worker runs and
         none may start yet.
         """
         with self._lock:
@@ -101,7 +104,7 @@ class ShadowWorker:
             if self._conn is None:
                 self._start()
             conn = self._conn
-            self._pending.append((batch["model"], str(batch["shadow_version"]), len(batch["ids"])))
+            self._pending.append((batch["model"], str(batch["shadow_version"]), batch["copies"]))
         data = pickle.dumps(("run", batch), protocol=5)
         try:
             conn.send_bytes(data)
@@ -180,15 +183,15 @@ class ShadowWorker:
         code = proc.wait()
         if lost or not self._closed:
             log.error(
-                "Shadow worker (pid %d) ended with exit code %s; %d mirrored rows in %d "
+                "Shadow worker (pid %d) ended with exit code %s; %d mirrored calls in %d "
                 "batches lost",
                 proc.pid,
                 code,
-                sum(rows for _, _, rows in lost),
+                sum(calls for _, _, calls in lost),
                 len(lost),
             )
-        for model, version, rows in lost:
-            self._on_result(model, version, "ERROR", rows, None, None)
+        for model, version, calls in lost:
+            self._on_result(model, version, "ERROR", calls, None, None)
 
     def close(self, timeout: float = 30.0) -> None:
         """Lets the worker finish what was sent (bounded), then stops it."""
@@ -298,7 +301,7 @@ def _run_batch(candidates: _Candidates, writers: dict, settings: dict, batch: di
         batch["model"],
         str(batch["shadow_version"]),
         status,
-        len(batch["ids"]),
+        batch["copies"],
         latency_us,
         diff,
     )
@@ -310,6 +313,11 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s shadow-worker %(levelname)s %(message)s"
     )
+    # the server decides when this process ends (a "stop" message, or EOF when it exits):
+    # Ctrl-C in a terminal or a SIGTERM to the whole process group must not kill the
+    # worker before the server has drained its queued copies into it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import core.env  # noqa: F401 - legacy Keras before TensorFlow
 
     conn = Connection(int(argv[0]))

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from log_records import read_records
 from tensorflow.core.framework import types_pb2 as T
 
 from serving import json_codec as jc
@@ -377,19 +378,6 @@ def test_nan_bodies_the_orjson_route_must_not_misread(body):
     assert (feeds is not None) == (body == '{"instances": [{' + ROW + "}]}")  # only the plain one
 
 
-def _records(prefix: str) -> list:
-    import glob
-
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    return [
-        prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        for path in sorted(glob.glob(prefix + ".*.tfrecord"))
-        for record in tf.data.TFRecordDataset(path)
-    ]
-
-
 def _inputs(record) -> list:
     """[(name, age, score)] rows of a logged request."""
     import tensorflow as tf
@@ -431,10 +419,10 @@ def test_server_logs_and_mirrors_each_deferred_request_with_its_own_rows(
         ':serving:shadow_request_count{model_name="m",version="1",status="OK"} 6'
     )
     assert server.stop() == 0
-    logged = {r.predict_log.request.client_id: _inputs(r) for r in _records(str(logs))}
+    logged = {r.predict_log.request.client_id: _inputs(r) for r in read_records(str(logs))}
     assert logged == sent
     mirrored = []
-    for record in _records(str(tmp_path / "logs" / "shadow" / "m")):
+    for record in read_records(str(tmp_path / "logs" / "shadow" / "m")):
         ids = record.predict_log.response.outputs["_request_ids"].string_val
         mirrored += [(i.split(b"/")[0], row) for i, row in zip(ids, _inputs(record), strict=True)]
     assert sorted(mirrored) == sorted((i, row) for i, rows in sent.items() for row in rows)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+from log_records import read_records
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -26,16 +27,6 @@ def _config(prefix: str, rate: float):
     )
 
 
-def _records(prefix: str) -> list:
-    out = []
-    for path in sorted(glob.glob(prefix + ".*.tfrecord")):
-        out += [
-            prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(path)
-        ]
-    return out
-
-
 def test_logs_are_complete_and_rotated(tmp_path):
     prefix = str(tmp_path / "logs" / "m")
     logger = RequestLogger(max_file_bytes=300, max_files=3)
@@ -51,7 +42,7 @@ def test_logs_are_complete_and_rotated(tmp_path):
     logger.close()
     files = glob.glob(prefix + ".*.tfrecord")
     assert 1 < len(files) <= 3  # rotated by size, oldest files removed
-    records = _records(prefix)
+    records = read_records(prefix)
     assert 0 < len(records) < 20
     last = records[-1]
     assert last.log_metadata.model_spec.name == "m"
@@ -80,7 +71,7 @@ def test_request_id_is_logged_as_client_id(tmp_path):
     logger.log_predict(FakeServable(), "serving_default", feeds, outputs)
     logger.log_predict(FakeServable(), "serving_default", feeds, outputs, b"x" * 257)
     logger.close()
-    assert [r.predict_log.request.client_id for r in _records(prefix)] == [b"req-1", b"", b""]
+    assert [r.predict_log.request.client_id for r in read_records(prefix)] == [b"req-1", b"", b""]
 
 
 @pytest.mark.slow
@@ -117,7 +108,7 @@ def test_server_logs_rest_header_and_grpc_metadata_request_ids(tmp_path, start_s
         request.client_id = b"grpc-2"
         stub.Predict(request, timeout=10)
     assert server.stop() == 0
-    ids = sorted(r.predict_log.request.client_id for r in _records(prefix))
+    ids = sorted(r.predict_log.request.client_id for r in read_records(prefix))
     assert ids == [b"grpc-1", b"grpc-2", b"rest-1"]
 
 
@@ -141,9 +132,9 @@ def test_records_are_built_off_the_serving_thread_and_flushed_when_idle(tmp_path
     feeds, outputs = {"x": np.array([[1.0]], np.float32)}, {"y": np.array([[2.0]], np.float32)}
     logger.log_predict(FakeServable(), "serving_default", feeds, outputs, b"r-1")
     deadline = time.monotonic() + 60  # no close(): the idle writer flushes on its own
-    while time.monotonic() < deadline and not (glob.glob(prefix + ".*") and _records(prefix)):
+    while time.monotonic() < deadline and not (glob.glob(prefix + ".*") and read_records(prefix)):
         time.sleep(0.05)
-    assert [r.predict_log.request.client_id for r in _records(prefix)] == [b"r-1"]
+    assert [r.predict_log.request.client_id for r in read_records(prefix)] == [b"r-1"]
     assert set(builders) == {"request-log"}  # never on the caller's (event loop) thread
     logger.close()
 
@@ -175,7 +166,7 @@ def test_a_full_queue_drops_and_counts(tmp_path, monkeypatch):
     release.set()
     logger.close()
     assert metrics.request_log_count.get("m", "OK") == 3
-    assert len(_records(str(tmp_path / "m"))) == 3
+    assert len(read_records(str(tmp_path / "m"))) == 3
 
 
 @pytest.mark.parametrize(

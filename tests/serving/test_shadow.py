@@ -3,65 +3,19 @@
 import glob
 import logging
 import os
-import threading
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow_serving.apis import prediction_log_pb2
+from log_records import read_records
+from shadow_fakes import FakeManager, FakeServable
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.errors import Code, ServingError
 from serving.metrics import ServingMetrics
 from serving.request_log import RequestLogger
 from serving.shadow import ShadowMirror, shadow_prefix
-
-
-class FakeSignature:
-    key = "serving_default"
-
-
-class FakeServable:
-    """y = a * x; optionally hangs until `release`, or raises."""
-
-    def __init__(self, version, a=1.0, hang=False, fail=False):
-        self.name = "m"
-        self.version = version
-        self.a = a
-        self.signatures = {"serving_default": FakeSignature()}
-        self.entered, self.release = threading.Event(), threading.Event()
-        self.hang, self.fail = hang, fail
-        self.threads = []
-        self.batches = []  # rows per run
-        self.inflight = 0
-
-    def enter(self):
-        self.inflight += 1
-
-    def exit(self):
-        self.inflight -= 1
-
-    def run(self, signature, feeds):
-        self.threads.append(threading.current_thread().name)
-        self.batches.append(feeds["x"].shape[0] if feeds["x"].ndim else 1)
-        self.entered.set()
-        if self.hang:
-            assert self.release.wait(60)
-        if self.fail:
-            raise RuntimeError("boom")
-        return {"y": feeds["x"] * self.a}
-
-
-class FakeManager:
-    def __init__(self, *servables):
-        self.servables = {s.version: s for s in servables}
-
-    def resolve(self, name, version=None, label=None):
-        if version not in self.servables:
-            raise ServingError(Code.NOT_FOUND, "no such version")
-        return self.servables[version]
 
 
 def _config(prefix):
@@ -71,16 +25,6 @@ def _config(prefix):
         "sampling_config { sampling_rate: 0.5 } }",
         model_server_config_pb2.ModelConfig(),
     )
-
-
-def _records(prefix):
-    out = []
-    for path in sorted(glob.glob(prefix + ".*.tfrecord")):
-        out += [
-            prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(path)
-        ]
-    return out
 
 
 def _column(records, alias):
@@ -110,7 +54,7 @@ def test_copies_run_on_the_shadow_thread_and_are_recorded_per_batch(tmp_path):
     # next to the request logs, in a sub-directory their readers do not scan
     prefix = shadow_prefix(str(tmp_path / "logs" / "m"))
     assert prefix == str(tmp_path / "logs" / "shadow" / "m")
-    records = _records(prefix)
+    records = read_records(prefix)
     assert 1 <= len(records) <= 3  # one record per shadow batch
     assert _column(records, "_request_ids") == [b"a", b"b/0", b"b/1", b""]
     assert _column(records, "y") == [3.0, 6.0, 9.0, 12.0]
@@ -170,7 +114,7 @@ def test_a_hung_then_failing_shadow_never_blocks_and_is_counted(tmp_path, caplog
     mirror.close()
     logger.close()
     assert metrics.shadow_request_count.get("m", "1", "ERROR") == 3
-    records = _records(prefix)
+    records = read_records(prefix)
     assert _column(records, "_request_ids") == [b"first", b"0", b"1"]
     assert set(_column(records, "_shadow_error")) == {b"boom"}
     assert all("y" not in r.predict_log.response.outputs for r in records)
@@ -295,7 +239,7 @@ def test_server_answers_from_stable_and_logs_the_shadow(tmp_path, start_shadow_s
         ':serving:shadow_request_count{model_name="m",version="1",status="OK"} 4'
     )
     assert server.stop() == 0
-    records = _records(str(tmp_path / "logs" / "shadow" / "m"))
+    records = read_records(str(tmp_path / "logs" / "shadow" / "m"))
     rows = sorted(
         zip(
             _column(records, "_request_ids"),
@@ -306,7 +250,7 @@ def test_server_answers_from_stable_and_logs_the_shadow(tmp_path, start_shadow_s
     )
     assert rows == [(b"g4", 4.0, 4.0), (b"r0", 2.0, 0.0), (b"r1", 2.5, 1.0), (b"r2", 3.0, 2.0)]
     # the ordinary request log still holds only the stable answers
-    assert {r.log_metadata.model_spec.version.value for r in _records(str(logs))} == {2}
+    assert {r.log_metadata.model_spec.version.value for r in read_records(str(logs))} == {2}
     assert not glob.glob(os.path.join(tmp_path, "logs", "*.shadow*"))
 
 
@@ -333,7 +277,7 @@ def test_copies_with_different_input_shapes_run_in_separate_batches(tmp_path):
     logger.close()
     assert metrics.shadow_request_count.get("m", "1", "OK") == 4
     by_id = {}
-    for record in _records(prefix):
+    for record in read_records(prefix):
         outputs = record.predict_log.response.outputs
         ids = tf.make_ndarray(outputs["_request_ids"]).ravel().tolist()
         ys = tf.make_ndarray(outputs["y"]).reshape(len(ids), -1).tolist()
@@ -371,7 +315,7 @@ def test_copies_from_one_merged_batch_take_their_rows_from_it(tmp_path):
     mirror.close()
     logger.close()
     rows = {}
-    for record in _records(prefix):
+    for record in read_records(prefix):
         outputs = record.predict_log.response.outputs
         ids = tf.make_ndarray(outputs["_request_ids"]).ravel().tolist()
         x_in = tf.make_ndarray(record.predict_log.request.inputs["x"]).ravel().tolist()
@@ -462,7 +406,7 @@ def _mirror_rows(tmp_path, name, copies, hold):
     shadow.release.set()
     mirror.close()
     logger.close()
-    rows, records = {}, _records(prefix)
+    rows, records = {}, read_records(prefix)
     for record in records:
         outputs = record.predict_log.response.outputs
         ids = tf.make_ndarray(outputs["_request_ids"]).ravel().tolist()
@@ -685,4 +629,4 @@ def test_copies_the_worker_holds_count_towards_the_queue_size(tmp_path):
     shadow.release.set()
     mirror.close()
     logger.close()
-    assert _column(_records(prefix), "_request_ids") == [b"first", b"held-0", b"held-1", b"0"]
+    assert _column(read_records(prefix), "_request_ids") == [b"first", b"held-0", b"held-1", b"0"]

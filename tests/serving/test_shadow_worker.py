@@ -1,7 +1,6 @@
 """The shadow's candidate in a worker process: same records as in-thread, crashes contained."""
 
 import functools
-import glob
 import os
 import signal
 import time
@@ -9,10 +8,10 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import prediction_log_pb2
+from log_records import read_records
+from shadow_fakes import FakeManager
 
 from serving import shadow_worker
-from serving.errors import Code, ServingError
 from serving.metrics import ServingMetrics
 from serving.request_log import RequestLogger
 from serving.servable import Servable
@@ -20,16 +19,6 @@ from serving.shadow import ShadowMirror
 from serving.shadow_worker import ShadowWorker
 
 pytestmark = pytest.mark.slow  # starts worker processes
-
-
-class Manager:
-    def __init__(self, *servables):
-        self.servables = {s.version: s for s in servables}
-
-    def resolve(self, name, version=None, label=None):
-        if version not in self.servables:
-            raise ServingError(Code.NOT_FOUND, "no such version")
-        return self.servables[version]
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +33,6 @@ def versions(tmp_path_factory):
     yield stable, shadow
     stable.close()
     shadow.close()
-
-
-def _records(prefix):
-    out = []
-    for path in sorted(glob.glob(prefix + ".*.tfrecord")):
-        out += [
-            prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(path)
-        ]
-    return out
 
 
 def _rows(records):
@@ -102,11 +81,11 @@ def test_the_worker_writes_what_the_shadow_thread_wrote(tmp_path, versions):
     for where, worker in (("thread", None), ("process", ShadowWorker)):
         metrics = ServingMetrics()
         prefix = str(tmp_path / where / "m")
-        mirror = _mirror(Manager(stable, shadow), prefix, metrics, worker)
+        mirror = _mirror(FakeManager(stable, shadow), prefix, metrics, worker)
         _offer(mirror, stable, xs)
         mirror.close()
         mirror._logger.close()
-        rows[where] = _rows(_records(prefix))
+        rows[where] = _rows(read_records(prefix))
         assert metrics.shadow_request_count.get("m", "1", "OK") == 4
         diffs = metrics.shadow_abs_diff.get("m", "1")  # |0.5 x + 2 - x|: 2, 1.5, 1, 1
         assert diffs[-1] == 4 and diffs[-2] == pytest.approx(5.5)
@@ -131,21 +110,26 @@ def test_a_killed_worker_is_counted_and_replaced(tmp_path, versions, monkeypatch
         return workers[0]
 
     prefix = str(tmp_path / "m")
-    mirror = _mirror(Manager(stable, shadow), prefix, metrics, worker)
+    mirror = _mirror(FakeManager(stable, shadow), prefix, metrics, worker)
     _offer(mirror, stable, [1.0], b"a")
     _wait(metrics, "OK", 1)
     first = workers[0].pid
+    os.kill(first, signal.SIGTERM)  # ignored: the server decides when it ends
+    os.kill(first, signal.SIGINT)
+    _offer(mirror, stable, [1.5], b"t")
+    _wait(metrics, "OK", 2)
+    assert workers[0].pid == first
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while workers[0].pid == first:  # the result thread notices the death
         assert time.monotonic() < deadline
         time.sleep(0.05)
     _offer(mirror, stable, [2.0, 3.0], b"b")  # the next batch starts a new worker
-    _wait(metrics, "OK", 3)
+    _wait(metrics, "OK", 4)
     assert workers[0].pid not in (None, first)
     mirror.close()
     assert metrics.shadow_request_count.get("m", "1", "ERROR") is None  # nothing was in flight
-    assert [row[0] for row in _rows(_records(prefix))] == [b"a0", b"b0", b"b1"]
+    assert [row[0] for row in _rows(read_records(prefix))] == [b"a0", b"b0", b"b1", b"t0"]
 
 
 def test_rows_in_flight_when_the_worker_dies_are_counted_as_errors(tmp_path, versions):
@@ -169,6 +153,7 @@ def test_rows_in_flight_when_the_worker_dies_are_counted_as_errors(tmp_path, ver
         "now": 0,
         "dropped": 0,
         "prefix": "",
+        "copies": 2,  # calls: one of them had two rows
     }
     worker.submit(batch)
     os.kill(pid, signal.SIGKILL)
@@ -176,7 +161,7 @@ def test_rows_in_flight_when_the_worker_dies_are_counted_as_errors(tmp_path, ver
     while not results:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert results == [("m", "1", "ERROR", 3, None, None)]
+    assert results == [("m", "1", "ERROR", 2, None, None)]
     assert worker.pid is None
     worker.close()
 
@@ -192,11 +177,11 @@ def test_a_candidate_that_does_not_load_is_an_error_record(tmp_path, versions):
 
     metrics = ServingMetrics()
     prefix = str(tmp_path / "logs" / "m")
-    mirror = _mirror(Manager(stable, Broken), prefix, metrics, ShadowWorker)
+    mirror = _mirror(FakeManager(stable, Broken), prefix, metrics, ShadowWorker)
     _offer(mirror, stable, [1.0, 2.0])
     mirror.close()
     assert metrics.shadow_request_count.get("m", "1", "ERROR") == 2
-    records = _records(prefix)
+    records = read_records(prefix)
     errors = {
         tf.make_ndarray(r.predict_log.response.outputs["_shadow_error"]).item() for r in records
     }
@@ -209,7 +194,7 @@ def test_a_worker_that_cannot_start_again_yet_counts_its_batches(versions, monke
     stable, shadow = versions
     monkeypatch.setattr(shadow_worker, "RESTART_SECONDS", 3600.0)
     metrics = ServingMetrics()
-    mirror = _mirror(Manager(stable, shadow), "", metrics, functools.partial(ShadowWorker))
+    mirror = _mirror(FakeManager(stable, shadow), "", metrics, functools.partial(ShadowWorker))
     _offer(mirror, stable, [1.0])
     _wait(metrics, "OK", 1)
     os.kill(mirror._worker.pid, signal.SIGKILL)
