@@ -4,14 +4,14 @@ Run in the serving process, the candidate's session runs and the record
 building took the interpreter lock from the threads that answer clients:
 measured on the 2-core VM (`bench/bench_serving.py`), the HTTP loop and the
 batch thread then spent 8 and 6 µs more per request, on top of the shadow
-thread's own 6-9 µs, and shadow at 100% cost 11% throughput; the same model
-runs at the same rate in another process cost 3%. So the server's shadow
-thread only takes the queued copies, gathers them into batches and sends
-each batch here (`ShadowWorker.submit`); this process loads the shadow
-version from its directory (once per version), runs it, builds the batch's
-record (serving/shadow_record.py) and
-writes it with the request logger's rotating writer, then answers with what
-the server's metrics count (status, calls, latency, per-row differences).
+thread's own 6-9 µs, and shadow at 100% cost 11% throughput; a model run at
+the same rate in another process cost 3%. So the server's shadow thread only
+takes the queued copies, gathers them into batches and sends each batch here
+(`ShadowWorker.submit`); this process loads the shadow version from its
+directory (once per version), runs it, builds the batch's record
+(serving/shadow_record.py) and writes it with the request logger's rotating
+writer, then answers with what the server's metrics count (status, calls,
+latency, per-row differences).
 
 Bounded and contained: at most `MAX_INFLIGHT` batches are sent and not yet
 answered (the shadow thread waits, so the serving side's queue fills and
@@ -20,10 +20,11 @@ OOM kill) is noticed by the result reader, its unanswered batches are counted
 as `ERROR` and logged (their records are lost with it), and the next batch
 starts a new worker, at most once per `RESTART_SECONDS` (batches in between
 are counted `ERROR`). The worker exits when the server says so or the
-server's end of the socket closes, so it never outlives the server; it ignores
-SIGINT and SIGTERM (a Ctrl-C or a process-group SIGTERM reaches the server,
-whose shutdown drains the queued copies into it first). A candidate that fails to load or run
-is an `ERROR` record with the message, as in the serving process.
+server's end of the socket closes, so it never outlives the server; it
+ignores SIGINT and SIGTERM (a Ctrl-C or a process-group SIGTERM reaches the
+server, whose shutdown drains the queued copies into it first). A candidate
+that fails to load or run is an `ERROR` record with the message, as in the
+serving process.
 
 Messages are pickled (protocol 5) over a socket pair wrapped in
 `multiprocessing.connection.Connection`, which frames them.
@@ -95,8 +96,8 @@ class ShadowWorker:
 
         `batch` holds: model, stable_version, shadow_version, path,
         signature_key, feeds, stable_outputs, ids, stable_latency (per row),
-        share, now, dropped, prefix, copies (the mirrored calls it holds). Raises WorkerUnavailable when no worker runs and
-        none may start yet.
+        share, now, dropped, prefix, copies (the mirrored calls it holds).
+        Raises WorkerUnavailable when no worker runs and none may start yet.
         """
         with self._lock:
             while self._conn is not None and len(self._pending) >= MAX_INFLIGHT:
