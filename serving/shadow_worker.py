@@ -173,7 +173,7 @@ class ShadowWorker:
                 if self._pending:
                     self._pending.popleft()
                 self._lock.notify_all()
-            self._on_result(*result)
+            self._report(*result)
         with self._lock:
             lost = list(self._pending)
             self._pending.clear()
@@ -192,7 +192,14 @@ class ShadowWorker:
                 len(lost),
             )
         for model, version, calls in lost:
-            self._on_result(model, version, "ERROR", calls, None, None)
+            self._report(model, version, "ERROR", calls, None, None)
+
+    def _report(self, *result) -> None:
+        """`on_result(*result)`; what it raises is logged (this thread must go on)."""
+        try:
+            self._on_result(*result)
+        except Exception:
+            log.exception("Shadow result not counted")
 
     def close(self, timeout: float = 30.0) -> None:
         """Lets the worker finish what was sent (bounded), then stops it."""

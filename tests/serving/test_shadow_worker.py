@@ -3,6 +3,7 @@
 import functools
 import os
 import signal
+import threading
 import time
 
 import numpy as np
@@ -205,3 +206,41 @@ def test_a_worker_that_cannot_start_again_yet_counts_its_batches(versions, monke
     _offer(mirror, stable, [2.0, 3.0])
     _wait(metrics, "ERROR", 2)  # not run, counted; the serving side never waited
     mirror.close()
+
+
+def test_a_failing_result_callback_does_not_stop_the_answers(versions):
+    _, shadow = versions
+    results = []
+
+    def on_result(*result):
+        results.append(result)
+        if len(results) == 1:
+            raise RuntimeError("metrics broke")
+
+    worker = ShadowWorker(on_result)
+    batch = {
+        "model": "m",
+        "stable_version": 2,
+        "shadow_version": 1,
+        "path": shadow.path,
+        "signature_key": "serving_default",
+        "feeds": {"x": np.full((1, 1), 2.0, np.float32)},
+        "stable_outputs": {"y": np.full((1, 1), 2.0, np.float32)},
+        "ids": [b"x"],
+        "stable_latency": [1.0],
+        "share": 1.0,
+        "now": 0,
+        "dropped": 0,
+        "prefix": "",
+        "copies": 1,
+    }
+    sending = threading.Thread(  # past MAX_INFLIGHT it blocks if answers stop being read
+        daemon=True,
+        target=lambda: [worker.submit(batch) for _ in range(3 * shadow_worker.MAX_INFLIGHT)],
+    )
+    sending.start()
+    sending.join(timeout=120)
+    assert not sending.is_alive(), "answers stopped being read after the callback raised"
+    worker.close()
+    assert [r[2:4] for r in results] == [("OK", 1)] * 3 * shadow_worker.MAX_INFLIGHT
+    assert results[0][5].tolist() == [1.0]  # |0.5 * 2 + 2 - 2|
