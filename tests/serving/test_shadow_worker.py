@@ -1,6 +1,5 @@
 """The shadow's candidate in a worker process: same records as in-thread, crashes contained."""
 
-import functools
 import os
 import signal
 import threading
@@ -121,16 +120,40 @@ def test_a_killed_worker_is_counted_and_replaced(tmp_path, versions, monkeypatch
     _wait(metrics, "OK", 2)
     assert workers[0].pid == first
     os.kill(first, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while workers[0].pid == first:  # the result thread notices the death
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _until(lambda: workers[0].pid != first, "the result thread did not notice the death")
     _offer(mirror, stable, [2.0, 3.0], b"b")  # the next batch starts a new worker
     _wait(metrics, "OK", 4)
     assert workers[0].pid not in (None, first)
     mirror.close()
     assert metrics.shadow_request_count.get("m", "1", "ERROR") is None  # nothing was in flight
     assert [row[0] for row in _rows(read_records(prefix))] == [b"a0", b"b0", b"b1", b"t0"]
+
+
+def _batch(path: str, x: np.ndarray, ids: list, copies: int) -> dict:
+    """What `ShadowMirror` submits: rows `x` (stable y = x) for the version at `path`."""
+    return {
+        "model": "m",
+        "stable_version": 2,
+        "shadow_version": 1,
+        "path": path,
+        "signature_key": "serving_default",
+        "feeds": {"x": x},
+        "stable_outputs": {"y": x},
+        "ids": ids,
+        "stable_latency": [1.0] * len(ids),
+        "share": 1.0,
+        "now": 0,
+        "dropped": 0,
+        "prefix": "",
+        "copies": copies,  # mirrored calls (one call may have several rows)
+    }
+
+
+def _until(done, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
 
 
 def test_rows_in_flight_when_the_worker_dies_are_counted_as_errors(tmp_path, versions):
@@ -140,28 +163,10 @@ def test_rows_in_flight_when_the_worker_dies_are_counted_as_errors(tmp_path, ver
     worker.start()
     pid = worker.pid
     os.kill(pid, signal.SIGSTOP)  # sent batches stay unanswered
-    batch = {
-        "model": "m",
-        "stable_version": 2,
-        "shadow_version": 1,
-        "path": shadow.path,
-        "signature_key": "serving_default",
-        "feeds": {"x": np.ones((3, 1), np.float32)},
-        "stable_outputs": {"y": np.ones((3, 1), np.float32)},
-        "ids": [b"x", b"y", b"z"],
-        "stable_latency": [1.0, 1.0, 1.0],
-        "share": 1.0,
-        "now": 0,
-        "dropped": 0,
-        "prefix": "",
-        "copies": 2,  # calls: one of them had two rows
-    }
+    batch = _batch(shadow.path, np.ones((3, 1), np.float32), [b"x", b"y", b"z"], copies=2)
     worker.submit(batch)
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while not results:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _until(lambda: results, "the lost batch was not counted")
     assert results == [("m", "1", "ERROR", 2, None, None)]
     assert worker.pid is None
     worker.close()
@@ -195,14 +200,11 @@ def test_a_worker_that_cannot_start_again_yet_counts_its_batches(versions, monke
     stable, shadow = versions
     monkeypatch.setattr(shadow_worker, "RESTART_SECONDS", 3600.0)
     metrics = ServingMetrics()
-    mirror = _mirror(FakeManager(stable, shadow), "", metrics, functools.partial(ShadowWorker))
+    mirror = _mirror(FakeManager(stable, shadow), "", metrics, ShadowWorker)
     _offer(mirror, stable, [1.0])
     _wait(metrics, "OK", 1)
     os.kill(mirror._worker.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while mirror._worker.pid is not None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _until(lambda: mirror._worker.pid is None, "the death was not noticed")
     _offer(mirror, stable, [2.0, 3.0])
     _wait(metrics, "ERROR", 2)  # not run, counted; the serving side never waited
     mirror.close()
@@ -218,22 +220,7 @@ def test_a_failing_result_callback_does_not_stop_the_answers(versions):
             raise RuntimeError("metrics broke")
 
     worker = ShadowWorker(on_result)
-    batch = {
-        "model": "m",
-        "stable_version": 2,
-        "shadow_version": 1,
-        "path": shadow.path,
-        "signature_key": "serving_default",
-        "feeds": {"x": np.full((1, 1), 2.0, np.float32)},
-        "stable_outputs": {"y": np.full((1, 1), 2.0, np.float32)},
-        "ids": [b"x"],
-        "stable_latency": [1.0],
-        "share": 1.0,
-        "now": 0,
-        "dropped": 0,
-        "prefix": "",
-        "copies": 1,
-    }
+    batch = _batch(shadow.path, np.full((1, 1), 2.0, np.float32), [b"x"], copies=1)
     sending = threading.Thread(  # past MAX_INFLIGHT it blocks if answers stop being read
         daemon=True,
         target=lambda: [worker.submit(batch) for _ in range(3 * shadow_worker.MAX_INFLIGHT)],
